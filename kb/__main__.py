@@ -1,0 +1,4 @@
+"""`python -m kb`."""
+from kb.cli import main
+
+raise SystemExit(main())

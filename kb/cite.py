@@ -1,0 +1,62 @@
+"""Chunk -> citation string and highlight spans: what a reader needs to find the passage again."""
+from __future__ import annotations
+
+from kb.chunk import Chunk
+from kb.lexical import token_spans, tokenize
+
+
+def citation(chunk: Chunk, lang: str | None = None) -> str:
+    """A human citation: 《电子商务法》第三十八条, "Title", section 'X', or "Title", p. 37.
+
+    Chinese titles take 《》 and the article number; English ones the section and the page (range).
+    """
+    lang = lang or chunk.lang
+    if lang == "zh" or chunk.article:
+        out = f"《{chunk.title}》"
+        if chunk.article:
+            out += chunk.article
+            if chunk.parts > 1:
+                out += f"（第{chunk.part + 1}部分，共{chunk.parts}部分）"
+        elif chunk.section:
+            out += chunk.section.split(" / ")[-1]
+        if chunk.page:
+            out += f"，第{_pages(chunk, '–')}页"
+        return out
+    out = chunk.title
+    if chunk.section:
+        out += f", section '{chunk.section.split(' / ')[-1]}'"
+    if chunk.page:
+        out += f", {'pp.' if chunk.page_end and chunk.page_end != chunk.page else 'p.'} {_pages(chunk, '–')}"
+    return out
+
+
+def _pages(chunk: Chunk, dash: str) -> str:
+    if chunk.page_end and chunk.page_end != chunk.page:
+        return f"{chunk.page}{dash}{chunk.page_end}"
+    return str(chunk.page)
+
+
+def highlight_spans(text: str, query: str) -> tuple[tuple[int, int], ...]:
+    """Character spans of text whose tokens occur in the query, merged where they touch."""
+    wanted = set(tokenize(query))
+    if not wanted:
+        return ()
+    spans: list[list[int]] = []
+    for start, end, token in token_spans(text):
+        if token in wanted:
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+    return tuple((s, e) for s, e in spans)
+
+
+def mark(text: str, spans: tuple[tuple[int, int], ...], before: str = "**", after: str = "**") -> str:
+    """Text with each span wrapped in markers (for terminals and Markdown exports)."""
+    out, pos = [], 0
+    for s, e in spans:
+        out.append(text[pos:s])
+        out.append(before + text[s:e] + after)
+        pos = e
+    out.append(text[pos:])
+    return "".join(out)

@@ -1,0 +1,181 @@
+"""`python -m kb build | search | check | docs | eval`: thin wrappers over the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from kb import config
+from kb.errors import KbError
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kb", description="Policy KB: cited search over policy documents.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build or update the index from a corpus folder")
+    b.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
+    b.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
+    b.add_argument("--model", default=config.DEFAULT_MODEL,
+                   help="e5 (default), minilm, hashing, or a local sentence-transformers folder")
+    b.add_argument("--xling", default=config.DEFAULT_XLING,
+                   help="cross-lingual channel model ('use', default) or 'none'")
+    b.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("search", help="search the index")
+    s.add_argument("question", nargs="?", help="the question (omit with --batch)")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
+    s.add_argument("--model", default=None, help="must match the model the index was built with")
+    s.add_argument("--lang", choices=("zh", "en"))
+    s.add_argument("--doc", action="append", dest="docs", help="restrict to this doc_id (repeatable)")
+    s.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
+    s.add_argument("--json", action="store_true", help="print a JSON list, best first")
+    s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
+
+    c = sub.add_parser("check", help="verify the index matches the corpus (hashes, chunks, a sample of vectors)")
+    c.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
+    c.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
+    c.add_argument("--sample", type=int, default=16, help="passages to re-embed and compare (0: skip)")
+
+    d = sub.add_parser("docs", help="list indexed documents")
+    d.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
+    d.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("eval", help="run a benchmark: scifact or stard")
+    e.add_argument("benchmark", choices=("scifact", "stard"))
+    e.add_argument("--limit", type=int, default=None, help="first N queries only")
+    e.add_argument("--index", type=Path, default=None, help="index folder to (re)use; built if missing")
+    e.add_argument("--corpus", type=Path, default=None, help="STARD: corpus folder (default corpus/lawrefbook-national)")
+    e.add_argument("--model", default=config.DEFAULT_MODEL)
+    e.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
+    e.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return {"build": _build, "search": _search, "check": _check, "docs": _docs, "eval": _eval}[args.command](args)
+    except KbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_embedders(model: str, xling: str | None) -> dict:
+    """Channel -> embedder for a build: 'dense' from --model, 'xling' from --xling unless 'none'."""
+    from kb.embed import load_embedder
+
+    embedders = {"dense": load_embedder(model)}
+    if xling and xling != "none" and not model.startswith("hashing"):
+        embedders["xling"] = load_embedder(xling)
+    return embedders
+
+
+def _build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from kb.index import build
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if args.no_progress:
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="file" if stage == "read" else "passage",
+                                     file=sys.stderr, dynamic_ncols=True)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    report = build(args.corpus, args.index, build_embedders(args.model, args.xling), progress)
+    for bar in bars.values():
+        bar.close()
+    print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
+          f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages, "
+          f"{report.embedded} embedded, {report.seconds:.1f}s -> {args.index}/{report.generation}")
+    for doc_id, reason in sorted(report.skipped.items()):
+        print(f"  skipped {doc_id}: {reason}")
+    for doc_id in report.removed:
+        print(f"  removed {doc_id}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from kb.cite import mark
+    from kb.search import Searcher
+
+    if bool(args.question) == bool(args.batch):
+        print("error: give a question or --batch FILE (not both)", file=sys.stderr)
+        return 2
+    searcher = Searcher(args.index, model=args.model)
+    if args.batch:
+        try:
+            lines = args.batch.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
+            return 2
+        for line in lines:
+            hits = searcher.search(line, args.k, lang=args.lang, docs=args.docs, mode=args.mode) if line.strip() else []
+            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False), flush=True)
+        return 0
+    hits = searcher.search(args.question, args.k, lang=args.lang, docs=args.docs, mode=args.mode)
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
+        return 0
+    if not hits:
+        print("no results" + (" (try without --lang/--doc)" if args.lang or args.docs else ""))
+    for h in hits:
+        text = " ".join(mark(h.chunk.text, h.highlights).split())
+        print(f"{h.rank:>2}. {h.citation}  [{h.chunk.doc_id}]  score {h.score:.4f}")
+        print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from kb.verify import verify
+
+    problems = verify(args.corpus, args.index, sample=args.sample)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"index {args.index} does not match {args.corpus}: rebuild with "
+              f"`python -m kb build --corpus {args.corpus} --index {args.index}`", file=sys.stderr)
+        return 1
+    print(f"index {args.index} matches corpus {args.corpus}")
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from kb.search import Searcher
+
+    docs = Searcher(args.index).documents()
+    if args.json:
+        print(json.dumps(docs, ensure_ascii=False, indent=1))
+        return 0
+    for d in docs:
+        meta = d["meta"]
+        print(f"{d['doc_id']}\t{d['lang']}\t{d['chunks']}\t{meta.get('level') or ''}\t{d['title']}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from kb.evaluate import run
+
+    result = run(args.benchmark, limit=args.limit, index=args.index, corpus=args.corpus, model=args.model,
+                 mode=args.mode)
+    print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
+          "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0

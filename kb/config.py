@@ -1,0 +1,48 @@
+"""Constants and environment fallbacks; CLI flags override these."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+VERSION = "0.1.0"
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = Path(os.environ.get("KB_CORPUS", ROOT / "corpus"))
+DEFAULT_INDEX = Path(os.environ.get("KB_INDEX", ROOT / "index"))
+CACHE_DIR = Path(os.environ.get("KB_CACHE_DIR", Path.home() / ".cache" / "policy-kb"))
+
+# Files the corpus walker reads; anything else is reported as skipped.
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+HTML_SUFFIXES = (".html", ".htm")
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + (".pdf", ".docx")
+# Sidecars and corpus notes that describe documents rather than being documents.
+IGNORED_NAMES = ("README.md", "SOURCES.md", "metadata.csv", "LICENSE")
+IGNORED_SUFFIXES = (".meta.json",)
+MAX_FILE_BYTES = int(os.environ.get("KB_MAX_FILE_BYTES", 64 * 1024 * 1024))
+
+# Chunking. Chinese articles average ~130 characters; an article above ZH_MAX_CHARS is
+# split at 款 / sentence ends so one passage stays readable and fits e5's 512 tokens.
+ZH_MAX_CHARS = 600
+ZH_MIN_CHARS = 40
+# English passages: ~220 e5 tokens each with a sentence of overlap, so a fact that
+# straddles two passages is still found whole in one of them.
+EN_CHUNK_CHARS = 1000
+EN_CHUNK_OVERLAP = 150
+CHUNKER_VERSION = "1"
+
+# Embedding. The default model serves Chinese and English; the cross-lingual channel
+# (multilingual USE) is the only packaged model that maps English questions onto
+# Chinese passages, so it runs beside e5 rather than instead of it.
+DEFAULT_MODEL = os.environ.get("KB_MODEL", "e5")
+DEFAULT_XLING = os.environ.get("KB_XLING", "use")
+EMBED_BATCH = 32
+
+# Retrieval. k=60 is the constant of Cormack et al. (2009); it flattens the head of
+# each ranked list so one channel's rank-1 cannot drown the others. Channel weights
+# were tuned on SciFact and STARD (docs/BENCHMARKS.md).
+RRF_K = 60
+CANDIDATES = 100
+WEIGHTS = {"bm25": 1.0, "dense": 1.0, "xling": 0.5}
+
+BM25_K1 = 1.2
+BM25_B = 0.75

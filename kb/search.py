@@ -1,0 +1,205 @@
+"""Query -> Hits: BM25, e5 and cross-lingual USE channels, fused by weighted reciprocal rank."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kb import config
+from kb.chunk import Chunk
+from kb.cite import citation, highlight_spans
+from kb.embed import Embedder, load_embedder
+from kb.errors import ModelMismatchError, QueryError
+from kb.index import CURRENT
+from kb.ingest import DocMeta, detect_lang
+from kb.lexical import tokenize
+from kb.loader import LoadedIndex, load_index
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "keyword", "semantic")
+MAX_QUERY_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked passage with everything needed to cite and show it."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+    citation: str
+    highlights: tuple[tuple[int, int], ...]
+    channels: tuple[tuple[str, int], ...]
+    meta: DocMeta
+    path: str
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of `python -m kb search --json`."""
+        c = self.chunk
+        return {
+            "rank": self.rank, "score": round(self.score, 6), "doc_id": c.doc_id, "title": c.title,
+            "citation": self.citation, "article": c.article, "section": c.section, "page": c.page,
+            "page_end": c.page_end, "char_start": c.char_start, "char_end": c.char_end, "lang": c.lang,
+            "chunk_id": c.chunk_id, "text": c.text, "highlights": [list(s) for s in self.highlights],
+            "channels": dict(self.channels), "path": self.path,
+            "meta": {k: getattr(self.meta, k) for k in ("level", "issuer", "doc_number", "published",
+                                                          "effective", "validity", "region")},
+        }
+
+
+class Searcher:
+    """Loads an index folder once and answers queries; reloads when a rebuild publishes a new generation."""
+
+    def __init__(self, index_dir: Path = config.DEFAULT_INDEX, model: str | None = None,
+                 embedders: dict[str, Embedder] | None = None, weights: dict[str, float] | None = None) -> None:
+        self.index_dir = Path(index_dir)
+        self.weights = dict(weights or config.WEIGHTS)
+        self._given = dict(embedders or {})
+        self._model = model
+        self._embedders: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+        self.index: LoadedIndex = load_index(self.index_dir)
+        self._check_models()
+
+    def _check_models(self) -> None:
+        dense = (self.index.manifest.get("channels") or {}).get("dense")
+        if self._model and dense and self._model not in (dense["model"], _short(dense["model"])):
+            raise ModelMismatchError(
+                f"{self.index_dir} was built with model '{dense['model']}', not '{self._model}': search without "
+                f"--model, or rebuild with `python -m kb build --model {self._model} --index {self.index_dir}`")
+        for channel, embedder in self._given.items():
+            info = (self.index.manifest.get("channels") or {}).get(channel)
+            if info and (info["model"] != embedder.name or int(info["dim"]) != embedder.dim):
+                raise ModelMismatchError(
+                    f"{self.index_dir} channel '{channel}' was built with '{info['model']}' ({info['dim']} dims), "
+                    f"not '{embedder.name}' ({embedder.dim}): rebuild with `python -m kb build`")
+
+    def refresh(self) -> bool:
+        """Reload if a build has published a newer generation; True when it did."""
+        try:
+            name = (self.index_dir / CURRENT).read_text(encoding="utf-8").strip()
+        except OSError:
+            return False
+        if name == self.index.gen.name:
+            return False
+        with self._lock:
+            self.index = load_index(self.index_dir)
+        return True
+
+    def embedder(self, channel: str) -> Embedder:
+        """The embedder the index recorded for a channel, loaded on first use."""
+        if channel in self._given:
+            return self._given[channel]
+        if channel not in self._embedders:
+            with self._lock:
+                if channel not in self._embedders:
+                    info = self.index.manifest["channels"][channel]
+                    self._embedders[channel] = load_embedder(str(info["model"]))
+        return self._embedders[channel]
+
+    def documents(self) -> list[dict[str, object]]:
+        """The indexed documents with metadata and chunk counts."""
+        return list(self.index.docs.values())
+
+    def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: list[str] | None = None,
+               mode: str = "hybrid") -> list[Hit]:
+        """Rank passages for a question in Chinese or English.
+
+        Args:
+            lang: keep only passages in this language ('zh' or 'en').
+            docs: keep only these doc_ids.
+            mode: 'hybrid', 'keyword' (BM25 only) or 'semantic' (vectors only).
+        Raises:
+            QueryError: empty query, unknown mode, language or document.
+        """
+        query = " ".join(query.split())[:MAX_QUERY_CHARS]
+        if not query:
+            raise QueryError("empty query: type a question or some keywords")
+        if mode not in MODES:
+            raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
+        index = self.index
+        allowed = self._mask(index, lang, docs)
+        want = max(k, config.CANDIDATES)
+        q_lang = detect_lang(query)
+        ranked: dict[str, list[int]] = {}
+        if mode in ("hybrid", "keyword"):
+            ranked["bm25"] = self._bm25(index, query, allowed, want)
+        if mode in ("hybrid", "semantic"):
+            for channel in index.vectors:
+                mask = allowed
+                if channel == "xling":
+                    # USE is weak within one language; it only ranks passages in the *other* language.
+                    other = ~index.row_lang if q_lang == "zh" else index.row_lang
+                    mask = other if mask is None else (mask & other)
+                    if not mask.any():
+                        continue
+                vec = self.embedder(channel).query([query])[0]
+                ranked[channel] = _top(index.vectors[channel] @ vec, mask, want)
+        return self._fuse(index, ranked, query, k)
+
+    def _mask(self, index: LoadedIndex, lang: str | None, docs: list[str] | None) -> np.ndarray | None:
+        if lang is None and not docs:
+            return None
+        mask = np.ones(index.n, dtype=bool)
+        if lang is not None:
+            if lang not in ("zh", "en"):
+                raise QueryError(f"unknown language '{lang}': use zh or en")
+            mask &= index.row_lang if lang == "zh" else ~index.row_lang
+        if docs:
+            unknown = [d for d in docs if d not in index.doc_rows]
+            if unknown:
+                raise QueryError(f"no such document in the index: {', '.join(unknown[:3])}")
+            keep = np.zeros(index.n, dtype=bool)
+            for d in docs:
+                keep[index.doc_rows[d]] = True
+            mask &= keep
+        return mask
+
+    def _bm25(self, index: LoadedIndex, query: str, allowed: np.ndarray | None, want: int) -> list[int]:
+        tokens = [t for t in tokenize(query) if t in index.bm25.vocab_dict]
+        if not tokens or index.n == 0:
+            return []
+        scores = index.bm25.get_scores(tokens)
+        return _top(scores, allowed, want, positive=True)
+
+    def _fuse(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int) -> list[Hit]:
+        fused: dict[int, float] = {}
+        seen: dict[int, list[tuple[str, int]]] = {}
+        for channel, rows in ranked.items():
+            weight = self.weights.get(channel, 1.0)
+            for rank, row in enumerate(rows, start=1):
+                fused[row] = fused.get(row, 0.0) + weight / (config.RRF_K + rank)
+                seen.setdefault(row, []).append((channel, rank))
+        # Ties (same fused score) fall to the lower row number: earlier documents and articles first.
+        order = sorted(fused, key=lambda r: (-fused[r], r))[:k]
+        chunks = index.store.chunks(order)
+        hits = []
+        for rank, (row, chunk) in enumerate(zip(order, chunks), start=1):
+            doc = index.docs.get(chunk.doc_id, {})
+            meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()
+            hits.append(Hit(chunk=chunk, score=fused[row], rank=rank, citation=citation(chunk),
+                            highlights=highlight_spans(chunk.text, query), channels=tuple(seen[row]),
+                            meta=meta, path=chunk.doc_id))
+        return hits
+
+
+def _short(model: str) -> str:
+    return {"multilingual-e5-small": "e5", "use-multilingual-v3": "use"}.get(model, model)
+
+
+def _top(scores: np.ndarray, allowed: np.ndarray | None, want: int, positive: bool = False) -> list[int]:
+    """Row numbers of the best `want` scores among allowed rows, best first."""
+    scores = np.asarray(scores, dtype=np.float32).copy()
+    if allowed is not None:
+        scores[~allowed] = -np.inf
+    want = min(want, scores.shape[0])
+    if want <= 0:
+        return []
+    top = np.argpartition(-scores, want - 1)[:want]
+    top = top[np.lexsort((top, -scores[top]))]
+    floor = 0.0 if positive else -np.inf
+    return [int(r) for r in top if scores[r] > floor]
