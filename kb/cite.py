@@ -44,7 +44,8 @@ def highlight_spans(text: str, query: str) -> tuple[tuple[int, int], ...]:
     spans: list[list[int]] = []
     for start, end, token in token_spans(text):
         if token in wanted:
-            if spans and start <= spans[-1][1]:
+            # Adjacent matches separated only by spaces or hyphens read as one phrase: "live-stream".
+            if spans and (start <= spans[-1][1] or not text[spans[-1][1]:start].strip(" -")):
                 spans[-1][1] = max(spans[-1][1], end)
             else:
                 spans.append([start, end])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -16,7 +17,9 @@ from kb.search import Searcher
 log = logging.getLogger(__name__)
 
 SHARED = config.ROOT.parent / "shared"
-BENCH_DIR = Path(__import__("os").environ.get("KB_BENCH_DIR", config.ROOT / ".kb-cache" / "bench"))
+BENCH_DIR = Path(os.environ.get("KB_BENCH_DIR", config.ROOT / ".kb-cache" / "bench"))
+# Scratch corpora for benchmarks live outside corpus/, so a default build indexes only the bundled corpus.
+BENCH_CORPORA = Path(os.environ.get("KB_BENCH_CORPORA", config.ROOT / ".kb-cache" / "corpora"))
 
 
 def _benchmark_dir(name: str) -> Path:
@@ -93,7 +96,7 @@ _WS = re.compile(r"\s+")
 
 def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str) -> dict[str, object]:
     """Recall@5/10/100 and MRR@10 on STARD train against a LawRefBook corpus folder."""
-    corpus = corpus or config.ROOT / "corpus" / "lawrefbook-national"
+    corpus = corpus or BENCH_CORPORA / "lawrefbook-national"
     if not corpus.is_dir():
         raise CorpusError(f"{corpus} not found: import it with `python scripts/import_lawrefbook.py "
                           f"../shared/corpora/lawrefbook/laws.tar.xz {corpus} --national-only`")

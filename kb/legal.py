@@ -128,7 +128,8 @@ def policy_segments(text: str) -> list[Segment]:
         end = marks[j + 1][0] if j + 1 < len(marks) else len(text)
         line_end = text.find("\n", start)
         line = text[start: line_end if line_end != -1 else end].strip().lstrip("#").strip()
-        heading = line[:40]
+        # Policy headings run up to their first full stop: "（一）培育农村电商人才。开展……".
+        heading = re.split(r"[。：:；]", line, maxsplit=1)[0][:40]
         if mark.endswith("、") and not mark[0].isdigit():
             top = heading
             path: tuple[str, ...] = (heading,)

@@ -1,0 +1,67 @@
+"""Check that a built index is exactly what a build of the corpus would produce (CI runs this on the shipped index)."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from kb.chunk import chunk_document
+from kb.embed import EmbeddingCache, load_embedder
+from kb.index import chunking_settings, current_generation, read_manifest
+from kb.ingest import file_sha256, load_sidecars, read_document, walk_corpus
+from kb.loader import load_index
+
+# fp16 storage and two engines for the same weights differ by far less than this.
+MIN_COSINE = 0.98
+
+
+def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0) -> list[str]:
+    """Problems found, one line each (empty when the index matches the corpus).
+
+    Checks source hashes, chunking settings, every document's chunks (offsets, text, hash), and
+    re-embeds a random sample of passages with each channel's model to compare the stored vectors.
+    """
+    problems: list[str] = []
+    gen = current_generation(index_dir)
+    manifest = read_manifest(gen)
+    if manifest.get("chunking") != chunking_settings():
+        problems.append(f"chunking settings differ: index {json.dumps(manifest.get('chunking'))}, "
+                        f"code {json.dumps(chunking_settings())}")
+    files = {doc_id: file_sha256(path) for doc_id, path in walk_corpus(corpus)}
+    recorded = {**manifest.get("files", {}), **{d: None for d in manifest.get("skipped", {})}}
+    for doc_id in sorted(set(files) - set(recorded)):
+        problems.append(f"{doc_id}: in the corpus, not in the index")
+    for doc_id in sorted(set(recorded) - set(files)):
+        problems.append(f"{doc_id}: in the index, no longer in the corpus")
+    for doc_id, sha in sorted(manifest.get("files", {}).items()):
+        if doc_id in files and files[doc_id] != sha:
+            problems.append(f"{doc_id}: changed since the index was built")
+    if problems:
+        return problems
+    index = load_index(index_dir)
+    sidecars = load_sidecars(corpus)
+    for doc_id in sorted(manifest.get("files", {})):
+        doc = read_document(corpus, doc_id, sidecars.get(doc_id))
+        fresh = chunk_document(doc)
+        stored = index.store.doc_chunks(doc_id)
+        if fresh != stored:
+            problems.append(f"{doc_id}: stored chunks differ from a fresh chunking ({len(stored)} vs {len(fresh)})")
+    if sample and index.vectors:
+        rng = random.Random(seed)
+        rows = sorted(rng.sample(range(index.n), min(sample, index.n)))
+        chunks = index.store.chunks(rows)
+        hashes = index.store.column("hash")
+        for row, chunk in zip(rows, chunks):
+            if EmbeddingCache.key(chunk.index_text()) != hashes[row]:
+                problems.append(f"{chunk.chunk_id}: stored text hash does not match its text")
+        for channel, matrix in index.vectors.items():
+            embedder = load_embedder(str(manifest["channels"][channel]["model"]))
+            fresh_vecs = embedder.passage([c.index_text() for c in chunks])
+            cos = np.sum(fresh_vecs * matrix[rows], axis=1) / np.maximum(np.linalg.norm(matrix[rows], axis=1), 1e-12)
+            worst = float(cos.min())
+            if worst < MIN_COSINE:
+                problems.append(f"channel {channel}: re-embedded passages differ from the stored vectors "
+                                f"(min cosine {worst:.4f} < {MIN_COSINE})")
+    return problems

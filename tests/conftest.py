@@ -1,0 +1,76 @@
+"""Shared fixtures: a tiny real corpus, a hashing-embedder index built once per session."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kb.embed import HashingEmbedder
+from kb.index import build
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers so `-m "not slow"` works without warnings."""
+    config.addinivalue_line("markers", "slow: end-to-end run on real data or models (deselect with -m 'not slow')")
+    config.addinivalue_line("markers", "model: loads the packaged embedding models")
+
+
+def make_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """Write a minimal valid PDF with one text line per entry, one page per list (Helvetica, ASCII)."""
+    objects: list[bytes] = []
+    n_pages = len(pages)
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n_pages))
+    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {n_pages} >>".encode())
+    font_id = 3 + 2 * n_pages
+    for i, lines in enumerate(pages):
+        content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(
+            "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines) + " ET"
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font_id} 0 R >> >> "
+                       f"/Contents {4 + 2 * i} 0 R >>".encode())
+        data = content.encode("latin-1")
+        objects.append(b"<< /Length " + str(len(data)).encode() + b" >>\nstream\n" + data + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    path.write_bytes(bytes(out))
+    return path
+
+
+def make_corpus(root: Path) -> Path:
+    """Copy the tiny test corpus and add the generated PDF and DOCX."""
+    shutil.copytree(DATA / "corpus", root)
+    make_pdf(root / "report.pdf", [
+        ["Cross-border e-commerce pilot zones", "support small exporters with customs data."],
+        ["Rural logistics networks reach every", "county, so farmers can sell online."],
+    ])
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Live Commerce Guidelines", level=1)
+    document.add_paragraph("Streamers must disclose paid promotions to viewers.")
+    document.save(str(root / "guide.docx"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("c") / "corpus")
+
+
+@pytest.fixture(scope="session")
+def index(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("i") / "index"
+    build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
+    return out

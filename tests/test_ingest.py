@@ -1,0 +1,126 @@
+"""File -> Document: encodings, HTML cleaning, front matter, LawRefBook headers, sidecars, refusals."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kb.errors import CorpusError, IngestError
+from kb.ingest import detect_lang, read_document, walk_corpus
+
+LAW = "# 示范条例\n\n2020年1月2日 国务院令第700号公布\n2020年3月1日 施行\n\n<!-- INFO END -->\n\n第一条 为了规范网络交易，制定本条例。\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030", "gbk", "utf-16", "utf-16-le"])
+def test_encodings_are_detected(tmp_path: Path, encoding: str) -> None:
+    (tmp_path / "law.txt").write_bytes(LAW.encode(encoding))
+    doc = read_document(tmp_path, "law.txt")
+    assert doc.text == LAW
+    assert doc.title == "示范条例"
+    assert doc.lang == "zh"
+
+
+def test_crlf_is_normalised(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes("Title line here\r\n\r\nBody text.\r\n".encode())
+    assert read_document(tmp_path, "a.txt").text == "Title line here\n\nBody text.\n"
+
+
+def test_lawrefbook_header_gives_title_dates_issuer_number_level(tmp_path: Path) -> None:
+    (tmp_path / "law.md").write_text(LAW, encoding="utf-8")
+    meta = read_document(tmp_path, "law.md").meta
+    assert (meta.published, meta.effective) == ("2020-01-02", "2020-03-01")
+    assert meta.issuer == "国务院"
+    assert meta.doc_number == "中华人民共和国国务院令第700号" or meta.doc_number == "国务院令第700号"
+    assert meta.level == "行政法规"
+
+
+def test_judicial_interpretation_number_from_body(tmp_path: Path) -> None:
+    text = "# 最高人民法院关于审理网络消费纠纷案件适用法律若干问题的规定（一）\n\n<!-- INFO END -->\n\n法释〔2022〕8号\n\n第一条 甲。\n\n第二条 乙。\n\n第三条 本规定自2022年3月15日起施行。\n"
+    (tmp_path / "spc.md").write_text(text, encoding="utf-8")
+    meta = read_document(tmp_path, "spc.md").meta
+    assert meta.doc_number == "法释〔2022〕8号"
+    assert meta.level == "司法解释"
+    assert meta.issuer == "最高人民法院"
+    assert meta.effective == "2022-03-15"
+
+
+def test_wordpress_html_in_markdown_is_cleaned(corpus: Path) -> None:
+    doc = read_document(corpus, "en/rural_commerce.md")
+    assert doc.title == "Rural E-commerce in Zhijiang"
+    assert doc.meta.source_format == "html"
+    assert doc.meta.published == "2023-07-19"
+    assert "alert" not in doc.text and "color: red" not in doc.text and "wp:" not in doc.text
+    assert "About us" not in doc.text  # navigation dropped
+    assert "## Economic Base" in doc.text
+    assert "Zhijiang's economy rests on food manufacturing and textiles." in doc.text
+    assert "- County warehouses" in doc.text
+
+
+def test_docx_and_pdf(corpus: Path) -> None:
+    docx_doc = read_document(corpus, "guide.docx")
+    assert "Streamers must disclose paid promotions" in docx_doc.text
+    assert docx_doc.title == "Live Commerce Guidelines"
+    pdf = read_document(corpus, "report.pdf")
+    assert [p for p, _, _ in pdf.page_spans] == [1, 2]
+    start = pdf.text.index("Rural logistics")
+    assert pdf.page_at(start) == 2
+    assert pdf.page_at(pdf.text.index("Cross-border")) == 1
+
+
+def test_sidecar_overrides_metadata(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Some heading words\n\nBody text here.", encoding="utf-8")
+    (tmp_path / "a.txt.meta.json").write_text('{"title": "Edited title", "level": "规范性文件", "issuer": "商务部"}',
+                                             encoding="utf-8")
+    doc = read_document(tmp_path, "a.txt")
+    assert (doc.title, doc.meta.level, doc.meta.issuer) == ("Edited title", "规范性文件", "商务部")
+
+
+def test_bad_sidecar_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Some heading words\n\nBody.", encoding="utf-8")
+    (tmp_path / "a.txt.meta.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(IngestError, match=r"a\.txt\.meta\.json: sidecar is not valid JSON"):
+        read_document(tmp_path, "a.txt")
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    ("empty.txt", b"", "empty file"),
+    ("blank.md", b"  \n\n ", "empty file"),
+    ("binary.txt", bytes(range(256)) * 40, "binary data"),
+    ("photo.jpg", b"\xff\xd8\xff\xe0 JFIF", "unsupported file type '.jpg'"),
+    ("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog", "PDF"),
+    ("broken.docx", b"PK\x03\x04 not really a zip", ".docx"),
+])
+def test_unreadable_files_raise_with_reason(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(IngestError) as err:
+        read_document(tmp_path, name)
+    assert reason in err.value.reason
+    assert str(err.value).startswith(name)
+
+
+def test_link_outside_corpus_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("top secret words here", encoding="utf-8")
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "link.txt").symlink_to(outside)
+    with pytest.raises(IngestError, match="outside the corpus"):
+        read_document(root, "link.txt")
+
+
+def test_walk_skips_sidecars_and_notes(corpus: Path) -> None:
+    ids = [doc_id for doc_id, _ in walk_corpus(corpus)]
+    assert "en/notes.txt" in ids and "report.pdf" in ids
+    assert not any(i.endswith((".meta.json", "README.md")) for i in ids)
+    assert ids == sorted(ids)
+
+
+def test_missing_corpus_is_fatal(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="does not exist"):
+        list(walk_corpus(tmp_path / "nope"))
+
+
+def test_detect_lang() -> None:
+    assert detect_lang("电子商务经营者应当依法纳税") == "zh"
+    assert detect_lang("E-commerce operators shall pay taxes") == "en"
+    assert detect_lang("《电子商务法》 applies to e-commerce operators in China") == "en"

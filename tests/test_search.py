@@ -1,0 +1,115 @@
+"""Query -> Hits: fusion, filters, citations, highlights, JSON shape, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kb.cite import citation, highlight_spans, mark
+from kb.cli import main
+from kb.errors import QueryError
+from kb.search import Searcher
+
+JSON_KEYS = {"rank", "score", "doc_id", "title", "citation", "article", "section", "page", "char_start", "char_end", "text"}
+
+
+@pytest.fixture(scope="module")
+def searcher(index: Path) -> Searcher:
+    return Searcher(index)
+
+
+def test_chinese_question_finds_article_with_citation(searcher: Searcher) -> None:
+    hit = searcher.search("网购商品七日内无理由退货", 3)[0]
+    assert hit.chunk.doc_id == "zh/ecommerce_law.md" and hit.chunk.article == "第四条"
+    assert hit.citation == "《示范电子商务法》第四条"
+    assert hit.rank == 1 and hit.meta.level == "法律"
+    assert any("退货" in hit.chunk.text[s:e] for s, e in hit.highlights)
+
+
+def test_english_question_finds_section(searcher: Searcher) -> None:
+    hits = searcher.search("live-stream talent training", 5)
+    top = hits[0]
+    assert top.chunk.doc_id == "en/rural_commerce.md"
+    assert top.citation == "Rural E-commerce in Zhijiang, section 'Economic Base'"
+    assert "**Live-stream**" in mark(top.chunk.text, top.highlights)
+
+
+def test_pdf_hit_cites_page(searcher: Searcher) -> None:
+    hit = searcher.search("rural logistics county farmers", 3, docs=["report.pdf"])[0]
+    assert hit.chunk.page == 2 or hit.chunk.page_end == 2
+    assert ", p" in hit.citation
+
+
+def test_filters_language_and_document(searcher: Searcher) -> None:
+    assert {h.chunk.lang for h in searcher.search("e-commerce 电子商务", 20, lang="zh")} == {"zh"}
+    assert {h.chunk.lang for h in searcher.search("e-commerce 电子商务", 20, lang="en")} == {"en"}
+    hits = searcher.search("电子商务", 20, docs=["zh/policy_opinion.txt"])
+    assert hits and {h.chunk.doc_id for h in hits} == {"zh/policy_opinion.txt"}
+
+
+def test_modes(searcher: Searcher) -> None:
+    kw = searcher.search("Sponsored listings advertisements", 3, mode="keyword")
+    assert kw[0].chunk.doc_id == "en/notes.txt" and dict(kw[0].channels).keys() == {"bm25"}
+    sem = searcher.search("Sponsored listings advertisements", 3, mode="semantic")
+    assert dict(sem[0].channels).keys() == {"dense"}
+
+
+@pytest.mark.parametrize("query, message", [("   ", "empty query"), ("", "empty query")])
+def test_bad_queries(searcher: Searcher, query: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        searcher.search(query)
+
+
+def test_unknown_filter_values(searcher: Searcher) -> None:
+    with pytest.raises(QueryError, match="no such document"):
+        searcher.search("x", docs=["missing.txt"])
+    with pytest.raises(QueryError, match="unknown mode"):
+        searcher.search("x", mode="fuzzy")
+
+
+def test_odd_queries_answer_without_error(searcher: Searcher) -> None:
+    for q in ("？？？！！", "😀😀", "a" * 10_000, "第\x00条\x07"):
+        assert isinstance(searcher.search(q, 5), list)
+
+
+def test_citation_forms() -> None:
+    from kb.chunk import Chunk
+
+    zh = Chunk("a#1", "a", "中华人民共和国电子商务法", 1, "第三十八条 …", 0, 5, "zh", "第三十八条", 38, "第二章")
+    assert citation(zh) == "《中华人民共和国电子商务法》第三十八条"
+    en = Chunk("b#2", "b", "Zhijiang", 2, "text", 0, 4, "en", section="Overview / Economic Base", page=36, page_end=37)
+    assert citation(en) == "Zhijiang, section 'Economic Base', pp. 36–37"
+    assert highlight_spans("Live streaming bases train talent", "live-stream talent") == ((0, 14), (27, 33))
+
+
+def test_cli_search_json_and_batch(index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "七日内无理由退货", "--index", str(index), "--json", "-k", "2"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert len(items) == 2 and JSON_KEYS <= set(items[0]) and items[0]["rank"] == 1
+    assert items[0]["article"] == "第四条" and items[0]["meta"]["level"] == "法律"
+    batch = tmp_path / "q.txt"
+    batch.write_text("七日内无理由退货\nSponsored listings\n\n", encoding="utf-8")
+    assert main(["search", "--batch", str(batch), "--index", str(index), "-k", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[0])[0]["article"] == "第四条"
+    assert json.loads(lines[1])[0]["doc_id"] == "en/notes.txt"
+    assert json.loads(lines[2]) == []
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "x", "--index", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no index at") and "\n" not in err
+
+
+def test_cli_build_reports_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "ok.txt").write_text("A fine title here\n\nUseful words about tariffs.", encoding="utf-8")
+    (corpus / "empty.txt").write_bytes(b"")
+    code = main(["build", "--corpus", str(corpus), "--index", str(tmp_path / "i"), "--model", "hashing", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "indexed 1 files" in out and "skipped 1" in out and "skipped empty.txt: empty file" in out
