@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
     c.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
     c.add_argument("--sample", type=int, default=16, help="passages to re-embed and compare (0: skip)")
+    c.add_argument("--quick", action="store_true", help="compare source hashes only (what the app's start-up runs)")
 
     d = sub.add_parser("docs", help="list indexed documents")
     d.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
@@ -147,7 +148,7 @@ def _search(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from kb.verify import verify
 
-    problems = verify(args.corpus, args.index, sample=args.sample)
+    problems = verify(args.corpus, args.index, sample=args.sample, quick=args.quick)
     for line in problems:
         print(line, file=sys.stderr)
     if problems:
