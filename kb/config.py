@@ -42,7 +42,7 @@ EMBED_BATCH = 32
 # were tuned on SciFact and STARD (docs/BENCHMARKS.md).
 RRF_K = 60
 CANDIDATES = 100
-WEIGHTS = {"bm25": 1.0, "dense": 1.0, "xling": 0.5}
+WEIGHTS = {"bm25": 1.0, "dense": 1.0, "dense_x": 1.0, "xling": 1.0}
 
 BM25_K1 = 1.2
 BM25_B = 0.75

@@ -129,16 +129,22 @@ class Searcher:
         if mode in ("hybrid", "keyword"):
             ranked["bm25"] = self._bm25(index, query, allowed, want)
         if mode in ("hybrid", "semantic"):
-            for channel in index.vectors:
-                mask = allowed
-                if channel == "xling":
-                    # USE is weak within one language; it only ranks passages in the *other* language.
-                    other = ~index.row_lang if q_lang == "zh" else index.row_lang
-                    mask = other if mask is None else (mask & other)
-                    if not mask.any():
-                        continue
-                vec = self.embedder(channel).query([query])[0]
-                ranked[channel] = _top(index.vectors[channel] @ vec, mask, want)
+            # Passages in the question's language and in the other language are ranked apart: a
+            # shared list would bury every Chinese article under English ones for an English question,
+            # since e5 scores same-language pairs higher. The other language gets e5 and USE (the only
+            # packaged model trained to match English to Chinese), so its best passage fuses as high as
+            # the best same-language one when both semantic channels agree on it.
+            same = index.row_lang if q_lang == "zh" else ~index.row_lang
+            if "dense" in index.vectors:
+                scores = index.vectors["dense"] @ self.embedder("dense").query([query])[0]
+                for name, part in (("dense", same), ("dense_x", ~same)):
+                    mask = part if allowed is None else (allowed & part)
+                    if mask.any():
+                        ranked[name] = _top(scores, mask, want)
+            mask = ~same if allowed is None else (allowed & ~same)
+            if "xling" in index.vectors and mask.any():
+                vec = self.embedder("xling").query([query])[0]
+                ranked["xling"] = _top(index.vectors["xling"] @ vec, mask, want)
         return self._fuse(index, ranked, query, k)
 
     def _mask(self, index: LoadedIndex, lang: str | None, docs: list[str] | None) -> np.ndarray | None:
