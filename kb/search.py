@@ -36,6 +36,7 @@ class Hit:
     channels: tuple[tuple[str, int], ...]
     meta: DocMeta
     path: str
+    also_in: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of `python -m kb search --json`."""
@@ -45,7 +46,7 @@ class Hit:
             "citation": self.citation, "article": c.article, "section": c.section, "page": c.page,
             "page_end": c.page_end, "char_start": c.char_start, "char_end": c.char_end, "lang": c.lang,
             "chunk_id": c.chunk_id, "text": c.text, "highlights": [list(s) for s in self.highlights],
-            "channels": dict(self.channels), "path": self.path,
+            "channels": dict(self.channels), "path": self.path, "also_in": list(self.also_in),
             "meta": {k: getattr(self.meta, k) for k in ("level", "issuer", "doc_number", "published",
                                                           "effective", "validity", "region")},
         }
@@ -181,15 +182,31 @@ class Searcher:
                 fused[row] = fused.get(row, 0.0) + weight / (config.RRF_K + rank)
                 seen.setdefault(row, []).append((channel, rank))
         # Ties (same fused score) fall to the lower row number: earlier documents and articles first.
-        order = sorted(fused, key=lambda r: (-fused[r], r))[:k]
-        chunks = index.store.chunks(order)
+        order = sorted(fused, key=lambda r: (-fused[r], r))
+        picked: list[tuple[int, Chunk]] = []
+        also: dict[str, list[str]] = {}
+        # The same article text often stands in several versions or copies of a law; it is shown once,
+        # at its best rank, with the other documents listed, so the list holds k different passages.
+        for start in range(0, len(order), 2 * k):
+            batch = order[start:start + 2 * k]
+            for row, chunk in zip(batch, index.store.chunks(batch)):
+                key = "".join(chunk.text.split())
+                if key in also:
+                    also[key].append(chunk.doc_id)
+                    continue
+                also[key] = []
+                picked.append((row, chunk))
+                if len(picked) == k:
+                    break
+            if len(picked) == k:
+                break
         hits = []
-        for rank, (row, chunk) in enumerate(zip(order, chunks), start=1):
+        for rank, (row, chunk) in enumerate(picked, start=1):
             doc = index.docs.get(chunk.doc_id, {})
             meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()
             hits.append(Hit(chunk=chunk, score=fused[row], rank=rank, citation=citation(chunk),
                             highlights=highlight_spans(chunk.text, query), channels=tuple(seen[row]),
-                            meta=meta, path=chunk.doc_id))
+                            meta=meta, path=chunk.doc_id, also_in=tuple(also["".join(chunk.text.split())])))
         return hits
 
 

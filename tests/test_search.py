@@ -113,3 +113,19 @@ def test_cli_build_reports_skips(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert code == 0
     assert "indexed 1 files" in out and "skipped 1" in out and "skipped empty.txt: empty file" in out
+
+
+def test_identical_passages_show_once_with_their_other_documents(tmp_path: Path) -> None:
+    from kb.embed import HashingEmbedder
+    from kb.index import build
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    law = "示范法\n\n第一条 网络经营者应当公示退货规则。\n第二条 乙。\n第三条 丙。\n"
+    (corpus / "v2018.txt").write_text(law, encoding="utf-8")
+    (corpus / "v2021.txt").write_text(law.replace("乙", "乙二"), encoding="utf-8")
+    build(corpus, tmp_path / "i", {"dense": HashingEmbedder()}, cache_dir=None)
+    hits = Searcher(tmp_path / "i").search("公示退货规则", 10)
+    firsts = [h for h in hits if h.chunk.article == "第一条"]
+    assert len(firsts) == 1 and firsts[0].also_in == ("v2021.txt",)
+    assert len({"".join(h.chunk.text.split()) for h in hits}) == len(hits)
