@@ -130,7 +130,7 @@ _SPLITTER = RecursiveCharacterTextSplitter(
 def _english(text: str) -> list[tuple[int, int, Segment, int, int]]:
     """Sections at Markdown / setext headings; windows within a section by the token budget, with overlap."""
     marks = [(m.start(), m.end(), len(m.group(1)) if m.group(1) else (1 if m.group(0).rstrip().endswith("=") else 2),
-              (m.group(2) or m.group(3)).strip()) for m in _EN_HEADING.finditer(text)]
+              (m.group(2) or m.group(3)).strip().strip("*_ ").replace("\\", "")) for m in _EN_HEADING.finditer(text)]
     sections: list[tuple[int, int, tuple[str, ...]]] = []
     path: dict[int, str] = {}
     prev_end = 0

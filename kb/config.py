@@ -28,7 +28,7 @@ ZH_MIN_CHARS = 40
 # straddles two passages is still found whole in one of them.
 EN_CHUNK_CHARS = 1000
 EN_CHUNK_OVERLAP = 150
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"
 
 # Embedding. The default model serves Chinese and English; the cross-lingual channel
 # (multilingual USE) is the only packaged model that maps English questions onto
