@@ -113,13 +113,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_array(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:
-        np.save(fh, array)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder],
           progress: Callable[[str, int, int], None] | None = None,
           cache_dir: Path | None = config.CACHE_DIR) -> BuildReport:
@@ -241,9 +234,29 @@ def _embed_channels(embedders: dict[str, Embedder], chunks: list[Chunk], hashes:
 
         matrix, embedded = embed_passages(embedder, texts, cache, known, tick)
         report.embedded += embedded
-        _write_array(out / f"{channel}.npy", matrix.astype(np.float16))
-        channels[channel] = {"model": embedder.name, "dim": embedder.dim, "file": f"{channel}.npy", "dtype": "float16"}
+        write_vectors(out / f"{channel}.faiss", matrix)
+        channels[channel] = {"model": embedder.name, "dim": embedder.dim, "file": f"{channel}.faiss",
+                             "faiss": "IndexScalarQuantizer(QT_fp16, inner product)"}
     return channels
+
+
+def write_vectors(path: Path, matrix: np.ndarray) -> None:
+    """An exact inner-product FAISS index storing each component as float16 (half the memory, same ranking)."""
+    import faiss
+
+    index = faiss.IndexScalarQuantizer(matrix.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    index.train(matrix)
+    index.add(matrix)
+    faiss.write_index(index, str(path))
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def read_vectors(path: Path) -> object:
+    """Load a FAISS index written by write_vectors (raises RuntimeError when the file is damaged)."""
+    import faiss
+
+    return faiss.read_index(str(path))
 
 
 def _previous_vectors(gen: Path | None, manifest: dict, channel: str, embedder: Embedder) -> dict[str, np.ndarray]:
@@ -251,13 +264,14 @@ def _previous_vectors(gen: Path | None, manifest: dict, channel: str, embedder: 
     if gen is None or not info or info.get("model") != embedder.name:
         return {}
     try:
-        matrix = np.load(gen / str(info["file"]), mmap_mode="r")
+        vectors = read_vectors(gen / str(info["file"]))
         hashes = Store(gen / "chunks.sqlite").column("hash")
-    except (OSError, ValueError, IndexCorruptError):
+        if len(hashes) != vectors.ntotal:
+            return {}
+        matrix = vectors.reconstruct_n(0, vectors.ntotal)
+    except (OSError, RuntimeError, IndexCorruptError):
         return {}
-    if len(hashes) != matrix.shape[0]:
-        return {}
-    return {h: np.asarray(matrix[i], dtype=np.float32) for i, h in enumerate(hashes)}
+    return {h: matrix[i] for i, h in enumerate(hashes)}
 
 
 def _write_bm25(path: Path, tokens: list[list[str]]) -> None:

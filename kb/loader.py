@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kb.errors import IndexCorruptError
-from kb.index import current_generation, read_manifest
+from kb.index import current_generation, read_manifest, read_vectors
 from kb.lexical import bm25s_module
 from kb.store import Store
 
@@ -23,7 +23,7 @@ class LoadedIndex:
     manifest: dict
     store: Store
     bm25: object
-    vectors: dict[str, np.ndarray]
+    vectors: dict[str, object]  # channel -> FAISS index, row i = chunk i
     row_lang: np.ndarray
     doc_rows: dict[str, np.ndarray]
     docs: dict[str, dict[str, object]]
@@ -55,18 +55,19 @@ def load_index(index_dir: Path) -> LoadedIndex:
     n_bm25 = int(bm25.scores["num_docs"])
     if n_bm25 != max(expected, 1):
         raise IndexCorruptError(f"{gen}/bm25 holds {n_bm25} rows, the chunk store {expected}: {fix}")
-    vectors: dict[str, np.ndarray] = {}
+    vectors: dict[str, object] = {}
     for channel, info in (manifest.get("channels") or {}).items():
         path = gen / str(info["file"])
+        if not path.is_file():
+            raise IndexCorruptError(f"{path} is missing: {fix}")
         try:
-            matrix = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise IndexCorruptError(f"{path} is unreadable ({exc}): {fix}") from exc
-        if matrix.shape != (expected, int(info["dim"])):
-            raise IndexCorruptError(f"{path} has shape {matrix.shape}, expected ({expected}, {info['dim']}): {fix}")
-        if not np.isfinite(matrix).all():
-            raise IndexCorruptError(f"{path} holds non-finite values: {fix}")
-        vectors[channel] = np.ascontiguousarray(matrix, dtype=np.float32)
+            index = read_vectors(path)
+        except RuntimeError as exc:  # FAISS reports a truncated or garbled file this way
+            raise IndexCorruptError(f"{path} is unreadable ({str(exc).splitlines()[0][:120]}): {fix}") from exc
+        if (index.ntotal, index.d) != (expected, int(info["dim"])):
+            raise IndexCorruptError(f"{path} holds {index.ntotal} vectors of {index.d} dims, expected "
+                                    f"{expected} of {info['dim']}: {fix}")
+        vectors[channel] = index
     doc_rows = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, (_, rows) in store.doc_rows().items()}
     langs = store.column("lang")
     row_lang = np.asarray([lang == "zh" for lang in langs], dtype=bool)

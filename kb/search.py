@@ -137,15 +137,15 @@ class Searcher:
             # the best same-language one when both semantic channels agree on it.
             same = index.row_lang if q_lang == "zh" else ~index.row_lang
             if "dense" in index.vectors:
-                scores = index.vectors["dense"] @ self.embedder("dense").query([query])[0]
+                vec = self.embedder("dense").query([query])[0]
                 for name, part in (("dense", same), ("dense_x", ~same)):
                     mask = part if allowed is None else (allowed & part)
                     if mask.any():
-                        ranked[name] = _top(scores, mask, want)
+                        ranked[name] = _nearest(index.vectors["dense"], vec, mask, want)
             mask = ~same if allowed is None else (allowed & ~same)
             if "xling" in index.vectors and mask.any():
                 vec = self.embedder("xling").query([query])[0]
-                ranked["xling"] = _top(index.vectors["xling"] @ vec, mask, want)
+                ranked["xling"] = _nearest(index.vectors["xling"], vec, mask, want)
         return self._fuse(index, ranked, query, k)
 
     def _mask(self, index: LoadedIndex, lang: str | None, docs: list[str] | None) -> np.ndarray | None:
@@ -212,6 +212,20 @@ class Searcher:
 
 def _short(model: str) -> str:
     return {"multilingual-e5-small": "e5", "use-multilingual-v3": "use"}.get(model, model)
+
+
+def _nearest(vectors: object, vec: np.ndarray, mask: np.ndarray, want: int) -> list[int]:
+    """Rows of the `want` nearest vectors among the rows the mask allows (exact inner product)."""
+    import faiss
+
+    if mask.all():
+        params = None
+    else:
+        bits = np.packbits(mask, bitorder="little")
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bits)))
+    _, rows = vectors.search(np.ascontiguousarray(vec[None, :], dtype=np.float32), min(want, int(mask.sum())),
+                             params=params)
+    return [int(r) for r in rows[0] if r >= 0]
 
 
 def _top(scores: np.ndarray, allowed: np.ndarray | None, want: int, positive: bool = False) -> list[int]:

@@ -57,10 +57,11 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
         for row, chunk in zip(rows, chunks):
             if EmbeddingCache.key(chunk.index_text()) != hashes[row]:
                 problems.append(f"{chunk.chunk_id}: stored text hash does not match its text")
-        for channel, matrix in index.vectors.items():
+        for channel, vectors in index.vectors.items():
             embedder = load_embedder(str(manifest["channels"][channel]["model"]))
             fresh_vecs = embedder.passage([c.index_text() for c in chunks])
-            cos = np.sum(fresh_vecs * matrix[rows], axis=1) / np.maximum(np.linalg.norm(matrix[rows], axis=1), 1e-12)
+            stored = np.stack([vectors.reconstruct(r) for r in rows])
+            cos = np.sum(fresh_vecs * stored, axis=1) / np.maximum(np.linalg.norm(stored, axis=1), 1e-12)
             worst = float(cos.min())
             if worst < MIN_COSINE:
                 problems.append(f"channel {channel}: re-embedded passages differ from the stored vectors "

@@ -35,13 +35,14 @@ class FailingEmbedder(HashingEmbedder):
 
 def test_manifest_describes_the_index(index: Path, corpus: Path) -> None:
     manifest = read_manifest(current_generation(index))
-    assert manifest["channels"]["dense"] == {"model": "hashing-256", "dim": 256, "file": "dense.npy", "dtype": "float16"}
+    dense = manifest["channels"]["dense"]
+    assert (dense["model"], dense["dim"], dense["file"]) == ("hashing-256", 256, "dense.faiss")
     assert manifest["chunking"]["zh_max_chars"] > 0 and manifest["kb_version"]
     assert set(manifest["files"]) == {"en/notes.txt", "en/rural_commerce.md", "guide.docx", "report.pdf",
                                       "zh/ecommerce_law.md", "zh/policy_opinion.txt"}
     assert len(manifest["files"]["report.pdf"]) == 64
     loaded = load_index(index)
-    assert loaded.n == manifest["counts"]["chunks"] == loaded.vectors["dense"].shape[0]
+    assert loaded.n == manifest["counts"]["chunks"] == loaded.vectors["dense"].ntotal
     rows = loaded.store.chunks([0, loaded.n - 1])
     assert rows[0].chunk_id.endswith("#0")
 
@@ -109,8 +110,8 @@ def test_damaged_index_is_detected(index: Path, tmp_path: Path, damage: str) -> 
     shutil.copytree(index, copy)
     gen = current_generation(copy)
     if damage == "truncate_vectors":
-        data = (gen / "dense.npy").read_bytes()
-        (gen / "dense.npy").write_bytes(data[: len(data) // 2])
+        data = (gen / "dense.faiss").read_bytes()
+        (gen / "dense.faiss").write_bytes(data[: len(data) // 2])
     elif damage == "drop_bm25":
         shutil.rmtree(gen / "bm25")
     elif damage == "garble_manifest":
