@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--lang", choices=("zh", "en"))
     s.add_argument("--doc", action="append", dest="docs", help="restrict to this doc_id (repeatable)")
     s.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
+    s.add_argument("--include-repealed", action="store_true",
+                   help="also rank texts marked 已废止 (repealed) or 已修改 (superseded)")
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
 
@@ -129,10 +131,12 @@ def _search(args: argparse.Namespace) -> int:
             print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
             return 2
         for line in lines:
-            hits = searcher.search(line, args.k, lang=args.lang, docs=args.docs, mode=args.mode) if line.strip() else []
+            hits = searcher.search(line, args.k, lang=args.lang, docs=args.docs, mode=args.mode,
+                                   include_repealed=args.include_repealed) if line.strip() else []
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False), flush=True)
         return 0
-    hits = searcher.search(args.question, args.k, lang=args.lang, docs=args.docs, mode=args.mode)
+    hits = searcher.search(args.question, args.k, lang=args.lang, docs=args.docs, mode=args.mode,
+                           include_repealed=args.include_repealed)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return 0

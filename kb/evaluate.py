@@ -94,37 +94,70 @@ def run_scifact(limit: int | None, index: Path | None, model: str, mode: str) ->
 _WS = re.compile(r"\s+")
 
 
-def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str) -> dict[str, object]:
-    """Recall@5/10/100 and MRR@10 on STARD train against a LawRefBook corpus folder."""
+def _stard_rows(limit: int | None) -> list[dict]:
+    path = _benchmark_dir("stard") / "train.jsonl"
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()][:limit]
+
+
+def _stard_judge(texts: list[str], row: dict) -> tuple[dict[int, float], float]:
+    """Per-question Recall@5/10/100 and reciprocal rank within 10, by the STARD README's 30-character rule."""
+    golds = [_WS.sub("", g["text"])[:30] for g in row["gold"]]
+    flat = [_WS.sub("", t) for t in texts]
+    recall = {k: sum(1 for g in golds if any(g in t for t in flat[:k])) / len(golds) for k in (5, 10, 100)}
+    first = next((rank for rank, t in enumerate(flat[:10], start=1) if any(g in t for g in golds)), None)
+    return recall, (1 / first if first else 0.0)
+
+
+def _stard_index(corpus: Path | None, model: str, index: Path | None) -> tuple[Path, Path]:
     corpus = corpus or BENCH_CORPORA / "lawrefbook-national"
     if not corpus.is_dir():
         raise CorpusError(f"{corpus} not found: import it with `python scripts/import_lawrefbook.py "
                           f"../shared/corpora/lawrefbook/laws.tar.xz {corpus} --national-only`")
-    index = _index_for(f"stard-{corpus.name}", corpus, model, index)
+    return corpus, _index_for(f"stard-{corpus.name}", corpus, model, index)
+
+
+def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str) -> dict[str, object]:
+    """Recall@5/10/100 and MRR@10 on STARD train against a LawRefBook corpus folder."""
+    corpus, index = _stard_index(corpus, model, index)
     searcher = Searcher(index)
-    rows = [json.loads(x) for x in (_benchmark_dir("stard") / "train.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
-    rows = rows[:limit]
+    rows = _stard_rows(limit)
     recall = {5: 0.0, 10: 0.0, 100: 0.0}
     mrr, lengths, t0 = 0.0, [], time.time()
     for row in rows:
         hits = searcher.search(row["query"], 100, mode=mode)
-        texts = [_WS.sub("", h.chunk.text) for h in hits]
         lengths.extend(len(h.chunk.text) for h in hits[:10])
-        golds = [_WS.sub("", g["text"])[:30] for g in row["gold"]]
-        first = None
+        got, rr = _stard_judge([h.chunk.text for h in hits], row)
         for k in recall:
-            got = sum(1 for g in golds if any(g in t for t in texts[:k]))
-            recall[k] += got / len(golds)
-        for rank, t in enumerate(texts[:10], start=1):
-            if any(g in t for g in golds):
-                first = rank
-                break
-        mrr += 1 / first if first else 0.0
+            recall[k] += got[k]
+        mrr += rr
     n = len(rows)
     return {"benchmark": "stard", "corpus": str(corpus), "model": model, "mode": mode, "queries": n,
             **{f"recall@{k}": round(v / n, 4) for k, v in recall.items()}, "mrr@10": round(mrr / n, 4),
             "mean_passage_chars": round(sum(lengths) / max(len(lengths), 1), 1),
             "seconds_per_query": round((time.time() - t0) / n, 3)}
+
+
+def tune_stard(grid: list[dict[str, float]], limit: int | None = None, corpus: Path | None = None,
+               model: str = config.DEFAULT_MODEL) -> list[dict[str, object]]:
+    """Recall for each channel-weight setting, ranking every question once and fusing it many times."""
+    _, index = _stard_index(corpus, model, None)
+    searcher = Searcher(index)
+    rows = _stard_rows(limit)
+    ranked = [searcher.rankings(row["query"], config.CANDIDATES) for row in rows]
+    out = []
+    for weights in grid:
+        searcher.weights = dict(weights)
+        total = {5: 0.0, 10: 0.0, 100: 0.0}
+        mrr = 0.0
+        for row, r in zip(rows, ranked):
+            got, rr = _stard_judge([h.chunk.text for h in searcher.fuse(r, row["query"], 100)], row)
+            for k in total:
+                total[k] += got[k]
+            mrr += rr
+        n = len(rows)
+        out.append({"weights": weights, **{f"recall@{k}": round(v / n, 4) for k, v in total.items()},
+                    "mrr@10": round(mrr / n, 4)})
+    return out
 
 
 def run(benchmark: str, limit: int | None = None, index: Path | None = None, corpus: Path | None = None,

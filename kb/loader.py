@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kb import config
 from kb.errors import IndexCorruptError
 from kb.index import current_generation, read_manifest, read_vectors
 from kb.lexical import bm25s_module
@@ -25,6 +26,8 @@ class LoadedIndex:
     bm25: object
     vectors: dict[str, object]  # channel -> FAISS index, row i = chunk i
     row_lang: np.ndarray
+    row_hidden: np.ndarray  # rows of repealed or superseded texts, left out unless asked for
+    row_prior: np.ndarray  # per-row ranking factor from the document's legal level
     doc_rows: dict[str, np.ndarray]
     docs: dict[str, dict[str, object]]
 
@@ -72,5 +75,11 @@ def load_index(index_dir: Path) -> LoadedIndex:
     langs = store.column("lang")
     row_lang = np.asarray([lang == "zh" for lang in langs], dtype=bool)
     docs = {d["doc_id"]: d for d in store.doc_table()}
+    row_hidden = np.zeros(expected, dtype=bool)
+    row_prior = np.ones(expected, dtype=np.float32)
+    for doc_id, rows in doc_rows.items():
+        meta = docs[doc_id]["meta"]
+        row_hidden[rows] = meta.get("validity") in config.HIDDEN_VALIDITY
+        row_prior[rows] = config.LEVEL_PRIOR.get(meta.get("level") or "", 1.0)
     log.info("loaded %s: %d chunks, channels %s", gen, expected, ", ".join(vectors) or "bm25 only")
-    return LoadedIndex(gen, manifest, store, bm25, vectors, row_lang, doc_rows, docs)
+    return LoadedIndex(gen, manifest, store, bm25, vectors, row_lang, row_hidden, row_prior, doc_rows, docs)

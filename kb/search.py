@@ -107,24 +107,32 @@ class Searcher:
         return list(self.index.docs.values())
 
     def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: list[str] | None = None,
-               mode: str = "hybrid") -> list[Hit]:
+               mode: str = "hybrid", include_repealed: bool = False) -> list[Hit]:
         """Rank passages for a question in Chinese or English.
 
         Args:
             lang: keep only passages in this language ('zh' or 'en').
             docs: keep only these doc_ids.
             mode: 'hybrid', 'keyword' (BM25 only) or 'semantic' (vectors only).
+            include_repealed: also rank texts marked 已废止 (repealed) or 已修改 (superseded by a newer version).
         Raises:
             QueryError: empty query, unknown mode, language or document.
         """
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
-        if not query:
+        index = self.index
+        ranked = self.rankings(query, max(k, config.CANDIDATES), lang=lang, docs=docs, mode=mode,
+                               include_repealed=include_repealed)
+        return self._fuse(index, ranked, query, k)
+
+    def rankings(self, query: str, want: int, *, lang: str | None = None, docs: list[str] | None = None,
+                 mode: str = "hybrid", include_repealed: bool = False) -> dict[str, list[int]]:
+        """Each channel's ranked row numbers, before fusion (benchmarks tune the fusion on these)."""
+        if not query.strip():
             raise QueryError("empty query: type a question or some keywords")
         if mode not in MODES:
             raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
         index = self.index
-        allowed = self._mask(index, lang, docs)
-        want = max(k, config.CANDIDATES)
+        allowed = self._mask(index, lang, docs, include_repealed)
         q_lang = detect_lang(query)
         ranked: dict[str, list[int]] = {}
         if mode in ("hybrid", "keyword"):
@@ -146,12 +154,18 @@ class Searcher:
             if "xling" in index.vectors and mask.any():
                 vec = self.embedder("xling").query([query])[0]
                 ranked["xling"] = _nearest(index.vectors["xling"], vec, mask, want)
-        return self._fuse(index, ranked, query, k)
+        return ranked
 
-    def _mask(self, index: LoadedIndex, lang: str | None, docs: list[str] | None) -> np.ndarray | None:
-        if lang is None and not docs:
+    def fuse(self, ranked: dict[str, list[int]], query: str, k: int) -> list[Hit]:
+        """Hits from channel rankings, by weighted reciprocal rank."""
+        return self._fuse(self.index, ranked, query, k)
+
+    def _mask(self, index: LoadedIndex, lang: str | None, docs: list[str] | None,
+              include_repealed: bool) -> np.ndarray | None:
+        hide = not include_repealed and bool(index.row_hidden.any())
+        if lang is None and not docs and not hide:
             return None
-        mask = np.ones(index.n, dtype=bool)
+        mask = ~index.row_hidden if hide else np.ones(index.n, dtype=bool)
         if lang is not None:
             if lang not in ("zh", "en"):
                 raise QueryError(f"unknown language '{lang}': use zh or en")
@@ -181,6 +195,9 @@ class Searcher:
             for rank, row in enumerate(rows, start=1):
                 fused[row] = fused.get(row, 0.0) + weight / (config.RRF_K + rank)
                 seen.setdefault(row, []).append((channel, rank))
+        # A soft preference for higher-level texts (法律 over 行政法规 over rules): about five places
+        # at the head of the list, never enough to lift an unrelated article over a relevant one.
+        fused = {r: v * float(index.row_prior[r]) for r, v in fused.items()}
         # Ties (same fused score) fall to the lower row number: earlier documents and articles first.
         order = sorted(fused, key=lambda r: (-fused[r], r))
         picked: list[tuple[int, Chunk]] = []

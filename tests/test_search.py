@@ -127,5 +127,20 @@ def test_identical_passages_show_once_with_their_other_documents(tmp_path: Path)
     build(corpus, tmp_path / "i", {"dense": HashingEmbedder()}, cache_dir=None)
     hits = Searcher(tmp_path / "i").search("公示退货规则", 10)
     firsts = [h for h in hits if h.chunk.article == "第一条"]
-    assert len(firsts) == 1 and firsts[0].also_in == ("v2021.txt",)
+    assert len(firsts) == 1 and {firsts[0].chunk.doc_id, *firsts[0].also_in} == {"v2018.txt", "v2021.txt"}
     assert len({"".join(h.chunk.text.split()) for h in hits}) == len(hits)
+
+
+def test_repealed_texts_are_hidden_unless_asked_for(tmp_path: Path) -> None:
+    from kb.embed import HashingEmbedder
+    from kb.index import build
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "old.txt").write_text("旧合同法\n\n第一条 合同应当采用书面形式。\n第二条 乙。\n第三条 丙。\n", encoding="utf-8")
+    (corpus / "old.txt.meta.json").write_text('{"validity": "已废止"}', encoding="utf-8")
+    build(corpus, tmp_path / "i", {"dense": HashingEmbedder()}, cache_dir=None)
+    searcher = Searcher(tmp_path / "i")
+    assert searcher.search("合同书面形式", 5) == []
+    shown = searcher.search("合同书面形式", 5, include_repealed=True)
+    assert shown[0].chunk.doc_id == "old.txt" and shown[0].meta.validity == "已废止"
