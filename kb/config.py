@@ -44,12 +44,12 @@ RRF_K = 60
 # 200 per channel: the fused top 100 then draws on both lists' tails (STARD Recall@100 +0.9 points).
 CANDIDATES = 200
 # e5 is the stronger channel on both benchmarks (STARD Recall@100: e5 0.754, BM25 0.676).
-WEIGHTS = {"bm25": 1.0, "dense": 1.5, "dense_x": 1.0, "xling": 1.0}
+WEIGHTS = {"bm25": 1.0, "dense": 1.5, "dense_x": 1.5, "xling": 1.0}
 # Texts with these statuses are hidden unless asked for (--include-repealed): a civil servant must not
 # be handed a superseded version as if it were in force.
 HIDDEN_VALIDITY = ("已废止", "已修改")
 # Ranking factor by legal level; the others stay at 1.0 (see Searcher._fuse).
-LEVEL_PRIOR = {"宪法": 1.15, "法律": 1.15, "司法解释": 1.05}
+LEVEL_PRIOR = {"宪法": 1.1, "法律": 1.1, "司法解释": 1.05}
 
 BM25_K1 = 1.2
 BM25_B = 0.75

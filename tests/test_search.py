@@ -51,8 +51,10 @@ def test_filters_language_and_document(searcher: Searcher) -> None:
 def test_modes(searcher: Searcher) -> None:
     kw = searcher.search("Sponsored listings advertisements", 3, mode="keyword")
     assert kw[0].chunk.doc_id == "en/notes.txt" and dict(kw[0].channels).keys() == {"bm25"}
-    sem = searcher.search("Sponsored listings advertisements", 3, mode="semantic")
-    assert dict(sem[0].channels).keys() == {"dense"}
+    sem = searcher.search("Sponsored listings advertisements", 10, mode="semantic")
+    assert set().union(*(dict(h.channels) for h in sem)) == {"dense", "dense_x"}  # no BM25
+    english = searcher.search("Sponsored listings advertisements", 3, mode="semantic", lang="en")
+    assert dict(english[0].channels).keys() == {"dense"}
 
 
 @pytest.mark.parametrize("query, message", [("   ", "empty query"), ("", "empty query")])
