@@ -108,6 +108,19 @@ def _stard_judge(texts: list[str], row: dict) -> tuple[dict[int, float], float]:
     return recall, (1 / first if first else 0.0)
 
 
+def _stard_scores(rows: list[dict], shown: list[list[str]]) -> dict[str, float]:
+    """Recall@5/10/100 and MRR@10 averaged over questions, given the passages shown for each."""
+    total = {5: 0.0, 10: 0.0, 100: 0.0}
+    mrr = 0.0
+    for row, texts in zip(rows, shown):
+        got, rr = _stard_judge(texts, row)
+        for k in total:
+            total[k] += got[k]
+        mrr += rr
+    n = max(len(rows), 1)
+    return {**{f"recall@{k}": round(v / n, 4) for k, v in total.items()}, "mrr@10": round(mrr / n, 4)}
+
+
 def _stard_index(corpus: Path | None, model: str, index: Path | None) -> tuple[Path, Path]:
     corpus = corpus or BENCH_CORPORA / "lawrefbook-national"
     if not corpus.is_dir():
@@ -121,19 +134,14 @@ def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model:
     corpus, index = _stard_index(corpus, model, index)
     searcher = Searcher(index)
     rows = _stard_rows(limit)
-    recall = {5: 0.0, 10: 0.0, 100: 0.0}
-    mrr, lengths, t0 = 0.0, [], time.time()
+    lengths, shown, t0 = [], [], time.time()
     for row in rows:
         hits = searcher.search(row["query"], 100, mode=mode)
         lengths.extend(len(h.chunk.text) for h in hits[:10])
-        got, rr = _stard_judge([h.chunk.text for h in hits], row)
-        for k in recall:
-            recall[k] += got[k]
-        mrr += rr
+        shown.append([h.chunk.text for h in hits])
     n = len(rows)
     return {"benchmark": "stard", "corpus": str(corpus), "model": model, "mode": mode, "queries": n,
-            **{f"recall@{k}": round(v / n, 4) for k, v in recall.items()}, "mrr@10": round(mrr / n, 4),
-            "mean_passage_chars": round(sum(lengths) / max(len(lengths), 1), 1),
+            **_stard_scores(rows, shown), "mean_passage_chars": round(sum(lengths) / max(len(lengths), 1), 1),
             "seconds_per_query": round((time.time() - t0) / n, 3)}
 
 
@@ -147,16 +155,8 @@ def tune_stard(grid: list[dict[str, float]], limit: int | None = None, corpus: P
     out = []
     for weights in grid:
         searcher.weights = dict(weights)
-        total = {5: 0.0, 10: 0.0, 100: 0.0}
-        mrr = 0.0
-        for row, r in zip(rows, ranked):
-            got, rr = _stard_judge([h.chunk.text for h in searcher.fuse(r, row["query"], 100)], row)
-            for k in total:
-                total[k] += got[k]
-            mrr += rr
-        n = len(rows)
-        out.append({"weights": weights, **{f"recall@{k}": round(v / n, 4) for k, v in total.items()},
-                    "mrr@10": round(mrr / n, 4)})
+        shown = [[h.chunk.text for h in searcher.fuse(r, row["query"], 100)] for row, r in zip(rows, ranked)]
+        out.append({"weights": weights, **_stard_scores(rows, shown)})
     return out
 
 

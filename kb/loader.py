@@ -71,7 +71,7 @@ def load_index(index_dir: Path) -> LoadedIndex:
             raise IndexCorruptError(f"{path} holds {index.ntotal} vectors of {index.d} dims, expected "
                                     f"{expected} of {info['dim']}: {fix}")
         vectors[channel] = index
-    doc_rows = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, (_, rows) in store.doc_rows().items()}
+    doc_rows = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, rows in store.doc_rows().items()}
     langs = store.column("lang")
     row_lang = np.asarray([lang == "zh" for lang in langs], dtype=bool)
     docs = {d["doc_id"]: d for d in store.doc_table()}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,19 +120,23 @@ class Searcher:
             QueryError: empty query, unknown mode, language or document.
         """
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
+        # One snapshot for ranking and fusion: refresh() may swap in a new generation meanwhile,
+        # and row numbers of one generation mean nothing in another.
         index = self.index
-        ranked = self.rankings(query, max(k, config.CANDIDATES), lang=lang, docs=docs, mode=mode,
-                               include_repealed=include_repealed)
+        ranked = self._rankings(index, query, max(k, config.CANDIDATES), lang, docs, mode, include_repealed)
         return self._fuse(index, ranked, query, k)
 
     def rankings(self, query: str, want: int, *, lang: str | None = None, docs: list[str] | None = None,
                  mode: str = "hybrid", include_repealed: bool = False) -> dict[str, list[int]]:
         """Each channel's ranked row numbers, before fusion (benchmarks tune the fusion on these)."""
+        return self._rankings(self.index, query, want, lang, docs, mode, include_repealed)
+
+    def _rankings(self, index: LoadedIndex, query: str, want: int, lang: str | None, docs: list[str] | None,
+                  mode: str, include_repealed: bool) -> dict[str, list[int]]:
         if not query.strip():
             raise QueryError("empty query: type a question or some keywords")
         if mode not in MODES:
             raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
-        index = self.index
         allowed = self._mask(index, lang, docs, include_repealed)
         q_lang = detect_lang(query)
         ranked: dict[str, list[int]] = {}
@@ -185,7 +190,7 @@ class Searcher:
         if not tokens or index.n == 0:
             return []
         scores = index.bm25.get_scores(tokens)
-        return _top(scores, allowed, want, positive=True)
+        return _top(scores, allowed, want)
 
     def _fuse(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int) -> list[Hit]:
         fused: dict[int, float] = {}
@@ -200,30 +205,26 @@ class Searcher:
         fused = {r: v * float(index.row_prior[r]) for r, v in fused.items()}
         # Ties (same fused score) fall to the lower row number: earlier documents and articles first.
         order = sorted(fused, key=lambda r: (-fused[r], r))
-        picked: list[tuple[int, Chunk]] = []
+        picked: list[tuple[int, Chunk, str]] = []
         also: dict[str, list[str]] = {}
         # The same article text often stands in several versions or copies of a law; it is shown once,
         # at its best rank, with the other documents listed, so the list holds k different passages.
-        for start in range(0, len(order), 2 * k):
-            batch = order[start:start + 2 * k]
-            for row, chunk in zip(batch, index.store.chunks(batch)):
-                key = "".join(chunk.text.split())
-                if key in also:
-                    also[key].append(chunk.doc_id)
-                    continue
-                also[key] = []
-                picked.append((row, chunk))
-                if len(picked) == k:
-                    break
+        for row, chunk in _chunks_in_order(index, order, 2 * k):
+            key = "".join(chunk.text.split())
+            if key in also:
+                also[key].append(chunk.doc_id)
+                continue
+            also[key] = []
+            picked.append((row, chunk, key))
             if len(picked) == k:
                 break
         hits = []
-        for rank, (row, chunk) in enumerate(picked, start=1):
+        for rank, (row, chunk, key) in enumerate(picked, start=1):
             doc = index.docs.get(chunk.doc_id, {})
             meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()
             hits.append(Hit(chunk=chunk, score=fused[row], rank=rank, citation=citation(chunk),
                             highlights=highlight_spans(chunk.text, query), channels=tuple(seen[row]),
-                            meta=meta, path=chunk.doc_id, also_in=tuple(also["".join(chunk.text.split())])))
+                            meta=meta, path=chunk.doc_id, also_in=tuple(also[key])))
         return hits
 
 
@@ -245,8 +246,15 @@ def _nearest(vectors: object, vec: np.ndarray, mask: np.ndarray, want: int) -> l
     return [int(r) for r in rows[0] if r >= 0]
 
 
-def _top(scores: np.ndarray, allowed: np.ndarray | None, want: int, positive: bool = False) -> list[int]:
-    """Row numbers of the best `want` scores among allowed rows, best first."""
+def _chunks_in_order(index: LoadedIndex, rows: list[int], batch: int) -> Iterator[tuple[int, Chunk]]:
+    """(row, chunk) in the given order, read from the store a batch at a time, only as far as consumed."""
+    for start in range(0, len(rows), batch):
+        part = rows[start:start + batch]
+        yield from zip(part, index.store.chunks(part))
+
+
+def _top(scores: np.ndarray, allowed: np.ndarray | None, want: int) -> list[int]:
+    """Row numbers of the best `want` positive scores among allowed rows, best first."""
     scores = np.asarray(scores, dtype=np.float32).copy()
     if allowed is not None:
         scores[~allowed] = -np.inf
@@ -255,5 +263,4 @@ def _top(scores: np.ndarray, allowed: np.ndarray | None, want: int, positive: bo
         return []
     top = np.argpartition(-scores, want - 1)[:want]
     top = top[np.lexsort((top, -scores[top]))]
-    floor = 0.0 if positive else -np.inf
-    return [int(r) for r in top if scores[r] > floor]
+    return [int(r) for r in top if scores[r] > 0.0]

@@ -100,11 +100,11 @@ class Store:
         cur = self._db().execute("SELECT doc_id, title, lang, meta, n_chunks FROM docs ORDER BY doc_id")
         return [{"doc_id": r[0], "title": r[1], "lang": r[2], "meta": json.loads(r[3]), "chunks": r[4]} for r in cur]
 
-    def doc_rows(self) -> dict[str, tuple[str, list[int]]]:
-        """doc_id -> (language, its chunk rows): the filter masks are built from this once."""
-        out: dict[str, tuple[str, list[int]]] = {}
-        for row, doc_id, lang in self._db().execute("SELECT row, doc_id, lang FROM chunks ORDER BY row"):
-            out.setdefault(doc_id, (lang, []))[1].append(row)
+    def doc_rows(self) -> dict[str, list[int]]:
+        """doc_id -> its chunk rows: the filter masks are built from this once."""
+        out: dict[str, list[int]] = {}
+        for row, doc_id in self._db().execute("SELECT row, doc_id FROM chunks ORDER BY row"):
+            out.setdefault(doc_id, []).append(row)
         return out
 
     def column(self, name: str) -> list[object]:
