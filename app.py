@@ -1,20 +1,38 @@
-"""Policy KB in the browser: ask in Chinese or English, read cited passages. Run: streamlit run app.py"""
+"""Policy KB in the browser: ask in Chinese or English, read cited passages, open sources, export.
+
+Run: streamlit run app.py. The question, filters and open document live in the URL, so a link reproduces a search.
+All retrieval, grouping and export logic is in `kb`; this file only lays it out.
+"""
 from __future__ import annotations
 
-import html
 import os
-import re
 from pathlib import Path
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from kb import config
+from kb.answer import answer
+from kb.chunk import Chunk
+from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
-from kb.search import Hit, Searcher
+from kb.export import citations_text, md_escape, to_csv, to_markdown
+from kb.i18n import t
+from kb.ingest import detect_lang
+from kb.render import document_html, passage_html
+from kb.search import MODES, Hit, Searcher
 
 INDEX = Path(os.environ.get("KB_INDEX", config.DEFAULT_INDEX))
+PAGES = ("search", "docs", "source")
+VIEWS = ("passages", "answer")
+LANGS = ("any", "zh", "en")
+UI_LANGS = ("auto", "zh", "en")
+MAX_K = 50
+# Hits fetched for the answer view: enough distinct passages to group, few enough to stay fast.
+ANSWER_POOL = 20
 
 st.set_page_config(page_title="Policy KB", page_icon="📜", layout="wide")
+ss = st.session_state
 
 
 @st.cache_resource(show_spinner="Loading the index…")
@@ -22,67 +40,281 @@ def get_searcher(index_dir: str) -> Searcher:
     return Searcher(Path(index_dir))
 
 
-def md_escape(text: str) -> str:
-    """Backslash-escape Markdown and HTML syntax so a title or citation shows literally."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~&])", r"\\\1", text)
-
-
-def passage_html(hit: Hit) -> str:
-    """The passage as inert HTML: every character escaped, query terms wrapped in <mark>."""
-    text, out, pos = hit.chunk.text, [], 0
-    for start, end in hit.highlights:
-        out.append(html.escape(text[pos:start]))
-        out.append(f"<mark>{html.escape(text[start:end])}</mark>")
-        pos = end
-    out.append(html.escape(text[pos:]))
-    return ("<div style='white-space:pre-wrap;font-size:0.95rem;line-height:1.6'>" + "".join(out) + "</div>")
-
-
-def main() -> None:
-    st.title("Policy KB")
-    st.caption("Search Chinese laws, regulations and policy commentary. Every passage is cited to its document, "
-               "article or section, and page.")
-    try:
-        searcher = get_searcher(str(INDEX))
-    except IndexMissingError:
-        st.warning(f"No index at `{INDEX}` yet. Build it with `python -m kb build` and reload this page.")
-        st.stop()
-    except KbError as exc:
-        st.error(f"The index could not be loaded: {exc}")
-        st.stop()
-    if searcher.refresh():
-        st.toast("The index was rebuilt; now searching the new one.")
-
-    docs = searcher.documents()
-    with st.sidebar:
-        st.header("Filters")
-        lang = st.radio("Language", ["any", "zh", "en"], horizontal=True,
-                        format_func={"any": "Any", "zh": "中文", "en": "English"}.get)
-        titles = {d["doc_id"]: d["title"] for d in docs}
-        chosen = st.multiselect("Documents", list(titles), format_func=lambda d: titles[d])
-        mode = st.radio("Search mode", ["hybrid", "keyword", "semantic"], horizontal=True)
-        k = st.slider("Results", 1, 50, 10)
-        st.caption(f"{len(docs)} documents, {searcher.index.n} passages indexed.")
-
-    query = st.text_input("Question", placeholder="e.g. 网购商品无理由退货期限 / what measures address live-stream talent")
-    if not query.strip():
-        st.info("Type a question in Chinese or English.")
+def load_url_state() -> None:
+    """Seed the widgets from the URL once per session; values the app cannot use fall back to defaults."""
+    if ss.get("_seeded"):
         return
+    qp = st.query_params
+    ss.q = qp.get("q", "")
+    ss.page = _pick(qp.get("page"), PAGES, "search")
+    ss.view = _pick(qp.get("view"), VIEWS, "passages")
+    ss.lang = _pick(qp.get("lang"), LANGS, "any")
+    ss.mode = _pick(qp.get("mode"), MODES, "hybrid")
+    ss.ui = _pick(qp.get("ui"), UI_LANGS, "auto")
+    ss.k = _int(qp.get("k"), 10, 1, MAX_K)
+    ss.in_docs = qp.get_all("in")
+    ss.repealed = qp.get("repealed") == "1"
+    ss.src_doc = qp.get("doc")
+    ss.src_chunk = _int(qp.get("chunk"), 0, 0, 10**6)
+    if ss.page == "source" and not ss.src_doc:
+        ss.page = "search"
+    ss._seeded = True
+
+
+def keep_widget_state() -> None:
+    """Widgets not drawn in a run lose their state; the question must survive a visit to a source page."""
+    for key in ("q", "view", "docs_needle"):
+        if key in ss:
+            ss[key] = ss[key]
+
+
+def save_url_state() -> None:
+    """Write the current question, filters and open document into the URL (defaults left out)."""
+    params: dict[str, str | list[str]] = {}
+    if ss.q.strip():
+        params["q"] = ss.q.strip()
+    for key, default in (("page", "search"), ("view", "passages"), ("lang", "any"), ("mode", "hybrid"),
+                         ("ui", "auto"), ("k", 10)):
+        if ss[key] != default:
+            params[key] = str(ss[key])
+    if ss.in_docs:
+        params["in"] = list(ss.in_docs)
+    if ss.repealed:
+        params["repealed"] = "1"
+    if ss.page == "source" and ss.src_doc:
+        params["doc"] = ss.src_doc
+        params["chunk"] = str(ss.src_chunk)
+    st.query_params.from_dict(params)
+
+
+def _pick(value: str | None, allowed: tuple[str, ...], default: str) -> str:
+    return value if value in allowed else default
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
     try:
-        hits = searcher.search(query, k, lang=None if lang == "any" else lang, docs=chosen or None, mode=mode)
+        return min(max(int(value or default), low), high)
+    except ValueError:
+        return default
+
+
+def ui_lang() -> str:
+    """The interface language: the reader's choice, else the question's language, else the browser's."""
+    if ss.ui in ("zh", "en"):
+        return ss.ui
+    if ss.q.strip():
+        return detect_lang(ss.q)
+    locale = getattr(st.context, "locale", None) or ""
+    return "zh" if locale.lower().startswith("zh") else "en"
+
+
+def open_source(doc_id: str, ordinal: int) -> None:
+    ss.page, ss.src_doc, ss.src_chunk = "source", doc_id, ordinal
+
+
+def meta_line(meta: object, extra: tuple[str | None, ...] = ()) -> str:
+    parts = (*extra, meta.level, meta.issuer, meta.doc_number, meta.published, meta.validity)  # type: ignore[attr-defined]
+    return " · ".join(x for x in parts if x)
+
+
+def sidebar(searcher: Searcher, lang: str) -> None:
+    docs = searcher.documents()
+    titles = {d["doc_id"]: d["title"] for d in docs}
+    unknown = [d for d in ss.in_docs if d not in titles]
+    if unknown:
+        st.sidebar.warning(t("unknown_docs", lang, docs=", ".join(unknown[:3])))
+        ss.in_docs = [d for d in ss.in_docs if d in titles]
+    with st.sidebar:
+        st.radio(t("interface", lang), UI_LANGS, key="ui", horizontal=True,
+                 format_func={"auto": t("auto", lang), "zh": "中文", "en": "English"}.get)
+        st.radio(t("page", lang), ("search", "docs"), key="page_choice", horizontal=True,
+                 index=1 if ss.page == "docs" else 0,
+                 format_func=lambda p: t(f"page_{p}", lang), on_change=_page_changed)
+        st.header(t("filters", lang))
+        st.radio(t("language", lang), LANGS, key="lang", horizontal=True,
+                 format_func={"any": t("any", lang), "zh": "中文", "en": "English"}.get)
+        st.multiselect(t("documents", lang), list(titles), key="in_docs", format_func=lambda d: titles[d])
+        st.checkbox(t("include_repealed", lang), key="repealed")
+        st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: t(f"mode_{m}", lang))
+        st.slider(t("results_n", lang), 1, MAX_K, key="k")
+        st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.index.n))
+
+
+def _page_changed() -> None:
+    ss.page = ss.page_choice
+
+
+def run_search(searcher: Searcher, k: int) -> list[Hit]:
+    """Search once per distinct question, filters and index generation; reruns reuse the result."""
+    key = (searcher.index.gen.name, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed)
+    if ss.get("_hits_key") != key:
+        ss._hits = searcher.search(ss.q, k, lang=None if ss.lang == "any" else ss.lang,
+                                   docs=list(ss.in_docs) or None, mode=ss.mode, include_repealed=ss.repealed)
+        ss._hits_key = key
+    return ss._hits
+
+
+def channels_text(hit: Hit, lang: str) -> str:
+    return ", ".join(t(f"ch_{name}", lang, rank=rank) for name, rank in hit.channels)
+
+
+def search_page(searcher: Searcher, lang: str) -> None:
+    st.text_input(t("question", lang), key="q", placeholder=t("placeholder", lang))
+    if not ss.q.strip():
+        st.info(t("type_question", lang))
+        return
+    st.radio(t("view", lang), VIEWS, key="view", horizontal=True, format_func=lambda v: t(f"view_{v}", lang))
+    try:
+        hits = run_search(searcher, max(ss.k, ANSWER_POOL) if ss.view == "answer" else ss.k)
     except KbError as exc:
         st.error(str(exc))
         return
     if not hits:
-        st.warning("No passages matched." + (" Try removing filters." if chosen or lang != "any" else ""))
+        active = [name for name, on in ((t("language", lang), ss.lang != "any"), (t("documents", lang), ss.in_docs),
+                                        (t("mode", lang), ss.mode != "hybrid")) if on]
+        st.warning(t("no_results", lang) + (" " + t("remove_filters", lang, filters=", ".join(active)) if active else ""))
         return
-    for hit in hits:
-        meta = hit.meta
+    if ss.view == "answer":
+        answer_view(hits, lang)
+        shown = hits[:ss.k]
+    else:
+        shown = hits[:ss.k]
+        st.caption(t("n_results", lang, n=len(shown), q=ss.q.strip()))
+        for hit in shown:
+            hit_card(hit, lang)
+    export_box(shown, lang)
+
+
+def hit_card(hit: Hit, lang: str) -> None:
+    with st.container(border=True):
+        st.markdown(f"**{hit.rank}\\. {md_escape(hit.citation)}**")
+        st.caption(md_escape(meta_line(hit.meta, (hit.chunk.doc_id, "中文" if hit.chunk.lang == "zh" else "English"))))
+        st.html(passage_html(hit.chunk.text, hit.highlights))
+        if hit.also_in:
+            st.caption(md_escape(t("also_in", lang, docs=", ".join(hit.also_in))))
+        left, right = st.columns([1, 4])
+        left.button(t("open_source", lang), key=f"open-{hit.chunk.chunk_id}", on_click=open_source,
+                    args=(hit.chunk.doc_id, hit.chunk.ordinal))
+        right.caption(md_escape(t("why", lang, channels=channels_text(hit, lang))))
+
+
+def answer_view(hits: list[Hit], lang: str) -> None:
+    st.caption(t("answer_intro", lang))
+    for group in answer(hits, ss.q):
         with st.container(border=True):
-            st.markdown(f"**{hit.rank}\\. {md_escape(hit.citation)}**")
-            st.caption(" · ".join(x for x in (hit.chunk.doc_id, hit.chunk.lang, meta.level, meta.issuer,
-                                              meta.published) if x))
-            st.html(passage_html(hit))
+            st.markdown(f"**{md_escape(group.title)}**")
+            st.caption(md_escape(meta_line(group.points[0].hit.meta, (group.doc_id,))))
+            for point in group.points:
+                st.html(passage_html(point.sentence, point.highlights, "padding-left:0.8rem;"
+                                     "border-left:3px solid #c9a227;margin:0.2rem 0"))
+                left, right = st.columns([1, 4])
+                left.button(t("open_source", lang), key=f"ans-{point.hit.chunk.chunk_id}", on_click=open_source,
+                            args=(point.hit.chunk.doc_id, point.hit.chunk.ordinal))
+                right.caption(f"{point.hit.rank}\\. {md_escape(point.hit.citation)}")
+
+
+def export_box(hits: list[Hit], lang: str) -> None:
+    with st.expander(t("export", lang)):
+        st.caption(t("copy_citations", lang))
+        st.code(citations_text(hits), language=None)
+        left, right = st.columns(2)
+        left.download_button(t("download_md", lang), to_markdown(hits, ss.q.strip()), "policy-kb-results.md",
+                             "text/markdown", on_click="ignore")
+        right.download_button(t("download_csv", lang), to_csv(hits), "policy-kb-results.csv", "text/csv",
+                              on_click="ignore")
+
+
+def source_page(searcher: Searcher, lang: str) -> None:
+    st.button(t("back", lang), on_click=_back)
+    try:
+        doc, chunks = searcher.source(ss.src_doc)
+    except KbError:
+        st.error(t("no_such_doc", lang, doc=ss.src_doc))
+        return
+    if not chunks:
+        st.header(md_escape(doc.title))
+        st.html(passage_html(doc.text, ()))
+        return
+    ss.src_chunk = min(ss.src_chunk, len(chunks) - 1)
+    current = chunks[ss.src_chunk]
+    st.header(md_escape(doc.title))
+    st.caption(md_escape(meta_line(doc.meta, (doc.doc_id, f"{doc.meta.source_format or ''}".upper() or None))))
+    prev_col, where, next_col = st.columns([1, 3, 1])
+    prev_col.button(t("previous", lang), disabled=ss.src_chunk == 0, on_click=_step, args=(-1,))
+    where.caption(t("passage_of", lang, n=ss.src_chunk + 1, total=len(chunks)))
+    next_col.button(t("next", lang), disabled=ss.src_chunk >= len(chunks) - 1, on_click=_step, args=(1,))
+    for chunk, role in _surroundings(chunks, ss.src_chunk):
+        focus = role == "current"
+        with st.container(border=focus):
+            st.markdown(("**" if focus else "") + md_escape(citation(chunk)) + ("**" if focus else ""))
+            spans = highlight_spans(chunk.text, ss.q) if focus and ss.q.strip() else ()
+            st.html(passage_html(chunk.text, spans, "" if focus else "opacity:0.65;"))
+    if focus_citation := citation(current):
+        st.code(f"{focus_citation} ({doc.doc_id})", language=None)
+    with st.expander(t("whole_document", lang), expanded=False):
+        components.html(document_html(doc.text, chunks, ss.src_chunk), height=520, scrolling=True)
+
+
+def _surroundings(chunks: list[Chunk], at: int) -> list[tuple[Chunk, str]]:
+    out = []
+    if at > 0:
+        out.append((chunks[at - 1], "previous"))
+    out.append((chunks[at], "current"))
+    if at + 1 < len(chunks):
+        out.append((chunks[at + 1], "next"))
+    return out
+
+
+def _step(delta: int) -> None:
+    ss.src_chunk = max(ss.src_chunk + delta, 0)
+
+
+def _back() -> None:
+    ss.page = ss.get("page_choice", "search")
+
+
+def docs_page(searcher: Searcher, lang: str) -> None:
+    st.header(t("docs_header", lang))
+    needle = st.text_input(t("docs_filter", lang), key="docs_needle").strip().lower()
+    docs = [d for d in searcher.documents()
+            if not needle or needle in str(d["title"]).lower() or needle in str(d["doc_id"]).lower()]
+    rows = [{t("col_title", lang): d["title"], t("col_level", lang): d["meta"].get("level"),
+             t("col_issuer", lang): d["meta"].get("issuer"), t("col_published", lang): d["meta"].get("published"),
+             t("col_effective", lang): d["meta"].get("effective"), t("col_validity", lang): d["meta"].get("validity"),
+             t("col_lang", lang): d["lang"], t("col_chunks", lang): d["chunks"], t("col_path", lang): d["doc_id"]}
+            for d in docs]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    if not docs:
+        return
+    titles = {d["doc_id"]: f"{d['title']} ({d['doc_id']})" for d in docs}
+    choice = st.selectbox(t("docs_open", lang), list(titles), format_func=titles.get, key="docs_choice")
+    st.button(t("open", lang), on_click=open_source, args=(choice, 0), key="docs_open_btn")
+
+
+def main() -> None:
+    load_url_state()
+    keep_widget_state()
+    lang = ui_lang()
+    st.title("Policy KB")
+    st.caption(t("tagline", lang))
+    try:
+        searcher = get_searcher(str(INDEX))
+    except IndexMissingError:
+        st.warning(t("no_index", lang, index=INDEX))
+        st.stop()
+    except KbError as exc:
+        st.error(t("load_failed", lang, reason=exc))
+        st.stop()
+    if searcher.refresh():
+        st.toast(t("rebuilt", lang))
+    sidebar(searcher, lang)
+    if ss.page == "source":
+        source_page(searcher, lang)
+    elif ss.page == "docs":
+        docs_page(searcher, lang)
+    else:
+        search_page(searcher, lang)
+    save_url_state()
 
 
 main()

@@ -15,7 +15,7 @@ from kb.cite import citation, highlight_spans
 from kb.embed import Embedder, load_embedder
 from kb.errors import ModelMismatchError, QueryError
 from kb.index import CURRENT
-from kb.ingest import DocMeta, detect_lang
+from kb.ingest import DocMeta, Document, detect_lang
 from kb.lexical import tokenize
 from kb.loader import LoadedIndex, load_index
 
@@ -106,6 +106,18 @@ class Searcher:
     def documents(self) -> list[dict[str, object]]:
         """The indexed documents with metadata and chunk counts."""
         return list(self.index.docs.values())
+
+    def source(self, doc_id: str) -> tuple[Document, list[Chunk]]:
+        """A document's full text and its chunks in reading order, for showing a passage in place.
+
+        Raises:
+            QueryError: no such document in the index.
+        """
+        index = self.index
+        doc = index.store.document(doc_id)
+        if doc is None:
+            raise QueryError(f"no such document in the index: {doc_id}")
+        return doc, index.store.doc_chunks(doc_id)
 
     def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: list[str] | None = None,
                mode: str = "hybrid", include_repealed: bool = False) -> list[Hit]:

@@ -1,44 +1,185 @@
-"""The Streamlit app, driven headless: a question shows cited passages; no index says how to build one."""
+"""The Streamlit app, driven headless: what a reader sees for questions, filters, views, sources and bad states."""
 from __future__ import annotations
 
+import html
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from kb.embed import HashingEmbedder
+from kb.index import build
+
 APP = str(Path(__file__).parent.parent / "app.py")
 
 
 def shown(at: AppTest) -> str:
-    """The citations as the reader sees them (Markdown escapes removed)."""
-    return " ".join(m.value for m in at.markdown).replace("\\", "")
+    """Markdown and captions as the reader sees them (Markdown escapes removed)."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    return " ".join(parts).replace("\\", "")
 
 
-def run_app(monkeypatch: pytest.MonkeyPatch, index: Path, query: str | None = None) -> AppTest:
+def passages(at: AppTest) -> str:
+    """The HTML the passages are drawn with."""
+    return " ".join(h.proto.body for h in at.html)
+
+
+def passage_text(at: AppTest) -> str:
+    """The passages as read: highlight tags removed, entities decoded."""
+    return html.unescape(re.sub(r"</?mark>", "", passages(at)))
+
+
+def run_app(monkeypatch: pytest.MonkeyPatch, index: Path, query: str | None = None,
+            params: dict[str, str] | None = None) -> AppTest:
     monkeypatch.setenv("KB_INDEX", str(index))
     at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in (params or {}).items():
+        at.query_params[key] = value
     at.run()
     if query is not None:
-        at.text_input[0].input(query).run()
+        at.text_input(key="q").input(query).run()
     return at
 
 
-def test_question_shows_citations(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+def test_chinese_question_shows_citations_in_a_chinese_interface(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
     at = run_app(monkeypatch, index, "七日内无理由退货")
     assert not at.exception
     assert "《示范电子商务法》第四条" in shown(at)
+    assert "<mark>" in passages(at)
+    assert at.radio(key="view").label == "视图"  # the interface follows the question's language
+    assert at.query_params["q"] == ["七日内无理由退货"] or at.query_params["q"] == "七日内无理由退货"
 
 
-def test_english_question_and_filter(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+def test_english_question_and_language_filter(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
     at = run_app(monkeypatch, index, "live-stream talent")
     assert not at.exception
     assert "Rural E-commerce in Zhijiang, section 'Economic Base'" in shown(at)
-    at.sidebar.radio[0].set_value("zh").run()
+    assert at.radio(key="view").label == "View"
+    at.radio(key="lang").set_value("zh").run()
     assert not at.exception
     assert "Rural E-commerce" not in shown(at)
+    assert "《" in shown(at)
+
+
+def test_no_results_suggests_removing_filters(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index)
+    at.multiselect(key="in_docs").set_value(["en/notes.txt"]).run()
+    at.radio(key="lang").set_value("zh").run()
+    at.text_input(key="q").input("live-stream talent").run()
+    assert not at.exception
+    assert "No passages matched. Try removing filters: Language, Documents." in at.warning[0].value
+
+
+def test_answer_view_groups_passages_by_document(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, "live-stream talent", params={"view": "answer"})
+    assert not at.exception
+    assert at.radio(key="view").value == "answer"
+    assert "grouped by document" in shown(at)
+    assert "**Rural E-commerce in Zhijiang**" in " ".join(m.value for m in at.markdown)
+    assert "Live-stream e-commerce bases train local talent" in passage_text(at)
+
+
+def test_open_source_shows_the_passage_with_its_neighbours(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, "七日内无理由退货")
+    at.button(key=next(b.key for b in at.button if b.key and b.key.startswith("open-zh/ecommerce_law.md"))).click().run()
+    assert not at.exception
+    assert at.header[0].value == "示范电子商务法"
+    text = shown(at)
+    assert "《示范电子商务法》第四条" in text and "《示范电子商务法》第三条" in text  # the article and the one before
+    assert at.query_params["page"] in ("source", ["source"])
+    at.button[1].click().run()  # previous article
+    assert not at.exception
+    assert "**《示范电子商务法》第三条**" in " ".join(m.value for m in at.markdown).replace("\\", "")
+    at.button[0].click().run()  # back to the results, question kept
+    assert not at.exception
+    assert at.text_input(key="q").value == "七日内无理由退货"
+    assert "《示范电子商务法》第四条" in shown(at)
+
+
+def test_link_reproduces_a_search(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, params={"q": "live-stream talent", "lang": "en", "mode": "keyword", "k": "3"})
+    assert not at.exception
+    assert at.text_input(key="q").value == "live-stream talent"
+    assert at.radio(key="mode").value == "keyword"
+    assert at.slider(key="k").value == 3
+    assert "Rural E-commerce in Zhijiang" in shown(at)
+    assert len([b for b in at.button if b.key and b.key.startswith("open-")]) <= 3
+
+
+def test_bad_link_values_fall_back_to_defaults(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, params={"mode": "magic", "k": "-5", "in": "no/such.md", "page": "source"})
+    assert not at.exception
+    assert at.radio(key="mode").value == "hybrid"
+    assert at.slider(key="k").value == 1
+    assert "no/such.md" in at.sidebar.warning[0].value
+
+
+def test_export_lists_citations(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, "七日内无理由退货")
+    code = at.code[0].value
+    assert code.startswith("1. 《示范电子商务法》第四条 (zh/ecommerce_law.md)")
+    assert len(at.get("download_button")) == 2
+
+
+def test_document_browser_lists_and_opens_documents(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index)
+    at.radio(key="page_choice").set_value("docs").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 6 and "示范电子商务法" in set(table["Title"])
+    at.selectbox(key="docs_choice").set_value("zh/ecommerce_law.md").run()
+    at.button(key="docs_open_btn").click().run()
+    assert not at.exception
+    assert at.header[0].value == "示范电子商务法"
 
 
 def test_no_index_says_which_command_builds_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     at = run_app(monkeypatch, tmp_path / "missing")
     assert not at.exception
     assert "python -m kb build" in at.warning[0].value
+
+
+def test_damaged_index_shows_the_reason_not_a_traceback(monkeypatch: pytest.MonkeyPatch, index: Path,
+                                                         tmp_path: Path) -> None:
+    broken = tmp_path / "index"
+    shutil.copytree(index, broken)
+    gen = (broken / "CURRENT").read_text().strip()
+    (broken / gen / "chunks.sqlite").write_bytes(b"not a database")
+    at = run_app(monkeypatch, broken)
+    assert not at.exception
+    assert "could not be loaded" in at.error[0].value and "chunks.sqlite" in at.error[0].value
+
+
+def test_markup_inside_documents_is_shown_as_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "tricky.txt").write_text(
+        "# Not a heading\n\nThe notice says <script>alert(1)</script> and <b>bold</b> about customs rules.\n"
+        "## Also not a heading\n\n* not a list [link](javascript:alert(2))\n", encoding="utf-8")
+    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    at = run_app(monkeypatch, tmp_path / "index", "customs rules notice")
+    assert not at.exception
+    body = passages(at)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script" not in body
+    assert "&lt;b&gt;bold&lt;/b&gt;" in body
+    assert "* not a list [link](javascript:alert(2))" in html.unescape(body)
+    assert "Not a heading, section 'Also not a heading'" in shown(at)  # the heading is text in the citation
+    assert not at.main.header  # no Markdown heading was made from the document
+    at.button(key=next(b.key for b in at.button if b.key and b.key.startswith("open-"))).click().run()
+    assert not at.exception
+    assert at.header[0].value == "Not a heading"
+    assert "<script" not in passages(at)
+
+
+def test_document_view_escapes_everything_but_its_own_scroll_script() -> None:
+    from kb.chunk import Chunk
+    from kb.render import document_html
+
+    text = "# Title\n<script>alert(1)</script> first part. Second part <img src=x onerror=alert(2)>."
+    chunks = [Chunk("d#0", "d", "T", 0, text[8:45], 8, 45, "en"), Chunk("d#1", "d", "T", 1, text[30:], 30, len(text), "en")]
+    out = document_html(text, chunks, 1)
+    assert out.count("<script>") == 1 and "scrollIntoView" in out
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out and "<img" not in out
+    assert html.unescape(re.sub(r"<[^>]+>", "", out.split("<script>")[0])) == text  # each character once

@@ -1,0 +1,83 @@
+"""Interface text in English and Chinese; the app follows the question's language unless the reader picks one."""
+from __future__ import annotations
+
+LANGS = ("en", "zh")
+
+# key -> (English, Chinese). Placeholders use str.format names.
+STRINGS: dict[str, tuple[str, str]] = {
+    "tagline": ("Search Chinese laws, regulations and policy commentary. Every passage is cited to its document, "
+                "article or section, and page.",
+                "检索中国法律法规、政策文件与评论。每段结果均注明出处：文件、条款或章节、页码。"),
+    "question": ("Question / 问题", "Question / 问题"),
+    "placeholder": ("e.g. 网购商品无理由退货期限 / what measures address live-stream talent",
+                    "例如：网购商品无理由退货期限 / what measures address live-stream talent"),
+    "type_question": ("Type a question in Chinese or English.", "请输入中文或英文问题。"),
+    "interface": ("Interface", "界面语言"),
+    "auto": ("Auto", "自动"),
+    "page": ("Page", "页面"),
+    "page_search": ("Search", "检索"),
+    "page_docs": ("Documents", "文件库"),
+    "filters": ("Filters", "筛选"),
+    "language": ("Language", "语言"),
+    "any": ("Any", "全部"),
+    "documents": ("Documents", "限定文件"),
+    "levels": ("Document type / level", "文件类型 / 效力级别"),
+    "dates": ("Published between", "发布日期范围"),
+    "include_repealed": ("Include repealed and superseded texts", "包括已废止、已修改的文本"),
+    "mode": ("Search mode", "检索方式"),
+    "mode_hybrid": ("Hybrid", "混合"),
+    "mode_keyword": ("Keyword only", "仅关键词"),
+    "mode_semantic": ("Semantic only", "仅语义"),
+    "results_n": ("Results", "结果数量"),
+    "indexed": ("{docs} documents, {chunks} passages indexed.", "已索引 {docs} 个文件、{chunks} 段。"),
+    "view": ("View", "视图"),
+    "view_passages": ("Passages", "段落"),
+    "view_answer": ("Answer", "答案"),
+    "no_index": ("No index at `{index}` yet. Build it with `python -m kb build` and reload this page.",
+                 "`{index}` 尚无索引。请运行 `python -m kb build` 后刷新本页。"),
+    "load_failed": ("The index could not be loaded: {reason}", "索引无法加载：{reason}"),
+    "rebuilt": ("The index was rebuilt; now searching the new one.", "索引已重建，正在检索新索引。"),
+    "no_results": ("No passages matched.", "没有匹配的段落。"),
+    "remove_filters": ("Try removing filters: {filters}.", "请尝试取消筛选：{filters}。"),
+    "n_results": ("{n} passages for “{q}”", "“{q}”共 {n} 段结果"),
+    "open_source": ("Open source", "查看原文"),
+    "also_in": ("Same text also in: {docs}", "相同文本亦见于：{docs}"),
+    "why": ("Found by: {channels}", "命中通道：{channels}"),
+    "ch_bm25": ("keyword #{rank}", "关键词 #{rank}"),
+    "ch_dense": ("semantic #{rank}", "语义 #{rank}"),
+    "ch_dense_x": ("cross-language semantic #{rank}", "跨语言语义 #{rank}"),
+    "ch_xling": ("cross-language #{rank}", "跨语言 #{rank}"),
+    "answer_intro": ("The passages that best answer the question, grouped by document:",
+                     "最能回答该问题的段落，按文件分组："),
+    "export": ("Export these results", "导出结果"),
+    "copy_citations": ("Citations (use the copy button at the top right)", "引用（点击右上角复制按钮）"),
+    "download_md": ("Download Markdown", "下载 Markdown"),
+    "download_csv": ("Download CSV", "下载 CSV"),
+    "back": ("← Back to results", "← 返回结果"),
+    "previous": ("← Previous", "← 上一条"),
+    "next": ("Next →", "下一条 →"),
+    "passage_of": ("Passage {n} of {total}", "第 {n} 段，共 {total} 段"),
+    "whole_document": ("Whole document (scrolled to the passage)", "全文（已定位到该段）"),
+    "no_such_doc": ("This document is not in the index: {doc}", "索引中没有此文件：{doc}"),
+    "docs_header": ("Indexed documents", "已索引文件"),
+    "docs_filter": ("Filter by title or path", "按标题或路径筛选"),
+    "docs_open": ("Open document", "打开文件"),
+    "open": ("Open", "打开"),
+    "col_title": ("Title", "标题"),
+    "col_level": ("Level", "效力级别"),
+    "col_issuer": ("Issuer", "发布机关"),
+    "col_published": ("Published", "发布日期"),
+    "col_effective": ("In force from", "施行日期"),
+    "col_validity": ("Validity", "时效性"),
+    "col_lang": ("Language", "语言"),
+    "col_chunks": ("Passages", "段数"),
+    "col_path": ("Path", "路径"),
+    "unknown_docs": ("Ignored unknown documents in the link: {docs}", "链接中的文件不存在，已忽略：{docs}"),
+}
+
+
+def t(key: str, lang: str, **values: object) -> str:
+    """The interface string for key in lang ('en' or 'zh'), with placeholders filled."""
+    en, zh = STRINGS[key]
+    text = zh if lang == "zh" else en
+    return text.format(**values) if values else text
