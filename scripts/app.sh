@@ -8,5 +8,4 @@ export HF_HUB_OFFLINE=1
 if ! .venv/bin/python -m kb check --quick >/dev/null 2>&1; then
   .venv/bin/python -m kb build
 fi
-exec .venv/bin/python -m streamlit run app.py --server.headless true --server.fileWatcherType none \
-  --browser.gatherUsageStats false "$@"
+exec .venv/bin/python -m streamlit run app.py "$@"

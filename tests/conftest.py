@@ -17,6 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register markers so `-m "not slow"` works without warnings."""
     config.addinivalue_line("markers", "slow: end-to-end run on real data or models (deselect with -m 'not slow')")
     config.addinivalue_line("markers", "model: loads the packaged embedding models")
+    config.addinivalue_line("markers", "browser: drives the app in headless Chromium")
 
 
 def make_pdf(path: Path, pages: list[list[str]]) -> Path:

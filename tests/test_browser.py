@@ -1,0 +1,169 @@
+"""The real app in headless Chromium: questions typed, citations seen, markup inert, time to results measured.
+
+Needs Debian `chromium` and `fonts-noto-cjk` and the Python `playwright` package (`scripts/test.sh` installs
+them). Without them the tests skip, unless KB_REQUIRE_BROWSER=1 (set by scripts/test.sh) makes that a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kb.embed import HashingEmbedder
+from kb.index import build
+
+ROOT = Path(__file__).parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("KB_CHROMIUM", "/usr/bin/chromium")
+# Questions timed after a first one has loaded the models: Chinese and English, short and long.
+TIMED = ["网购商品无理由退货期限", "how are live-stream hosts regulated", "电子商务平台经营者的责任",
+         "cross-border e-commerce pilot zones", "直播营销人员应当遵守哪些规定", "consumer personal information protection",
+         "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗"]
+
+IDLE = ("() => !document.querySelector('[data-stale=\"true\"], [data-testid=\"stSkeletonElement\"], "
+        "[data-testid=\"stStatusWidgetRunningIcon\"]')")
+
+pytestmark = pytest.mark.browser
+
+
+def _browser_or_skip() -> object:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "Python package playwright is not installed"
+    else:
+        if Path(CHROMIUM).exists():
+            return sync_playwright
+        reason = f"{CHROMIUM} not found (apt-get install chromium fonts-noto-cjk)"
+    if os.environ.get("KB_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser test required but {reason}")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(index: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free local port against index; yields the URL once healthy."""
+    port = _free_port()
+    env = {**os.environ, "KB_INDEX": str(index), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                    pytest.fail(f"streamlit did not start:\n{out[-2000:]}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as p:  # type: ignore[operator]
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+def _ask(page: object, question: str, timeout_ms: int = 60_000) -> float:
+    """Type a question, press Enter, wait until its results are drawn; seconds from Enter to results."""
+    box = page.get_by_label("Question / 问题")  # type: ignore[attr-defined]
+    box.fill(question)
+    start = time.perf_counter()
+    box.press("Enter")
+    # The results header names the question and is drawn only after the search has returned; the page is
+    # complete when no element of the previous run (data-stale) or placeholder (skeleton) is left.
+    page.get_by_text(f"“{question}”").first.wait_for(timeout=timeout_ms)  # type: ignore[attr-defined]
+    page.wait_for_function(IDLE, timeout=timeout_ms)  # type: ignore[attr-defined]
+    # Element code loads lazily on first use; until then a passage is a grey placeholder.
+    page.locator(".kb-passage").first.wait_for(timeout=timeout_ms)  # type: ignore[attr-defined]
+    return time.perf_counter() - start
+
+
+@pytest.mark.model
+def test_questions_in_the_browser_show_citations(chromium: object) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for url in _serve(ROOT / "index"):
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url)
+        page.get_by_label("Question / 问题").wait_for(timeout=60_000)
+        first = _ask(page, "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗", 120_000)
+        body = page.inner_text("body")
+        assert "《最高人民法院关于审理网络消费纠纷案件适用法律若干问题的规定（一）》第一条" in body
+        timings = [_ask(page, q) for q in TIMED]
+        _ask(page, "what measures address live-stream talent")
+        body = page.inner_text("body")
+        assert "Vigorously cultivate high-quality e-commerce" in body and "Open source" in body
+        page.screenshot(path=str(ARTIFACTS / "app-results.png"), full_page=False)
+        page.get_by_text("Answer", exact=True).click()
+        page.get_by_text("grouped by document").wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app-answer.png"), full_page=False)
+        assert "q=what+measures" in page.url or "q=what%20measures" in page.url
+        assert not errors, errors
+        report = {"first_question_s": round(first, 2), "timed_questions": len(timings),
+                  "median_s": round(statistics.median(timings), 3), "max_s": round(max(timings), 3),
+                  "all_s": [round(x, 3) for x in timings]}
+        (ARTIFACTS / "browser-latency.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        print("browser latency:", report)
+        page.close()
+
+
+def test_markup_in_a_document_stays_text_in_the_browser(chromium: object, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "tricky.txt").write_text(
+        "Customs Notice\n\nThe notice says <script>alert(1)</script> and <img src=x onerror=alert(2)> about "
+        "customs rules.\n\n# Not a heading either\n\nThe second paragraph names **customs** again.\n", encoding="utf-8")
+    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    ARTIFACTS.mkdir(exist_ok=True)
+    for url in _serve(tmp_path / "index"):
+        page = chromium.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url + "/?ui=en")
+        page.get_by_label("Question / 问题").wait_for(timeout=60_000)
+        _ask(page, "customs rules notice")
+        body = page.inner_text("body")
+        assert "<script>alert(1)</script>" in body and "<img src=x onerror=alert(2)>" in body
+        assert "**customs** again" in body
+        page.get_by_text("Open source").first.click()
+        page.get_by_text("Whole document (scrolled to the passage)").click()
+        page.wait_for_timeout(1500)
+        frame = next(f for f in page.frames if f != page.main_frame and "Customs Notice" in f.inner_text("body"))
+        assert "<script>alert(1)</script>" in frame.inner_text("body")
+        page.screenshot(path=str(ARTIFACTS / "app-markup.png"), full_page=True)
+        assert not dialogs, dialogs
+        page.close()
