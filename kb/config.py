@@ -53,3 +53,14 @@ LEVEL_PRIOR = {"宪法": 1.1, "法律": 1.1, "司法解释": 1.05}
 
 BM25_K1 = 1.2
 BM25_B = 0.75
+
+# Vectors: exact (float16, inner product) search below ANN_MIN_ROWS passages, an IVF index from there.
+# Exact search over the whole LawRefBook corpus (151,000 passages) takes about 25 ms a query on one core,
+# so the switch sits where it would pass ~50 ms; IVF_NPROBE was chosen for recall@100 >= 0.95 against exact
+# search on that corpus (docs/BENCHMARKS.md).
+ANN_MIN_ROWS = int(os.environ.get("KB_ANN_MIN_ROWS", 300_000))
+IVF_NPROBE = 32
+# Incremental builds append changed passages and mask the rows they replace; a build rewrites the index in
+# reading order (a compaction) once masked rows pass this share, or the segments this count.
+COMPACT_DEAD_SHARE = 0.2
+MAX_SEGMENTS = 32

@@ -234,11 +234,13 @@ class EmbeddingCache:
 
 def embed_passages(embedder: Embedder, texts: list[str], cache: EmbeddingCache,
                    known: dict[str, np.ndarray] | None = None,
-                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
+                   progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
     """Embed passages, reusing vectors from `known` (previous index) and the cache by text hash.
 
     Sorting by length before batching keeps padding, and so wasted work, small.
 
+    Args:
+        progress: called as (done, total) over the passages that really need the model, so an ETA is honest.
     Returns:
         The (n, dim) matrix in input order, and how many passages were actually embedded.
     """
@@ -247,6 +249,8 @@ def embed_passages(embedder: Embedder, texts: list[str], cache: EmbeddingCache,
     missing_keys = [k for k in dict.fromkeys(keys) if k not in have]
     have.update(cache.get(embedder.name, missing_keys, embedder.dim))
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in have}.items(), key=lambda kv: len(kv[1]))
+    if progress:
+        progress(0, len(todo))
     for i in range(0, len(todo), config.EMBED_BATCH):
         batch = todo[i:i + config.EMBED_BATCH]
         vectors = embedder.passage([t for _, t in batch])
@@ -254,6 +258,6 @@ def embed_passages(embedder: Embedder, texts: list[str], cache: EmbeddingCache,
         cache.put(embedder.name, fresh)
         have.update(fresh)
         if progress:
-            progress(len(batch))
+            progress(i + len(batch), len(todo))
     matrix = np.stack([have[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, embedder.dim), np.float32)
     return matrix, len(todo)

@@ -1,9 +1,15 @@
-"""Build, save and load the index folder: chunk store + BM25 + vectors + manifest, atomically and incrementally."""
+"""Build the index folder from a corpus, atomically and incrementally.
+
+Only new and changed files are read, chunked, tokenized and embedded, and only their passages are written:
+they become a new store segment with the next row numbers, the rows they replace are marked deleted, the
+previous segments are hard-linked, the vectors are appended to the previous FAISS index, and BM25 is
+recomputed from the stored term counts. Once deleted rows pile up, a build compacts everything into one
+segment. Every build writes a new generation folder and publishes it by renaming, so a build that fails or
+is killed leaves the previous index in service.
+"""
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
 import hashlib
 import json
 import logging
@@ -11,25 +17,28 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kb import config
+from kb import config, vectors
+from kb.bm25 import TermCounts, write_bm25
 from kb.chunk import Chunk, chunk_document
 from kb.embed import Embedder, EmbeddingCache, embed_passages
-from kb.errors import IndexCorruptError, IndexMissingError, IngestError, KbError
+from kb.errors import IndexCorruptError, IndexMissingError, IngestError
+from kb.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
+                            publish, read_manifest)
 from kb.ingest import Document, file_sha256, load_sidecars, read_document, read_sidecar, walk_corpus
-from kb.lexical import TOKENIZER_VERSION, bm25s_module, tokenize_many
-from kb.store import Store, write_store
+from kb.lexical import TOKENIZER_VERSION, tokenize_many
+from kb.store import Segment, Store, link_or_copy, write_segment
+
+__all__ = ["CURRENT", "FORMAT", "MANIFEST", "BuildReport", "build", "chunking_settings", "current_generation",
+           "open_store", "read_manifest"]
 
 log = logging.getLogger(__name__)
-
-FORMAT = 1
-CURRENT = "CURRENT"
-MANIFEST = "manifest.json"
-KEEP_GENERATIONS = 2
+Progress = Callable[[str, int, int], None]
 
 
 def chunking_settings() -> dict[str, object]:
@@ -41,7 +50,7 @@ def chunking_settings() -> dict[str, object]:
 
 @dataclass
 class BuildReport:
-    """What a build did, for the CLI summary."""
+    """What a build did, for the CLI summary and the benchmark."""
 
     indexed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
@@ -51,76 +60,47 @@ class BuildReport:
     embedded: int = 0
     seconds: float = 0.0
     generation: str = ""
+    compacted: bool = False
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
-
-def current_generation(index_dir: Path) -> Path:
-    """The folder of the last complete build.
-
-    Raises:
-        IndexMissingError: nothing has been built there yet.
-        IndexCorruptError: CURRENT names a folder that is gone.
-    """
-    pointer = index_dir / CURRENT
-    if not pointer.is_file():
-        raise IndexMissingError(f"no index at {index_dir}: run `python -m kb build --index {index_dir}`")
-    name = pointer.read_text(encoding="utf-8").strip()
-    gen = index_dir / name
-    if not name or "/" in name or not (gen / MANIFEST).is_file():
-        raise IndexCorruptError(f"{pointer} names '{name}', which has no {MANIFEST}: "
-                                f"run `python -m kb build --index {index_dir}` to rebuild")
-    return gen
-
-
-def read_manifest(gen: Path) -> dict[str, object]:
-    """Parse a generation's manifest.
-
-    Raises:
-        IndexCorruptError: unreadable JSON or an unknown format.
-    """
-    try:
-        manifest = json.loads((gen / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{gen / MANIFEST} is unreadable ({exc}): rebuild with `python -m kb build`") from exc
-    if manifest.get("format") != FORMAT:
-        raise IndexCorruptError(f"{gen} has index format {manifest.get('format')}, this version reads {FORMAT}: "
-                                "rebuild with `python -m kb build`")
-    return manifest
-
-
-@contextlib.contextmanager
-def build_lock(index_dir: Path) -> Iterator[None]:
-    """One build at a time per index folder (searches never take it)."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as fh:
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise KbError(f"another build is running on {index_dir}; wait for it to finish") from exc
-        yield
+            yield
+        finally:
+            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - t0
 
 
-def _source_key(path: Path, overrides: dict[str, str]) -> str:
-    """File hash plus its metadata overrides: editing metadata.csv or a .meta.json re-reads the file."""
-    extra = json.dumps({**overrides, **read_sidecar(path)}, sort_keys=True, ensure_ascii=False)
-    return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]
+@dataclass
+class _New:
+    """Passages of the files read in this build."""
+
+    docs: list[tuple[Document, str]] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    tokens: list[list[str]] = field(default_factory=list)
+
+    @property
+    def hashes(self) -> list[str]:
+        return [EmbeddingCache.key(c.index_text()) for c in self.chunks]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def open_store(gen: Path, manifest: dict) -> Store:
+    """The chunk store of a generation, as its manifest describes it."""
+    segments = [Segment.from_dict(s) for s in manifest.get("segments", [])]
+    return Store(gen, segments, [(int(a), int(b)) for a, b in manifest.get("deleted", [])])
 
 
-def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder],
-          progress: Callable[[str, int, int], None] | None = None,
-          cache_dir: Path | None = config.CACHE_DIR) -> BuildReport:
+def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progress: Progress | None = None,
+          cache_dir: Path | None = config.CACHE_DIR, *, compact: bool = False,
+          ann_min_rows: int | None = None) -> BuildReport:
     """Build or update the index for a corpus; the previous index stays usable until the new one is complete.
 
     Args:
         embedders: channel name ('dense', 'xling') -> embedder; may be empty for a BM25-only index.
         progress: called as (stage, done, total) for progress bars.
+        compact: rewrite every row in one segment even when an append would do.
+        ann_min_rows: passages from which vectors go into an IVF index (default config.ANN_MIN_ROWS).
     Raises:
         CorpusError: the corpus folder is missing.
         KbError: another build holds the lock.
@@ -130,179 +110,245 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder],
     step = progress or (lambda stage, done, total: None)
     files = list(walk_corpus(corpus))
     with build_lock(index_dir):
-        previous, prev_manifest, prev_gen = _previous(index_dir)
-        sidecars = load_sidecars(corpus)
-        docs: list[tuple[Document, str]] = []
-        chunks: list[Chunk] = []
-        tokens: list[list[str]] = []
-        hashes: list[str] = []
-        for n, (doc_id, path) in enumerate(files):
-            step("read", n, len(files))
-            try:
-                key = _source_key(path, sidecars.get(doc_id, {}))
-                if doc_id in previous and previous[doc_id][0] == key:
-                    _, doc, doc_chunks, doc_tokens, doc_hashes = previous[doc_id]
-                    report.reused.append(doc_id)
-                else:
+        prev_gen, prev_manifest, prev = _previous(index_dir)
+        entries = prev.entries if prev else {}
+        keys: dict[str, str] = {}  # live doc_id -> source key, in reading order
+        new = _New()
+        with report.timed("read"):
+            sidecars = load_sidecars(corpus)
+            for n, (doc_id, path) in enumerate(files):
+                step("read", n, len(files))
+                try:
+                    key = _source_key(path, sidecars.get(doc_id, {}))
+                    if doc_id in entries and entries[doc_id].source_key == key:
+                        report.reused.append(doc_id)
+                        keys[doc_id] = key
+                        continue
                     doc = read_document(corpus, doc_id, sidecars.get(doc_id))
                     doc_chunks = chunk_document(doc)
                     if not doc_chunks:
                         raise IngestError(doc_id, "no passages after chunking")
                     doc_tokens = tokenize_many([c.index_text() for c in doc_chunks])
-                    doc_hashes = [EmbeddingCache.key(c.index_text()) for c in doc_chunks]
-                    report.indexed.append(doc_id)
-            except IngestError as exc:
-                report.skipped[doc_id] = exc.reason
-                log.warning("skipped %s: %s", doc_id, exc.reason)
-                continue
-            except OSError as exc:
-                report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
-                continue
-            docs.append((doc, key))
-            chunks.extend(doc_chunks)
-            tokens.extend(doc_tokens)
-            hashes.extend(doc_hashes)
-        step("read", len(files), len(files))
-        report.removed = sorted(set(previous) - {d.doc_id for d, _ in docs} - set(report.skipped))
-        report.chunks = len(chunks)
-        name = _next_generation(index_dir)
+                except IngestError as exc:
+                    report.skipped[doc_id] = exc.reason
+                    log.warning("skipped %s: %s", doc_id, exc.reason)
+                    continue
+                except OSError as exc:
+                    report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
+                    continue
+                report.indexed.append(doc_id)
+                keys[doc_id] = key
+                new.docs.append((doc, key))
+                new.chunks.extend(doc_chunks)
+                new.tokens.extend(doc_tokens)
+            step("read", len(files), len(files))
+        report.removed = sorted(set(entries) - set(keys) - set(report.skipped))
+        replaced = sorted((e.first_row, e.first_row + e.n_chunks) for d, e in entries.items() if d not in report.reused)
+        name = next_generation(index_dir)
         tmp = index_dir / f"{name}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            channels = _embed_channels(embedders, chunks, hashes, prev_gen, prev_manifest, cache_dir, tmp, report, step)
-            write_store(tmp / "chunks.sqlite", docs, chunks, tokens, hashes)
-            _write_bm25(tmp / "bm25", tokens)
+            if prev is None or compact or _worth_compacting(prev, replaced, len(new.chunks), embedders, prev_manifest):
+                layout = _compacted(prev, prev_gen, prev_manifest, new, name, tmp, embedders, cache_dir, ann_min_rows,
+                                    report, step)
+            else:
+                layout = _appended(prev, prev_gen, prev_manifest, new, replaced, name, tmp, embedders, cache_dir,
+                                   ann_min_rows, report, step)
+            segments, deleted, channels = layout
+            n_rows = segments[-1].end if segments else 0
+            report.chunks = n_rows - sum(b - a for a, b in deleted)
             manifest = {
                 "format": FORMAT, "kb_version": config.VERSION, "generation": name,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "chunking": chunking_settings(),
                 "bm25": {"k1": config.BM25_K1, "b": config.BM25_B, "method": "lucene"},
                 "channels": channels,
-                "counts": {"documents": len(docs), "chunks": len(chunks), "skipped": len(report.skipped)},
-                "files": {d.doc_id: key.split(":")[0] for d, key in docs},
+                "segments": [s.to_dict() for s in segments], "deleted": [list(r) for r in deleted],
+                "counts": {"documents": len(keys), "chunks": report.chunks, "rows": n_rows,
+                           "skipped": len(report.skipped)},
+                "files": {d: key.split(":")[0] for d, key in keys.items()},
                 "skipped": report.skipped,
             }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-            _fsync_dir(tmp)
-            os.replace(tmp, index_dir / name)
-            pointer_tmp = index_dir / f"{CURRENT}.tmp{os.getpid()}"
-            pointer_tmp.write_text(name + "\n", encoding="utf-8")
-            os.replace(pointer_tmp, index_dir / CURRENT)
-            _fsync_dir(index_dir)
+            with report.timed("publish"):
+                (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+                publish(index_dir, tmp, name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _prune(index_dir, keep=name)
+        finally:
+            if prev is not None:
+                prev.close()
+        prune(index_dir, keep=name)
     report.generation = name
     report.seconds = time.time() - t0
     return report
 
 
-def _previous(index_dir: Path) -> tuple[dict, dict[str, object], Path | None]:
-    """Reusable documents of the last build, when its chunking settings match ours."""
+def _previous(index_dir: Path) -> tuple[Path | None, dict, Store | None]:
+    """The last build, and its store when its documents can be reused (same chunking settings)."""
     try:
         gen = current_generation(index_dir)
         manifest = read_manifest(gen)
-    except (IndexMissingError, IndexCorruptError):
-        return {}, {}, None
+    except (IndexMissingError, IndexCorruptError) as exc:
+        if not isinstance(exc, IndexMissingError):
+            log.warning("previous index unusable (%s): full rebuild", exc)
+        return None, {}, None
     if manifest.get("chunking") != chunking_settings():
         log.info("chunking settings changed since the last build: re-reading every file")
-        return {}, manifest, gen
+        return gen, manifest, None
     try:
-        return Store(gen / "chunks.sqlite").previous(), manifest, gen
-    except (IndexCorruptError, Exception) as exc:  # a damaged old store only costs a full rebuild
+        return gen, manifest, open_store(gen, manifest)
+    except Exception as exc:  # a damaged old store only costs a full rebuild
         log.warning("previous index at %s unreadable (%s): full rebuild", gen, exc)
-        return {}, {}, None
+        return None, {}, None
 
 
-def _embed_channels(embedders: dict[str, Embedder], chunks: list[Chunk], hashes: list[str], prev_gen: Path | None,
-                    prev_manifest: dict, cache_dir: Path | None, out: Path, report: BuildReport,
-                    step: Callable[[str, int, int], None]) -> dict[str, dict[str, object]]:
-    channels: dict[str, dict[str, object]] = {}
+def _worth_compacting(prev: Store, replaced: list[tuple[int, int]], n_new: int, embedders: dict[str, Embedder],
+                      manifest: dict) -> bool:
+    """Rewrite everything when deleted rows or segments pile up, or a channel's model changed."""
+    dead = prev.n_rows - prev.n_chunks + sum(b - a for a, b in replaced)
+    if dead > config.COMPACT_DEAD_SHARE * (prev.n_rows + n_new) or len(prev.segments) >= config.MAX_SEGMENTS:
+        return True
+    channels = manifest.get("channels") or {}
+    return set(channels) != set(embedders) or any(channels[c].get("model") != e.name for c, e in embedders.items())
+
+
+def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: dict, new: _New, name: str, tmp: Path,
+               embedders: dict[str, Embedder], cache_dir: Path | None, ann_min_rows: int | None, report: BuildReport,
+               step: Progress) -> tuple[list[Segment], list[tuple[int, int]], dict]:
+    """One segment holding every live passage: unchanged documents in their old order, then the files read now."""
+    report.compacted = True
+    with report.timed("store"):
+        docs, chunks, hashes, old_rows = [], [], [], []
+        if prev is not None:
+            docs, chunks, hashes, old_rows = prev.export(sorted(report.reused, key=lambda d: prev.entries[d].first_row))
+        parts = [TermCounts.from_tokens(new.tokens)]
+        if prev is not None and old_rows:
+            parts.insert(0, _segment_counts(prev).take(np.asarray(old_rows)))
+        counts = TermCounts.concat(parts)
+        docs, chunks, hashes = docs + new.docs, chunks + new.chunks, hashes + new.hashes
+        segment = Segment(f"chunks-{name[1:]}", 0, len(chunks))
+        write_segment(tmp / f"{segment.name}.sqlite", docs, chunks, hashes, 0)
+        counts.save(tmp / f"{segment.name}.terms.npz")
+    channels = {}
     texts = [c.index_text() for c in chunks]
     for channel, embedder in embedders.items():
-        known = _previous_vectors(prev_gen, prev_manifest, channel, embedder)
-        cache = EmbeddingCache(cache_dir / f"embeddings-{embedder.name.replace('/', '_')}.sqlite" if cache_dir else None)
-        todo = len({h for h in hashes if h not in known})
-        done = 0
-
-        def tick(n: int, channel: str = channel, todo: int = todo) -> None:
-            nonlocal done
-            done += n
-            step(f"embed {channel}", done, todo)
-
-        matrix, embedded = embed_passages(embedder, texts, cache, known, tick)
-        report.embedded += embedded
-        write_vectors(out / f"{channel}.faiss", matrix)
-        channels[channel] = {"model": embedder.name, "dim": embedder.dim, "file": f"{channel}.faiss",
-                             "faiss": "IndexScalarQuantizer(QT_fp16, inner product)"}
-    return channels
+        known = _known_vectors(prev_gen, prev_manifest, channel, embedder)
+        with report.timed(f"embed {channel}"):
+            matrix = _embed(channel, embedder, texts, known, cache_dir, report, step)
+        with report.timed("vectors"):
+            index = vectors.create(matrix, vectors.kind_for(len(matrix), ann_min_rows))
+            channels[channel] = _write_channel(tmp, channel, embedder, index)
+    with report.timed("bm25"):
+        write_bm25(tmp / "bm25", counts, np.ones(counts.rows, dtype=bool), config.BM25_K1, config.BM25_B)
+    return [segment], [], channels
 
 
-def write_vectors(path: Path, matrix: np.ndarray) -> None:
-    """An exact inner-product FAISS index storing each component as float16 (half the memory, same ranking)."""
-    import faiss
+def _appended(prev: Store, prev_gen: Path, prev_manifest: dict, new: _New, replaced: list[tuple[int, int]],
+              name: str, tmp: Path, embedders: dict[str, Embedder], cache_dir: Path | None,
+              ann_min_rows: int | None, report: BuildReport, step: Progress
+              ) -> tuple[list[Segment], list[tuple[int, int]], dict]:
+    """The previous segments shared, one new segment with the files read now, the rows they replace deleted."""
+    first = prev.n_rows
+    segments = list(prev.segments)
+    with report.timed("store"):
+        for seg in segments:
+            for suffix in (".sqlite", ".terms.npz"):
+                link_or_copy(prev_gen / f"{seg.name}{suffix}", tmp / f"{seg.name}{suffix}")
+        if new.chunks:
+            segment = Segment(f"chunks-{name[1:]}", first, first + len(new.chunks))
+            write_segment(tmp / f"{segment.name}.sqlite", new.docs, new.chunks, new.hashes, first)
+            TermCounts.from_tokens(new.tokens).save(tmp / f"{segment.name}.terms.npz")
+            segments.append(segment)
+    deleted = _merge([(a, b) for a, b in (prev_manifest.get("deleted") or [])] + replaced)
+    n_rows = segments[-1].end if segments else 0
+    changed = bool(new.chunks or replaced)
+    channels = {}
+    texts = [c.index_text() for c in new.chunks]
+    for channel, embedder in embedders.items():
+        info = prev_manifest["channels"][channel]
+        if not new.chunks:
+            link_or_copy(prev_gen / str(info["file"]), tmp / str(info["file"]))
+            channels[channel] = info
+            continue
+        index = vectors.read(prev_gen / str(info["file"]))
+        # An edited file mostly keeps its passages: their vectors are in the rows being replaced.
+        old = [r for a, b in replaced for r in range(a, b)]
+        old_hashes = prev.column_rows("hash", old)
+        known = dict(zip(old_hashes, vectors.rows_of(index, old)))
+        with report.timed(f"embed {channel}"):
+            matrix = _embed(channel, embedder, texts, known, cache_dir, report, step)
+        with report.timed("vectors"):
+            live = n_rows - sum(b - a for a, b in deleted)
+            kind = vectors.kind_for(live, ann_min_rows)
+            if kind != vectors.kind_of(index):
+                index = vectors.create(np.concatenate([vectors.all_rows(index), matrix]), kind)
+            else:
+                vectors.append(index, matrix)
+            channels[channel] = _write_channel(tmp, channel, embedder, index)
+    with report.timed("bm25"):
+        if changed:
+            live_mask = np.ones(n_rows, dtype=bool)
+            for a, b in deleted:
+                live_mask[a:b] = False
+            counts = TermCounts.concat([TermCounts.load(tmp / f"{s.name}.terms.npz") for s in segments])
+            write_bm25(tmp / "bm25", counts, live_mask, config.BM25_K1, config.BM25_B)
+        else:
+            (tmp / "bm25").mkdir()
+            for f in (prev_gen / "bm25").iterdir():
+                link_or_copy(f, tmp / "bm25" / f.name)
+    return segments, deleted, channels
 
-    index = faiss.IndexScalarQuantizer(matrix.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-    index.train(matrix)
-    index.add(matrix)
-    faiss.write_index(index, str(path))
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
+
+def _segment_counts(store: Store) -> TermCounts:
+    return TermCounts.concat([TermCounts.load(store.folder / f"{s.name}.terms.npz") for s in store.segments])
 
 
-def read_vectors(path: Path) -> object:
-    """Load a FAISS index written by write_vectors (raises RuntimeError when the file is damaged)."""
-    import faiss
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        elif b > a:
+            out.append((a, b))
+    return out
 
-    return faiss.read_index(str(path))
+
+def _embed(channel: str, embedder: Embedder, texts: list[str], known: dict[str, np.ndarray], cache_dir: Path | None,
+           report: BuildReport, step: Progress) -> np.ndarray:
+    cache = EmbeddingCache(cache_dir / f"embeddings-{embedder.name.replace('/', '_')}.sqlite" if cache_dir else None)
+    matrix, embedded = embed_passages(embedder, texts, cache, known,
+                                      lambda done, total: step(f"embed {channel}", done, total))
+    report.embedded += embedded
+    return matrix
 
 
-def _previous_vectors(gen: Path | None, manifest: dict, channel: str, embedder: Embedder) -> dict[str, np.ndarray]:
+def _write_channel(tmp: Path, channel: str, embedder: Embedder, index: object) -> dict[str, object]:
+    vectors.write(index, tmp / f"{channel}.faiss")
+    return {"model": embedder.name, "dim": embedder.dim, "file": f"{channel}.faiss",
+            "faiss": vectors.describe(index), "kind": vectors.kind_of(index)}
+
+
+def _known_vectors(gen: Path | None, manifest: dict, channel: str, embedder: Embedder) -> dict[str, np.ndarray]:
+    """Vectors of the previous generation by passage hash, when it used the same model."""
     info = (manifest.get("channels") or {}).get(channel)
     if gen is None or not info or info.get("model") != embedder.name:
         return {}
     try:
-        vectors = read_vectors(gen / str(info["file"]))
-        hashes = Store(gen / "chunks.sqlite").column("hash")
-        if len(hashes) != vectors.ntotal:
+        index = vectors.read(gen / str(info["file"]))
+        store = open_store(gen, manifest)
+        hashes = store.column("hash")
+        store.close()
+        if len(hashes) != index.ntotal:
             return {}
-        matrix = vectors.reconstruct_n(0, vectors.ntotal)
+        matrix = vectors.all_rows(index)
     except (OSError, RuntimeError, IndexCorruptError):
         return {}
-    return {h: matrix[i] for i, h in enumerate(hashes)}
+    return {h: matrix[i] for i, h in enumerate(hashes) if h is not None}
 
 
-def _write_bm25(path: Path, tokens: list[list[str]]) -> None:
-    retriever = bm25s_module().BM25(k1=config.BM25_K1, b=config.BM25_B, method="lucene")
-    # An empty token list would make bm25s drop the row; a placeholder keeps row i == chunk i.
-    retriever.index([t or ["\u2400"] for t in tokens] or [["\u2400"]], show_progress=False)
-    retriever.save(str(path), show_progress=False)
-
-
-def _next_generation(index_dir: Path) -> str:
-    numbers = [int(p.name[1:7]) for p in index_dir.glob("g[0-9][0-9][0-9][0-9][0-9][0-9]*") if p.name[1:7].isdigit()]
-    return f"g{max(numbers, default=0) + 1:06d}"
-
-
-def _prune(index_dir: Path, keep: str) -> None:
-    """Delete old generations and leftovers of killed builds, keeping the newest few for readers still on them."""
-    gens = sorted(p for p in index_dir.glob("g[0-9]*") if p.is_dir() and ".tmp" not in p.name)
-    for old in gens[:-KEEP_GENERATIONS]:
-        if old.name != keep:
-            shutil.rmtree(old, ignore_errors=True)
-    for leftover in index_dir.glob("*.tmp*"):
-        pid = leftover.name.rsplit(".tmp", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _source_key(path: Path, overrides: dict[str, str]) -> str:
+    """File hash plus its metadata overrides: editing metadata.csv or a .meta.json re-reads the file."""
+    extra = json.dumps({**overrides, **read_sidecar(path)}, sort_keys=True, ensure_ascii=False)
+    return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kb import config
+from kb import config, vectors
+from kb.bm25 import Bm25
 from kb.errors import IndexCorruptError
-from kb.index import current_generation, read_manifest, read_vectors
-from kb.lexical import bm25s_module
+from kb.index import current_generation, open_store, read_manifest
 from kb.store import Store
 
 log = logging.getLogger(__name__)
@@ -18,22 +18,33 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedIndex:
-    """A generation folder opened for search: chunk store, BM25, vectors and per-row filter columns."""
+    """A generation folder opened for search: chunk store, BM25, vectors and per-row filter columns.
+
+    Arrays are indexed by row number; rows of deleted passages are not live and match nothing.
+    """
 
     gen: Path
     manifest: dict
     store: Store
-    bm25: object
+    bm25: Bm25
     vectors: dict[str, object]  # channel -> FAISS index, row i = chunk i
-    row_lang: np.ndarray
+    row_live: np.ndarray
+    row_lang: np.ndarray  # True where the passage is Chinese
     row_hidden: np.ndarray  # rows of repealed or superseded texts, left out unless asked for
     row_prior: np.ndarray  # per-row ranking factor from the document's legal level
+    row_order: np.ndarray  # position in reading order (documents as the corpus walk sorts them): breaks ties
     doc_rows: dict[str, np.ndarray]
     docs: dict[str, dict[str, object]]
 
     @property
     def n(self) -> int:
+        """Live passages."""
         return self.store.n_chunks
+
+    @property
+    def n_rows(self) -> int:
+        """Row numbers in use, deleted ones included (the length of every per-row array)."""
+        return self.store.n_rows
 
 
 def load_index(index_dir: Path) -> LoadedIndex:
@@ -43,43 +54,52 @@ def load_index(index_dir: Path) -> LoadedIndex:
         IndexMissingError: nothing built yet.
         IndexCorruptError: a part is missing, unreadable, or disagrees with the others on the row count.
     """
-    bm25s = bm25s_module()
     gen = current_generation(index_dir)
     manifest = read_manifest(gen)
     fix = f"rebuild with `python -m kb build --index {index_dir}`"
-    store = Store(gen / "chunks.sqlite")
-    expected = int(manifest["counts"]["chunks"])
-    if store.n_chunks != expected:
-        raise IndexCorruptError(f"{gen}/chunks.sqlite has {store.n_chunks} chunks, the manifest says {expected}: {fix}")
+    store = open_store(gen, manifest)
+    counts = manifest["counts"]
+    if (store.n_chunks, store.n_rows) != (int(counts["chunks"]), int(counts["rows"])):
+        raise IndexCorruptError(f"{gen} store has {store.n_chunks} chunks in {store.n_rows} rows, the manifest says "
+                                f"{counts['chunks']} in {counts['rows']}: {fix}")
+    n_rows = store.n_rows
     try:
-        bm25 = bm25s.BM25.load(str(gen / "bm25"), mmap=False, show_progress=False)
-    except Exception as exc:  # bm25s raises OSError, ValueError or JSON errors for damaged files
+        bm25 = Bm25(gen / "bm25")
+    except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"{gen}/bm25 is unreadable ({type(exc).__name__}: {exc}): {fix}") from exc
-    n_bm25 = int(bm25.scores["num_docs"])
-    if n_bm25 != max(expected, 1):
-        raise IndexCorruptError(f"{gen}/bm25 holds {n_bm25} rows, the chunk store {expected}: {fix}")
-    vectors: dict[str, object] = {}
+    if bm25.n_rows != n_rows:
+        raise IndexCorruptError(f"{gen}/bm25 holds {bm25.n_rows} rows, the chunk store {n_rows}: {fix}")
+    loaded: dict[str, object] = {}
     for channel, info in (manifest.get("channels") or {}).items():
         path = gen / str(info["file"])
         if not path.is_file():
             raise IndexCorruptError(f"{path} is missing: {fix}")
         try:
-            index = read_vectors(path)
+            index = vectors.read(path, mmap=True)
         except RuntimeError as exc:  # FAISS reports a truncated or garbled file this way
             raise IndexCorruptError(f"{path} is unreadable ({str(exc).splitlines()[0][:120]}): {fix}") from exc
-        if (index.ntotal, index.d) != (expected, int(info["dim"])):
+        if (index.ntotal, index.d) != (n_rows, int(info["dim"])):
             raise IndexCorruptError(f"{path} holds {index.ntotal} vectors of {index.d} dims, expected "
-                                    f"{expected} of {info['dim']}: {fix}")
-        vectors[channel] = index
-    doc_rows = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, rows in store.doc_rows().items()}
-    langs = store.column("lang")
-    row_lang = np.asarray([lang == "zh" for lang in langs], dtype=bool)
+                                    f"{n_rows} of {info['dim']}: {fix}")
+        loaded[channel] = index
+    doc_rows = store.doc_rows()
     docs = {d["doc_id"]: d for d in store.doc_table()}
-    row_hidden = np.zeros(expected, dtype=bool)
-    row_prior = np.ones(expected, dtype=np.float32)
-    for doc_id, rows in doc_rows.items():
+    row_lang = np.zeros(n_rows, dtype=bool)
+    row_hidden = np.zeros(n_rows, dtype=bool)
+    row_prior = np.ones(n_rows, dtype=np.float32)
+    row_order = np.zeros(n_rows, dtype=np.int64)
+    position = 0
+    # The corpus walk sorts paths part by part; a fresh build writes rows in that order, so ties between
+    # identical passages fall the same way however the rows were appended since.
+    for doc_id in sorted(doc_rows, key=lambda d: d.split("/")):
+        rows = doc_rows[doc_id]
         meta = docs[doc_id]["meta"]
         row_hidden[rows] = meta.get("validity") in config.HIDDEN_VALIDITY
         row_prior[rows] = config.LEVEL_PRIOR.get(meta.get("level") or "", 1.0)
-    log.info("loaded %s: %d chunks, channels %s", gen, expected, ", ".join(vectors) or "bm25 only")
-    return LoadedIndex(gen, manifest, store, bm25, vectors, row_lang, row_hidden, row_prior, doc_rows, docs)
+        row_order[rows] = np.arange(position, position + len(rows))
+        position += len(rows)
+    for row, lang in enumerate(store.column("lang")):
+        row_lang[row] = lang == "zh"
+    log.info("loaded %s: %d chunks, channels %s", gen, store.n_chunks, ", ".join(loaded) or "bm25 only")
+    return LoadedIndex(gen, manifest, store, bm25, loaded, store.live, row_lang, row_hidden, row_prior, row_order,
+                       doc_rows, docs)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
+from kb.vectors import nearest
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.embed import Embedder, load_embedder
@@ -164,13 +165,13 @@ class Searcher:
             if "dense" in index.vectors:
                 vec = self.embedder("dense").query([query])[0]
                 for name, part in (("dense", same), ("dense_x", ~same)):
-                    mask = part if allowed is None else (allowed & part)
+                    mask = allowed & part
                     if mask.any():
-                        ranked[name] = _nearest(index.vectors["dense"], vec, mask, want)
-            mask = ~same if allowed is None else (allowed & ~same)
+                        ranked[name] = nearest(index.vectors["dense"], vec, mask, want, index.row_order)
+            mask = allowed & ~same
             if "xling" in index.vectors and mask.any():
                 vec = self.embedder("xling").query([query])[0]
-                ranked["xling"] = _nearest(index.vectors["xling"], vec, mask, want)
+                ranked["xling"] = nearest(index.vectors["xling"], vec, mask, want, index.row_order)
         return ranked
 
     def fuse(self, ranked: dict[str, list[int]], query: str, k: int) -> list[Hit]:
@@ -178,11 +179,11 @@ class Searcher:
         return self._fuse(self.index, ranked, query, k)
 
     def _mask(self, index: LoadedIndex, lang: str | None, docs: list[str] | None,
-              include_repealed: bool) -> np.ndarray | None:
-        hide = not include_repealed and bool(index.row_hidden.any())
-        if lang is None and not docs and not hide:
-            return None
-        mask = ~index.row_hidden if hide else np.ones(index.n, dtype=bool)
+              include_repealed: bool) -> np.ndarray:
+        """Rows a query may return: live, and within the filters."""
+        mask = index.row_live.copy()
+        if not include_repealed:
+            mask &= ~index.row_hidden
         if lang is not None:
             if lang not in ("zh", "en"):
                 raise QueryError(f"unknown language '{lang}': use zh or en")
@@ -191,18 +192,15 @@ class Searcher:
             unknown = [d for d in docs if d not in index.doc_rows]
             if unknown:
                 raise QueryError(f"no such document in the index: {', '.join(unknown[:3])}")
-            keep = np.zeros(index.n, dtype=bool)
+            keep = np.zeros(index.n_rows, dtype=bool)
             for d in docs:
                 keep[index.doc_rows[d]] = True
             mask &= keep
         return mask
 
-    def _bm25(self, index: LoadedIndex, query: str, allowed: np.ndarray | None, want: int) -> list[int]:
-        tokens = [t for t in tokenize(query) if t in index.bm25.vocab_dict]
-        if not tokens or index.n == 0:
-            return []
-        scores = index.bm25.get_scores(tokens)
-        return _top(scores, allowed, want)
+    def _bm25(self, index: LoadedIndex, query: str, allowed: np.ndarray, want: int) -> list[int]:
+        scores = index.bm25.scores(tokenize(query))
+        return [] if scores is None else _top(scores, allowed, want, index.row_order)
 
     def _fuse(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int) -> list[Hit]:
         fused: dict[int, float] = {}
@@ -215,8 +213,8 @@ class Searcher:
         # A soft preference for higher-level texts (法律 over 行政法规 over rules): about five places
         # at the head of the list, never enough to lift an unrelated article over a relevant one.
         fused = {r: v * float(index.row_prior[r]) for r, v in fused.items()}
-        # Ties (same fused score) fall to the lower row number: earlier documents and articles first.
-        order = sorted(fused, key=lambda r: (-fused[r], r))
+        # Ties (same fused score) fall to earlier documents and articles in reading order.
+        order = sorted(fused, key=lambda r: (-fused[r], int(index.row_order[r])))
         picked: list[tuple[int, Chunk, str]] = []
         also: dict[str, list[str]] = {}
         # The same article text often stands in several versions or copies of a law; it is shown once,
@@ -244,20 +242,6 @@ def _short(model: str) -> str:
     return {"multilingual-e5-small": "e5", "use-multilingual-v3": "use"}.get(model, model)
 
 
-def _nearest(vectors: object, vec: np.ndarray, mask: np.ndarray, want: int) -> list[int]:
-    """Rows of the `want` nearest vectors among the rows the mask allows (exact inner product)."""
-    import faiss
-
-    if mask.all():
-        params = None
-    else:
-        bits = np.packbits(mask, bitorder="little")
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bits)))
-    _, rows = vectors.search(np.ascontiguousarray(vec[None, :], dtype=np.float32), min(want, int(mask.sum())),
-                             params=params)
-    return [int(r) for r in rows[0] if r >= 0]
-
-
 def _chunks_in_order(index: LoadedIndex, rows: list[int], batch: int) -> Iterator[tuple[int, Chunk]]:
     """(row, chunk) in the given order, read from the store a batch at a time, only as far as consumed."""
     for start in range(0, len(rows), batch):
@@ -265,14 +249,12 @@ def _chunks_in_order(index: LoadedIndex, rows: list[int], batch: int) -> Iterato
         yield from zip(part, index.store.chunks(part))
 
 
-def _top(scores: np.ndarray, allowed: np.ndarray | None, want: int) -> list[int]:
-    """Row numbers of the best `want` positive scores among allowed rows, best first."""
-    scores = np.asarray(scores, dtype=np.float32).copy()
-    if allowed is not None:
-        scores[~allowed] = -np.inf
+def _top(scores: np.ndarray, allowed: np.ndarray, want: int, order: np.ndarray) -> list[int]:
+    """Row numbers of the best `want` positive scores among allowed rows, best first, ties in reading order."""
+    scores = np.where(allowed, scores, -np.inf)
     want = min(want, scores.shape[0])
     if want <= 0:
         return []
     top = np.argpartition(-scores, want - 1)[:want]
-    top = top[np.lexsort((top, -scores[top]))]
+    top = top[np.lexsort((order[top], -scores[top]))]
     return [int(r) for r in top if scores[r] > 0.0]

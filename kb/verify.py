@@ -51,11 +51,12 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
             problems.append(f"{doc_id}: stored chunks differ from a fresh chunking ({len(stored)} vs {len(fresh)})")
     if sample and index.vectors:
         rng = random.Random(seed)
-        rows = sorted(rng.sample(range(index.n), min(sample, index.n)))
+        live = [int(r) for r in np.flatnonzero(index.row_live)]
+        rows = sorted(rng.sample(live, min(sample, len(live))))
         chunks = index.store.chunks(rows)
-        hashes = index.store.column("hash")
-        for row, chunk in zip(rows, chunks):
-            if EmbeddingCache.key(chunk.index_text()) != hashes[row]:
+        hashes = index.store.column_rows("hash", rows)
+        for chunk, stored_hash in zip(chunks, hashes):
+            if EmbeddingCache.key(chunk.index_text()) != stored_hash:
                 problems.append(f"{chunk.chunk_id}: stored text hash does not match its text")
         for channel, vectors in index.vectors.items():
             embedder = load_embedder(str(manifest["channels"][channel]["model"]))

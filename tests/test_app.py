@@ -146,10 +146,11 @@ def test_damaged_index_shows_the_reason_not_a_traceback(monkeypatch: pytest.Monk
     broken = tmp_path / "index"
     shutil.copytree(index, broken)
     gen = (broken / "CURRENT").read_text().strip()
-    (broken / gen / "chunks.sqlite").write_bytes(b"not a database")
+    segment = next((broken / gen).glob("chunks-*.sqlite"))
+    segment.write_bytes(b"not a database")
     at = run_app(monkeypatch, broken)
     assert not at.exception
-    assert "could not be loaded" in at.error[0].value and "chunks.sqlite" in at.error[0].value
+    assert "could not be loaded" in at.error[0].value and segment.name in at.error[0].value
 
 
 def test_markup_inside_documents_is_shown_as_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,0 +1,167 @@
+"""Incremental builds share unchanged parts, rank exactly as a fresh build, compact, pick ANN by size, stay atomic."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kb import config
+from kb.bm25 import Bm25, TermCounts, write_bm25
+from kb.embed import HashingEmbedder
+from kb.errors import IndexCorruptError
+from kb.index import build, current_generation, read_manifest
+from kb.lexical import bm25s_module, tokenize_many
+from kb.search import Searcher
+from tests.conftest import ROOT, make_corpus
+
+QUERIES = ["网购商品七日内无理由退货", "电子商务经营者", "live-stream talent training", "rural logistics county",
+           "Sponsored listings advertisements", "直播营销人员"]
+
+
+def _results(index: Path) -> list[list[tuple[str, str, float]]]:
+    searcher = Searcher(index, embedders={"dense": HashingEmbedder()})
+    out = []
+    for q in QUERIES:
+        for mode in ("hybrid", "keyword", "semantic"):
+            out.append([(h.chunk.chunk_id, h.chunk.text, round(h.score, 6))
+                        for h in searcher.search(q, 20, mode=mode, include_repealed=True)])
+    return out
+
+
+def _edit(corpus: Path) -> None:
+    """Change one file in the middle of the corpus, add one, delete one."""
+    law = corpus / "zh" / "ecommerce_law.md"
+    law.write_text(law.read_text(encoding="utf-8").replace("七日", "十五日"), encoding="utf-8")
+    (corpus / "zh" / "added.txt").write_text("新增文件\n\n第一条 网购商品退货。\n第二条 乙。\n第三条 丙。\n", encoding="utf-8")
+    (corpus / "guide.docx").unlink()
+
+
+def test_bm25_matches_bm25s(corpus: Path) -> None:
+    from kb.chunk import chunk_document
+    from kb.ingest import read_document, walk_corpus
+
+    chunks = [c for doc_id, _ in walk_corpus(corpus) for c in chunk_document(read_document(corpus, doc_id))]
+    tokens = tokenize_many([c.index_text() for c in chunks]) + [[]]
+    reference = bm25s_module().BM25(k1=1.2, b=0.75, method="lucene")
+    reference.index([t or ["\u2400"] for t in tokens], show_progress=False)
+    ours_dir = corpus.parent / "bm25-check"
+    write_bm25(ours_dir, TermCounts.from_tokens(tokens), np.ones(len(tokens), dtype=bool), 1.2, 0.75)
+    ours = Bm25(ours_dir)
+    for query in (["电子商务"], ["退货", "商品", "商品"], ["rural", "logist"]):
+        expected = reference.get_scores(query)
+        np.testing.assert_allclose(ours.scores(query), expected, rtol=1e-5, atol=1e-6)
+    assert ours.scores(["nowhere-to-be-found"]) is None
+
+
+def test_term_counts_take_and_concat() -> None:
+    counts = TermCounts.concat([TermCounts.from_tokens([["a", "b", "a"], []]), TermCounts.from_tokens([["c"], ["b"]])])
+    assert counts.rows == 4 and counts.vocab == ("a", "b", "\u2400", "c")
+    picked = counts.take(np.asarray([3, 0]))
+    assert [sorted((picked.vocab[t], int(n)) for t, n in zip(picked.terms[a:b], picked.counts[a:b]))
+            for a, b in zip(picked.offsets[:-1], picked.offsets[1:])] == [[("b", 1)], [("a", 2), ("b", 1)]]
+
+
+def test_update_shares_unchanged_parts_and_ranks_as_a_fresh_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "COMPACT_DEAD_SHARE", 0.9)  # the tiny corpus changes by more than the default share
+    corpus = make_corpus(tmp_path / "corpus")
+    out = tmp_path / "index"
+    build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
+    first = current_generation(out)
+    _edit(corpus)
+    report = build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
+    assert not report.compacted and sorted(report.indexed) == ["zh/added.txt", "zh/ecommerce_law.md"]
+    gen = current_generation(out)
+    manifest = read_manifest(gen)
+    old, appended = manifest["segments"]
+    assert (gen / f"{old['name']}.sqlite").stat().st_ino == (first / f"{old['name']}.sqlite").stat().st_ino
+    assert appended["rows"][0] == old["rows"][1] and manifest["deleted"]
+    assert manifest["counts"]["chunks"] < manifest["counts"]["rows"]
+    fresh = tmp_path / "fresh"
+    build(corpus, fresh, {"dense": HashingEmbedder()}, cache_dir=None)
+    assert _results(out) == _results(fresh)
+    searcher = Searcher(out)
+    doc, chunks = searcher.source("zh/ecommerce_law.md")
+    assert "十五日" in doc.text and all(doc.text[c.char_start:c.char_end] == c.text for c in chunks)
+    assert "guide.docx" not in {d["doc_id"] for d in searcher.documents()}
+    unchanged = build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
+    assert unchanged.indexed == [] and len(read_manifest(current_generation(out))["segments"]) == 2
+
+
+def test_compaction_once_deleted_rows_pile_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = make_corpus(tmp_path / "corpus")
+    out = tmp_path / "index"
+    build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
+    monkeypatch.setattr(config, "COMPACT_DEAD_SHARE", 0.01)
+    _edit(corpus)
+    report = build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
+    manifest = read_manifest(current_generation(out))
+    assert report.compacted and len(manifest["segments"]) == 1 and manifest["deleted"] == []
+    assert manifest["counts"]["chunks"] == manifest["counts"]["rows"]
+    fresh = tmp_path / "fresh"
+    build(corpus, fresh, {"dense": HashingEmbedder()}, cache_dir=None)
+    assert _results(out) == _results(fresh)
+
+
+def test_approximate_index_chosen_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "COMPACT_DEAD_SHARE", 0.9)
+    corpus = make_corpus(tmp_path / "corpus")
+    small = build(corpus, tmp_path / "exact", {"dense": HashingEmbedder()}, cache_dir=None)
+    assert read_manifest(current_generation(tmp_path / "exact"))["channels"]["dense"]["kind"] == "exact"
+    build(corpus, tmp_path / "ivf", {"dense": HashingEmbedder()}, cache_dir=None, ann_min_rows=small.chunks)
+    dense = read_manifest(current_generation(tmp_path / "ivf"))["channels"]["dense"]
+    assert dense["kind"] == "ivf" and dense["faiss"].startswith("IndexIVF")
+    # Fewer cells than nprobe: every cell is searched, so the approximate index answers as the exact one.
+    assert _results(tmp_path / "ivf") == _results(tmp_path / "exact")
+    _edit(corpus)
+    report = build(corpus, tmp_path / "ivf", {"dense": HashingEmbedder()}, cache_dir=None, ann_min_rows=small.chunks)
+    assert not report.compacted
+    assert read_manifest(current_generation(tmp_path / "ivf"))["channels"]["dense"]["kind"] == "ivf"
+    assert Searcher(tmp_path / "ivf").search("网购商品退货", 3)[0].chunk.doc_id.startswith("zh/")
+
+
+def test_killed_build_leaves_the_previous_index_in_service(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "corpus")
+    out = tmp_path / "index"
+    build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
+    before = current_generation(out)
+    _edit(corpus)
+    # A build whose embedder hangs, killed with SIGKILL once its new generation folder exists.
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1])\n"
+              "from pathlib import Path\nfrom kb.embed import HashingEmbedder\nfrom kb.index import build\n"
+              "class Slow(HashingEmbedder):\n    def passage(self, texts):\n        time.sleep(60)\n"
+              "build(Path(sys.argv[2]), Path(sys.argv[3]), {'dense': Slow()}, cache_dir=None)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), str(corpus), str(out)])
+    try:
+        deadline = time.time() + 60
+        while not list(out.glob("*.tmp*")) and time.time() < deadline:
+            time.sleep(0.05)
+        assert list(out.glob("*.tmp*")), "the build never started its generation"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert current_generation(out) == before
+    assert Searcher(out).search("直播营销人员", 1)[0].chunk.article == "第六条"
+    report = build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
+    assert "zh/ecommerce_law.md" in report.indexed and not list(out.glob("*.tmp*"))
+
+
+def test_old_index_format_says_rebuild(index: Path, tmp_path: Path) -> None:
+    import shutil
+
+    old = tmp_path / "index"
+    shutil.copytree(index, old)
+    manifest_path = current_generation(old) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["format"] = 1
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match=r"index format 1, this version reads format 2: rebuild with `python -m kb build"):
+        Searcher(old)
+    build(make_corpus(tmp_path / "corpus"), old, {"dense": HashingEmbedder()}, cache_dir=None)
+    assert Searcher(old).search("直播营销人员", 1)[0].chunk.article == "第六条"
