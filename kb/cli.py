@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--xling", default=config.DEFAULT_XLING,
                    help="cross-lingual channel model ('use', default) or 'none'")
     b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--compact", action="store_true", help="rewrite the whole index instead of appending the changes")
 
     s = sub.add_parser("search", help="search the index")
     s.add_argument("question", nargs="?", help="the question (omit with --batch)")
@@ -58,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=config.DEFAULT_MODEL)
     e.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
     e.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("bench", help="speed, size and memory figures for a corpus and its index (docs/BENCHMARKS.md)")
+    m.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
+    m.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
+    m.add_argument("--model", default=config.DEFAULT_MODEL)
+    m.add_argument("--xling", default="none", help="cross-lingual channel for the build ('none' by default)")
+    m.add_argument("--queries", type=int, default=200, help="STARD train questions in the query set (plus 20 English)")
+    m.add_argument("--sample", type=int, default=512, help="passages for the encoder throughput phase")
+    m.add_argument("--skip", action="append", default=[],
+                   choices=("ingest", "encoder", "build", "serve", "ann", "update"), help="leave a phase out")
+    m.add_argument("--out", type=Path, help="also write the JSON figures here")
     return p
 
 
@@ -66,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return {"build": _build, "search": _search, "check": _check, "docs": _docs, "eval": _eval}[args.command](args)
+        return {"build": _build, "search": _search, "check": _check, "docs": _docs, "eval": _eval,
+                "bench": _bench}[args.command](args)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -104,17 +117,18 @@ def _build(args: argparse.Namespace) -> int:
         bar = bars.get(stage)
         if bar is None:
             bar = bars[stage] = tqdm(total=total, desc=stage, unit="file" if stage == "read" else "passage",
-                                     file=sys.stderr, dynamic_ncols=True)
+                                     file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
         bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)  # update() keeps tqdm's rate estimate, and so the ETA, honest
 
-    report = build(args.corpus, args.index, build_embedders(args.model, args.xling), progress)
+    report = build(args.corpus, args.index, build_embedders(args.model, args.xling), progress, compact=args.compact)
     for bar in bars.values():
         bar.close()
     print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
           f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages, "
-          f"{report.embedded} embedded, {report.seconds:.1f}s -> {args.index}/{report.generation}")
+          f"{report.embedded} embedded, {report.seconds:.1f}s -> {args.index}/{report.generation}"
+          f"{' (compacted)' if report.compacted else ''}")
+    print("stages: " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in report.stages.items()))
     for doc_id, reason in sorted(report.skipped.items()):
         print(f"  skipped {doc_id}: {reason}")
     for doc_id in report.removed:
@@ -189,4 +203,16 @@ def _eval(args: argparse.Namespace) -> int:
                  mode=args.mode)
     print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
           "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from kb.bench import run
+
+    result = run(args.corpus, args.index, n_stard=args.queries, model=args.model, xling=args.xling,
+                 sample=args.sample, skip=tuple(args.skip))
+    text = json.dumps(result, ensure_ascii=False, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0

@@ -23,8 +23,8 @@ def kind_for(rows: int, ann_min_rows: int | None = None) -> str:
 
 
 def n_lists(rows: int) -> int:
-    """IVF cells: about 4·sqrt(rows), the usual rule, at least 16, at most rows / 39 so k-means has data."""
-    return max(16, min(int(4 * math.sqrt(rows)), rows // 39))
+    """IVF cells: about 4·sqrt(rows), the usual rule, at most rows / 39 so k-means has enough points per cell."""
+    return max(1, min(int(4 * math.sqrt(rows)), rows // 39))
 
 
 def create(matrix: np.ndarray, kind: str) -> object:
