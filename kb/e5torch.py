@@ -249,8 +249,22 @@ class TorchE5:
         logger.info("loaded %s (%s) in %.2fs", self.name, self.precision, time.perf_counter() - t0)
 
     def query(self, texts: list[str]) -> np.ndarray:
-        """Embed search queries ("query: " prefix); (n, dim) float32, L2-normalised."""
-        return self._encode(texts, "query: ")
+        """Embed search queries ("query: " prefix); (n, dim) float32, L2-normalised.
+
+        A question or two runs on one thread: splitting 20 tokens over cores gains nothing, and when another
+        process holds a core, the second thread's wait at each of the ~90 barriers of a forward pass stretched
+        p99 latency from 20 ms to over 500 ms (docs/BENCHMARKS.md).
+        """
+        if len(texts) > 2:
+            return self._encode(texts, "query: ")
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._encode(texts, "query: ")
+        finally:
+            torch.set_num_threads(threads)
 
     def passage(self, texts: list[str]) -> np.ndarray:
         """Embed documents ("passage: " prefix); (n, dim) float32, L2-normalised."""
