@@ -32,10 +32,10 @@ from kb.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_gener
                             publish, read_manifest)
 from kb.ingest import Document, file_sha256, load_sidecars, read_document, read_sidecar, walk_corpus
 from kb.lexical import TOKENIZER_VERSION, tokenize_many
-from kb.store import Segment, Store, link_or_copy, write_segment
+from kb.store import Segment, Store, link_or_copy, merge_ranges, open_store, write_segment
 
 __all__ = ["CURRENT", "FORMAT", "MANIFEST", "BuildReport", "build", "chunking_settings", "current_generation",
-           "open_store", "read_manifest"]
+           "read_manifest"]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -83,12 +83,6 @@ class _New:
     @property
     def hashes(self) -> list[str]:
         return [EmbeddingCache.key(c.index_text()) for c in self.chunks]
-
-
-def open_store(gen: Path, manifest: dict) -> Store:
-    """The chunk store of a generation, as its manifest describes it."""
-    segments = [Segment.from_dict(s) for s in manifest.get("segments", [])]
-    return Store(gen, segments, [(int(a), int(b)) for a, b in manifest.get("deleted", [])])
 
 
 def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progress: Progress | None = None,
@@ -261,7 +255,7 @@ def _appended(prev: Store, prev_gen: Path, prev_manifest: dict, new: _New, repla
             write_segment(tmp / f"{segment.name}.sqlite", new.docs, new.chunks, new.hashes, first)
             TermCounts.from_tokens(new.tokens).save(tmp / f"{segment.name}.terms.npz")
             segments.append(segment)
-    deleted = _merge([(a, b) for a, b in (prev_manifest.get("deleted") or [])] + replaced)
+    deleted = merge_ranges([(a, b) for a, b in (prev_manifest.get("deleted") or [])] + replaced)
     n_rows = segments[-1].end if segments else 0
     changed = bool(new.chunks or replaced)
     channels = {}
@@ -303,16 +297,6 @@ def _appended(prev: Store, prev_gen: Path, prev_manifest: dict, new: _New, repla
 
 def _segment_counts(store: Store) -> TermCounts:
     return TermCounts.concat([TermCounts.load(store.folder / f"{s.name}.terms.npz") for s in store.segments])
-
-
-def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(ranges):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        elif b > a:
-            out.append((a, b))
-    return out
 
 
 def _embed(channel: str, embedder: Embedder, texts: list[str], known: dict[str, np.ndarray], cache_dir: Path | None,

@@ -10,8 +10,8 @@ import numpy as np
 from kb import config, vectors
 from kb.bm25 import Bm25
 from kb.errors import IndexCorruptError
-from kb.index import current_generation, open_store, read_manifest
-from kb.store import Store
+from kb.index import current_generation, read_manifest
+from kb.store import Store, open_store
 
 log = logging.getLogger(__name__)
 

@@ -226,6 +226,23 @@ class Store:
         self._local.dbs = {}
 
 
+def open_store(gen: Path, manifest: dict) -> Store:
+    """The chunk store of a generation, as its manifest describes it."""
+    segments = [Segment.from_dict(s) for s in manifest.get("segments", [])]
+    return Store(gen, segments, [(int(a), int(b)) for a, b in manifest.get("deleted", [])])
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Deleted row ranges, sorted and joined where they touch."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        elif b > a:
+            out.append((a, b))
+    return out
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """Share an immutable file with the new generation: a hard link, or a copy where links are refused."""
     try:
