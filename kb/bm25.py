@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +35,10 @@ class TermCounts:
 
     @classmethod
     def from_tokens(cls, token_lists: list[list[str]]) -> TermCounts:
-        """Count each row's tokens (the build path; only changed documents pass here)."""
-        ids: dict[str, int] = {}
-        terms: list[int] = []
-        counts: list[int] = []
-        offsets = [0]
-        for tokens in token_lists:
-            for token, n in Counter(tokens or [EMPTY]).items():
-                terms.append(ids.setdefault(token, len(ids)))
-                counts.append(n)
-            offsets.append(len(terms))
-        return cls(tuple(ids), np.asarray(terms, np.int32), np.asarray(counts, np.int32), np.asarray(offsets, np.int64))
+        """Count each row's tokens."""
+        builder = CountsBuilder()
+        builder.add(token_lists)
+        return builder.build()
 
     @classmethod
     def empty(cls, rows: int) -> TermCounts:
@@ -86,6 +80,28 @@ class TermCounts:
         with np.load(path) as z:
             text = z["vocab"].tobytes().decode("utf-8")
             return cls(tuple(text.split("\n")) if text else (), z["terms"], z["counts"], z["offsets"])
+
+
+class CountsBuilder:
+    """Term counts gathered document by document, so a build never holds every token string at once."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.terms = array("i")
+        self.counts = array("i")
+        self.offsets = array("q", [0])
+
+    def add(self, token_lists: list[list[str]]) -> None:
+        """Append one row per token list."""
+        for tokens in token_lists:
+            for token, n in Counter(tokens or [EMPTY]).items():
+                self.terms.append(self.ids.setdefault(token, len(self.ids)))
+                self.counts.append(n)
+            self.offsets.append(len(self.terms))
+
+    def build(self) -> TermCounts:
+        return TermCounts(tuple(self.ids), np.frombuffer(self.terms, np.int32).copy(),
+                          np.frombuffer(self.counts, np.int32).copy(), np.frombuffer(self.offsets, np.int64).copy())
 
 
 def write_bm25(path: Path, counts: TermCounts, live: np.ndarray, k1: float, b: float) -> None:

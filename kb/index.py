@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from kb import config, vectors
-from kb.bm25 import TermCounts, write_bm25
+from kb.bm25 import CountsBuilder, TermCounts, write_bm25
 from kb.chunk import Chunk, chunk_document
 from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError
@@ -78,7 +78,7 @@ class _New:
 
     docs: list[tuple[Document, str]] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
-    tokens: list[list[str]] = field(default_factory=list)
+    counts: CountsBuilder = field(default_factory=CountsBuilder)  # BM25 term counts, row by row
 
     @property
     def hashes(self) -> list[str]:
@@ -134,7 +134,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 keys[doc_id] = key
                 new.docs.append((doc, key))
                 new.chunks.extend(doc_chunks)
-                new.tokens.extend(doc_tokens)
+                new.counts.add(doc_tokens)
             step("read", len(files), len(files))
         report.removed = sorted(set(entries) - set(keys) - set(report.skipped))
         replaced = sorted((e.first_row, e.first_row + e.n_chunks) for d, e in entries.items() if d not in report.reused)
@@ -217,7 +217,7 @@ def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: dict, n
         docs, chunks, hashes, old_rows = [], [], [], []
         if prev is not None:
             docs, chunks, hashes, old_rows = prev.export(sorted(report.reused, key=lambda d: prev.entries[d].first_row))
-        parts = [TermCounts.from_tokens(new.tokens)]
+        parts = [new.counts.build()]
         if prev is not None and old_rows:
             parts.insert(0, _segment_counts(prev).take(np.asarray(old_rows)))
         counts = TermCounts.concat(parts)
@@ -253,7 +253,7 @@ def _appended(prev: Store, prev_gen: Path, prev_manifest: dict, new: _New, repla
         if new.chunks:
             segment = Segment(f"chunks-{name[1:]}", first, first + len(new.chunks))
             write_segment(tmp / f"{segment.name}.sqlite", new.docs, new.chunks, new.hashes, first)
-            TermCounts.from_tokens(new.tokens).save(tmp / f"{segment.name}.terms.npz")
+            new.counts.build().save(tmp / f"{segment.name}.terms.npz")
             segments.append(segment)
     deleted = merge_ranges([(a, b) for a, b in (prev_manifest.get("deleted") or [])] + replaced)
     n_rows = segments[-1].end if segments else 0
