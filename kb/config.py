@@ -60,6 +60,8 @@ BM25_B = 0.75
 # search on that corpus (docs/BENCHMARKS.md).
 ANN_MIN_ROWS = int(os.environ.get("KB_ANN_MIN_ROWS", 300_000))
 IVF_NPROBE = 32
+# With an IVF index, filters allowing at most this many passages are scored row by row instead (exact).
+IVF_SCAN_BELOW = 20_000
 # Incremental builds append changed passages and mask the rows they replace; a build rewrites the index in
 # reading order (a compaction) once masked rows pass this share, or the segments this count.
 COMPACT_DEAD_SHARE = 0.2

@@ -165,3 +165,18 @@ def test_old_index_format_says_rebuild(index: Path, tmp_path: Path) -> None:
         Searcher(old)
     build(make_corpus(tmp_path / "corpus"), old, {"dense": HashingEmbedder()}, cache_dir=None)
     assert Searcher(old).search("直播营销人员", 1)[0].chunk.article == "第六条"
+
+
+def test_narrow_filter_on_an_approximate_index_scores_every_allowed_row(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from kb import vectors
+
+    corpus = make_corpus(tmp_path / "corpus")
+    build(corpus, tmp_path / "exact", {"dense": HashingEmbedder()}, cache_dir=None)
+    monkeypatch.setattr(vectors, "n_lists", lambda rows: 4)
+    build(corpus, tmp_path / "ivf", {"dense": HashingEmbedder()}, cache_dir=None, ann_min_rows=1)
+    monkeypatch.setattr(config, "IVF_NPROBE", 1)  # one cell of four probed: a filter alone would miss rows
+    for doc in ("zh/ecommerce_law.md", "en/notes.txt"):
+        ivf = Searcher(tmp_path / "ivf").search("商品 goods", 50, docs=[doc], mode="semantic")
+        exact = Searcher(tmp_path / "exact").search("商品 goods", 50, docs=[doc], mode="semantic")
+        assert [h.chunk.chunk_id for h in ivf] == [h.chunk.chunk_id for h in exact] and ivf
