@@ -36,6 +36,8 @@ CHUNKER_VERSION = "2"
 DEFAULT_MODEL = os.environ.get("KB_MODEL", "e5")
 DEFAULT_XLING = os.environ.get("KB_XLING", "use")
 EMBED_BATCH = 32
+# Worker processes (one thread each) for embedding many passages with e5; 1 embeds in the calling process.
+EMBED_WORKERS = int(os.environ.get("KB_EMBED_WORKERS", os.cpu_count() or 1))
 
 # Retrieval. k=60 is the constant of Cormack et al. (2009); it flattens the head of
 # each ranked list so one channel's rank-1 cannot drown the others. Channel weights

