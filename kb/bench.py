@@ -198,7 +198,7 @@ def phase_ann(index: Path, n_stard: int) -> dict[str, object]:
 
     truth, ms = run(exact, None)
     out["exact"] = _percentiles(ms)
-    for nprobe in (8, 16, 32, 64):
+    for nprobe in (16, 64, 128, 256, 512):
         got, ms = run(ivf, nprobe)
         out[f"ivf_nprobe{nprobe}"] = {**_percentiles(ms), **recall(got)}
     import faiss  # int8 codes would halve the vectors again: what would that cost in recall?

@@ -57,14 +57,14 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 
 # Vectors: exact (float16, inner product) search below ANN_MIN_ROWS passages, an IVF index from there.
-# Exact search over the whole LawRefBook corpus (151,000 passages) takes about 25 ms a query on one core,
-# so the switch sits where it would pass ~50 ms; IVF_NPROBE was chosen for recall@100 >= 0.95 against exact
-# search on that corpus (docs/BENCHMARKS.md).
+# Exact search over the whole LawRefBook corpus (153,000 passages) takes 16 ms a query and loses nothing, so it
+# stays up to about twice that size (~35 ms a search); IVF with 4·sqrt(n) cells and IVF_NPROBE = 256 reached
+# recall@100 0.973 against exact search there in 1.2 ms (docs/BENCHMARKS.md).
 ANN_MIN_ROWS = int(os.environ.get("KB_ANN_MIN_ROWS", 300_000))
-IVF_NPROBE = 32
+IVF_NPROBE = 256
 # With an IVF index, filters allowing at most this many passages are scored row by row instead (exact).
 IVF_SCAN_BELOW = 20_000
-# Incremental builds append changed passages and mask the rows they replace; a build rewrites the index in
-# reading order (a compaction) once masked rows pass this share, or the segments this count.
+# Incremental builds append changed passages and mask the rows they replace; a build rewrites every live
+# passage into one segment (a compaction) once masked rows pass this share of all rows, or segments this count.
 COMPACT_DEAD_SHARE = 0.2
 MAX_SEGMENTS = 32
