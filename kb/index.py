@@ -1,10 +1,9 @@
 """Build the index folder from a corpus, atomically and incrementally.
 
 Only new and changed files are read, chunked, tokenized and embedded, and only their passages are written:
-they become a new store segment with the next row numbers, the rows they replace are marked deleted, the
-previous segments are hard-linked, the vectors are appended to the previous FAISS index, and BM25 is
-recomputed from the stored term counts. Once deleted rows pile up, a build compacts everything into one
-segment. Every build writes a new generation folder and publishes it by renaming, so a build that fails or
+they become a new store segment (passages + BM25 postings) with the next row numbers, the rows they replace
+are marked deleted, the previous segments are hard-linked, and the vectors are appended to the previous
+FAISS index. Once deleted rows pile up, a build compacts everything into one segment. Every build writes a new generation folder and publishes it by renaming, so a build that fails or
 is killed leaves the previous index in service.
 """
 from __future__ import annotations
@@ -15,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from kb import config, vectors
-from kb.bm25 import CountsBuilder, TermCounts, write_bm25
+from kb.bm25 import CountsBuilder, TermCounts
 from kb.chunk import Chunk, chunk_document
 from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError
@@ -108,6 +108,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
         entries = prev.entries if prev else {}
         keys: dict[str, str] = {}  # live doc_id -> source key, in reading order
         new = _New()
+        warm = prev is not None  # an update: load the models while the changed files are read
         with report.timed("read"):
             sidecars = load_sidecars(corpus)
             for n, (doc_id, path) in enumerate(files):
@@ -118,6 +119,9 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                         report.reused.append(doc_id)
                         keys[doc_id] = key
                         continue
+                    if warm:
+                        _warm_up(embedders)
+                        warm = False
                     doc = read_document(corpus, doc_id, sidecars.get(doc_id))
                     doc_chunks = chunk_document(doc)
                     if not doc_chunks:
@@ -156,7 +160,8 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 "format": FORMAT, "kb_version": config.VERSION, "generation": name,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "chunking": chunking_settings(),
-                "bm25": {"k1": config.BM25_K1, "b": config.BM25_B, "method": "lucene"},
+                "bm25": {"k1": config.BM25_K1, "b": config.BM25_B, "method": "lucene",
+                         "postings": "per segment, scored at query time over live rows"},
                 "channels": channels,
                 "segments": [s.to_dict() for s in segments], "deleted": [list(r) for r in deleted],
                 "counts": {"documents": len(keys), "chunks": report.chunks, "rows": n_rows,
@@ -192,7 +197,11 @@ def _previous(index_dir: Path) -> tuple[Path | None, dict, Store | None]:
         log.info("chunking settings changed since the last build: re-reading every file")
         return gen, manifest, None
     try:
-        return gen, manifest, open_store(gen, manifest)
+        store = open_store(gen, manifest)
+        missing = [s.name for s in store.segments if not (gen / f"{s.name}.terms" / "rows.npy").is_file()]
+        if missing:
+            raise IndexCorruptError(f"postings of {missing[0]} missing")
+        return gen, manifest, store
     except Exception as exc:  # a damaged old store only costs a full rebuild
         log.warning("previous index at %s unreadable (%s): full rebuild", gen, exc)
         return None, {}, None
@@ -224,7 +233,7 @@ def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: dict, n
         docs, chunks, hashes = docs + new.docs, chunks + new.chunks, hashes + new.hashes
         segment = Segment(f"chunks-{name[1:]}", 0, len(chunks))
         write_segment(tmp / f"{segment.name}.sqlite", docs, chunks, hashes, 0)
-        counts.save(tmp / f"{segment.name}.terms.npz")
+        counts.write(tmp / f"{segment.name}.terms", 0)
     channels = {}
     texts = [c.index_text() for c in chunks]
     for channel, embedder in embedders.items():
@@ -234,8 +243,6 @@ def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: dict, n
         with report.timed("vectors"):
             index = vectors.create(matrix, vectors.kind_for(len(matrix), ann_min_rows))
             channels[channel] = _write_channel(tmp, channel, embedder, index)
-    with report.timed("bm25"):
-        write_bm25(tmp / "bm25", counts, np.ones(counts.rows, dtype=bool), config.BM25_K1, config.BM25_B)
     return [segment], [], channels
 
 
@@ -248,16 +255,17 @@ def _appended(prev: Store, prev_gen: Path, prev_manifest: dict, new: _New, repla
     segments = list(prev.segments)
     with report.timed("store"):
         for seg in segments:
-            for suffix in (".sqlite", ".terms.npz"):
-                link_or_copy(prev_gen / f"{seg.name}{suffix}", tmp / f"{seg.name}{suffix}")
+            link_or_copy(prev_gen / f"{seg.name}.sqlite", tmp / f"{seg.name}.sqlite")
+            (tmp / f"{seg.name}.terms").mkdir()
+            for f in (prev_gen / f"{seg.name}.terms").iterdir():
+                link_or_copy(f, tmp / f"{seg.name}.terms" / f.name)
         if new.chunks:
             segment = Segment(f"chunks-{name[1:]}", first, first + len(new.chunks))
             write_segment(tmp / f"{segment.name}.sqlite", new.docs, new.chunks, new.hashes, first)
-            new.counts.build().save(tmp / f"{segment.name}.terms.npz")
+            new.counts.build().write(tmp / f"{segment.name}.terms", first)
             segments.append(segment)
     deleted = merge_ranges([(a, b) for a, b in (prev_manifest.get("deleted") or [])] + replaced)
     n_rows = segments[-1].end if segments else 0
-    changed = bool(new.chunks or replaced)
     channels = {}
     texts = [c.index_text() for c in new.chunks]
     for channel, embedder in embedders.items():
@@ -281,22 +289,11 @@ def _appended(prev: Store, prev_gen: Path, prev_manifest: dict, new: _New, repla
             else:
                 vectors.append(index, matrix)
             channels[channel] = _write_channel(tmp, channel, embedder, index)
-    with report.timed("bm25"):
-        if changed:
-            live_mask = np.ones(n_rows, dtype=bool)
-            for a, b in deleted:
-                live_mask[a:b] = False
-            counts = TermCounts.concat([TermCounts.load(tmp / f"{s.name}.terms.npz") for s in segments])
-            write_bm25(tmp / "bm25", counts, live_mask, config.BM25_K1, config.BM25_B)
-        else:
-            (tmp / "bm25").mkdir()
-            for f in (prev_gen / "bm25").iterdir():
-                link_or_copy(f, tmp / "bm25" / f.name)
     return segments, deleted, channels
 
 
 def _segment_counts(store: Store) -> TermCounts:
-    return TermCounts.concat([TermCounts.load(store.folder / f"{s.name}.terms.npz") for s in store.segments])
+    return TermCounts.concat([TermCounts.read(store.folder / f"{s.name}.terms", s.start) for s in store.segments])
 
 
 def _embed(channel: str, embedder: Embedder, texts: list[str], known: dict[str, np.ndarray], cache_dir: Path | None,
@@ -330,6 +327,14 @@ def _known_vectors(gen: Path | None, manifest: dict, channel: str, embedder: Emb
     except (OSError, RuntimeError, IndexCorruptError):
         return {}
     return {h: matrix[i] for i, h in enumerate(hashes) if h is not None}
+
+
+def _warm_up(embedders: dict[str, Embedder]) -> None:
+    """Start loading models in the background: an update's model load (2-5 s) then overlaps reading and writing."""
+    for embedder in embedders.values():
+        warm = getattr(embedder, "warm", None)
+        if warm is not None:
+            threading.Thread(target=warm, name="kb-warm-up", daemon=True).start()
 
 
 def _source_key(path: Path, overrides: dict[str, str]) -> str:

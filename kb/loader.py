@@ -63,12 +63,12 @@ def load_index(index_dir: Path) -> LoadedIndex:
         raise IndexCorruptError(f"{gen} store has {store.n_chunks} chunks in {store.n_rows} rows, the manifest says "
                                 f"{counts['chunks']} in {counts['rows']}: {fix}")
     n_rows = store.n_rows
+    params = manifest.get("bm25") or {}
     try:
-        bm25 = Bm25(gen / "bm25")
+        bm25 = Bm25([(gen / f"{s.name}.terms", s.start, s.end) for s in store.segments], store.live,
+                    float(params.get("k1", config.BM25_K1)), float(params.get("b", config.BM25_B)))
     except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{gen}/bm25 is unreadable ({type(exc).__name__}: {exc}): {fix}") from exc
-    if bm25.n_rows != n_rows:
-        raise IndexCorruptError(f"{gen}/bm25 holds {bm25.n_rows} rows, the chunk store {n_rows}: {fix}")
+        raise IndexCorruptError(f"{gen} BM25 postings are unreadable ({type(exc).__name__}: {exc}): {fix}") from exc
     loaded: dict[str, object] = {}
     for channel, info in (manifest.get("channels") or {}).items():
         path = gen / str(info["file"])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kb import config
-from kb.bm25 import Bm25, TermCounts, write_bm25
+from kb.bm25 import Bm25, TermCounts
 from kb.embed import HashingEmbedder
 from kb.errors import IndexCorruptError
 from kb.index import build, current_generation, read_manifest
@@ -43,29 +43,37 @@ def _edit(corpus: Path) -> None:
     (corpus / "guide.docx").unlink()
 
 
-def test_bm25_matches_bm25s(corpus: Path) -> None:
+def test_bm25_over_segments_and_deleted_rows_matches_bm25s(corpus: Path, tmp_path: Path) -> None:
     from kb.chunk import chunk_document
     from kb.ingest import read_document, walk_corpus
 
     chunks = [c for doc_id, _ in walk_corpus(corpus) for c in chunk_document(read_document(corpus, doc_id))]
     tokens = tokenize_many([c.index_text() for c in chunks]) + [[]]
+    half = len(tokens) // 2
+    TermCounts.from_tokens(tokens[:half]).write(tmp_path / "a", 0)
+    TermCounts.from_tokens(tokens[half:]).write(tmp_path / "b", half)
+    live = np.ones(len(tokens), dtype=bool)
+    live[[1, 2, half + 3]] = False  # replaced passages: out of the statistics and the results
+    ours = Bm25([(tmp_path / "a", 0, half), (tmp_path / "b", half, len(tokens))], live, 1.2, 0.75)
     reference = bm25s_module().BM25(k1=1.2, b=0.75, method="lucene")
-    reference.index([t or ["\u2400"] for t in tokens], show_progress=False)
-    ours_dir = corpus.parent / "bm25-check"
-    write_bm25(ours_dir, TermCounts.from_tokens(tokens), np.ones(len(tokens), dtype=bool), 1.2, 0.75)
-    ours = Bm25(ours_dir)
+    reference.index([t or ["\u2400"] for t, ok in zip(tokens, live) if ok], show_progress=False)
     for query in (["电子商务"], ["退货", "商品", "商品"], ["rural", "logist"]):
-        expected = reference.get_scores(query)
-        np.testing.assert_allclose(ours.scores(query), expected, rtol=1e-5, atol=1e-6)
+        got = ours.scores(query)
+        np.testing.assert_allclose(got[live], reference.get_scores(query), rtol=1e-5, atol=1e-6)
+        assert not got[~live].any()
     assert ours.scores(["nowhere-to-be-found"]) is None
 
 
-def test_term_counts_take_and_concat() -> None:
-    counts = TermCounts.concat([TermCounts.from_tokens([["a", "b", "a"], []]), TermCounts.from_tokens([["c"], ["b"]])])
-    assert counts.rows == 4 and counts.vocab == ("a", "b", "\u2400", "c")
-    picked = counts.take(np.asarray([3, 0]))
-    assert [sorted((picked.vocab[t], int(n)) for t, n in zip(picked.terms[a:b], picked.counts[a:b]))
-            for a, b in zip(picked.offsets[:-1], picked.offsets[1:])] == [[("b", 1)], [("a", 2), ("b", 1)]]
+def test_term_counts_write_and_read_back(tmp_path: Path) -> None:
+    counts = TermCounts.from_tokens([["a", "b", "a"], [], ["c", "a"]])
+    counts.write(tmp_path / "p", 10)
+    back = TermCounts.read(tmp_path / "p", 10)
+
+    def bags(c: TermCounts) -> list[dict[str, int]]:
+        return [{c.vocab[t]: int(n) for t, n in zip(c.terms[a:b], c.counts[a:b])} for a, b in zip(c.offsets[:-1], c.offsets[1:])]
+
+    assert bags(back) == bags(counts) == [{"a": 2, "b": 1}, {"\u2400": 1}, {"c": 1, "a": 1}]
+    assert np.load(tmp_path / "p" / "rows.npy").min() == 10
 
 
 def test_update_shares_unchanged_parts_and_ranks_as_a_fresh_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

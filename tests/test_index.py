@@ -113,7 +113,7 @@ def test_damaged_index_is_detected(index: Path, tmp_path: Path, damage: str) -> 
         data = (gen / "dense.faiss").read_bytes()
         (gen / "dense.faiss").write_bytes(data[: len(data) // 2])
     elif damage == "drop_bm25":
-        shutil.rmtree(gen / "bm25")
+        shutil.rmtree(next(gen.glob("chunks-*.terms")))
     elif damage == "garble_manifest":
         (gen / "manifest.json").write_text("{", encoding="utf-8")
     else:
