@@ -19,6 +19,8 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + (".pdf", ".docx")
 IGNORED_NAMES = ("README.md", "SOURCES.md", "metadata.csv", "LICENSE")
 IGNORED_SUFFIXES = (".meta.json",)
 MAX_FILE_BYTES = int(os.environ.get("KB_MAX_FILE_BYTES", 64 * 1024 * 1024))
+# Seconds one file may take to read and convert before it is skipped (PDFs: see also KB_PDF_TIMEOUT).
+FILE_TIMEOUT_S = float(os.environ.get("KB_FILE_TIMEOUT", 600))
 
 # Chunking. Chinese articles average ~130 characters; an article above ZH_MAX_CHARS is
 # split at 款 / sentence ends so one passage stays readable and fits e5's 512 tokens.

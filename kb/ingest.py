@@ -1,11 +1,14 @@
 """File -> Document: read txt, md, html, pdf and docx from the corpus folder with their metadata."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import logging
 import re
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -172,11 +175,40 @@ def read_sidecar(path: Path) -> dict[str, str]:
 
 
 def read_document(root: Path, doc_id: str, overrides: dict[str, str] | None = None) -> Document:
-    """Read one corpus file into a Document.
+    """Read one corpus file into a Document, within the per-file time limit (config.FILE_TIMEOUT_S).
 
     Raises:
-        IngestError: the file cannot be read; the message says why.
+        IngestError: the file cannot be read, or reading it took too long; the message says why.
     """
+    with time_limit(config.FILE_TIMEOUT_S, doc_id):
+        return _read_document(root, doc_id, overrides)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, doc_id: str) -> Iterator[None]:
+    """Raise IngestError in the calling code once `seconds` have passed (main thread only, where signals arrive).
+
+    A pathological file (HTML nested thousands deep, a regex-hostile line) must not stall a whole build;
+    PDFs also run in a child process with their own limit (kb.pdf), which this one backs up.
+    """
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise IngestError(doc_id, f"reading took over {seconds:g} s (KB_FILE_TIMEOUT); skipped")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) -> Document:
     path = root / doc_id
     check_inside(root, path)
     suffix = path.suffix.lower()

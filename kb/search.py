@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ class Searcher:
         Raises:
             QueryError: empty query, unknown mode, language or document.
         """
-        query = " ".join(query.split())[:MAX_QUERY_CHARS]
+        query = clean_query(query)
         # One snapshot for ranking and fusion: refresh() may swap in a new generation meanwhile,
         # and row numbers of one generation mean nothing in another.
         index = self.index
@@ -147,6 +148,9 @@ class Searcher:
                   mode: str, include_repealed: bool) -> dict[str, list[int]]:
         if not query.strip():
             raise QueryError("empty query: type a question or some keywords")
+        if not _WORDISH.search(query):
+            raise QueryError("nothing to search for: the question has only punctuation or symbols; "
+                             "type some words in Chinese or English")
         if mode not in MODES:
             raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
         allowed = self._mask(index, lang, docs, include_repealed)
@@ -238,6 +242,17 @@ class Searcher:
                             highlights=highlight_spans(chunk.text, query), channels=tuple(seen[row]),
                             meta=meta, path=chunk.doc_id, also_in=tuple(also[key])))
         return hits
+
+
+# Control characters (C0, DEL, C1) and zero-width or direction marks pasted along with text from Word or PDFs.
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# Something a channel can match: a letter or digit in any script (CJK ideographs count as letters).
+_WORDISH = re.compile(r"[^\W_]")
+
+
+def clean_query(query: str) -> str:
+    """The question as searched: invisible characters removed, whitespace collapsed, at most MAX_QUERY_CHARS."""
+    return " ".join(_INVISIBLE.sub(" ", query).split())[:MAX_QUERY_CHARS]
 
 
 def _short(model: str) -> str:
