@@ -119,3 +119,27 @@ def test_hand_checked_references(score) -> None:  # noqa: ANN001
         assert hits, (row, [t.citation for t in targets])
         if row["target_chunk"]:
             assert row["target_chunk"] in {t.chunk_id for t in hits}, row
+
+
+def test_hits_carry_resolved_references(tmp_path: Path) -> None:
+    from kb.embed import HashingEmbedder
+    from kb.index import build
+    from kb.search import Searcher
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "law.txt").write_text("中华人民共和国示范法\n\n第一条 甲。\n第二条 网络经营者应当公示退货规则。\n第三条 丙。\n",
+                                    encoding="utf-8")
+    (corpus / "rule.txt").write_text("示范规定\n\n第一条 乙。\n第二条 经营者违反《示范法》第二条、本规定第一条和"
+                                     "《不存在法》第九条的，予以处罚。\n第三条 丁。\n", encoding="utf-8")
+    build(corpus, tmp_path / "i", {"dense": HashingEmbedder()}, cache_dir=None)
+    searcher = Searcher(tmp_path / "i")
+    hit = searcher.search("违反 予以处罚", 1, mode="keyword")[0]
+    assert hit.chunk.chunk_id == "rule.txt#2"
+    xrefs = hit.to_dict()["xrefs"]
+    assert [(x["text"], (x["target"] or {}).get("chunk_id"), x["reason"]) for x in xrefs] == [
+        ("《示范法》第二条", "law.txt#2", None), ("本规定第一条", "rule.txt#1", None),
+        ("《不存在法》第九条", None, "not in the index")]
+    assert xrefs[0]["target"]["citation"] == "《中华人民共和国示范法》第二条"
+    assert searcher.search("违反 予以处罚", 1, mode="keyword", xrefs=False)[0].xrefs == ()
+    assert [r.target.chunk_id for r in searcher.references(hit.chunk) if r.target] == ["law.txt#2", "rule.txt#1"]
