@@ -2,12 +2,15 @@
 
     python scripts/legal_report.py meta [--corpus corpus] [--gold tests/data/zh_metadata_gold.csv] [--json]
     python scripts/legal_report.py xref [--corpus corpus] [--prefix zh/] [--within PREFIX] [--json]
+    python scripts/legal_report.py rows --corpus corpus/lawrefbook [--json]
 
 meta reads each gold document from its text alone (no metadata.csv, no sidecar) and prints, per field, the
 precision (right among the values extracted), the coverage (values extracted among documents) and every
 mismatch. xref finds the article references in the documents under --prefix, resolves them among all the
 corpus's documents, and prints how many were found, how many name a document in the corpus, how many
 resolved to a chunk holding the named article, the failures, and the article mentions no reference covers.
+rows reads every document that a corpus's metadata.csv describes (a LawRefBook import) and counts the
+documents whose metadata differs from their row in any non-empty level, date, validity or region cell.
 No index and no model are needed: the corpus is read and chunked in memory.
 """
 from __future__ import annotations
@@ -148,6 +151,30 @@ def score_xref(corpus: Path, prefix: str, within: str = "") -> XrefScore:
     return score
 
 
+ROW_FIELDS = ("level", "published", "effective", "validity", "region")
+
+
+def check_rows(corpus: Path) -> dict[str, object]:
+    """Documents whose read metadata differs from a non-empty cell of their metadata.csv row."""
+    sidecars = load_sidecars(corpus)
+    differ: list[tuple[str, str, str | None, str]] = []
+    filled: Counter[str] = Counter()
+    unreadable: list[str] = []
+    for doc_id, row in sorted(sidecars.items()):
+        try:
+            meta = read_document(corpus, doc_id, row).meta
+        except KbError as exc:
+            unreadable.append(f"{doc_id}: {exc}")
+            continue
+        for name in ROW_FIELDS:
+            if row.get(name):
+                filled[name] += 1
+                if getattr(meta, name) != row[name]:
+                    differ.append((doc_id, name, getattr(meta, name), row[name]))
+    return {"rows": len(sidecars), "cells": dict(filled), "differ": [list(d) for d in differ],
+            "unreadable": unreadable}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -161,8 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--prefix", default="zh/", help="measure references made in these documents (doc_id prefix)")
     x.add_argument("--within", default="", help="resolve among these documents only (doc_id prefix; default all)")
     x.add_argument("--json", action="store_true")
+    r = sub.add_parser("rows", help="documents against their metadata.csv rows (a LawRefBook import)")
+    r.add_argument("--corpus", type=Path, required=True)
+    r.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
+        if args.what == "rows":
+            result = check_rows(args.corpus)
+            if args.json:
+                print(json.dumps(result, ensure_ascii=False, indent=1))
+                return 0
+            print(f"{result['rows']} rows; non-empty cells checked: {result['cells']}")
+            print(f"documents differing from their row: {len({d[0] for d in result['differ']})}; "  # type: ignore[union-attr]
+                  f"unreadable: {len(result['unreadable'])}")  # type: ignore[arg-type]
+            for doc_id, name, got, want in result["differ"][:20]:  # type: ignore[index]
+                print(f"  {doc_id} {name}: got {got}, row {want}")
+            return 0
         if args.what == "meta":
             result = score_meta(args.corpus, args.gold)
             if args.json:
