@@ -15,7 +15,7 @@ import numpy as np
 
 from kb import config
 from kb.errors import QueryError
-from kb.timeline import VALIDITY, Span
+from kb.timeline import VALIDITY, DocRow, Span
 
 DATE_FIELDS = ("published", "effective")
 _UNKNOWN_START, _OPEN_END = 0, 99_991_231
@@ -109,11 +109,11 @@ def parse_date(value: str, name: str, end: bool = False) -> int:
         raise QueryError(f"{name}: '{value}' is not a date; use YYYY-MM-DD (or YYYY-MM, YYYY)") from None
 
 
-def build_columns(docs: Mapping[str, Mapping[str, object]], doc_rows: Mapping[str, np.ndarray], n: int,
+def build_columns(docs: Mapping[str, DocRow], doc_rows: Mapping[str, np.ndarray], n: int,
                   langs: Sequence[object], spans: Mapping[str, Span]) -> Columns:
     """Spread each document's metadata and in-force span over its chunk rows."""
-    levels = tuple(sorted({str(d["meta"].get("level")) for d in docs.values() if d["meta"].get("level")}))  # type: ignore[union-attr]
-    issuers = tuple(sorted({str(d["meta"].get("issuer")) for d in docs.values() if d["meta"].get("issuer")}))  # type: ignore[union-attr]
+    levels = tuple(sorted({str(d["meta"].get("level")) for d in docs.values() if d["meta"].get("level")}))
+    issuers = tuple(sorted({str(d["meta"].get("issuer")) for d in docs.values() if d["meta"].get("issuer")}))
     level_code = {v: i for i, v in enumerate(levels)}
     issuer_code = {v: i for i, v in enumerate(issuers)}
     validity_code = {v: i for i, v in enumerate(VALIDITY)}
@@ -123,11 +123,11 @@ def build_columns(docs: Mapping[str, Mapping[str, object]], doc_rows: Mapping[st
         ("end", _OPEN_END, np.int32), ("gone", False, bool), ("hidden", False, bool))}
     for doc_id, rows in doc_rows.items():
         meta, span = docs[doc_id]["meta"], spans[doc_id]
-        cols["level"][rows] = level_code.get(str(meta.get("level")), -1)  # type: ignore[union-attr]
-        cols["issuer"][rows] = issuer_code.get(str(meta.get("issuer")), -1)  # type: ignore[union-attr]
+        cols["level"][rows] = level_code.get(str(meta.get("level")), -1)
+        cols["issuer"][rows] = issuer_code.get(str(meta.get("issuer")), -1)
         cols["validity"][rows] = validity_code.get(span.validity or "", -1)
-        cols["published"][rows] = date_int(meta.get("published"))  # type: ignore[union-attr]
-        cols["effective"][rows] = date_int(meta.get("effective"))  # type: ignore[union-attr]
+        cols["published"][rows] = date_int(meta.get("published"))
+        cols["effective"][rows] = date_int(meta.get("effective"))
         cols["start"][rows] = date_int(span.start)
         cols["end"][rows] = date_int(span.end) or _OPEN_END
         cols["gone"][rows] = span.gone
@@ -210,14 +210,14 @@ def _issuer_codes(wanted: Sequence[str], known: tuple[str, ...]) -> list[int]:
     return codes
 
 
-def facets(docs: Mapping[str, Mapping[str, object]], spans: Mapping[str, Span]) -> Facets:
+def facets(docs: Mapping[str, DocRow], spans: Mapping[str, Span]) -> Facets:
     """Distinct levels, issuers, validity, regions and languages with document counts, and date ranges."""
     count: dict[str, Counter[str]] = {k: Counter() for k in ("level", "issuer", "validity", "region", "lang")}
     dates: dict[str, list[str]] = {"published": [], "effective": []}
     unknown: Counter[str] = Counter()
     for doc_id, doc in docs.items():
         meta = doc["meta"]
-        values = {"level": meta.get("level"), "issuer": meta.get("issuer"), "region": meta.get("region"),  # type: ignore[union-attr]
+        values = {"level": meta.get("level"), "issuer": meta.get("issuer"), "region": meta.get("region"),
                   "validity": spans[doc_id].validity, "lang": doc.get("lang")}
         for key, value in values.items():
             if value:
@@ -225,8 +225,8 @@ def facets(docs: Mapping[str, Mapping[str, object]], spans: Mapping[str, Span]) 
             else:
                 unknown[key] += 1
         for key in dates:
-            if date_int(meta.get(key)):  # type: ignore[union-attr]
-                dates[key].append(str(meta.get(key))[:10])  # type: ignore[union-attr]
+            if date_int(meta.get(key)):
+                dates[key].append(str(meta.get(key))[:10])
             else:
                 unknown[key] += 1
 

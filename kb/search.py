@@ -117,7 +117,7 @@ class Searcher:
         out = []
         for doc_id, doc in self.index.docs.items():
             span = self.index.spans[doc_id]
-            meta = dict(doc["meta"])  # type: ignore[arg-type]
+            meta = dict(doc["meta"])  # type: ignore[call-overload]  # doc rows are loosely typed JSON
             meta["validity"] = span.validity
             out.append({**doc, "meta": meta, "in_force": {"from": span.start, "until": span.end},
                         "versions": list(span.versions)})

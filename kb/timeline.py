@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kb import config
 from kb.ingest import REPEALS_SEP
@@ -30,6 +31,8 @@ from kb.legalmeta import title_key
 
 REPEALED, SUPERSEDED, PENDING, IN_FORCE = "已废止", "已修改", "尚未生效", "现行有效"
 VALIDITY = (IN_FORCE, SUPERSEDED, REPEALED, PENDING)
+# One row of an index's doc table (kb.store.Store.doc_table): doc_id, title, lang, meta (DocMeta.to_dict()), chunks.
+DocRow = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -47,28 +50,29 @@ class Span:
         return self.end is None and self.validity in config.HIDDEN_VALIDITY
 
 
-def version_start(meta: Mapping[str, object]) -> str | None:
+def version_start(meta: Mapping[str, Any]) -> str | None:
     """The later of a document's published and effective dates (ISO), or None."""
     dates = [str(meta[k]) for k in ("published", "effective") if meta.get(k)]
     return max(dates) if dates else None
 
 
-def spans(docs: Mapping[str, Mapping[str, object]], today: datetime.date | None = None) -> dict[str, Span]:
+def spans(docs: Mapping[str, DocRow], today: datetime.date | None = None) -> dict[str, Span]:
     """doc_id -> Span for every document of a doc table (rows with 'title' and 'meta')."""
     day = (today or datetime.date.today()).isoformat()
-    starts = {d: version_start(row["meta"]) for d, row in docs.items()}  # type: ignore[arg-type]
+    starts = {d: version_start(row["meta"]) for d, row in docs.items()}
     groups: dict[str, list[str]] = {}
     for doc_id, row in docs.items():
         groups.setdefault(title_key(str(row["title"])), []).append(doc_id)
     ends: dict[str, tuple[str, str]] = {}  # doc_id -> (end date, validity it implies)
     for members in groups.values():
-        dated = sorted({starts[d] for d in members if starts[d]})
+        dated = sorted({s for d in members if (s := starts[d])})
         for d in members:
-            later = [s for s in dated if starts[d] and s > starts[d]]  # type: ignore[operator]
+            own = starts[d]
+            later = [s for s in dated if own and s > own]
             if later:
                 ends[d] = (later[0], SUPERSEDED)
     for doc_id, row in docs.items():
-        extra = dict(row["meta"].get("extra") or {})  # type: ignore[union-attr]
+        extra = dict(row["meta"].get("extra") or {})
         start = starts[doc_id]
         for title in filter(None, str(extra.get("repeals", "")).split(REPEALS_SEP)):
             for target in groups.get(title_key(title), []):
@@ -77,11 +81,14 @@ def spans(docs: Mapping[str, Mapping[str, object]], today: datetime.date | None 
     out: dict[str, Span] = {}
     for doc_id, row in docs.items():
         meta = row["meta"]
-        extra = dict(meta.get("extra") or {})  # type: ignore[union-attr]
+        extra = dict(meta.get("extra") or {})
         validity = meta.get("validity") or None
         # Stated validity wins over a derived end: two texts that merely share a title (several
         # "关于修改部分行政法规的决定") are both in force when the metadata says so.
-        end, implied = ends.get(doc_id, (None, None)) if validity not in (IN_FORCE, PENDING) else (None, None)
+        end: str | None = None
+        implied: str | None = None
+        if validity not in (IN_FORCE, PENDING) and doc_id in ends:
+            end, implied = ends[doc_id]
         if extra.get("repealed"):
             end, implied = str(extra["repealed"]), REPEALED
         start = starts[doc_id]
@@ -94,5 +101,5 @@ def spans(docs: Mapping[str, Mapping[str, object]], today: datetime.date | None 
             start = "9999-12-31"  # stated as not yet in force, date unknown: in force on no date we can name
         members = groups[title_key(str(row["title"]))]
         versions = tuple(sorted(members, key=lambda d: (starts[d] or "", d))) if len(members) > 1 else ()
-        out[doc_id] = Span(start, end, validity, versions)  # type: ignore[arg-type]
+        out[doc_id] = Span(start, end, validity, versions)
     return out

@@ -17,7 +17,7 @@ from typing import Protocol
 from kb.chunk import Chunk
 from kb.legal import cn_number, find_articles
 from kb.legalmeta import title_key
-from kb.timeline import version_start
+from kb.timeline import DocRow, version_start
 
 _N = "零〇一二三四五六七八九十百千两0-9０-９"
 _TOKEN = re.compile(
@@ -151,23 +151,21 @@ def _list(text: str, pos: int, cite_start: int, kind: str, law: str | None) -> l
             number = cn_number(m.group("a"))
             if number is None:
                 break
-            if pending_range and items and items[-1]["article_no"] is not None and number > items[-1]["article_no"]:
-                first = int(items[-1]["article_no"])  # type: ignore[arg-type]
-                items += [{"article_no": n, "sub": None, "paragraph": None, "item": None, "end": m.start()}
-                          for n in range(first + 1, number)]
+            first = items[-1]["article_no"] if pending_range and items else None
+            if first is not None and number > first:  # 第八条至第十一条: the articles in between too
+                items += [{"article_no": n, "sub": None, "paragraph": None, "item": None} for n in range(first + 1, number)]
             sub = cn_number(m.group("sub")) if m.group("sub") else None
-            items.append({"article_no": number, "sub": sub, "paragraph": None, "item": None, "end": m.end()})
+            items.append({"article_no": number, "sub": sub, "paragraph": None, "item": None})
             pending_range = False
         elif m.group("para") or m.group("item"):
             if not items and kind != "bare":
                 break
             if not items:  # a bare 第M款: a paragraph of the article it stands in
-                items.append({"article_no": None, "sub": None, "paragraph": None, "item": None, "end": m.end()})
+                items.append({"article_no": None, "sub": None, "paragraph": None, "item": None})
             key, value = ("paragraph", m.group("p")) if m.group("para") else ("item", m.group("i"))
             if items[-1][key] is not None and not pending_range:  # 第一款、第二款: a second ref to the same article
                 items.append(dict(items[-1], paragraph=None, item=None))
             items[-1][key] = cn_number(value)
-            items[-1]["end"] = m.end()
             pending_range = False
         elif m.group("range"):
             pending_range = True
@@ -218,11 +216,11 @@ class ChunkTable:
 class Resolver:
     """Turns References into Targets among the documents of an index."""
 
-    def __init__(self, docs: Mapping[str, Mapping[str, object]], source: ArticleSource) -> None:
+    def __init__(self, docs: Mapping[str, DocRow], source: ArticleSource) -> None:
         """docs: doc_id -> {'title', 'meta'} (a doc table); source: where article chunks are read."""
         self.source = source
         self.titles = {d: str(row["title"]) for d, row in docs.items()}
-        self.starts = {d: version_start(row["meta"]) for d, row in docs.items()}  # type: ignore[arg-type]
+        self.starts = {d: version_start(row["meta"]) for d, row in docs.items()}
         self.by_key: dict[str, list[str]] = {}
         for doc_id, title in self.titles.items():
             self.by_key.setdefault(title_key(title), []).append(doc_id)
