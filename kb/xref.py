@@ -35,6 +35,8 @@ _SCOPE = re.compile(
 )
 # A bare article reference preceded by a name like 食品安全法 cites that law, not this document.
 _NAME_BEFORE = re.compile(r"[\u4e00-\u9fa5](?:法|法典|条例|规定|办法|细则|解释|决定)$")
+_AMENDS = re.compile(r"修改《([^《》]{2,80})》")
+_TITLE_IN = re.compile(r"《([^《》]{2,80})》")
 _SELF_BEFORE = re.compile(r"本(?:法|条例|规定|办法|细则|解释|决定)$")
 _ITEM_LINE = re.compile(r"[ \t\u3000]*[（(][一二三四五六七八九十]+[）)]")
 _COUNTS = {"前款": 1, "前一款": 1, "前两款": 2, "前二款": 2, "前三款": 3, "前四款": 4}
@@ -222,33 +224,56 @@ class Resolver:
         self.titles = {d: str(row["title"]) for d, row in docs.items()}
         self.starts = {d: version_start(row["meta"]) for d, row in docs.items()}
         self.by_key: dict[str, list[str]] = {}
+        # A code filed in parts ("中华人民共和国民法典 合同编", ...) numbers its articles across the parts: a
+        # reference to 民法典第一千一百六十八条 looks in each part.
+        self.books: dict[str, list[str]] = {}
         for doc_id, title in self.titles.items():
             self.by_key.setdefault(title_key(title), []).append(doc_id)
-        # Short titles written without 《》 must look like an instrument name, or common words would match.
-        self.short_keys = frozenset(k for k in self.by_key if len(k) >= 3 and _NAME_BEFORE.search(k))
+            head = title.split()
+            if len(head) > 1 and _NAME_BEFORE.search(head[0]):
+                self.books.setdefault(title_key(head[0]), []).append(doc_id)
+        # Short titles written without 《》 must look like an instrument name (刑法, 消费者权益保护法), or
+        # common words would match.
+        self.short_keys = frozenset(k for k in [*self.by_key, *self.books] if _NAME_BEFORE.search(k))
 
     def references(self, chunk: Chunk) -> list[Resolved]:
         """The resolved references made inside one chunk."""
         return [self.resolve(ref, chunk) for ref in find_references(chunk.text, self.short_keys)]
 
-    def doc_for(self, law: str, citing: str) -> str | None:
-        """The indexed document a title names: among versions, the one in force when the citing text was made."""
-        found = self.by_key.get(title_key(law), [])
-        if len(found) <= 1:
-            return found[0] if found else None
+    def docs_for(self, law: str, citing: str) -> list[str]:
+        """The indexed documents a title names: among versions, the one in force when the citing text was made
+        (else the latest); for a code filed in parts, every part."""
+        key = title_key(law)
+        found = self.by_key.get(key, [])
+        if not found:
+            return sorted(self.books.get(key, []))
+        if len(found) == 1:
+            return found
         when = self.starts.get(citing)
         dated = sorted((self.starts[d] or "", d) for d in found)
         before = [d for s, d in dated if when and s and s <= when]
-        return before[-1] if before else dated[-1][1]
+        return [before[-1] if before else dated[-1][1]]
+
+    def _law_in_title(self, title: str) -> str:
+        named = _TITLE_IN.findall(title)
+        if named:
+            return named[0]
+        inside = [k for k in self.short_keys if k in title and title_key(title) != k]
+        return max(inside, key=len) if inside else ""
 
     def resolve(self, ref: Reference, chunk: Chunk) -> Resolved:
         """Target of a reference made in chunk."""
-        doc_id, article_no, sub, paragraph = chunk.doc_id, ref.article_no, ref.sub, ref.paragraph
-        if ref.kind in ("named", "short"):
-            found = self.doc_for(str(ref.law), chunk.doc_id)
-            if found is None:
+        candidates, article_no, sub, paragraph = [chunk.doc_id], ref.article_no, ref.sub, ref.paragraph
+        amended = _AMENDS.search(f"{chunk.section or ''} {chunk.title}") if ref.kind == "bare" else None
+        if ref.kind in ("named", "short") or amended:
+            # In an amending decision ("关于修改《X》的决定", or its section "一、修改《X》") a bare 第N条 is X's.
+            candidates = self.docs_for(amended.group(1) if amended else str(ref.law), chunk.doc_id)
+            if not candidates:
                 return Resolved(ref, None, "not in the index")
-            doc_id = found
+        elif ref.kind == "bare":
+            # A bare 第N条 that this document lacks, in a text whose title names one law ("关于适用刑法分则规定的
+            # 犯罪的罪名的意见", "关于执行《刑法》确定罪名的补充规定"), is that law's article.
+            candidates += self.docs_for(self._law_in_title(chunk.title), chunk.doc_id)
         elif ref.kind == "relative":
             if chunk.article_no is None:
                 return Resolved(ref, None, "not inside an article")
@@ -262,8 +287,11 @@ class Resolver:
                     if paragraph < 1:
                         return Resolved(ref, None, "no previous paragraph")
         assert article_no is not None
-        parts = [c for c in self.source.article_chunks(doc_id, article_no) if _sub_of(c.article) == sub]
-        if not parts:
+        for doc_id in candidates:
+            parts = [c for c in self.source.article_chunks(doc_id, article_no) if _sub_of(c.article) == sub]
+            if parts:
+                break
+        else:
             return Resolved(ref, None, "no such article")
         target = _part_with_paragraph(parts, paragraph)
         label = target.article or f"第{_cn(article_no)}条"

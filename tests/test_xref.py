@@ -143,3 +143,22 @@ def test_hits_carry_resolved_references(tmp_path: Path) -> None:
     assert xrefs[0]["target"]["citation"] == "《中华人民共和国示范法》第二条"
     assert searcher.search("违反 予以处罚", 1, mode="keyword", xrefs=False)[0].xrefs == ()
     assert [r.target.chunk_id for r in searcher.references(hit.chunk) if r.target] == ["law.txt#2", "rule.txt#1"]
+
+
+def test_code_in_parts_amending_decisions_and_laws_named_in_titles() -> None:
+    code = [_chunk("code/contract", 0, "第四百六十三条", 463, "第四百六十三条 本编调整合同关系。"),
+            _chunk("code/tort", 0, "第一千一百六十五条", 1165, "第一千一百六十五条 过错责任。")]
+    criminal = [_chunk("crim", 0, "第一百零二条", 102, "第一百零二条 背叛国家。")]
+    docs = {"code/contract": {"title": "中华人民共和国民法典 合同编", "meta": {}},
+            "code/tort": {"title": "中华人民共和国民法典 侵权责任编", "meta": {}},
+            "crim": {"title": "中华人民共和国刑法", "meta": {}},
+            "names": {"title": "关于适用刑法分则规定的犯罪的罪名的意见", "meta": {}},
+            "amend": {"title": "关于修改《中华人民共和国民法典 侵权责任编》的决定", "meta": {}}}
+    resolver = Resolver(docs, ChunkTable(code + criminal))
+    cite = Chunk("j#0", "j", "某解释", 0, "第一条 依照民法典第一千一百六十五条和刑法第一百零二条。", 0, 30, "zh",
+                 "第一条", 1)
+    assert [r.target.chunk_id for r in resolver.references(cite) if r.target] == ["code/tort#0", "crim#0"]
+    names = Chunk("names#0", "names", docs["names"]["title"], 0, "1．背叛国家罪（第102条）", 0, 14, "zh")
+    assert [r.target.chunk_id for r in resolver.references(names) if r.target] == ["crim#0"]
+    amend = Chunk("amend#0", "amend", docs["amend"]["title"], 0, "一、将第一千一百六十五条修改为：", 0, 16, "zh")
+    assert [r.target.chunk_id for r in resolver.references(amend) if r.target] == ["code/tort#0"]
