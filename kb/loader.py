@@ -14,7 +14,7 @@ from kb.index import current_generation, read_manifest, read_vectors
 from kb.lexical import bm25s_module
 from kb.store import Store
 from kb.timeline import Span, spans
-from kb.xref import Resolver
+from kb.xref_resolve import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class LoadedIndex:
     docs: dict[str, dict[str, object]]
     columns: Columns  # per-row metadata for filters (kb.filters)
     spans: dict[str, Span]  # doc_id -> when it is in force (kb.timeline)
-    resolver: Resolver  # cross-references -> chunks of this index (kb.xref)
+    resolver: Resolver  # cross-references -> chunks of this index (kb.xref_resolve)
 
     @property
     def n(self) -> int:

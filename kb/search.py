@@ -21,7 +21,7 @@ from kb.ingest import DocMeta, detect_lang
 from kb.lexical import tokenize
 from kb.loader import LoadedIndex, load_index
 from kb.timeline import Span
-from kb.xref import Resolved
+from kb.xref_resolve import Resolved
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kb.chunk import Chunk
-from kb.xref import ChunkTable, Resolver, find_references
+from kb.xref import find_references
+from kb.xref_resolve import ChunkTable, Resolver
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "tests" / "data" / "xref_gold.csv"
