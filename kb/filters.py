@@ -165,14 +165,14 @@ def row_mask(cols: Columns, doc_rows: Mapping[str, np.ndarray], f: Filters) -> n
             part[doc_rows[d]] = True
         keep(part)
     if f.levels:
-        keep(np.isin(cols.level, _codes(f.levels, cols.levels, "level")))
+        keep(_lookup(cols.level, _codes(f.levels, cols.levels, "level"), len(cols.levels)))
     if f.issuers:
-        keep(np.isin(cols.issuer, _issuer_codes(f.issuers, cols.issuers)))
+        keep(_lookup(cols.issuer, _issuer_codes(f.issuers, cols.issuers), len(cols.issuers)))
     if f.validity:
         bad = [v for v in f.validity if v not in VALIDITY]
         if bad:
             raise QueryError(f"unknown validity '{bad[0]}': use one of {', '.join(VALIDITY)}")
-        keep(np.isin(cols.validity, [VALIDITY.index(v) for v in f.validity]))
+        keep(_lookup(cols.validity, [VALIDITY.index(v) for v in f.validity], len(VALIDITY)))
     if f.date_from or f.date_to:
         if f.date_field not in DATE_FIELDS:
             raise QueryError(f"unknown date field '{f.date_field}': use published or effective")
@@ -189,6 +189,13 @@ def row_mask(cols: Columns, doc_rows: Mapping[str, np.ndarray], f: Filters) -> n
     elif not f.include_repealed and not f.validity and cols.hidden.any():
         keep(~cols.hidden)
     return mask if restricted else None
+
+
+def _lookup(column: np.ndarray, codes: list[int], size: int) -> np.ndarray:
+    """Rows whose code is one of codes: a table lookup (unknown, -1, reads the table's last, False, entry)."""
+    table = np.zeros(size + 1, dtype=bool)
+    table[codes] = True
+    return table[column]
 
 
 def _codes(wanted: Sequence[str], known: tuple[str, ...], name: str) -> list[int]:
