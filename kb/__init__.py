@@ -13,14 +13,19 @@ from kb.errors import (
     ModelMismatchError,
     QueryError,
 )
+from kb.filters import Facets, Filters
 from kb.index import BuildReport, build
 from kb.ingest import DocMeta, Document, read_document, walk_corpus
 from kb.search import Hit, Searcher
+from kb.timeline import Span
 from kb.verify import verify
+from kb.xref import Reference, find_references
+from kb.xref_resolve import Resolved, Resolver, Target
 
 __all__ = [
-    "BuildReport", "Chunk", "CorpusError", "DocMeta", "Document", "Embedder", "HashingEmbedder", "Hit",
-    "IndexCorruptError", "IndexMissingError", "IngestError", "KbError", "ModelLoadError", "ModelMismatchError",
-    "QueryError", "Searcher", "__version__", "build", "chunk_document", "citation", "highlight_spans",
-    "load_embedder", "read_document", "verify", "walk_corpus",
+    "BuildReport", "Chunk", "CorpusError", "DocMeta", "Document", "Embedder", "Facets", "Filters", "HashingEmbedder",
+    "Hit", "IndexCorruptError", "IndexMissingError", "IngestError", "KbError", "ModelLoadError", "ModelMismatchError",
+    "QueryError", "Reference", "Resolved", "Resolver", "Searcher", "Span", "Target", "__version__", "build",
+    "chunk_document", "citation", "find_references", "highlight_spans", "load_embedder", "read_document", "verify",
+    "walk_corpus",
 ]

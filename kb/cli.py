@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from kb import config
-from kb.errors import KbError
+from kb.errors import KbError, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
     s.add_argument("--include-repealed", action="store_true",
                    help="also rank texts marked 已废止 (repealed) or 已修改 (superseded)")
+    s.add_argument("--level", action="append", dest="levels", metavar="LEVEL",
+                   help="keep this level: 法律, 行政法规, 部门规章, 司法解释, 地方性法规, commentary ... (repeatable)")
+    s.add_argument("--issuer", action="append", dest="issuers", metavar="NAME",
+                   help="keep texts whose issuing body contains NAME (repeatable)")
+    s.add_argument("--validity", action="append", metavar="STATUS",
+                   help="keep texts with this status: 现行有效, 已修改, 已废止, 尚未生效 (repeatable)")
+    s.add_argument("--as-of", "--valid-on", dest="as_of", metavar="DATE",
+                   help="keep the texts in force on DATE (YYYY-MM-DD), whichever version that was")
+    s.add_argument("--from", dest="date_from", metavar="DATE", help="keep texts dated on or after DATE")
+    s.add_argument("--to", dest="date_to", metavar="DATE", help="keep texts dated on or before DATE")
+    s.add_argument("--date-field", choices=("published", "effective"), default="published",
+                   help="which date --from/--to compare (default: published)")
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
 
@@ -46,9 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--sample", type=int, default=16, help="passages to re-embed and compare (0: skip)")
     c.add_argument("--quick", action="store_true", help="compare source hashes only (what the app's start-up runs)")
 
-    d = sub.add_parser("docs", help="list indexed documents")
+    d = sub.add_parser("docs", help="list indexed documents with their metadata")
     d.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print a JSON list with metadata and in-force dates")
+    d.add_argument("--facets", action="store_true", help="print the levels, issuers, statuses and date ranges")
 
     e = sub.add_parser("eval", help="run a benchmark: scifact or stard")
     e.add_argument("benchmark", choices=("scifact", "stard"))
@@ -130,27 +143,38 @@ def _search(args: argparse.Namespace) -> int:
         print("error: give a question or --batch FILE (not both)", file=sys.stderr)
         return 2
     searcher = Searcher(args.index, model=args.model)
+    filters = {"lang": args.lang, "docs": args.docs, "mode": args.mode, "include_repealed": args.include_repealed,
+               "levels": args.levels, "issuers": args.issuers, "validity": args.validity, "as_of": args.as_of,
+               "date_from": args.date_from, "date_to": args.date_to, "date_field": args.date_field}
     if args.batch:
         try:
             lines = args.batch.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
             return 2
-        for line in lines:
-            hits = searcher.search(line, args.k, lang=args.lang, docs=args.docs, mode=args.mode,
-                                   include_repealed=args.include_repealed) if line.strip() else []
+        failed = 0
+        for n, line in enumerate(lines, start=1):
+            try:
+                hits = searcher.search(line, args.k, **filters) if line.strip() else []
+            except QueryError as exc:  # one bad line must not cost the answers to the others, or their order
+                print(f"line {n}: {exc}", file=sys.stderr)
+                hits, failed = [], failed + 1
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False), flush=True)
-        return 0
-    hits = searcher.search(args.question, args.k, lang=args.lang, docs=args.docs, mode=args.mode,
-                           include_repealed=args.include_repealed)
+        return 1 if failed else 0
+    hits = searcher.search(args.question, args.k, **filters)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return 0
+    narrowed = [f for f, v in (("--lang", args.lang), ("--doc", args.docs), ("--level", args.levels),
+                               ("--issuer", args.issuers), ("--validity", args.validity), ("--as-of", args.as_of),
+                               ("--from", args.date_from), ("--to", args.date_to)) if v]
     if not hits:
-        print("no results" + (" (try without --lang/--doc)" if args.lang or args.docs else ""))
+        print("no results" + (f" (try without {'/'.join(narrowed)})" if narrowed else ""))
     for h in hits:
         text = " ".join(mark(h.chunk.text, h.highlights).split())
         print(f"{h.rank:>2}. {h.citation}  [{h.chunk.doc_id}]  score {h.score:.4f}")
+        if h.meta.validity in config.HIDDEN_VALIDITY or h.meta.validity == "尚未生效":
+            print(f"    ({h.meta.validity})")
         print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
     return 0
 
@@ -172,13 +196,18 @@ def _check(args: argparse.Namespace) -> int:
 def _docs(args: argparse.Namespace) -> int:
     from kb.search import Searcher
 
-    docs = Searcher(args.index).documents()
+    searcher = Searcher(args.index)
+    if args.facets:
+        print(json.dumps(searcher.facets().to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    docs = searcher.documents()
     if args.json:
         print(json.dumps(docs, ensure_ascii=False, indent=1))
         return 0
     for d in docs:
         meta = d["meta"]
-        print(f"{d['doc_id']}\t{d['lang']}\t{d['chunks']}\t{meta.get('level') or ''}\t{d['title']}")
+        print("\t".join(str(x or "") for x in (d["doc_id"], d["lang"], d["chunks"], meta.get("level"),
+                                              meta.get("validity"), meta.get("published"), d["title"])))
     return 0
 
 

@@ -84,7 +84,7 @@ def run_scifact(limit: int | None, index: Path | None, model: str, mode: str) ->
     queries = [q for q in queries if q["_id"] in qrels][:limit]
     scores, t0 = [], time.time()
     for q in queries:
-        hits = searcher.search(q["text"], 100, mode=mode)
+        hits = searcher.search(q["text"], 100, mode=mode, xrefs=False)
         ranked = list(dict.fromkeys(Path(h.chunk.doc_id).stem for h in hits))
         scores.append(ndcg_at_10(ranked, qrels[q["_id"]]))
     return {"benchmark": "scifact", "model": model, "mode": mode, "queries": len(queries),
@@ -136,7 +136,7 @@ def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model:
     rows = _stard_rows(limit)
     lengths, shown, t0 = [], [], time.time()
     for row in rows:
-        hits = searcher.search(row["query"], 100, mode=mode)
+        hits = searcher.search(row["query"], 100, mode=mode, xrefs=False)
         lengths.extend(len(h.chunk.text) for h in hits[:10])
         shown.append([h.chunk.text for h in hits])
     n = len(rows)

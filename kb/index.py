@@ -100,8 +100,10 @@ def build_lock(index_dir: Path) -> Iterator[None]:
 
 
 def _source_key(path: Path, overrides: dict[str, str]) -> str:
-    """File hash plus its metadata overrides: editing metadata.csv or a .meta.json re-reads the file."""
-    extra = json.dumps({**overrides, **read_sidecar(path)}, sort_keys=True, ensure_ascii=False)
+    """File hash plus its metadata overrides and META_VERSION: editing metadata.csv or a .meta.json, or a
+    change in what is read from texts, re-reads the file."""
+    extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
+                       ensure_ascii=False)
     return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]
 
 

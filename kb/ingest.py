@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime
 import hashlib
 import json
 import logging
@@ -16,11 +17,13 @@ from pathlib import Path
 from kb import config
 from kb.errors import CorpusError, IngestError
 from kb.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
-from kb.legalmeta import iso_date, legal_meta
+from kb.legalmeta import iso_date, legal_meta, repealed_titles
 
 log = logging.getLogger(__name__)
 
 META_FIELDS = ("level", "issuer", "doc_number", "published", "effective", "validity", "region")
+# extra["repeals"]: titles the text says it repeals, joined by this (a title never contains it).
+REPEALS_SEP = "|"
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,9 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
     else:
         text, encoding = decode(path.read_bytes(), doc_id)
         front, body = split_front_matter(text)
-        extra.update({k: str(v) for k, v in front.items() if isinstance(v, (str, int, float)) and str(v).strip()})
+        # YAML reads an unquoted 2023-07-19 as a date object; it is kept as its ISO text.
+        extra.update({k: str(v) for k, v in front.items()
+                      if isinstance(v, (str, int, float, datetime.date)) and str(v).strip()})
         title = str(front["title"]).strip() if front.get("title") else None
         fmt = "html" if suffix in config.HTML_SUFFIXES else suffix.lstrip(".")
         if fmt == "html" or looks_like_html(body):
@@ -261,6 +266,9 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
     values: dict[str, str | None] = dict.fromkeys(META_FIELDS)
     if lang == "zh":
         values.update(legal_meta(title, header, text))
+        repeals = repealed_titles(text)
+        if repeals:
+            extra["repeals"] = REPEALS_SEP.join(repeals)
     else:
         values["level"] = "commentary"
         values["published"] = _front_matter_date(extra)
@@ -306,8 +314,6 @@ def _front_matter_date(extra: dict[str, str]) -> str | None:
             return iso_date(*m.groups())
         m = re.search(r"(\w{3}) (\w{3}) (\d{1,2}) (\d{4})", value)
         if m:
-            import datetime
-
             try:
                 return datetime.datetime.strptime(f"{m.group(2)} {m.group(3)} {m.group(4)}", "%b %d %Y").date().isoformat()
             except ValueError:

@@ -9,9 +9,12 @@ import numpy as np
 
 from kb import config
 from kb.errors import IndexCorruptError
+from kb.filters import Columns, build_columns
 from kb.index import current_generation, read_manifest, read_vectors
 from kb.lexical import bm25s_module
 from kb.store import Store
+from kb.timeline import Span, spans
+from kb.xref_resolve import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,9 @@ class LoadedIndex:
     row_prior: np.ndarray  # per-row ranking factor from the document's legal level
     doc_rows: dict[str, np.ndarray]
     docs: dict[str, dict[str, object]]
+    columns: Columns  # per-row metadata for filters (kb.filters)
+    spans: dict[str, Span]  # doc_id -> when it is in force (kb.timeline)
+    resolver: Resolver  # cross-references -> chunks of this index (kb.xref_resolve)
 
     @property
     def n(self) -> int:
@@ -72,14 +78,12 @@ def load_index(index_dir: Path) -> LoadedIndex:
                                     f"{expected} of {info['dim']}: {fix}")
         vectors[channel] = index
     doc_rows = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, rows in store.doc_rows().items()}
-    langs = store.column("lang")
-    row_lang = np.asarray([lang == "zh" for lang in langs], dtype=bool)
     docs = {d["doc_id"]: d for d in store.doc_table()}
-    row_hidden = np.zeros(expected, dtype=bool)
+    in_force = spans(docs)
+    columns = build_columns(docs, doc_rows, expected, store.column("lang"), in_force)
     row_prior = np.ones(expected, dtype=np.float32)
     for doc_id, rows in doc_rows.items():
-        meta = docs[doc_id]["meta"]
-        row_hidden[rows] = meta.get("validity") in config.HIDDEN_VALIDITY
-        row_prior[rows] = config.LEVEL_PRIOR.get(meta.get("level") or "", 1.0)
+        row_prior[rows] = config.LEVEL_PRIOR.get(docs[doc_id]["meta"].get("level") or "", 1.0)
     log.info("loaded %s: %d chunks, channels %s", gen, expected, ", ".join(vectors) or "bm25 only")
-    return LoadedIndex(gen, manifest, store, bm25, vectors, row_lang, row_hidden, row_prior, doc_rows, docs)
+    return LoadedIndex(gen, manifest, store, bm25, vectors, columns.zh, columns.hidden, row_prior, doc_rows, docs,
+                       columns, in_force, Resolver(docs, store))

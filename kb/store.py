@@ -85,6 +85,12 @@ class Store:
         cur = self._db().execute(f"SELECT {', '.join(_CHUNK_COLS)} FROM chunks WHERE doc_id=? ORDER BY ordinal", (doc_id,))
         return [Chunk(**dict(zip(_CHUNK_COLS, r))) for r in cur]
 
+    def article_chunks(self, doc_id: str, article_no: int) -> list[Chunk]:
+        """The chunks of one article of one document, in reading order (cross-reference targets)."""
+        cur = self._db().execute(f"SELECT {', '.join(_CHUNK_COLS)} FROM chunks WHERE doc_id=? AND article_no=? "
+                                 "ORDER BY ordinal", (doc_id, article_no))
+        return [Chunk(**dict(zip(_CHUNK_COLS, r))) for r in cur]
+
     def document(self, doc_id: str) -> Document | None:
         """A stored document with its full text, or None."""
         row = self._db().execute(

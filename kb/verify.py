@@ -20,7 +20,7 @@ MIN_COSINE = 0.98
 def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick: bool = False) -> list[str]:
     """Problems found, one line each (empty when the index matches the corpus).
 
-    Checks source hashes, chunking settings, every document's chunks (offsets, text, hash), and
+    Checks source hashes, chunking settings, every document's chunks (offsets, text, hash) and metadata, and
     re-embeds a random sample of passages with each channel's model to compare the stored vectors.
     With quick, only the source hashes and chunking settings are compared.
     """
@@ -49,6 +49,9 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
         stored = index.store.doc_chunks(doc_id)
         if fresh != stored:
             problems.append(f"{doc_id}: stored chunks differ from a fresh chunking ({len(stored)} vs {len(fresh)})")
+        kept = index.docs.get(doc_id, {})
+        if (kept.get("title"), kept.get("meta")) != (doc.title, doc.meta.to_dict()):
+            problems.append(f"{doc_id}: stored title or metadata differ from a fresh read")
     if sample and index.vectors:
         rng = random.Random(seed)
         rows = sorted(rng.sample(range(index.n), min(sample, index.n)))

@@ -71,8 +71,11 @@ def test_unknown_filter_values(searcher: Searcher) -> None:
 
 
 def test_odd_queries_answer_without_error(searcher: Searcher) -> None:
-    for q in ("？？？！！", "😀😀", "a" * 10_000, "第\x00条\x07"):
+    for q in ("a" * 10_000, "第\x00条\x07"):
         assert isinstance(searcher.search(q, 5), list)
+    for q in ("？？？！！", "😀😀"):  # no words: a clear message, not arbitrary passages
+        with pytest.raises(QueryError, match="only punctuation or symbols"):
+            searcher.search(q, 5)
 
 
 def test_citation_forms() -> None:
@@ -146,3 +149,14 @@ def test_repealed_texts_are_hidden_unless_asked_for(tmp_path: Path) -> None:
     assert searcher.search("合同书面形式", 5) == []
     shown = searcher.search("合同书面形式", 5, include_repealed=True)
     assert shown[0].chunk.doc_id == "old.txt" and shown[0].meta.validity == "已废止"
+
+
+def test_cli_batch_keeps_order_when_a_line_is_bad(index: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    batch = tmp_path / "q.txt"
+    batch.write_text("七日内无理由退货\n？？？\n\nlive-stream talent\n", encoding="utf-8")
+    assert main(["search", "--batch", str(batch), "--index", str(index), "-k", "1"]) == 1
+    out = capsys.readouterr()
+    lines = [json.loads(x) for x in out.out.splitlines()]
+    assert [len(x) for x in lines] == [1, 0, 0, 1]
+    assert "line 2: nothing to search for" in out.err
