@@ -15,12 +15,14 @@ from kb.errors import (
 )
 from kb.index import BuildReport, build
 from kb.ingest import DocMeta, Document, read_document, walk_corpus
+from kb.quote import QuoteChecker, QuoteMatch, QuoteReport, check_quote
+from kb.quotediff import DiffOp
 from kb.search import Hit, Searcher
 from kb.verify import verify
 
 __all__ = [
-    "BuildReport", "Chunk", "CorpusError", "DocMeta", "Document", "Embedder", "HashingEmbedder", "Hit",
+    "BuildReport", "Chunk", "CorpusError", "DiffOp", "DocMeta", "Document", "Embedder", "HashingEmbedder", "Hit",
     "IndexCorruptError", "IndexMissingError", "IngestError", "KbError", "ModelLoadError", "ModelMismatchError",
-    "QueryError", "Searcher", "__version__", "build", "chunk_document", "citation", "highlight_spans",
-    "load_embedder", "read_document", "verify", "walk_corpus",
+    "QueryError", "QuoteChecker", "QuoteMatch", "QuoteReport", "Searcher", "__version__", "build", "check_quote",
+    "chunk_document", "citation", "highlight_spans", "load_embedder", "read_document", "verify", "walk_corpus",
 ]
