@@ -1,4 +1,4 @@
-"""Policy KB in the browser: ask in Chinese or English, read cited passages. Run: streamlit run app.py"""
+"""Policy KB in the browser: ask in Chinese or English, read cited passages, check quotes. Run: streamlit run app.py"""
 from __future__ import annotations
 
 import html
@@ -10,6 +10,7 @@ import streamlit as st
 
 from kb import config
 from kb.errors import IndexMissingError, KbError
+from kb.quote import QuoteChecker, QuoteMatch
 from kb.search import Hit, Searcher
 
 INDEX = Path(os.environ.get("KB_INDEX", config.DEFAULT_INDEX))
@@ -20,6 +21,11 @@ st.set_page_config(page_title="Policy KB", page_icon="📜", layout="wide")
 @st.cache_resource(show_spinner="Loading the index…")
 def get_searcher(index_dir: str) -> Searcher:
     return Searcher(Path(index_dir))
+
+
+@st.cache_resource(show_spinner="Opening the quote index…")
+def get_checker(index_dir: str) -> QuoteChecker:
+    return QuoteChecker(Path(index_dir), searcher=get_searcher(index_dir))
 
 
 def md_escape(text: str) -> str:
@@ -38,6 +44,54 @@ def passage_html(hit: Hit) -> str:
     return ("<div style='white-space:pre-wrap;font-size:0.95rem;line-height:1.6'>" + "".join(out) + "</div>")
 
 
+def match_html(m: QuoteMatch) -> str:
+    """The sentence in context with the matched text marked, or for an altered quote the diff:
+    source words the quote dropped or changed struck through, words it added or changed underlined."""
+    if m.kind == "altered" and m.diff:
+        out = []
+        for d in m.diff:
+            if d.op == "equal":
+                out.append(html.escape(d.source))
+            if d.op in ("changed", "dropped"):
+                out.append(f"<del style='background:#fdd'>{html.escape(d.source)}</del>")
+            if d.op in ("changed", "added"):
+                out.append(f"<ins style='background:#dfd'>{html.escape(d.quote)}</ins>")
+        body = " ".join(out)
+    else:
+        start, end = m.char_start - m.context_start, m.char_end - m.context_start
+        ctx = m.context
+        body = (html.escape(ctx[:max(0, start)]) + "<mark>" + html.escape(ctx[max(0, start):end]) + "</mark>"
+                + html.escape(ctx[end:]))
+    return "<div style='white-space:pre-wrap;font-size:0.95rem;line-height:1.6'>" + body + "</div>"
+
+
+def quote_view() -> None:
+    """Paste a quote: verdict, then each location with its citation, offsets and context."""
+    quote = st.text_area("Quote to check", placeholder="Paste a sentence, or a passage with … for omissions")
+    if not quote.strip():
+        st.info("Paste a quote to see whether it is in the documents, verbatim, and where.")
+        return
+    try:
+        checker = get_checker(str(INDEX))
+        checker.refresh()
+        report = checker.check(quote)
+    except KbError as exc:
+        st.error(str(exc))
+        return
+    show = {"verbatim": st.success, "normalized": st.success, "omissions": st.info, "altered": st.warning,
+            "not_found": st.error}[report.verdict]
+    show(f"**{report.label.capitalize()}**" + (f": {report.note}" if report.note else ""))
+    for n, m in enumerate(report.matches, start=1):
+        with st.container(border=True):
+            sim = "" if m.similarity is None else f" · similarity {m.similarity:.2f}"
+            st.markdown(f"**{n}\\. {md_escape(m.citation)}** · {md_escape(m.label)}{sim}")
+            st.caption(" · ".join(x for x in (m.doc_id, f"characters {m.char_start}–{m.char_end}",
+                                              f"page {m.page}" if m.page else "", m.lang) if x))
+            st.html(match_html(m))
+            if m.also_in:
+                st.caption("Same passage also in: " + ", ".join(m.also_in))
+
+
 def main() -> None:
     st.title("Policy KB")
     st.caption("Search Chinese laws, regulations and policy commentary. Every passage is cited to its document, "
@@ -52,7 +106,15 @@ def main() -> None:
         st.stop()
     if searcher.refresh():
         st.toast("The index was rebuilt; now searching the new one.")
+    search_tab, quote_tab = st.tabs(["Search", "Check a quote"])
+    with quote_tab:
+        quote_view()
+    with search_tab:
+        search_view(searcher)
 
+
+def search_view(searcher: Searcher) -> None:
+    """Question box, filters in the sidebar, cited passages."""
     docs = searcher.documents()
     with st.sidebar:
         st.header("Filters")

@@ -42,3 +42,15 @@ def test_no_index_says_which_command_builds_it(monkeypatch: pytest.MonkeyPatch, 
     at = run_app(monkeypatch, tmp_path / "missing")
     assert not at.exception
     assert "python -m kb build" in at.warning[0].value
+
+
+def test_quote_check_shows_verdict_location_and_diff(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index)
+    at.text_area[0].input("消费者有权自收到商品之日起七日内退货").run()
+    assert not at.exception
+    assert "Verbatim" in at.success[0].value
+    assert "《示范电子商务法》第四条" in shown(at)
+    at.text_area[0].input("消费者有权自收到商品之日起十日内退货").run()
+    assert not at.exception
+    assert "Close but altered" in at.warning[0].value
+    assert "similarity 0.94" in shown(at)
