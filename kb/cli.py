@@ -192,7 +192,7 @@ def _quote(args: argparse.Namespace) -> int:
         print(f"{n:>2}. {m.label}: {m.citation}  [{m.doc_id}]  chars {m.char_start}-{m.char_end}{sim}")
         if m.also_in:
             print(f"    also in {len(m.also_in)} more: {', '.join(m.also_in[:3])}{' …' if len(m.also_in) > 3 else ''}")
-        shown = render(m.diff) if m.kind == "altered" else _marked(m.context, m.char_start - m.context_start,
+        shown = render(m.diff) if m.kind in ("altered", "omissions") else _marked(m.context, m.char_start - m.context_start,
                                                                    m.char_end - m.context_start)
         print(f"    {' '.join(shown.split())[:400]}")
     return 0
