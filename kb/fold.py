@@ -129,6 +129,11 @@ def _origin(starts: list[int], lengths: list[int], steps: list[int]) -> np.ndarr
             ).astype(np.int32)
 
 
+def trim(text: str) -> str:
+    """Text without leading and trailing whitespace or invisible characters (a pasted quote's edges)."""
+    return text.strip().strip(_INVISIBLE).strip()
+
+
 def fold_chars(text: str) -> str:
     """Fold character by character without dropping anything: same length as text (for word-level diffs)."""
     return text.translate(_tables()[0])

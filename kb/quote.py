@@ -20,7 +20,7 @@ from kb import config
 from kb.chunk import Chunk
 from kb.cite import citation
 from kb.errors import IndexCorruptError, QueryError
-from kb.fold import fold, split_ellipsis
+from kb.fold import fold, split_ellipsis, trim
 from kb.index import CURRENT
 from kb.ingest import Document, detect_lang
 from kb.loader import QuoteParts, load_quote_parts
@@ -137,7 +137,7 @@ class QuoteChecker:
         Raises:
             QueryError: empty or overlong quote.
         """
-        raw = quote.strip()
+        raw = trim(quote)
         if len(raw) > config.QUOTE_MAX_CHARS:
             raise QueryError(f"the quote has {len(raw)} characters; check at most {config.QUOTE_MAX_CHARS} at a time")
         parts = self.parts  # one generation for the whole check, even if refresh() swaps it meanwhile
@@ -176,10 +176,14 @@ class QuoteChecker:
         verbatim = parts.store.containing([ids[r] for r in rows], raw)
         out: list[QuoteMatch] = []
         for row in sorted(rows, key=lambda r: (ids[r] not in verbatim, self._rank(ids[r]))):
-            folded, doc = parts.quote.folded(row), _document(parts.store, ids[row])
-            for p in find_all(folded.text, fq, 3):
-                s, e = folded.span(p, p + len(fq))
-                out.append(self._match(parts, doc, "verbatim" if doc.text[s:e] == raw else "normalized", s, e, 1.0))
+            doc = _document(parts.store, ids[row])
+            if doc.doc_id in verbatim:
+                spans = [(p, p + len(raw)) for p in find_all(doc.text, raw, 3)]
+            else:
+                folded = parts.quote.folded(row)
+                spans = [folded.span(p, p + len(fq)) for p in find_all(folded.text, fq, 3)]
+            out.extend(self._match(parts, doc, "verbatim" if doc.text[s:e] == raw else "normalized", s, e, 1.0)
+                       for s, e in spans)
             if len(out) >= _EXAMINE:
                 break
         out.sort(key=lambda m: m.kind != "verbatim")
