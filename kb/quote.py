@@ -9,100 +9,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Indel
 
 from kb import config
-from kb.chunk import Chunk
-from kb.cite import citation
-from kb.errors import IndexCorruptError, QueryError
+from kb.errors import QueryError
 from kb.fold import fold, split_ellipsis, trim
 from kb.index import CURRENT
-from kb.ingest import Document, detect_lang
+from kb.ingest import detect_lang
 from kb.loader import QuoteParts, load_quote_parts
-from kb.quotediff import DiffOp, sentence_span, sentences, word_diff
+from kb.quotediff import DiffOp, sentences, word_diff
 from kb.quotematch import chains, find_all, near
+from kb.quoteresult import QuoteMatch, QuoteReport, collapse, document, locate, word_bounds
 from kb.search import Searcher
-from kb.store import Store
 
 log = logging.getLogger(__name__)
 
-VERDICTS = ("verbatim", "normalized", "omissions", "altered", "not_found")
-LABELS = {"verbatim": "verbatim", "normalized": "verbatim after normalisation", "omissions": "with omissions",
-          "altered": "close but altered", "not_found": "not found", "paraphrase": "possible paraphrase",
-          "translation": "possible source (translation)"}
+__all__ = ["QuoteChecker", "QuoteMatch", "QuoteReport", "check_quote"]
+
 _CLOSERS = "。！？；，、：.!?;,: \n"
 # Locations examined per quote before the list is cut to k (identical passages in several versions collapse).
 _EXAMINE = 50
-
-
-@dataclass(frozen=True)
-class QuoteMatch:
-    """A place the quote (or one part of it) was found, in original document offsets.
-
-    kind is a verdict for this place (verbatim, normalized, omissions, altered) or, for a quote found nowhere,
-    'paraphrase' / 'translation' (a nearby passage in the quote's own / the other language).
-    """
-
-    kind: str
-    doc_id: str
-    title: str
-    citation: str
-    article: str | None
-    section: str | None
-    page: int | None
-    page_end: int | None
-    char_start: int
-    char_end: int
-    text: str
-    similarity: float | None  # 0..1 on folded text; None for a translation, where characters cannot compare
-    context: str  # the sentence(s) around the match
-    context_start: int
-    lang: str
-    diff: tuple[DiffOp, ...] = ()
-    parts: tuple[tuple[int, int], ...] = ()  # omissions: where each part of the quote is
-    quote_span: tuple[int, int] | None = None  # which part of the quote this place accounts for
-    also_in: tuple[str, ...] = ()  # other documents with the same passage (versions, copies)
-
-    @property
-    def label(self) -> str:
-        """Human wording of kind: 'verbatim after normalisation', 'possible source (translation)', ..."""
-        return LABELS[self.kind]
-
-    def to_dict(self) -> dict[str, object]:
-        """The JSON shape of one match in `python -m kb quote --json`."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["label"] = self.label
-        out["similarity"] = None if self.similarity is None else round(self.similarity, 4)
-        out["diff"] = [d.to_dict() for d in self.diff]
-        out["parts"] = [list(p) for p in self.parts]
-        out["quote_span"] = list(self.quote_span) if self.quote_span else None
-        out["also_in"] = list(self.also_in)
-        return out
-
-
-@dataclass(frozen=True)
-class QuoteReport:
-    """The verdict on one quote and its locations, best first."""
-
-    quote: str
-    verdict: str
-    matches: tuple[QuoteMatch, ...]
-    total: int = 0  # documents the quote was located in (exact, normalised, omissions), capped
-    note: str = ""
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.verdict]
-
-    def to_dict(self) -> dict[str, object]:
-        """The JSON object of `python -m kb quote --json`."""
-        return {"quote": self.quote, "verdict": self.verdict, "label": self.label, "note": self.note,
-                "total": self.total, "matches": [m.to_dict() for m in self.matches]}
 
 
 class QuoteChecker:
@@ -176,18 +105,18 @@ class QuoteChecker:
         verbatim = parts.store.containing([ids[r] for r in rows], raw)
         out: list[QuoteMatch] = []
         for row in sorted(rows, key=lambda r: (ids[r] not in verbatim, self._rank(ids[r]))):
-            doc = _document(parts.store, ids[row])
+            doc = document(parts.store, ids[row])
             if doc.doc_id in verbatim:
                 spans = [(p, p + len(raw)) for p in find_all(doc.text, raw, 3)]
             else:
                 folded = parts.quote.folded(row)
                 spans = [folded.span(p, p + len(fq)) for p in find_all(folded.text, fq, 3)]
-            out.extend(self._match(parts, doc, "verbatim" if doc.text[s:e] == raw else "normalized", s, e, 1.0)
+            out.extend(locate(parts.store, doc, "verbatim" if doc.text[s:e] == raw else "normalized", s, e, 1.0)
                        for s, e in spans)
             if len(out) >= _EXAMINE:
                 break
         out.sort(key=lambda m: m.kind != "verbatim")
-        return _collapse(out, k), len(rows)
+        return collapse(out, k), len(rows)
 
     def _omissions(self, parts: QuoteParts, raw: str, pieces: list[tuple[int, int]],
                    k: int) -> tuple[tuple[QuoteMatch, ...], int]:
@@ -202,7 +131,7 @@ class QuoteChecker:
         out: list[QuoteMatch] = []
         located = 0
         for row in sorted(rows, key=lambda r: self._rank(ids[r]))[:_EXAMINE]:
-            folded, doc = q.folded(row), _document(parts.store, ids[row])
+            folded, doc = q.folded(row), document(parts.store, ids[row])
             found = chains(folded.text, folded_parts, config.QUOTE_MAX_GAP)
             located += bool(found)
             for chain in found:
@@ -212,19 +141,19 @@ class QuoteChecker:
                     if n:  # what the ellipsis stands for
                         diff.append(DiffOp("dropped", "…", doc.text[spans[n - 1][1]:s]))
                     diff.append(DiffOp("equal", text, doc.text[s:e]))
-                out.append(self._match(parts, doc, "omissions", spans[0][0], spans[-1][1], 1.0,
+                out.append(locate(parts.store, doc, "omissions", spans[0][0], spans[-1][1], 1.0,
                                        diff=tuple(diff), pieces=tuple(spans)))
-        return _collapse(out, k), located
+        return collapse(out, k), located
 
     def _near(self, parts: QuoteParts, body: str, fq: str, k: int) -> list[QuoteMatch]:
         out = []
         for loc in near(parts.quote, fq):
-            folded, doc = parts.quote.folded(loc.row), _document(parts.store, parts.quote.ids[loc.row])
-            s, e = _word_bounds(doc.text, *folded.span(loc.start, loc.end))
+            folded, doc = parts.quote.folded(loc.row), document(parts.store, parts.quote.ids[loc.row])
+            s, e = word_bounds(doc.text, *folded.span(loc.start, loc.end))
             sim = Indel.normalized_similarity(fq, fold(doc.text[s:e]).text)
-            out.append(self._match(parts, doc, "altered", s, e, sim, diff=word_diff(body, doc.text[s:e])))
+            out.append(locate(parts.store, doc, "altered", s, e, sim, diff=word_diff(body, doc.text[s:e])))
         out.sort(key=lambda m: -(m.similarity or 0.0))
-        return list(_collapse(out, k))
+        return list(collapse(out, k))
 
     def _joined(self, parts: QuoteParts, raw: str, pieces: list[tuple[int, int]]) -> tuple[QuoteMatch, ...]:
         """Each sentence (or ellipsis part) located on its own, when every one of them occurs somewhere."""
@@ -276,72 +205,8 @@ class QuoteChecker:
         return (meta.get("validity") in config.HIDDEN_VALIDITY, -config.LEVEL_PRIOR.get(meta.get("level") or "", 1.0),
                 doc_id)
 
-    def _match(self, parts: QuoteParts, doc: Document, kind: str, s: int, e: int, similarity: float,
-               diff: tuple[DiffOp, ...] = (), pieces: tuple[tuple[int, int], ...] = ()) -> QuoteMatch:
-        chunks = _doc_chunks(parts.store, doc.doc_id)
-        first, last = _chunk_at(chunks, s, e), _chunk_at(chunks, e - 1, e)
-        page, page_end = (doc.page_at(s), doc.page_at(e - 1)) if doc.page_spans else (None, None)
-        cite = doc.title
-        if first is not None:
-            cite = citation(dataclasses.replace(first, page=page, page_end=page_end))
-            if last is not None and _place(last) and _place(last) != _place(first):
-                cite += f" – {_place(last)}"
-        cs, ce = sentence_span(doc.text, s, e)
-        return QuoteMatch(kind, doc.doc_id, doc.title, cite, first.article if first else None,
-                          first.section if first else None, page, page_end, s, e, doc.text[s:e], similarity,
-                          doc.text[cs:ce], cs, doc.lang, diff, pieces)
-
-
 def check_quote(quote: str, index_dir: Path = config.DEFAULT_INDEX, k: int = 5) -> QuoteReport:
     """Check one quote against an index folder (opens it each time: use QuoteChecker for many quotes)."""
     return QuoteChecker(index_dir).check(quote, k)
 
 
-def _collapse(matches: list[QuoteMatch], k: int) -> tuple[QuoteMatch, ...]:
-    """The first k distinct matches; the same passage in other documents (versions, copies) goes to also_in."""
-    first: dict[tuple[str, str], QuoteMatch] = {}
-    also: dict[tuple[str, str], list[str]] = {}
-    for m in matches:
-        key = (m.kind, "".join(m.context.split()))
-        if key not in first:
-            first[key], also[key] = m, []
-        elif m.doc_id != first[key].doc_id and m.doc_id not in also[key]:
-            also[key].append(m.doc_id)
-    return tuple(dataclasses.replace(m, also_in=tuple(also[key])) for key, m in list(first.items())[:k])
-
-
-def _place(chunk: Chunk) -> str:
-    return chunk.article or (chunk.section or "").split(" / ")[-1]
-
-
-def _chunk_at(chunks: list[Chunk], s: int, e: int) -> Chunk | None:
-    """The chunk holding [s, e) whole if one does (English chunks overlap), else the one holding s."""
-    holding = [c for c in chunks if c.char_start <= s < c.char_end]
-    whole = [c for c in holding if e <= c.char_end]
-    return (whole or holding or [None])[0]
-
-
-def _word_bounds(text: str, s: int, e: int) -> tuple[int, int]:
-    """Widen [s, e) so it neither starts nor ends inside an English word."""
-    def word(ch: str) -> bool:
-        return ch.isalnum() and ch < "\u2e80"
-
-    while 0 < s < len(text) and word(text[s - 1]) and word(text[s]):
-        s -= 1
-    while 0 < e < len(text) and word(text[e - 1]) and word(text[e]):
-        e += 1
-    return s, e
-
-
-@lru_cache(maxsize=32)
-def _document(store: Store, doc_id: str) -> Document:
-    doc = store.document(doc_id)
-    if doc is None:
-        raise IndexCorruptError(f"{doc_id} is in the quote index but not in the chunk store: "
-                                "rebuild with `python -m kb build`")
-    return doc
-
-
-@lru_cache(maxsize=32)
-def _doc_chunks(store: Store, doc_id: str) -> list[Chunk]:
-    return store.doc_chunks(doc_id)
