@@ -293,3 +293,12 @@ def test_english_translation_of_chinese_article_is_a_possible_source() -> None:
                            "personal information it handles.")
     assert report.verdict == "not_found"
     assert (ZH07, "第九条") in [(m.doc_id, m.article) for m in report.matches if m.kind == "translation"]
+
+
+def test_pdf_match_is_cited_to_its_page(checker: QuoteChecker) -> None:
+    best = checker.check(JD).matches[0]
+    doc = checker.parts.store.document(PDF01)
+    assert doc is not None
+    assert best.page == doc.page_at(best.char_start) == 38
+    assert best.citation.endswith("p. 38")
+    assert "62.90 billion" in best.context and best.context_start <= best.char_start
