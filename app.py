@@ -1,4 +1,4 @@
-"""Policy KB in the browser: ask in Chinese or English, read cited passages, open sources, export.
+"""Policy KB in the browser: ask in Chinese or English, read cited passages, open sources, export, check quotes.
 
 Run: streamlit run app.py. The question, filters and open document live in the URL, so a link reproduces a search.
 All retrieval, grouping and export logic is in `kb`; this file only lays it out.
@@ -19,11 +19,12 @@ from kb.errors import IndexMissingError, KbError
 from kb.export import citations_text, md_escape, to_csv, to_markdown
 from kb.i18n import t
 from kb.ingest import detect_lang
-from kb.render import document_html, passage_html
+from kb.quote import QuoteChecker
+from kb.render import document_html, passage_html, quote_match_html
 from kb.search import MODES, Hit, Searcher
 
 INDEX = Path(os.environ.get("KB_INDEX", config.DEFAULT_INDEX))
-PAGES = ("search", "docs", "source")
+PAGES = ("search", "docs", "quote", "source")
 VIEWS = ("passages", "answer")
 LANGS = ("any", "zh", "en")
 UI_LANGS = ("auto", "zh", "en")
@@ -40,6 +41,11 @@ def get_searcher(index_dir: str) -> Searcher:
     return Searcher(Path(index_dir))
 
 
+@st.cache_resource(show_spinner="Opening the quote index…")
+def get_checker(index_dir: str) -> QuoteChecker:
+    return QuoteChecker(Path(index_dir), searcher=get_searcher(index_dir))
+
+
 def load_url_state() -> None:
     """Seed the widgets from the URL once per session; values the app cannot use fall back to defaults."""
     if ss.get("_seeded"):
@@ -54,6 +60,7 @@ def load_url_state() -> None:
     ss.k = _int(qp.get("k"), 10, 1, MAX_K)
     ss.in_docs = qp.get_all("in")
     ss.repealed = qp.get("repealed") == "1"
+    ss.quote = qp.get("quote", "")
     ss.src_doc = qp.get("doc")
     ss.src_chunk = _int(qp.get("chunk"), 0, 0, 10**6)
     if ss.page == "source" and not ss.src_doc:
@@ -63,7 +70,7 @@ def load_url_state() -> None:
 
 def keep_widget_state() -> None:
     """Widgets not drawn in a run lose their state; the question must survive a visit to a source page."""
-    for key in ("q", "view", "docs_needle"):
+    for key in ("q", "view", "docs_needle", "quote"):
         if key in ss:
             ss[key] = ss[key]
 
@@ -79,6 +86,8 @@ def save_url_state() -> None:
             params[key] = str(ss[key])
     if ss.in_docs:
         params["in"] = list(ss.in_docs)
+    if ss.page == "quote" and ss.quote.strip():
+        params["quote"] = ss.quote.strip()
     if ss.repealed:
         params["repealed"] = "1"
     if ss.page == "source" and ss.src_doc:
@@ -127,8 +136,9 @@ def sidebar(searcher: Searcher, lang: str) -> None:
     with st.sidebar:
         st.radio(t("interface", lang), UI_LANGS, key="ui", horizontal=True,
                  format_func={"auto": t("auto", lang), "zh": "中文", "en": "English"}.get)
-        st.radio(t("page", lang), ("search", "docs"), key="page_choice", horizontal=True,
-                 index=1 if ss.page == "docs" else 0,
+        pages = ("search", "docs", "quote")
+        st.radio(t("page", lang), pages, key="page_choice", horizontal=True,
+                 index=pages.index(ss.page) if ss.page in pages else 0,
                  format_func=lambda p: t(f"page_{p}", lang), on_change=_page_changed)
         st.header(t("filters", lang))
         st.radio(t("language", lang), LANGS, key="lang", horizontal=True,
@@ -273,6 +283,45 @@ def _back() -> None:
     ss.page = ss.get("page_choice", "search")
 
 
+def quote_page(lang: str) -> None:
+    """Paste a quote: the verdict, then each location with its citation, offsets, context or diff."""
+    st.header(t("quote_header", lang))
+    st.text_area(t("quote_label", lang), key="quote", placeholder=t("quote_placeholder", lang))
+    if not ss.quote.strip():
+        st.info(t("quote_info", lang))
+        return
+    try:
+        checker = get_checker(str(INDEX))
+        checker.refresh()
+        report = checker.check(ss.quote)
+    except KbError as exc:
+        st.error(str(exc))
+        return
+    show = {"verbatim": st.success, "normalized": st.success, "omissions": st.info, "altered": st.warning,
+            "not_found": st.error}[report.verdict]
+    show(f"**{md_escape(report.label.capitalize())}**" + (f": {md_escape(report.note)}" if report.note else ""))
+    for n, m in enumerate(report.matches, start=1):
+        with st.container(border=True):
+            sim = "" if m.similarity is None else f" · {t('similarity', lang)} {m.similarity:.2f}"
+            st.markdown(f"**{n}\\. {md_escape(m.citation)}** · {md_escape(m.label)}{sim}")
+            st.caption(md_escape(" · ".join(x for x in (
+                m.doc_id, t("characters", lang, start=m.char_start, end=m.char_end),
+                t("page_n", lang, page=m.page) if m.page else "", m.lang) if x)))
+            st.html(quote_match_html(m))
+            if m.also_in:
+                st.caption(md_escape(t("also_in", lang, docs=", ".join(m.also_in))))
+            st.button(t("open_source", lang), key=f"quote-open-{n}", on_click=open_source_at,
+                      args=(m.doc_id, m.char_start))
+
+
+def open_source_at(doc_id: str, offset: int) -> None:
+    """Open a document at the passage holding a character offset."""
+    searcher = get_searcher(str(INDEX))
+    _, chunks = searcher.source(doc_id)
+    at = next((n for n, c in enumerate(chunks) if c.char_start <= offset < c.char_end), 0)
+    open_source(doc_id, at)
+
+
 def docs_page(searcher: Searcher, lang: str) -> None:
     st.header(t("docs_header", lang))
     needle = st.text_input(t("docs_filter", lang), key="docs_needle").strip().lower()
@@ -312,6 +361,8 @@ def main() -> None:
         source_page(searcher, lang)
     elif ss.page == "docs":
         docs_page(searcher, lang)
+    elif ss.page == "quote":
+        quote_page(lang)
     else:
         search_page(searcher, lang)
     save_url_state()

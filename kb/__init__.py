@@ -16,6 +16,8 @@ from kb.errors import (
 from kb.filters import Facets, Filters
 from kb.index import BuildReport, build
 from kb.ingest import DocMeta, Document, read_document, walk_corpus
+from kb.quote import QuoteChecker, QuoteMatch, QuoteReport, check_quote
+from kb.quotediff import DiffOp
 from kb.search import Hit, Searcher
 from kb.timeline import Span
 from kb.verify import verify
@@ -23,9 +25,9 @@ from kb.xref import Reference, find_references
 from kb.xref_resolve import Resolved, Resolver, Target
 
 __all__ = [
-    "BuildReport", "Chunk", "CorpusError", "DocMeta", "Document", "Embedder", "Facets", "Filters", "HashingEmbedder",
-    "Hit", "IndexCorruptError", "IndexMissingError", "IngestError", "KbError", "ModelLoadError", "ModelMismatchError",
-    "QueryError", "Reference", "Resolved", "Resolver", "Searcher", "Span", "Target", "__version__", "build",
-    "chunk_document", "citation", "find_references", "highlight_spans", "load_embedder", "read_document", "verify",
-    "walk_corpus",
+    "BuildReport", "Chunk", "CorpusError", "DiffOp", "DocMeta", "Document", "Embedder", "Facets", "Filters",
+    "HashingEmbedder", "Hit", "IndexCorruptError", "IndexMissingError", "IngestError", "KbError", "ModelLoadError",
+    "ModelMismatchError", "QueryError", "QuoteChecker", "QuoteMatch", "QuoteReport", "Reference", "Resolved",
+    "Resolver", "Searcher", "Span", "Target", "__version__", "build", "check_quote", "chunk_document", "citation",
+    "find_references", "highlight_spans", "load_embedder", "read_document", "verify", "walk_corpus",
 ]

@@ -1,4 +1,4 @@
-"""`python -m kb build | search | check | docs | eval`: thin wrappers over the library."""
+"""`python -m kb build | search | quote | check | docs | eval`: thin wrappers over the library."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
 
+    q = sub.add_parser("quote", help="check a quote: verbatim, normalised, with omissions, altered, or not found")
+    q.add_argument("text", nargs="?", help="the quoted text (omit with --batch)")
+    q.add_argument("-k", type=int, default=5, help="locations to list")
+    q.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
+    q.add_argument("--json", action="store_true", help="print a JSON object")
+    q.add_argument("--batch", type=Path, help="one quote per line; prints one JSON object per line, in order")
+
     c = sub.add_parser("check", help="verify the index matches the corpus (hashes, chunks, a sample of vectors)")
     c.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
     c.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
@@ -79,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return {"build": _build, "search": _search, "check": _check, "docs": _docs, "eval": _eval}[args.command](args)
+        return {"build": _build, "search": _search, "quote": _quote, "check": _check, "docs": _docs,
+                "eval": _eval}[args.command](args)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -177,6 +185,46 @@ def _search(args: argparse.Namespace) -> int:
             print(f"    ({h.meta.validity})")
         print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
     return 0
+
+
+def _quote(args: argparse.Namespace) -> int:
+    from kb.quote import QuoteChecker
+    from kb.quotediff import render
+
+    if bool(args.text) == bool(args.batch):
+        print("error: give a quote or --batch FILE (not both)", file=sys.stderr)
+        return 2
+    checker = QuoteChecker(args.index)
+    if args.batch:
+        try:
+            lines = args.batch.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
+            return 2
+        for line in lines:
+            # A blank line keeps its place in the output, so line n of the answers is quote n.
+            out = checker.check(line, args.k).to_dict() if line.strip() else {"quote": "", "verdict": None}
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+        return 0
+    report = checker.check(args.text, args.k)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    print(report.label.upper() + (f" ({report.note})" if report.note else ""))
+    for n, m in enumerate(report.matches, start=1):
+        sim = "" if m.similarity is None else f", similarity {m.similarity:.2f}"
+        print(f"{n:>2}. {m.label}: {m.citation}  [{m.doc_id}]  chars {m.char_start}-{m.char_end}{sim}")
+        if m.also_in:
+            print(f"    also in {len(m.also_in)} more: {', '.join(m.also_in[:3])}{' …' if len(m.also_in) > 3 else ''}")
+        shown = render(m.diff) if m.kind in ("altered", "omissions") else _marked(m.context, m.char_start - m.context_start,
+                                                                   m.char_end - m.context_start)
+        print(f"    {' '.join(shown.split())[:400]}")
+    return 0
+
+
+def _marked(text: str, start: int, end: int) -> str:
+    start, end = max(0, start), min(len(text), end)
+    return f"{text[:start]}**{text[start:end]}**{text[end:]}"
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -57,3 +57,13 @@ LEVEL_PRIOR = {"宪法": 1.1, "法律": 1.1, "司法解释": 1.05}
 
 BM25_K1 = 1.2
 BM25_B = 0.75
+
+# Quote check. A near match at or above this similarity (Indel, on folded text) is "altered"; one changed
+# word in a 15-word sentence scores about 0.9, two unrelated sentences of the same law about 0.4-0.6.
+QUOTE_ALTERED_MIN = 0.75
+# Ellipsis parts count as one quote when each starts at most this many folded characters (about four
+# average articles, or 150 English words) after the previous one ends.
+QUOTE_MAX_GAP = 1000
+QUOTE_MAX_CHARS = 5000
+# Documents located for one exact quote; a phrase found in more is reported with total = this cap.
+QUOTE_MAX_DOCS = 500

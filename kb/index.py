@@ -22,6 +22,7 @@ from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError, KbError
 from kb.ingest import Document, file_sha256, load_sidecars, read_document, read_sidecar, walk_corpus
 from kb.lexical import TOKENIZER_VERSION, bm25s_module, tokenize_many
+from kb.quoteindex import QUOTE_FILE, write_quote_index
 from kb.store import Store, write_store
 
 log = logging.getLogger(__name__)
@@ -175,12 +176,17 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder],
             channels = _embed_channels(embedders, chunks, hashes, prev_gen, prev_manifest, cache_dir, tmp, report, step)
             write_store(tmp / "chunks.sqlite", docs, chunks, tokens, hashes)
             _write_bm25(tmp / "bm25", tokens)
+            step("quote index", 0, 1)
+            quote = write_quote_index(tmp / QUOTE_FILE, [d for d, _ in docs],
+                                      prev_gen / QUOTE_FILE if prev_gen else None)
+            step("quote index", 1, 1)
             manifest = {
                 "format": FORMAT, "kb_version": config.VERSION, "generation": name,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "chunking": chunking_settings(),
                 "bm25": {"k1": config.BM25_K1, "b": config.BM25_B, "method": "lucene"},
                 "channels": channels,
+                "quote": quote,
                 "counts": {"documents": len(docs), "chunks": len(chunks), "skipped": len(report.skipped)},
                 "files": {d.doc_id: key.split(":")[0] for d, key in docs},
                 "skipped": report.skipped,

@@ -12,6 +12,7 @@ from kb.errors import IndexCorruptError
 from kb.filters import Columns, build_columns
 from kb.index import current_generation, read_manifest, read_vectors
 from kb.lexical import bm25s_module
+from kb.quoteindex import QuoteIndex
 from kb.store import Store
 from kb.timeline import Span, spans
 from kb.xref_resolve import Resolver
@@ -36,6 +37,7 @@ class LoadedIndex:
     columns: Columns  # per-row metadata for filters (kb.filters)
     spans: dict[str, Span]  # doc_id -> when it is in force (kb.timeline)
     resolver: Resolver  # cross-references -> chunks of this index (kb.xref_resolve)
+    quote: QuoteIndex | None = None  # None for an index built before the quote check existed
 
     @property
     def n(self) -> int:
@@ -84,6 +86,44 @@ def load_index(index_dir: Path) -> LoadedIndex:
     row_prior = np.ones(expected, dtype=np.float32)
     for doc_id, rows in doc_rows.items():
         row_prior[rows] = config.LEVEL_PRIOR.get(docs[doc_id]["meta"].get("level") or "", 1.0)
+    quote = _quote_index(gen, manifest, fix) if "quote" in manifest else None
     log.info("loaded %s: %d chunks, channels %s", gen, expected, ", ".join(vectors) or "bm25 only")
     return LoadedIndex(gen, manifest, store, bm25, vectors, columns.zh, columns.hidden, row_prior, doc_rows, docs,
-                       columns, in_force, Resolver(docs, store))
+                       columns, in_force, Resolver(docs, store), quote)
+
+
+@dataclass(frozen=True)
+class QuoteParts:
+    """What the quote check reads from a generation: no BM25, no vectors, so it opens in milliseconds."""
+
+    gen: Path
+    manifest: dict
+    store: Store
+    quote: QuoteIndex
+
+
+def load_quote_parts(index_dir: Path) -> QuoteParts:
+    """Open the chunk store and the quote index of the current generation.
+
+    Raises:
+        IndexMissingError: nothing built yet.
+        IndexCorruptError: the index predates the quote check, or a part disagrees with the manifest.
+    """
+    gen = current_generation(index_dir)
+    manifest = read_manifest(gen)
+    fix = f"rebuild with `python -m kb build --index {index_dir}`"
+    if "quote" not in manifest:
+        raise IndexCorruptError(f"{gen} was built before the quote check existed and has no quote index: {fix}")
+    store = Store(gen / "chunks.sqlite")
+    if store.n_chunks != int(manifest["counts"]["chunks"]):
+        raise IndexCorruptError(f"{gen}/chunks.sqlite has {store.n_chunks} chunks, the manifest says "
+                                f"{manifest['counts']['chunks']}: {fix}")
+    return QuoteParts(gen, manifest, store, _quote_index(gen, manifest, fix))
+
+
+def _quote_index(gen: Path, manifest: dict, fix: str) -> QuoteIndex:
+    info = manifest["quote"]
+    if int(info["documents"]) != int(manifest["counts"]["documents"]):
+        raise IndexCorruptError(f"{gen}/manifest.json lists {info['documents']} documents in the quote index and "
+                                f"{manifest['counts']['documents']} in the store: {fix}")
+    return QuoteIndex(gen / str(info["file"]), int(info["documents"]), fix)

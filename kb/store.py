@@ -101,6 +101,16 @@ class Store:
                         meta=DocMeta.from_dict(json.loads(row[5])),
                         page_spans=tuple(tuple(p) for p in json.loads(row[6])))
 
+    def containing(self, doc_ids: list[str], text: str) -> set[str]:
+        """Those of doc_ids whose original text contains text exactly (SQLite's instr, not a Python scan)."""
+        out: set[str] = set()
+        for start in range(0, len(doc_ids), 500):
+            part = doc_ids[start:start + 500]
+            out.update(r[0] for r in self._db().execute(
+                f"SELECT doc_id FROM docs WHERE doc_id IN ({','.join('?' * len(part))}) AND instr(text, ?) > 0",
+                (*part, text)))
+        return out
+
     def doc_table(self) -> list[dict[str, object]]:
         """One row per document: id, title, language, metadata and chunk count (no text)."""
         cur = self._db().execute("SELECT doc_id, title, lang, meta, n_chunks FROM docs ORDER BY doc_id")

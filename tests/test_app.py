@@ -183,3 +183,21 @@ def test_document_view_escapes_everything_but_its_own_scroll_script() -> None:
     assert out.count("<script>") == 1 and "scrollIntoView" in out
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out and "<img" not in out
     assert html.unescape(re.sub(r"<[^>]+>", "", out.split("<script>")[0])) == text  # each character once
+
+
+def test_quote_check_shows_verdict_location_and_diff(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, params={"page": "quote", "ui": "en"})
+    at.text_area(key="quote").input("消费者有权自收到商品之日起七日内退货").run()
+    assert not at.exception
+    assert "Verbatim" in at.success[0].value
+    assert "《示范电子商务法》第四条" in shown(at)
+    assert at.query_params["quote"] in ("消费者有权自收到商品之日起七日内退货", ["消费者有权自收到商品之日起七日内退货"])
+    at.text_area(key="quote").input("消费者有权自收到商品之日起十日内退货").run()
+    assert not at.exception
+    assert "Close but altered" in at.warning[0].value
+    assert "similarity 0.94" in shown(at)
+    assert "<del" in passages(at) and "<ins" in passages(at)
+    at.button(key="quote-open-1").click().run()
+    assert not at.exception
+    assert at.header[0].value == "示范电子商务法"
+    assert "**《示范电子商务法》第四条**" in " ".join(m.value for m in at.markdown).replace("\\", "")
