@@ -5,6 +5,7 @@ All retrieval, grouping and export logic is in `kb`; this file only lays it out.
 """
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
 from kb.export import citations_text, md_escape, to_csv, to_markdown
-from kb.i18n import t
+from kb.i18n import both, t
 from kb.ingest import detect_lang
 from kb.quote import QuoteChecker
 from kb.render import document_html, passage_html, quote_match_html
@@ -31,6 +32,8 @@ UI_LANGS = ("auto", "zh", "en")
 MAX_K = 50
 # Hits fetched for the answer view: enough distinct passages to group, few enough to stay fast.
 ANSWER_POOL = 20
+# What the date pickers accept: the oldest texts still cited, and laws passed now but in force years later.
+DATE_RANGE = (datetime.date(1900, 1, 1), datetime.date(datetime.date.today().year + 10, 12, 31))
 
 st.set_page_config(page_title="Policy KB", page_icon="📜", layout="wide")
 ss = st.session_state
@@ -60,6 +63,8 @@ def load_url_state() -> None:
     ss.k = _int(qp.get("k"), 10, 1, MAX_K)
     ss.in_docs = qp.get_all("in")
     ss.repealed = qp.get("repealed") == "1"
+    ss.levels = qp.get_all("level")
+    ss.date_from, ss.date_to, ss.as_of = (_date(qp.get(key)) for key in ("from", "to", "as_of"))
     ss.quote = qp.get("quote", "")
     ss.src_doc = qp.get("doc")
     ss.src_chunk = _int(qp.get("chunk"), 0, 0, 10**6)
@@ -90,6 +95,11 @@ def save_url_state() -> None:
         params["quote"] = ss.quote.strip()
     if ss.repealed:
         params["repealed"] = "1"
+    if ss.levels:
+        params["level"] = list(ss.levels)
+    for key, name in (("date_from", "from"), ("date_to", "to"), ("as_of", "as_of")):
+        if ss.get(key):
+            params[name] = ss[key].isoformat()
     if ss.page == "source" and ss.src_doc:
         params["doc"] = ss.src_doc
         params["chunk"] = str(ss.src_chunk)
@@ -98,6 +108,13 @@ def save_url_state() -> None:
 
 def _pick(value: str | None, allowed: tuple[str, ...], default: str) -> str:
     return value if value in allowed else default
+
+
+def _date(value: str | None) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
@@ -135,17 +152,28 @@ def sidebar(searcher: Searcher, lang: str) -> None:
         ss.in_docs = [d for d in ss.in_docs if d in titles]
     with st.sidebar:
         st.radio(t("interface", lang), UI_LANGS, key="ui", horizontal=True,
-                 format_func={"auto": t("auto", lang), "zh": "中文", "en": "English"}.get)
+                 format_func={"auto": both("auto"), "zh": "中文", "en": "English"}.get)
         pages = ("search", "docs", "quote")
         st.radio(t("page", lang), pages, key="page_choice", horizontal=True,
                  index=pages.index(ss.page) if ss.page in pages else 0,
-                 format_func=lambda p: t(f"page_{p}", lang), on_change=_page_changed)
+                 format_func=lambda p: both(f"page_{p}"), on_change=_page_changed)
         st.header(t("filters", lang))
         st.radio(t("language", lang), LANGS, key="lang", horizontal=True,
-                 format_func={"any": t("any", lang), "zh": "中文", "en": "English"}.get)
+                 format_func={"any": both("any"), "zh": "中文", "en": "English"}.get)
         st.multiselect(t("documents", lang), list(titles), key="in_docs", format_func=lambda d: titles[d])
+        facets = searcher.facets()
+        known_levels = [level for level, _ in facets.levels]
+        ss.levels = [level for level in ss.levels if level in known_levels]
+        st.multiselect(t("levels", lang), known_levels, key="levels",
+                       format_func=lambda v: f"{v} ({dict(facets.levels)[v]})")
+        low, high = DATE_RANGE
+        left, right = st.columns(2)
+        left.date_input(t("date_from", lang), key="date_from", min_value=low, max_value=high, format="YYYY-MM-DD")
+        right.date_input(t("date_to", lang), key="date_to", min_value=low, max_value=high, format="YYYY-MM-DD")
+        st.date_input(t("as_of", lang), key="as_of", min_value=low, max_value=high, format="YYYY-MM-DD",
+                      help=t("as_of_help", lang))
         st.checkbox(t("include_repealed", lang), key="repealed")
-        st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: t(f"mode_{m}", lang))
+        st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: both(f"mode_{m}"))
         st.slider(t("results_n", lang), 1, MAX_K, key="k")
         st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.index.n))
 
@@ -156,10 +184,14 @@ def _page_changed() -> None:
 
 def run_search(searcher: Searcher, k: int) -> list[Hit]:
     """Search once per distinct question, filters and index generation; reruns reuse the result."""
-    key = (searcher.index.gen.name, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed)
+    dates = {name: ss[key].isoformat() if ss.get(key) else None
+             for key, name in (("date_from", "date_from"), ("date_to", "date_to"), ("as_of", "as_of"))}
+    key = (searcher.index.gen.name, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed,
+           tuple(ss.levels), tuple(dates.values()))
     if ss.get("_hits_key") != key:
         ss._hits = searcher.search(ss.q, k, lang=None if ss.lang == "any" else ss.lang,
-                                   docs=list(ss.in_docs) or None, mode=ss.mode, include_repealed=ss.repealed)
+                                   docs=list(ss.in_docs) or None, mode=ss.mode, include_repealed=ss.repealed,
+                                   levels=list(ss.levels) or None, **dates)
         ss._hits_key = key
     return ss._hits
 
@@ -173,7 +205,7 @@ def search_page(searcher: Searcher, lang: str) -> None:
     if not ss.q.strip():
         st.info(t("type_question", lang))
         return
-    st.radio(t("view", lang), VIEWS, key="view", horizontal=True, format_func=lambda v: t(f"view_{v}", lang))
+    st.radio(t("view", lang), VIEWS, key="view", horizontal=True, format_func=lambda v: both(f"view_{v}"))
     try:
         hits = run_search(searcher, max(ss.k, ANSWER_POOL) if ss.view == "answer" else ss.k)
     except KbError as exc:
@@ -181,7 +213,10 @@ def search_page(searcher: Searcher, lang: str) -> None:
         return
     if not hits:
         active = [name for name, on in ((t("language", lang), ss.lang != "any"), (t("documents", lang), ss.in_docs),
-                                        (t("mode", lang), ss.mode != "hybrid")) if on]
+                                        (t("levels", lang), ss.levels),
+                                        (t("dates", lang), ss.get("date_from") or ss.get("date_to")),
+                                        (t("as_of", lang), ss.get("as_of")), (t("mode", lang), ss.mode != "hybrid"))
+                  if on]
         st.warning(t("no_results", lang) + (" " + t("remove_filters", lang, filters=", ".join(active)) if active else ""))
         return
     if ss.view == "answer":
@@ -202,10 +237,27 @@ def hit_card(hit: Hit, lang: str) -> None:
         st.html(passage_html(hit.chunk.text, hit.highlights))
         if hit.also_in:
             st.caption(md_escape(t("also_in", lang, docs=", ".join(hit.also_in))))
+        xref_links(hit, lang)
         left, right = st.columns([1, 4])
         left.button(t("open_source", lang), key=f"open-{hit.chunk.chunk_id}", on_click=open_source,
                     args=(hit.chunk.doc_id, hit.chunk.ordinal))
         right.caption(md_escape(t("why", lang, channels=channels_text(hit, lang))))
+
+
+def xref_links(hit: Hit, lang: str) -> None:
+    """The articles this passage cites: a button opening each one held in the index, the others named."""
+    targets = {r.target.chunk_id: r.target for r in hit.xrefs if r.target and r.target.chunk_id != hit.chunk.chunk_id}
+    missing = sorted({r.ref.text for r in hit.xrefs if r.target is None})
+    if not targets and not missing:
+        return
+    st.caption(t("cites", lang))
+    cols = st.columns(min(len(targets), 3) or 1)
+    for n, target in enumerate(list(targets.values())[:6]):
+        doc_id, ordinal = target.chunk_id.rsplit("#", 1)
+        cols[n % len(cols)].button("→ " + target.citation, key=f"xref-{hit.chunk.chunk_id}-{target.chunk_id}",
+                                   on_click=open_source, args=(doc_id, int(ordinal)))
+    if missing:
+        st.caption(md_escape(t("not_indexed", lang, refs="; ".join(missing[:4]))))
 
 
 def answer_view(hits: list[Hit], lang: str) -> None:

@@ -1,6 +1,7 @@
 """The Streamlit app, driven headless: what a reader sees for questions, filters, views, sources and bad states."""
 from __future__ import annotations
 
+import datetime
 import html
 import re
 import shutil
@@ -198,6 +199,37 @@ def test_quote_check_shows_verdict_location_and_diff(monkeypatch: pytest.MonkeyP
     assert "similarity 0.94" in shown(at)
     assert "<del" in passages(at) and "<ins" in passages(at)
     at.button(key="quote-open-1").click().run()
+    assert not at.exception
+    assert at.header[0].value == "示范电子商务法"
+    assert "**《示范电子商务法》第四条**" in " ".join(m.value for m in at.markdown).replace("\\", "")
+
+
+def test_level_filter_and_as_of_date(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, "七日内无理由退货")
+    at.multiselect(key="levels").set_value(["规范性文件"]).run()
+    assert not at.exception
+    assert "示范电子商务法" not in shown(at) and at.query_params["level"] in ("规范性文件", ["规范性文件"])
+    at.multiselect(key="levels").set_value(["法律"]).run()
+    assert "《示范电子商务法》第四条" in shown(at)
+    at.date_input(key="as_of").set_value(datetime.date(2018, 6, 1)).run()  # before the law took effect
+    assert not at.exception
+    assert "没有匹配的段落" in at.warning[0].value and "时点" in at.warning[0].value
+    at.date_input(key="as_of").set_value(datetime.date(2020, 6, 1)).run()
+    assert "《示范电子商务法》第四条" in shown(at)
+
+
+def test_cited_articles_open_from_the_passage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, corpus: Path) -> None:
+    shutil.copytree(corpus, tmp_path / "corpus")
+    (tmp_path / "corpus" / "zh" / "rules.txt").write_text(
+        "网络交易实施细则\n\n第一条 经营者退货义务依照《示范电子商务法》第四条执行，另有约定的从其约定。\n"
+        "第二条 平台应当公示退货规则。\n第三条 本细则自发布之日起施行。\n", encoding="utf-8")
+    build(tmp_path / "corpus", tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    at = run_app(monkeypatch, tmp_path / "index", "经营者退货义务 实施细则")
+    assert not at.exception
+    assert "本段引用：" in shown(at)
+    button = next(b for b in at.button if b.key and b.key.startswith("xref-zh/rules.txt#"))
+    assert button.label == "→ 《示范电子商务法》第四条"
+    button.click().run()
     assert not at.exception
     assert at.header[0].value == "示范电子商务法"
     assert "**《示范电子商务法》第四条**" in " ".join(m.value for m in at.markdown).replace("\\", "")

@@ -32,6 +32,8 @@ TIMED = ["网购商品无理由退货期限", "how are live-stream hosts regulat
 IDLE = ("() => !document.querySelector('[data-stale=\"true\"], [data-testid=\"stSkeletonElement\"], "
         "[data-testid=\"stStatusWidgetRunningIcon\"]')")
 
+SIDEBAR_CHECKED = "() => document.querySelectorAll('[data-testid=stSidebar] input[type=radio]:checked').length"
+
 pytestmark = pytest.mark.browser
 
 
@@ -123,12 +125,14 @@ def test_questions_in_the_browser_show_citations(chromium: object) -> None:
         first = _ask(page, "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗", 120_000)
         body = page.inner_text("body")
         assert "《最高人民法院关于审理网络消费纠纷案件适用法律若干问题的规定（一）》第一条" in body
+        # The interface switched to Chinese with the question; every sidebar choice must still show as chosen.
+        assert page.evaluate(SIDEBAR_CHECKED) == 4
         timings = [_ask(page, q) for q in TIMED]
         _ask(page, "what measures address live-stream talent")
         body = page.inner_text("body")
         assert "Vigorously cultivate high-quality e-commerce" in body and "Open source" in body
         page.screenshot(path=str(ARTIFACTS / "app-results.png"), full_page=False)
-        page.get_by_text("Answer", exact=True).click()
+        page.get_by_text("Answer / 答案", exact=True).click()
         page.get_by_text("grouped by document").wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "app-answer.png"), full_page=False)
         assert "q=what+measures" in page.url or "q=what%20measures" in page.url
