@@ -158,3 +158,20 @@ def test_twenty_concurrent_users_get_answers_without_errors() -> None:
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 0, (row, done.stderr[-2000:])
     assert row["users"] == 20 and row["searches"] == 40 and row["errors"] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=2000), st.booleans())
+def test_quote_folding_maps_every_character_back_to_the_original(text: str, join_hyphens: bool) -> None:
+    from kb.fold import fold, fold_chars
+
+    folded = fold(text, join_hyphens=join_hyphens)
+    assert len(folded.origin) == len(folded.text)
+    assert all(0 <= o < len(text) for o in folded.origin.tolist())
+    assert all(a <= b for a, b in zip(folded.origin.tolist(), folded.origin.tolist()[1:]))
+    if folded.text:
+        start, end = folded.span(0, len(folded.text))
+        assert 0 <= start < end <= len(text)
+        # Folding the original span again gives the same folded text: offsets point at the right characters.
+        assert fold(text[start:end], join_hyphens=join_hyphens).text == folded.text
+    assert isinstance(fold_chars(text), str)
