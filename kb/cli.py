@@ -155,10 +155,8 @@ def _search(args: argparse.Namespace) -> int:
                "levels": args.levels, "issuers": args.issuers, "validity": args.validity, "as_of": args.as_of,
                "date_from": args.date_from, "date_to": args.date_to, "date_field": args.date_field}
     if args.batch:
-        try:
-            lines = args.batch.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
+        lines = _batch_lines(args.batch)
+        if lines is None:
             return 2
         failed = 0
         for n, line in enumerate(lines, start=1):
@@ -187,6 +185,15 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_lines(path: Path) -> list[str] | None:
+    """The lines of a --batch file, or None after saying on stderr why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        return None
+
+
 def _quote(args: argparse.Namespace) -> int:
     from kb.quote import QuoteChecker
     from kb.quotediff import render
@@ -196,10 +203,8 @@ def _quote(args: argparse.Namespace) -> int:
         return 2
     checker = QuoteChecker(args.index)
     if args.batch:
-        try:
-            lines = args.batch.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
+        lines = _batch_lines(args.batch)
+        if lines is None:
             return 2
         for line in lines:
             # A blank line keeps its place in the output, so line n of the answers is quote n.
