@@ -233,3 +233,35 @@ def test_cited_articles_open_from_the_passage(monkeypatch: pytest.MonkeyPatch, t
     assert not at.exception
     assert at.header[0].value == "示范电子商务法"
     assert "**《示范电子商务法》第四条**" in " ".join(m.value for m in at.markdown).replace("\\", "")
+
+
+def test_readme_app_command_serves_the_app(tmp_path: Path) -> None:
+    """`bash scripts/app.sh` (the README's first command) brings up a healthy app on the shipped index."""
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(APP).parent
+    proc = subprocess.Popen(["bash", "scripts/app.sh", "--server.port", str(port), "--server.address", "127.0.0.1"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "KB_INDEX": str(root / "index")}, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    assert r.read() == b"ok"
+                    break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert b"<title>Streamlit</title>" in r.read() or r.status == 200
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)
