@@ -125,11 +125,12 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
 
 
 def ui_lang() -> str:
-    """The interface language: the reader's choice, else the question's language, else the browser's."""
+    """The interface language: the reader's choice, else the question's (or quote's) language, else the browser's."""
     if ss.ui in ("zh", "en"):
         return ss.ui
-    if ss.q.strip():
-        return detect_lang(ss.q)
+    text = ss.quote if ss.page == "quote" else ss.q
+    if text.strip():
+        return detect_lang(text)
     locale = getattr(st.context, "locale", None) or ""
     return "zh" if locale.lower().startswith("zh") else "en"
 

@@ -35,7 +35,14 @@ def document_html(text: str, chunks: list[Chunk], focus: int) -> str:
         pos = max(pos, chunk.char_end)
     parts.append(html.escape(text[pos:]))
     return ("<div style='white-space:pre-wrap;font:15px/1.7 \"Noto Sans CJK SC\",sans-serif'>" + "".join(parts)
-            + f"</div><script>document.getElementById('c{focus}').scrollIntoView({{block:'center'}});</script>")
+            + _SCROLL.replace("FOCUS", f"c{focus}"))
+
+
+# Scrolls only the frame's own view (scrollIntoView would also move the page around it), again whenever the
+# frame is resized: it has no size while its expander is closed, and gets one when opened.
+_SCROLL = ("<script>function kbGo(){var e=document.getElementById('FOCUS');if(e&&window.innerHeight){"
+           "document.scrollingElement.scrollTop=e.offsetTop-window.innerHeight/3;}}"
+           "window.addEventListener('resize',kbGo);window.addEventListener('load',kbGo);kbGo();</script>")
 
 
 def quote_match_html(match: QuoteMatch) -> str:
