@@ -37,7 +37,6 @@ class Chunk:
         return f"{head}\n{self.text}" if head else self.text
 
 
-_WS = " \t\n\r\u3000\u00a0"
 # Sentence ends for Chinese (。；！？) and English (. ! ? followed by a space).
 _SENT_END = re.compile(r"[。；！？]|[.!?](?=\s)")
 _EN_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$|^(\S.{0,150})\n(?:=+|-{3,})[ \t]*$", re.M)
@@ -67,9 +66,11 @@ def chunk_document(doc: Document) -> list[Chunk]:
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start] in _WS:
+    # Any Unicode whitespace (form feeds from PDFs and Word, NEL, thin spaces), not only the common kinds:
+    # a chunk must never be blank.
+    while start < end and text[start].isspace():
         start += 1
-    while end > start and text[end - 1] in _WS:
+    while end > start and text[end - 1].isspace():
         end -= 1
     return start, end
 

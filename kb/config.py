@@ -30,7 +30,7 @@ ZH_MIN_CHARS = 40
 # straddles two passages is still found whole in one of them.
 EN_CHUNK_CHARS = 1000
 EN_CHUNK_OVERLAP = 150
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 # What kb.legalmeta reads from a text; a change re-reads every file (chunks and vectors are reused).
 META_VERSION = "2"
 
