@@ -23,6 +23,7 @@ import numpy as np
 from kb.errors import IndexCorruptError
 from kb.fold import Folded, fold, fold_signature
 from kb.ingest import Document
+from kb.store import readonly_db
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,7 @@ class QuoteIndex:
         self.rows = {doc_id: row for row, doc_id in self.ids.items()}
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            self._local.db = db
-        return db
+        return readonly_db(self._local, self.path)
 
     def containing(self, text: str, limit: int) -> list[int]:
         """Rows of documents whose folded text contains text (which is folded already), in row order."""

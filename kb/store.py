@@ -48,6 +48,15 @@ def write_store(path: Path, docs: list[tuple[Document, str]], chunks: list[Chunk
         db.close()
 
 
+def readonly_db(local: threading.local, path: Path) -> sqlite3.Connection:
+    """This thread's read-only connection to an SQLite file (connections must not cross threads)."""
+    db = getattr(local, "db", None)
+    if db is None:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        local.db = db
+    return db
+
+
 class Store:
     """Read-only access to a built store; one SQLite connection per thread."""
 
@@ -62,11 +71,7 @@ class Store:
             raise IndexCorruptError(f"{path} is not a readable chunk store ({exc})") from exc
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            self._local.db = db
-        return db
+        return readonly_db(self._local, self.path)
 
     def chunks(self, rows: list[int]) -> list[Chunk]:
         """Chunks by row number, in the order asked."""
