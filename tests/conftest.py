@@ -1,8 +1,11 @@
 """Shared fixtures: a tiny real corpus, a hashing-embedder index built once per session."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -63,6 +66,25 @@ def make_corpus(root: Path) -> Path:
     document.add_paragraph("Streamers must disclose paid promotions to viewers.")
     document.save(str(root / "guide.docx"))
     return root
+
+
+def one_file_index(root: Path, name: str, text: str) -> Path:
+    """Build a hashing-embedder index over a corpus of one text file; returns the index folder."""
+    (root / "corpus").mkdir(parents=True)
+    (root / "corpus" / name).write_text(text, encoding="utf-8")
+    build(root / "corpus", root / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    return root / "index"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import scripts/NAME.py as a module (scripts are not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from kb.embed import HashingEmbedder
 from kb.index import build
+from tests.conftest import one_file_index
 
 APP = str(Path(__file__).parent.parent / "app.py")
 
@@ -154,13 +155,10 @@ def test_damaged_index_shows_the_reason_not_a_traceback(monkeypatch: pytest.Monk
 
 
 def test_markup_inside_documents_is_shown_as_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "tricky.txt").write_text(
-        "# Not a heading\n\nThe notice says <script>alert(1)</script> and <b>bold</b> about customs rules.\n"
-        "## Also not a heading\n\n* not a list [link](javascript:alert(2))\n", encoding="utf-8")
-    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
-    at = run_app(monkeypatch, tmp_path / "index", "customs rules notice")
+    index = one_file_index(tmp_path, "tricky.txt",
+                           "# Not a heading\n\nThe notice says <script>alert(1)</script> and <b>bold</b> about customs "
+                           "rules.\n## Also not a heading\n\n* not a list [link](javascript:alert(2))\n")
+    at = run_app(monkeypatch, index, "customs rules notice")
     assert not at.exception
     body = passages(at)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script" not in body

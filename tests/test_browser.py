@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.embed import HashingEmbedder
-from kb.index import build
+from tests.conftest import one_file_index
 
 ROOT = Path(__file__).parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -146,14 +145,12 @@ def test_questions_in_the_browser_show_citations(chromium: object) -> None:
 
 
 def test_markup_in_a_document_stays_text_in_the_browser(chromium: object, tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "tricky.txt").write_text(
-        "Customs Notice\n\nThe notice says <script>alert(1)</script> and <img src=x onerror=alert(2)> about "
-        "customs rules.\n\n# Not a heading either\n\nThe second paragraph names **customs** again.\n", encoding="utf-8")
-    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    index = one_file_index(tmp_path, "tricky.txt",
+                           "Customs Notice\n\nThe notice says <script>alert(1)</script> and <img src=x onerror=alert(2)> "
+                           "about customs rules.\n\n# Not a heading either\n\nThe second paragraph names **customs** "
+                           "again.\n")
     ARTIFACTS.mkdir(exist_ok=True)
-    for url in _serve(tmp_path / "index"):
+    for url in _serve(index):
         page = chromium.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

@@ -2,22 +2,18 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from kb.ingest import read_document
 from kb.legalmeta import body_events, issuer_by_level, legal_meta, repealed_titles, title_key
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "tests" / "data" / "zh_metadata_gold.csv"
 
-_spec = importlib.util.spec_from_file_location("legal_report", ROOT / "scripts" / "legal_report.py")
-assert _spec and _spec.loader
-report = sys.modules.setdefault("legal_report", importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(report)  # registered first: its dataclasses look their module up
+report = load_script("legal_report")
 
 
 def test_gold_table_covers_every_bundled_zh_file() -> None:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,14 +9,12 @@ import pytest
 from kb.chunk import Chunk
 from kb.xref import find_references
 from kb.xref_resolve import ChunkTable, Resolver
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "tests" / "data" / "xref_gold.csv"
 
-_spec = importlib.util.spec_from_file_location("legal_report", ROOT / "scripts" / "legal_report.py")
-assert _spec and _spec.loader
-report = sys.modules.setdefault("legal_report", importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(report)  # registered first: its dataclasses look their module up
+report = load_script("legal_report")
 
 
 def refs(text: str, known: tuple[str, ...] = ()) -> list[tuple[str, str | None, int | None, int | None]]:
