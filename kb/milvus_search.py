@@ -19,7 +19,8 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from kb import config
 from kb.chunk import Chunk
@@ -38,6 +39,15 @@ from kb.xref_resolve import Resolved, Resolver
 log = logging.getLogger(__name__)
 
 FUSIONS = ("client", "milvus")
+
+
+@dataclass(frozen=True)
+class MilvusIndex:
+    """What the app reads of a loaded index (kb.loader.LoadedIndex.n and .gen.name): the passage count, and a
+    generation name that changes with every build (a cache key for results)."""
+
+    n: int
+    gen: PurePosixPath
 _WORDISH = re.compile(r"[^\W_]")  # as kb.search: a letter or digit in any script
 
 
@@ -92,6 +102,7 @@ class MilvusSearcher:
         self.prior = {d: config.LEVEL_PRIOR.get(r["meta"].get("level") or "", 1.0) for d, r in self.docs.items()}
         self.n = sum(int(d["chunks"]) for d in self.docs.values())
         self.stamp = self._stamp()
+        self.index = MilvusIndex(self.n, PurePosixPath(self.stamp.replace(" ", "-") or "unbuilt"))
         self._articles: dict[tuple[str, int], list[Chunk]] = {}
         self.resolver = Resolver(self.docs, self)
 

@@ -138,3 +138,24 @@ def test_errors_say_what_to_do(tmp_path: Path, corpus: Path, capsys: pytest.Capt
     assert "--part 3/2: give I/N" in capsys.readouterr().err
     assert main(["search", "x", "--uri", str(tmp_path / "p.db")]) == 1
     assert "apply to --backend milvus" in capsys.readouterr().err
+
+
+def test_app_serves_a_milvus_collection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, corpus: Path) -> None:
+    from test_app import run_app, shown
+
+    uri = str(tmp_path / "kb.db")
+    build_index("milvus", corpus, {"dense": HashingEmbedder()}, uri=uri, cache_dir=None)
+    monkeypatch.setenv("KB_BACKEND", "milvus")
+    monkeypatch.setenv("KB_MILVUS_URI", uri)
+    at = run_app(monkeypatch, tmp_path / "no-index-folder", "七日内无理由退货")
+    assert not at.exception
+    assert "《示范电子商务法》第四条" in shown(at)
+    at = run_app(monkeypatch, tmp_path / "no-index-folder")
+    at.radio(key="page_choice").set_value("docs").run()
+    assert not at.exception and "示范电子商务法" in set(at.dataframe[0].value["Title"])
+    at.selectbox(key="docs_choice").set_value("zh/ecommerce_law.md").run()
+    at.button(key="docs_open_btn").click().run()  # the source view reads the text back from Milvus
+    assert not at.exception and at.header[0].value == "示范电子商务法"
+    at.radio(key="page_choice").set_value("quote").run()
+    at.text_area(key="quote").input("消费者有权自收到商品之日起七日内退货").run()
+    assert not at.exception and "not available" in at.info[0].value
