@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -63,6 +64,7 @@ class MilvusSearcher:
         self._given = dict(embedders or {})
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-milvus")
         if where.lite and not Path(where.uri).exists():  # opening would create an empty one
             raise IndexMissingError(f"no index at {where.uri}: run `python -m kb build --backend milvus "
                                     f"--uri {where.uri}`")
@@ -101,6 +103,8 @@ class MilvusSearcher:
                                      if d["meta"].get("issuer")}))
         self.prior = {d: config.LEVEL_PRIOR.get(r["meta"].get("level") or "", 1.0) for d, r in self.docs.items()}
         self.n = sum(int(d["chunks"]) for d in self.docs.values())
+        zh = self.db.client.query(self.db.chunks, filter='lang == "zh"', output_fields=["count(*)"])
+        self.langs = {"zh": int(zh[0]["count(*)"]), "other": self.n - int(zh[0]["count(*)"])}
         self.stamp = self._stamp()
         self.index = MilvusIndex(self.n, PurePosixPath(self.stamp.replace(" ", "-") or "unbuilt"))
         self._articles: dict[tuple[str, int], list[Chunk]] = {}
@@ -112,6 +116,7 @@ class MilvusSearcher:
 
     def close(self) -> None:
         """Disconnect (a milvus-lite file becomes free for other processes)."""
+        self._pool.shutdown(wait=False)
         self.db.close()
 
     def __enter__(self) -> MilvusSearcher:
@@ -198,7 +203,9 @@ class MilvusSearcher:
         if self.fusion == "milvus" and len(requests) > 1:
             fused, seen = self._hybrid(requests)
         else:
-            fused, seen = self._weighted({name: self._search(*req) for name, req in requests.items()})
+            # The channels' searches run at once: a server answers them in parallel.
+            found = dict(zip(requests, self._pool.map(lambda req: self._search(*req), requests.values())))
+            fused, seen = self._weighted(found)
         return self._hits(fused, seen, query, k, xrefs)
 
     def _requests(self, query: str, want: int, filters: Filters, mode: str) -> dict[str, tuple]:
@@ -211,9 +218,11 @@ class MilvusSearcher:
         if mode not in MODES:
             raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
         expr = expression(filters, self.docs, self.levels, self.issuers)
-        # Passages in the question's language and in the other are ranked apart, as in kb.search.
-        same = 'lang == "zh"' if detect_lang(query) == "zh" else 'lang != "zh"'
-        other = 'lang != "zh"' if same == 'lang == "zh"' else 'lang == "zh"'
+        # Passages in the question's language and in the other are ranked apart, as in kb.search; a
+        # language the index has no passages in costs no search.
+        zh = detect_lang(query) == "zh"
+        same, other = ('lang == "zh"', 'lang != "zh"') if zh else ('lang != "zh"', 'lang == "zh"')
+        has_same, has_other = (self.langs["zh"], self.langs["other"]) if zh else (self.langs["other"], self.langs["zh"])
 
         def both(part: str) -> str:
             return f"{expr} and ({part})" if expr else part
@@ -226,9 +235,11 @@ class MilvusSearcher:
         if mode in ("hybrid", "semantic"):
             if "dense" in channels:
                 vec = self.embedder("dense").query([query])[0].tolist()
-                out["dense"] = ("dense", vec, both(same), want)
-                out["dense_x"] = ("dense", vec, both(other), want)
-            if "xling" in channels:
+                if has_same:
+                    out["dense"] = ("dense", vec, both(same), want)
+                if has_other:
+                    out["dense_x"] = ("dense", vec, both(other), want)
+            if "xling" in channels and has_other:
                 out["xling"] = ("xling", self.embedder("xling").query([query])[0].tolist(), both(other), want)
         return out
 

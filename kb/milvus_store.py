@@ -44,7 +44,8 @@ CHUNK_FIELDS = ("chunk_id", "doc_id", "title", "ordinal", "text", "char_start", 
 # Milvus's jieba tokenizer emits punctuation as tokens; stopping them keeps BM25's document lengths honest.
 _PUNCT = "，。、；：？！“”‘’（）《》【】〔〕「」『』—…·,.;:?!\"'()[]{}<>-_/\\|@#$%^&*+=~`"
 STOP_WORDS = sorted(ZH_STOPWORDS | EN_STOPWORDS | set(_PUNCT) | {"——", "……"})
-ANALYZER = {"tokenizer": {"type": "jieba", "mode": "search"}, "filter": [{"type": "stop", "stop_words": STOP_WORDS}]}
+ANALYZER = {"tokenizer": {"type": "jieba", "mode": "search"},
+            "filter": ["removepunct", {"type": "stop", "stop_words": STOP_WORDS}]}  # milvus-lite applies the stop list only
 ANALYZER_VERSION = "jieba-search+stop+client-snowball-en/1"
 _EN_RUN = re.compile(r"[a-z0-9]+(?:['’][a-z0-9]+)*")
 

@@ -159,3 +159,18 @@ def test_app_serves_a_milvus_collection(monkeypatch: pytest.MonkeyPatch, tmp_pat
     at.radio(key="page_choice").set_value("quote").run()
     at.text_area(key="quote").input("消费者有权自收到商品之日起七日内退货").run()
     assert not at.exception and "not available" in at.info[0].value
+
+
+def test_cross_lingual_channel_is_a_second_vector_field(tmp_path: Path, corpus: Path) -> None:
+    embedders = {"dense": HashingEmbedder(), "xling": HashingEmbedder(128)}
+    build_index("milvus", corpus, embedders, uri=str(tmp_path / "kb.db"), cache_dir=None)
+    build_index("faiss", corpus, embedders, index=tmp_path / "index", cache_dir=None)
+    m = open_searcher("milvus", uri=str(tmp_path / "kb.db"), embedders=embedders)
+    f = open_searcher("faiss", index=tmp_path / "index", embedders=embedders)
+    try:
+        for searcher in (m, f):  # an English question reaches Chinese passages through e5 and USE, as in FAISS
+            hits = searcher.search("seven day returns of goods bought online", 30, mode="semantic")
+            assert {name for h in hits for name, _ in h.channels if h.chunk.lang == "zh"} == {"dense_x", "xling"}
+            assert {name for h in hits for name, _ in h.channels if h.chunk.lang == "en"} == {"dense"}
+    finally:
+        m.close()  # type: ignore[attr-defined]
