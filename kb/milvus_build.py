@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +34,9 @@ from kb.errors import IngestError, KbError
 from kb.filters import date_int
 from kb.index import BuildReport, chunking_settings
 from kb.ingest import Document, file_sha256, load_sidecars, read_document, read_sidecar, walk_corpus
-from kb.milvus_store import (ANALYZER_VERSION, CHUNK_FIELDS, FORMAT, MARKER_DIM, OPEN_END, TEXT_PIECE_CHARS,
-                             VARCHAR_MAX, MilvusDB, MilvusTarget, bm25_text, in_clause, quote, turn)
+from kb.milvus_schema import (ANALYZER_VERSION, CHUNK_FIELDS, FORMAT, MARKER, OPEN_END, TEXT_PIECE_CHARS,
+                              VARCHAR_MAX, bm25_text, create_chunks, create_collections, generation_name)
+from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote, turn
 from kb.timeline import spans
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], pro
         report.generation = db.generation()
         # Searchers compare this to learn that the index changed (MilvusSearcher.refresh).
         db.client.upsert(db.meta, [{"key": "stamp", "value": f"{time.time_ns()} {report.generation}",
-                                    "marker": [0.0] * MARKER_DIM}])
+                                    "marker": MARKER}])
     report.seconds = time.time() - t0
     return report
 
@@ -137,38 +138,7 @@ def _prepare(db: MilvusDB, manifest: dict[str, object], channels: dict[str, int]
         if old is not None:
             log.info("settings changed since the last build: rebuilding '%s' from scratch", db.target.collection)
         db.drop_all()
-    db.create(manifest, channels)
-
-
-def iterate(db: MilvusDB, collection: str, expr: str, fields: list[str], batch: int = 1000) -> Iterator[dict]:
-    """Every row matching expr, a page at a time (a server caps one query's results at 16,384 rows).
-
-    A server pages with a query iterator; milvus-lite lacks the timestamp call iterators start with (it logs
-    a traceback), but reads a fixed snapshot in a fixed order under the build's turn, so it pages by offset.
-    """
-    if db.target.lite:
-        offset = 0
-        while True:
-            rows = db.client.query(collection, filter=expr, output_fields=fields, limit=batch, offset=offset)
-            yield from rows
-            if len(rows) < batch:
-                return
-            offset += batch
-    it = db.client.query_iterator(collection, batch_size=batch, filter=expr, output_fields=fields)
-    try:
-        while rows := it.next():
-            yield from rows
-    finally:
-        it.close()
-
-
-def doc_rows(db: MilvusDB) -> dict[str, dict[str, object]]:
-    """doc_id -> title, lang, meta (parsed), source_key, n_chunks and span, for every stored document."""
-    out = {}
-    for row in iterate(db, db.docs, "", ["doc_id", "title", "lang", "meta", "source_key", "n_chunks", "span"]):
-        row["meta"] = json.loads(str(row["meta"]))
-        out[str(row["doc_id"])] = row
-    return out
+    create_collections(db, manifest, channels)
 
 
 def _stored_vectors(db: MilvusDB, doc_ids: list[str], channels: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -277,12 +247,12 @@ def _write(db: MilvusDB, table: dict[str, dict[str, object]], fresh: list[tuple[
         pieces = [doc.text[p:p + TEXT_PIECE_CHARS] for p in range(0, max(len(doc.text), 1), TEXT_PIECE_CHARS)]
         db.client.delete(db.texts, filter=f"doc_id == {quote(doc.doc_id)}")
         db.client.upsert(db.texts, [{"key": f"{doc.doc_id}#{n}", "doc_id": doc.doc_id, "part": n, "text": piece,
-                                     "marker": [0.0] * MARKER_DIM} for n, piece in enumerate(pieces)])
+                                     "marker": MARKER} for n, piece in enumerate(pieces)])
         db.client.upsert(db.docs, [{
             "doc_id": doc.doc_id, "path": doc.path, "title": doc.title, "lang": doc.lang,
             "meta": json.dumps(doc.meta.to_dict(), ensure_ascii=False), "page_spans": json.dumps(doc.page_spans),
             "source_key": key, "n_chunks": len(chunks), "n_parts": len(pieces),
-            "span": _span_key(derived[doc.doc_id]), "marker": [0.0] * MARKER_DIM}])
+            "span": _span_key(derived[doc.doc_id]), "marker": MARKER}])
     _update_spans(db, table, derived, {doc.doc_id for doc, _, _ in fresh})
     for name in (db.chunks, db.texts, db.docs):
         db.client.flush(name)
@@ -322,10 +292,10 @@ def _consolidate(db: MilvusDB, channels: dict[str, int], step: Progress) -> None
     """milvus-lite: copy the passages into a new generation in reading order (one segment, global BM25
     statistics, ties broken as in a build from scratch), move the alias to it and drop the old one."""
     old = db.generation()
-    new = f"{db.chunks}_g{int(old.rsplit('_g', 1)[1]) + 1:06d}"
+    new = generation_name(db, int(old.rsplit("_g", 1)[1]) + 1)
     if db.client.has_collection(new):
         db.client.drop_collection(new)
-    db.create_chunks(new, channels)
+    create_chunks(db, new, channels)
     order = sorted(doc_rows(db), key=reading_order)
     fields = [f for f in _copy_fields(db, old) if f != "sparse"]
     done = 0

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from kb import config
 from kb.errors import QueryError
 from kb.filters import DATE_FIELDS, Filters, parse_date
-from kb.milvus_store import OPEN_END, in_clause, quote
+from kb.milvus_schema import OPEN_END
+from kb.milvus_store import in_clause, quote
 from kb.timeline import PENDING, VALIDITY
 
 

@@ -30,9 +30,10 @@ from kb.embed import Embedder, load_embedder
 from kb.errors import IndexMissingError, ModelMismatchError, QueryError
 from kb.filters import Facets, Filters, facets
 from kb.ingest import DocMeta, Document, detect_lang
-from kb.milvus_build import doc_rows, iterate, reading_order
+from kb.milvus_build import reading_order
 from kb.milvus_filters import expression
-from kb.milvus_store import CHUNK_FIELDS, MilvusDB, MilvusTarget, bm25_text, chunk_from_row, quote
+from kb.milvus_schema import CHUNK_FIELDS, bm25_text, chunk_from_row
+from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
 from kb.search import MODES, Hit, clean_query
 from kb.timeline import spans
 from kb.xref_resolve import Resolved, Resolver

@@ -1,14 +1,5 @@
-"""Milvus as the index: connection (milvus-lite file or server URL), the collections' schema, and row <-> Chunk.
-
-Four collections per knowledge base, named from one base name (default `policy_kb`):
-
-- `<base>_chunks`: one row per passage, keyed by chunk_id: the passage and its provenance, the text Milvus's
-  BM25 function tokenizes (jieba analyzer) into a sparse field, the e5 vector (`dense`) and, when built with
-  it, the USE vector (`xling`), and the filter columns (language, level, issuer, dates, in-force span).
-  An alias over `<base>_chunks_gNNNNNN`, so a milvus-lite build can publish a rewritten copy atomically.
-- `<base>_docs`: one row per document: title, metadata, page spans, source key (content hash) and chunk count.
-- `<base>_texts`: each document's full text in pieces under Milvus's VARCHAR limit (the source view needs it).
-- `<base>_meta`: the manifest (models, dimensions, chunking settings), like the FAISS index's manifest.json.
+"""Milvus as the index: where it is (a milvus-lite file or a server URL), the connection, reading rows back,
+and the turns milvus-lite's builders take. The collections themselves: kb.milvus_schema.
 """
 from __future__ import annotations
 
@@ -20,57 +11,13 @@ import os
 import re
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from kb import config
-from kb.chunk import Chunk
 from kb.errors import IndexMissingError, KbError
-from kb.lexical import EN_STOPWORDS, ZH_STOPWORDS
 
 log = logging.getLogger(__name__)
-
-FORMAT = 1
-VARCHAR_MAX = 65_535  # bytes: Milvus's limit for one VARCHAR value
-TEXT_PIECE_CHARS = 16_000  # 4 bytes per character at most in UTF-8, so a piece always fits
-OPEN_END = 99_991_231  # in_force_until of a text with no known end (as kb.filters)
-MARKER_DIM = 2  # Milvus wants a vector field in every collection; docs, texts and meta carry a constant one
-# Passage fields read back into a Chunk (kb.chunk.Chunk's own names).
-CHUNK_FIELDS = ("chunk_id", "doc_id", "title", "ordinal", "text", "char_start", "char_end", "lang", "article",
-                "article_no", "section", "part", "parts", "page", "page_end")
-# Milvus's jieba tokenizer emits punctuation as tokens; stopping them keeps BM25's document lengths honest.
-_PUNCT = "，。、；：？！“”‘’（）《》【】〔〕「」『』—…·,.;:?!\"'()[]{}<>-_/\\|@#$%^&*+=~`"
-STOP_WORDS = sorted(ZH_STOPWORDS | EN_STOPWORDS | set(_PUNCT) | {"——", "……"})
-ANALYZER = {"tokenizer": {"type": "jieba", "mode": "search"},
-            "filter": ["removepunct", {"type": "stop", "stop_words": STOP_WORDS}]}  # milvus-lite applies the stop list only
-ANALYZER_VERSION = "jieba-search+stop+client-snowball-en/1"
-_EN_RUN = re.compile(r"[a-z0-9]+(?:['’][a-z0-9]+)*")
-
-
-@lru_cache(maxsize=1)
-def _stem():  # noqa: ANN202 - PyStemmer has no type stubs
-    import Stemmer
-
-    return Stemmer.Stemmer("english").stemWord
-
-
-def bm25_text(text: str) -> str:
-    """What Milvus's analyzer reads: NFKC, lower case, English words as Snowball stems without stopwords.
-
-    Chinese is left whole for the server-side jieba analyzer; English is stemmed here because milvus-lite's
-    analyzers have no stemmer, so "training" would miss "train" (kb.lexical does the same for bm25s).
-    """
-    stem = _stem()
-
-    def one(m: re.Match[str]) -> str:
-        word = m.group(0)
-        return "" if word in EN_STOPWORDS else stem(word.replace("’", "'"))
-
-    return _EN_RUN.sub(one, unicodedata.normalize("NFKC", text).lower())
-
 
 @dataclass(frozen=True)
 class MilvusTarget:
@@ -211,24 +158,11 @@ class MilvusDB:
             if name.startswith(self.chunks + "_g") or name in (self.docs, self.texts, self.meta):
                 self.client.drop_collection(name)
 
-    def create(self, manifest: dict[str, object], channels: dict[str, int]) -> None:
-        """Create whatever collections are missing (several workers may race to it) and store the manifest."""
-        first = f"{self.chunks}_g{1:06d}"
-        if not self.has_alias(self.chunks):
-            if not self.client.has_collection(first):
-                self._tolerate_exists(lambda: self.create_chunks(first, channels))
-            self._tolerate_exists(lambda: self.client.create_alias(first, self.chunks))
-        for name, fields in ((self.docs, _DOC_FIELDS), (self.texts, _TEXT_FIELDS), (self.meta, _META_FIELDS)):
-            if not self.client.has_collection(name):
-                self._tolerate_exists(lambda name=name, fields=fields: self._create_plain(name, fields))
-        self.client.upsert(self.meta, [{"key": "manifest", "value": json.dumps(manifest, ensure_ascii=False),
-                                        "marker": [0.0] * MARKER_DIM}])
-
     def has_alias(self, alias: str) -> bool:
         """Whether an alias exists (has_collection does not see aliases on every Milvus version)."""
         return alias in self.client.list_aliases().get("aliases", [])
 
-    def _tolerate_exists(self, create: object) -> None:
+    def tolerate_exists(self, create: object) -> None:
         """Run a create call; another worker creating the same thing first is fine."""
         try:
             create()  # type: ignore[operator]
@@ -237,88 +171,35 @@ class MilvusDB:
                 raise
             log.info("created by another worker meanwhile: %s", exc)
 
-    def create_chunks(self, name: str, channels: dict[str, int]) -> None:
-        """The passages collection: scalar fields, the BM25 function over bm25_text, one vector field per channel."""
-        from pymilvus import DataType, Function, FunctionType
+def iterate(db: MilvusDB, collection: str, expr: str, fields: list[str], batch: int = 1000) -> Iterator[dict]:
+    """Every row matching expr, a page at a time (a server caps one query's results at 16,384 rows).
 
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-        for field, kind, extra in _CHUNK_FIELDS:
-            schema.add_field(field, kind(DataType), **extra)
-        schema.add_field("bm25_text", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True,
-                         analyzer_params=ANALYZER)
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["bm25_text"],
-                                     output_field_names=["sparse"]))
-        index = self.client.prepare_index_params()
-        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                        params={"bm25_k1": config.BM25_K1, "bm25_b": config.BM25_B})
-        for field, dim in channels.items():
-            schema.add_field(field, DataType.FLOAT_VECTOR, dim=dim)
-            index.add_index(field, index_type=self.target.index_type, metric_type="IP", params=_vector_params(
-                self.target.index_type))
-        for field in ("doc_id", "lang", "level", "issuer"):
-            index.add_index(field, index_type="INVERTED")
-        self._create(name, schema, index, num_shards=self.target.shards)
-
-    def _create_plain(self, name: str, fields: tuple) -> None:
-        from pymilvus import DataType
-
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-        for field, kind, extra in fields:
-            schema.add_field(field, kind(DataType), **extra)
-        schema.add_field("marker", DataType.FLOAT_VECTOR, dim=MARKER_DIM)
-        index = self.client.prepare_index_params()
-        index.add_index("marker", index_type="FLAT", metric_type="L2")
-        self._create(name, schema, index)
-
-    def _create(self, name: str, schema: object, index: object, **kwargs: object) -> None:
-        # Indexes are created without waiting (pymilvus polls every 0.5 s otherwise, and its poll starts with a
-        # call milvus-lite lacks); loading the collection waits for them where the server builds them.
-        self.client.create_collection(name, schema=schema, consistency_level="Strong", **kwargs)
-        self.client.create_index(name, index, sync=False)
-        self.client.load_collection(name)
+    A server pages with a query iterator; milvus-lite lacks the timestamp call iterators start with (it logs
+    a traceback), but reads a fixed snapshot in a fixed order while nobody writes, so it pages by offset.
+    """
+    if db.target.lite:
+        offset = 0
+        while True:
+            rows = db.client.query(collection, filter=expr, output_fields=fields, limit=batch, offset=offset)
+            yield from rows
+            if len(rows) < batch:
+                return
+            offset += batch
+    it = db.client.query_iterator(collection, batch_size=batch, filter=expr, output_fields=fields)
+    try:
+        while rows := it.next():
+            yield from rows
+    finally:
+        it.close()
 
 
-def _vector_params(index_type: str) -> dict[str, int]:
-    # Build settings for the approximate types; FLAT needs none. Search-time settings: kb.milvus_search.
-    return {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024}}.get(index_type, {})
-
-
-def _v(n: int, **extra: object) -> dict[str, object]:
-    return {"max_length": n, **extra}
-
-
-# (field, DataType picker, add_field arguments): pickers defer the pymilvus import to first use.
-_S = lambda t: t.VARCHAR  # noqa: E731
-_I = lambda t: t.INT64  # noqa: E731
-_CHUNK_FIELDS = (
-    ("chunk_id", _S, {"is_primary": True, "max_length": 4096}),
-    ("doc_id", _S, _v(4096)), ("ordinal", _I, {}), ("title", _S, _v(VARCHAR_MAX)), ("text", _S, _v(VARCHAR_MAX)),
-    ("char_start", _I, {}), ("char_end", _I, {}), ("lang", _S, _v(8)),
-    ("article", _S, _v(1024, nullable=True)), ("article_no", _I, {"nullable": True}),
-    ("section", _S, _v(VARCHAR_MAX, nullable=True)), ("part", _I, {}), ("parts", _I, {}),
-    ("page", _I, {"nullable": True}), ("page_end", _I, {"nullable": True}), ("hash", _S, _v(64)),
-    # Filter columns: the document's metadata on each of its passages (Milvus filters rows, it has no joins).
-    ("level", _S, _v(256)), ("issuer", _S, _v(2048)), ("published", _I, {}), ("effective", _I, {}),
-    ("stated", _S, _v(32)),  # validity as the metadata states it ('' when it states none)
-    ("in_force_from", _I, {}), ("in_force_until", _I, {}),  # YYYYMMDD; 0 unknown start, OPEN_END no end
-    ("implied", _S, _v(32)),  # the status the end implies once passed: 已修改 or 已废止 ('' without an end)
-    ("gone", lambda t: t.BOOL, {}),  # repealed or superseded with no known end date
-)
-_DOC_FIELDS = (
-    ("doc_id", _S, {"is_primary": True, "max_length": 4096}), ("path", _S, _v(4096)), ("title", _S, _v(VARCHAR_MAX)),
-    ("lang", _S, _v(8)), ("meta", _S, _v(VARCHAR_MAX)), ("page_spans", _S, _v(VARCHAR_MAX)),
-    ("source_key", _S, _v(256)), ("n_chunks", _I, {}), ("n_parts", _I, {}),
-    ("span", _S, _v(256)),  # in_force_until / implied / gone as last written to the passages (kb.milvus_build)
-)
-_TEXT_FIELDS = (("key", _S, {"is_primary": True, "max_length": 4200}), ("doc_id", _S, _v(4096)),
-                ("part", _I, {}), ("text", _S, _v(VARCHAR_MAX)))
-_META_FIELDS = (("key", _S, {"is_primary": True, "max_length": 64}), ("value", _S, _v(VARCHAR_MAX)))
-
-
-def chunk_from_row(row: dict[str, object]) -> Chunk:
-    """A Chunk from a passages row (nulls stay None)."""
-    return Chunk(**{f: row.get(f) for f in CHUNK_FIELDS})  # type: ignore[arg-type]
+def doc_rows(db: MilvusDB) -> dict[str, dict[str, object]]:
+    """doc_id -> title, lang, meta (parsed), source_key, n_chunks and span, for every stored document."""
+    out = {}
+    for row in iterate(db, db.docs, "", ["doc_id", "title", "lang", "meta", "source_key", "n_chunks", "span"]):
+        row["meta"] = json.loads(str(row["meta"]))
+        out[str(row["doc_id"])] = row
+    return out
 
 
 def in_clause(field: str, values: list[str] | tuple[str, ...]) -> str:
