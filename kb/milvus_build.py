@@ -107,13 +107,13 @@ def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], pro
     with turn(where), MilvusDB(where) as db:
         table = doc_rows(db)
         had_rows = bool(table)
-        report.chunks = _write(db, table, fresh, vectors, drop, step)
-        if where.lite and had_rows and (fresh or drop):
+        report.chunks, wrote = _write(db, table, fresh, vectors, drop, step)
+        if where.lite and had_rows and wrote:
             _consolidate(db, {ch: e.dim for ch, e in embedders.items()}, step)
         report.generation = db.generation()
-        # Searchers compare this to learn that the index changed (MilvusSearcher.refresh).
-        db.client.upsert(db.meta, [{"key": "stamp", "value": f"{time.time_ns()} {report.generation}",
-                                    "marker": MARKER}])
+        if wrote:  # searchers compare the stamp to learn that the index changed (MilvusSearcher.refresh)
+            db.client.upsert(db.meta, [{"key": "stamp", "value": f"{time.time_ns()} {report.generation}",
+                                        "marker": MARKER}])
     report.seconds = time.time() - t0
     return report
 
@@ -218,45 +218,61 @@ def _span_key(fields: tuple[int, int, str, bool]) -> str:
 
 
 def _write(db: MilvusDB, table: dict[str, dict[str, object]], fresh: list[tuple[Document, str, list[Chunk]]],
-           vectors: dict[str, np.ndarray], drop: list[str], step: Progress) -> int:
-    """Apply a build's changes to the stored doc table; returns the passages the collection holds afterwards."""
+           vectors: dict[str, np.ndarray], drop: list[str], step: Progress) -> tuple[int, bool]:
+    """Apply a build's changes to the stored doc table.
+
+    Returns:
+        The passages the collection holds afterwards, and whether anything was written.
+    """
     before = {d: int(row["n_chunks"]) for d, row in table.items()}  # type: ignore[call-overload]
     for doc_id in drop:
         table.pop(doc_id, None)
     for doc, key, chunks in fresh:
         table[doc.doc_id] = {"title": doc.title, "meta": doc.meta.to_dict(), "n_chunks": len(chunks), "span": ""}
     derived = span_fields(table)
-    rows, i = [], 0
-    for doc, _, chunks in fresh:
+    total = sum(len(chunks) for _, _, chunks in fresh)
+    rows: list[dict] = []
+    i = 0
+    for doc, _, chunks in fresh:  # rows are made a batch at a time: vectors as lists take 8x their array size
         for c in chunks:
             rows.append(_chunk_row(c, doc, derived[doc.doc_id], {ch: m[i] for ch, m in vectors.items()}))
             i += 1
-    for start in range(0, len(rows), BATCH):
-        step("write", start, len(rows))
-        db.client.upsert(db.chunks, rows[start:start + BATCH])
-    step("write", len(rows), len(rows))
+            if len(rows) == BATCH or i == total:
+                db.client.upsert(db.chunks, rows)
+                rows = []
+                step("write", i, total)
     for doc, _, chunks in fresh:  # an edited document may have fewer passages than before
         if before.get(doc.doc_id, 0) > len(chunks):
             db.client.delete(db.chunks, filter=f"doc_id == {quote(doc.doc_id)} and ordinal >= {len(chunks)}")
-    for start in range(0, len(drop), 100):
-        part = drop[start:start + 100]
-        db.client.delete(db.chunks, filter=in_clause("doc_id", part))
-        db.client.delete(db.texts, filter=in_clause("doc_id", part))
-        db.client.delete(db.docs, ids=part)
-    for doc, key, chunks in fresh:
+    replaced = [doc.doc_id for doc, _, _ in fresh if doc.doc_id in before]
+    for start in range(0, max(len(drop), len(replaced)), 100):
+        if drop[start:start + 100]:
+            db.client.delete(db.chunks, filter=in_clause("doc_id", drop[start:start + 100]))
+            db.client.delete(db.texts, filter=in_clause("doc_id", drop[start:start + 100]))
+        if replaced[start:start + 100]:
+            db.client.delete(db.texts, filter=in_clause("doc_id", replaced[start:start + 100]))
+    texts, docs, size = [], [], 0
+    for n, (doc, key, chunks) in enumerate(fresh, start=1):
         pieces = [doc.text[p:p + TEXT_PIECE_CHARS] for p in range(0, max(len(doc.text), 1), TEXT_PIECE_CHARS)]
-        db.client.delete(db.texts, filter=f"doc_id == {quote(doc.doc_id)}")
-        db.client.upsert(db.texts, [{"key": f"{doc.doc_id}#{n}", "doc_id": doc.doc_id, "part": n, "text": piece,
-                                     "marker": MARKER} for n, piece in enumerate(pieces)])
-        db.client.upsert(db.docs, [{
-            "doc_id": doc.doc_id, "path": doc.path, "title": doc.title, "lang": doc.lang,
-            "meta": json.dumps(doc.meta.to_dict(), ensure_ascii=False), "page_spans": json.dumps(doc.page_spans),
-            "source_key": key, "n_chunks": len(chunks), "n_parts": len(pieces),
-            "span": _span_key(derived[doc.doc_id]), "marker": MARKER}])
-    _update_spans(db, table, derived, {doc.doc_id for doc, _, _ in fresh})
+        texts += [{"key": f"{doc.doc_id}#{k}", "doc_id": doc.doc_id, "part": k, "text": piece, "marker": MARKER}
+                  for k, piece in enumerate(pieces)]
+        size += len(doc.text)
+        docs.append({"doc_id": doc.doc_id, "path": doc.path, "title": doc.title, "lang": doc.lang,
+                     "meta": json.dumps(doc.meta.to_dict(), ensure_ascii=False),
+                     "page_spans": json.dumps(doc.page_spans), "source_key": key, "n_chunks": len(chunks),
+                     "n_parts": len(pieces), "span": _span_key(derived[doc.doc_id]), "marker": MARKER})
+        if size > 1_000_000 or len(texts) >= BATCH or n == len(fresh):  # a few MB per request
+            db.client.upsert(db.texts, texts)
+            texts, size = [], 0
+    # Document rows last: each is its document's commit marker (a killed build leaves the old key behind).
+    for start in range(0, len(docs), BATCH):
+        db.client.upsert(db.docs, docs[start:start + BATCH])
+    if drop:
+        db.client.delete(db.docs, ids=drop)
+    stale = _update_spans(db, table, derived, {doc.doc_id for doc, _, _ in fresh})
     for name in (db.chunks, db.texts, db.docs):
         db.client.flush(name)
-    return sum(int(row["n_chunks"]) for row in table.values())  # type: ignore[call-overload]
+    return sum(int(row["n_chunks"]) for row in table.values()), bool(fresh or drop or stale)  # type: ignore[call-overload]
 
 
 def _chunk_row(c: Chunk, doc: Document, span: tuple[int, int, str, bool], vecs: dict[str, np.ndarray]) -> dict:
@@ -271,7 +287,7 @@ def _chunk_row(c: Chunk, doc: Document, span: tuple[int, int, str, bool], vecs: 
 
 
 def _update_spans(db: MilvusDB, table: dict[str, dict[str, object]], derived: dict[str, tuple[int, int, str, bool]],
-                  written: set[str]) -> None:
+                  written: set[str]) -> int:
     """Rewrite the span columns of stored documents whose span changed (a new version ends the old one)."""
     stale = sorted(d for d in table if d not in written and table[d].get("span") != _span_key(derived[d]))
     for start in range(0, len(stale), 100):
@@ -286,6 +302,7 @@ def _update_spans(db: MilvusDB, table: dict[str, dict[str, object]], derived: di
         db.client.upsert(db.docs, [{"doc_id": d, "span": _span_key(derived[d])} for d in part], partial_update=True)
     if stale:
         log.info("in-force spans changed for %d stored documents", len(stale))
+    return len(stale)
 
 
 def _consolidate(db: MilvusDB, channels: dict[str, int], step: Progress) -> None:
