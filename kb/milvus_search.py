@@ -209,6 +209,11 @@ class MilvusSearcher:
             fused, seen = self._weighted(found)
         return self._hits(fused, seen, query, k, xrefs)
 
+    def rankings(self, query: str, want: int, *, mode: str = "hybrid") -> dict[str, list[str]]:
+        """Each channel's chunk_ids, best first, before fusion (kb.search.Searcher.rankings gives row numbers)."""
+        requests = self._requests(clean_query(query), want, Filters(), mode)
+        return dict(zip(requests, self._pool.map(lambda req: self._search(*req), requests.values())))
+
     def _requests(self, query: str, want: int, filters: Filters, mode: str) -> dict[str, tuple]:
         """channel -> (vector field, query data, filter expression, limit)."""
         if not query.strip():
