@@ -81,8 +81,12 @@ def test_incremental_build_rewrites_only_what_changed(tmp_path: Path) -> None:
     (corpus / "local.txt").write_text((corpus / "local.txt").read_text(encoding="utf-8") + "第四条 地方新增条款。\n",
                                       encoding="utf-8")
     (corpus / "note.md").unlink()
+    serving = MilvusSearcher(target(uri))  # an app keeps serving while a build runs in its process
+    assert not serving.refresh()
     third = build_index("milvus", corpus, embedders, uri=uri, cache_dir=None)
     assert sorted(third.indexed) == ["local.txt", "new.txt"] and third.removed == ["note.md"]
+    assert serving.refresh() and "new.txt" in {d["doc_id"] for d in serving.documents()}
+    serving.close()
     assert third.embedded == 4 + 1  # new.txt's four articles and local.txt's new one; its others are reused
     with MilvusSearcher(target(uri)) as updated:
         assert "old.txt" not in {h.chunk.doc_id for h in updated.search("公司注册资本", 20, mode="keyword")}
