@@ -14,6 +14,7 @@ import streamlit.components.v1 as components
 
 from kb import config
 from kb.answer import answer
+from kb.backends import open_searcher
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
@@ -25,6 +26,8 @@ from kb.render import document_html, passage_html, quote_match_html
 from kb.search import MODES, Hit, Searcher
 
 INDEX = Path(os.environ.get("KB_INDEX", config.DEFAULT_INDEX))
+# milvus: serve a Milvus collection instead, at KB_MILVUS_URI (a milvus-lite .db file or a server; docs/MILVUS.md).
+BACKEND = os.environ.get("KB_BACKEND", "faiss")
 PAGES = ("search", "docs", "quote", "source")
 VIEWS = ("passages", "answer")
 LANGS = ("any", "zh", "en")
@@ -41,7 +44,7 @@ ss = st.session_state
 
 @st.cache_resource(show_spinner="Loading the index…")
 def get_searcher(index_dir: str) -> Searcher:
-    return Searcher(Path(index_dir))
+    return open_searcher(BACKEND, Path(index_dir))
 
 
 @st.cache_resource(show_spinner="Opening the quote index…")
@@ -343,6 +346,9 @@ def quote_page(lang: str) -> None:
     if not ss.quote.strip():
         st.info(t("quote_info", lang))
         return
+    if BACKEND != "faiss":
+        st.info(t("quote_faiss_only", lang))
+        return
     try:
         checker = get_checker(str(INDEX))
         checker.refresh()
@@ -402,7 +408,7 @@ def main() -> None:
     try:
         searcher = get_searcher(str(INDEX))
     except IndexMissingError:
-        st.warning(t("no_index", lang, index=INDEX))
+        st.warning(t("no_index", lang, index=INDEX if BACKEND == "faiss" else os.environ.get("KB_MILVUS_URI")))
         st.stop()
     except KbError as exc:
         st.error(t("load_failed", lang, reason=exc))

@@ -1,4 +1,5 @@
 """Policy KB: cited hybrid search over Chinese and English policy documents."""
+from kb.backends import build_index, open_searcher
 from kb.chunk import Chunk, chunk_document
 from kb.cite import citation, highlight_spans
 from kb.config import VERSION as __version__
@@ -30,4 +31,5 @@ __all__ = [
     "ModelMismatchError", "QueryError", "QuoteChecker", "QuoteMatch", "QuoteReport", "Reference", "Resolved",
     "Resolver", "Searcher", "Span", "Target", "__version__", "build", "check_quote", "chunk_document", "citation",
     "find_references", "highlight_spans", "load_embedder", "read_document", "verify", "walk_corpus",
+    "build_index", "open_searcher",  # kb.backends: the FAISS folder or Milvus (docs/MILVUS.md)
 ]

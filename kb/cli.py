@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -69,9 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
     d.add_argument("--json", action="store_true", help="print a JSON list with metadata and in-force dates")
     d.add_argument("--facets", action="store_true", help="print the levels, issuers, statuses and date ranges")
+    # --backend milvus: the same commands against a milvus-lite file or a Milvus server (kb.backends).
+    for command in (b, s, d):
+        _backend_options(command, fusion=command is s)
+    b.add_argument("--part", metavar="I/N", help="milvus: write only worker I's share of N workers (see docs/MILVUS.md)")
 
     e = sub.add_parser("eval", help="run a benchmark: scifact or stard")
     e.add_argument("benchmark", choices=("scifact", "stard"))
+    _backend_options(e, fusion=True)
     e.add_argument("--limit", type=int, default=None, help="first N queries only")
     e.add_argument("--index", type=Path, default=None, help="index folder to (re)use; built if missing")
     e.add_argument("--corpus", type=Path, default=None, help="STARD: corpus folder (default corpus/lawrefbook-national)")
@@ -79,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
     e.add_argument("--json", action="store_true")
     return p
+
+
+def _backend_options(command: argparse.ArgumentParser, fusion: bool) -> None:
+    command.add_argument("--backend", choices=("faiss", "milvus"), default=os.environ.get("KB_BACKEND", "faiss"),
+                         help="faiss: the index folder (default); milvus: a Milvus collection at --uri")
+    command.add_argument("--uri", help="milvus: a milvus-lite file (kb.db) or a server URL (http://host:19530)")
+    command.add_argument("--collection", help="milvus: base name of the collections (default policy_kb)")
+    if fusion:
+        command.add_argument("--fusion", choices=("client", "milvus"), default=None,
+                             help="milvus: weighted RRF here (client, default) or Milvus's hybrid_search RRF")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +129,8 @@ def build_embedders(model: str, xling: str | None) -> dict:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if args.backend == "milvus" or args.part:
+        return _build_milvus(args)
     from tqdm import tqdm
 
     from kb.index import build
@@ -145,12 +163,11 @@ def _build(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from kb.cite import mark
-    from kb.search import Searcher
 
     if bool(args.question) == bool(args.batch):
         print("error: give a question or --batch FILE (not both)", file=sys.stderr)
         return 2
-    searcher = Searcher(args.index, model=args.model)
+    searcher = _open(args, model=args.model)
     filters = {"lang": args.lang, "docs": args.docs, "mode": args.mode, "include_repealed": args.include_repealed,
                "levels": args.levels, "issuers": args.issuers, "validity": args.validity, "as_of": args.as_of,
                "date_from": args.date_from, "date_to": args.date_to, "date_field": args.date_field}
@@ -247,9 +264,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _docs(args: argparse.Namespace) -> int:
-    from kb.search import Searcher
-
-    searcher = Searcher(args.index)
+    searcher = _open(args)
     if args.facets:
         print(json.dumps(searcher.facets().to_dict(), ensure_ascii=False, indent=1))
         return 0
@@ -268,7 +283,45 @@ def _eval(args: argparse.Namespace) -> int:
     from kb.evaluate import run
 
     result = run(args.benchmark, limit=args.limit, index=args.index, corpus=args.corpus, model=args.model,
-                 mode=args.mode)
+                 mode=args.mode, backend=args.backend, uri=args.uri, collection=args.collection, fusion=args.fusion)
     print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
           "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+# --- Milvus backend (kb.backends, kb.milvus_*) ---
+
+def _open(args: argparse.Namespace, model: str | None = None):  # noqa: ANN202 - Searcher or MilvusSearcher
+    from kb.backends import open_searcher
+
+    return open_searcher(args.backend, args.index, args.uri, args.collection, model=model,
+                         fusion=getattr(args, "fusion", None))
+
+
+def _build_milvus(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from kb.backends import build_index, parse_part
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if args.no_progress:
+            return
+        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, file=sys.stderr,
+                                                             unit="file" if stage == "read" else "passage"))
+        bar.total = total
+        bar.update(done - bar.n)
+
+    report = build_index(args.backend, args.corpus, build_embedders(args.model, args.xling), uri=args.uri,
+                         collection=args.collection, progress=progress, part=parse_part(args.part))
+    for bar in bars.values():
+        bar.close()
+    print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
+          f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages in the "
+          f"collection, {report.embedded} embedded, {report.seconds:.1f}s -> {args.uri} ({report.generation})")
+    for doc_id, reason in sorted(report.skipped.items()):
+        print(f"  skipped {doc_id}: {reason}")
+    for doc_id in report.removed:
+        print(f"  removed {doc_id}")
     return 0

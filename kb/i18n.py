@@ -24,6 +24,8 @@ STRINGS: dict[str, tuple[str, str]] = {
                           "粘贴一句话，或用……标出省略的段落"),
     "quote_info": ("Paste a quote to see whether it is in the documents, verbatim, and where.",
                    "粘贴引文，查看它是否出自文件、是否一字不差、出自何处。"),
+    "quote_faiss_only": ("The quote check reads the index folder's quote index; with the Milvus backend it is "
+                         "not available.", "引文核对依赖索引目录中的引文索引；使用 Milvus 后端时不可用。"),
     "similarity": ("similarity", "相似度"),
     "characters": ("characters {start}–{end}", "字符 {start}–{end}"),
     "page_n": ("page {page}", "第 {page} 页"),

@@ -97,3 +97,26 @@ def index(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("i") / "index"
     build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
     return out
+
+
+# --- Backends: the shared search tests run against the FAISS folder and a milvus-lite file (kb.backends) ---
+
+BACKENDS = ("faiss", "milvus")
+
+
+def build_and_open(backend: str, corpus: Path, out: Path, **searcher_args: object) -> object:
+    """Build corpus with the hashing embedder into out/ (an index folder, or out/kb.db) and open a searcher."""
+    from kb.backends import build_index, open_searcher
+
+    where = {"index": out / "index"} if backend == "faiss" else {"uri": str(out / "kb.db")}
+    build_index(backend, corpus, {"dense": HashingEmbedder()}, cache_dir=None, **where)  # type: ignore[arg-type]
+    return open_searcher(backend, **where, **searcher_args)  # type: ignore[arg-type]
+
+
+def target_args(searcher: object) -> list[str]:
+    """The command-line options that point `python -m kb` at the index a searcher serves."""
+    from kb.milvus_search import MilvusSearcher
+
+    if isinstance(searcher, MilvusSearcher):
+        return ["--backend", "milvus", "--uri", searcher.target.uri, "--collection", searcher.target.collection]
+    return ["--index", str(searcher.index_dir)]  # type: ignore[attr-defined]

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from conftest import BACKENDS, build_and_open, target_args
 from kb.cli import main
-from kb.embed import HashingEmbedder
 from kb.errors import QueryError
 from kb.filters import parse_date
-from kb.index import build
 from kb.search import Searcher
 from kb.timeline import spans
 
@@ -27,9 +28,8 @@ local.txt,示范省公司登记条例,地方性法规,示范省人民代表大�
 """
 
 
-@pytest.fixture(scope="module")
-def searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
-    corpus = tmp_path_factory.mktemp("c") / "corpus"
+def write_corpus(corpus: Path) -> Path:
+    """Versions of one law, a repeal by a later text, a stated repeal with and without a date, a future law."""
     corpus.mkdir()
     texts = {
         "company2018.txt": ARTICLES.format("实行认缴制", "甲", "2018年10月26日"),
@@ -45,9 +45,17 @@ def searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
     for name, text in texts.items():
         (corpus / name).write_text(text, encoding="utf-8")
     (corpus / "metadata.csv").write_text(META, encoding="utf-8")
-    index = tmp_path_factory.mktemp("i") / "index"
-    build(corpus, index, {"dense": HashingEmbedder()}, cache_dir=None)
-    return Searcher(index)
+    return corpus
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def searcher(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searcher]:
+    """Every filter test runs on the FAISS index and on milvus-lite (filters pushed down as expressions)."""
+    corpus = write_corpus(tmp_path_factory.mktemp("c") / "corpus")
+    searcher = build_and_open(request.param, corpus, tmp_path_factory.mktemp("i"))
+    yield searcher  # type: ignore[misc]
+    if hasattr(searcher, "close"):
+        searcher.close()
 
 
 def found(searcher: Searcher, **filters: object) -> set[str]:
@@ -135,20 +143,20 @@ def test_spans_keep_stated_validity_over_shared_titles() -> None:
 
 
 def test_cli_filters_and_docs_listing(searcher: Searcher, capsys: pytest.CaptureFixture[str]) -> None:
-    index = str(searcher.index_dir)
-    assert main(["search", "公司注册资本", "--index", index, "--mode", "keyword", "--json", "--as-of", "2020-01-01",
+    index = target_args(searcher)
+    assert main(["search", "公司注册资本", *index, "--mode", "keyword", "--json", "--as-of", "2020-01-01",
                  "--level", "法律"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert {i["doc_id"] for i in items} == {"company2018.txt"}
     assert items[0]["meta"]["validity"] == "已修改" and items[0]["in_force"]["until"] == "2024-07-01"
-    assert main(["search", "公司注册资本", "--index", index, "--mode", "keyword", "--valid-on", "2000-01-01",
+    assert main(["search", "公司注册资本", *index, "--mode", "keyword", "--valid-on", "2000-01-01",
                  "--level", "法律"]) == 0
     assert "no results (try without --level/--as-of)" in capsys.readouterr().out
-    assert main(["search", "公司", "--index", index, "--from", "2019-13"]) == 1
+    assert main(["search", "公司", *index, "--from", "2019-13"]) == 1
     assert capsys.readouterr().err.startswith("error: date_from: '2019-13' is not a date")
-    assert main(["docs", "--index", index, "--json"]) == 0
+    assert main(["docs", *index, "--json"]) == 0
     docs = {d["doc_id"]: d for d in json.loads(capsys.readouterr().out)}
     assert docs["old.txt"]["meta"]["validity"] == "已废止" and docs["old.txt"]["in_force"]["until"] == "2016-01-01"
     assert docs["local.txt"]["meta"]["level"] == "地方性法规" and docs["local.txt"]["chunks"] == 3
-    assert main(["docs", "--index", index, "--facets"]) == 0
+    assert main(["docs", *index, "--facets"]) == 0
     assert json.loads(capsys.readouterr().out)["levels"]["法律"] == 2
