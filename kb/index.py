@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
-from kb.chunk import Chunk, chunk_document
+from kb.chunk import Chunk, read_passages
 from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError, KbError
-from kb.ingest import Document, file_sha256, load_sidecars, read_document, read_sidecar, walk_corpus
+from kb.ingest import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
 from kb.lexical import TOKENIZER_VERSION, bm25s_module, tokenize_many
 from kb.quoteindex import QUOTE_FILE, write_quote_index
 from kb.store import Store, write_store
@@ -147,10 +147,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder],
                     _, doc, doc_chunks, doc_tokens, doc_hashes = previous[doc_id]
                     report.reused.append(doc_id)
                 else:
-                    doc = read_document(corpus, doc_id, sidecars.get(doc_id))
-                    doc_chunks = chunk_document(doc)
-                    if not doc_chunks:
-                        raise IngestError(doc_id, "no passages after chunking")
+                    doc, doc_chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
                     doc_tokens = tokenize_many([c.index_text() for c in doc_chunks])
                     doc_hashes = [EmbeddingCache.key(c.index_text()) for c in doc_chunks]
                     report.indexed.append(doc_id)
@@ -158,7 +155,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder],
                 report.skipped[doc_id] = exc.reason
                 log.warning("skipped %s: %s", doc_id, exc.reason)
                 continue
-            except OSError as exc:
+            except OSError as exc:  # the source key's hashing failed (a link loop, a vanished file)
                 report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
                 continue
             docs.append((doc, key))

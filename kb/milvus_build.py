@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
-from kb.chunk import Chunk, chunk_document
+from kb.chunk import Chunk, read_passages
 from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IngestError, KbError
 from kb.filters import date_int
 from kb.index import BuildReport, chunking_settings
-from kb.ingest import Document, file_sha256, load_sidecars, read_document, read_sidecar, walk_corpus
+from kb.ingest import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
 from kb.milvus_schema import (ANALYZER_VERSION, CHUNK_FIELDS, FORMAT, MARKER, OPEN_END, TEXT_PIECE_CHARS,
                               VARCHAR_MAX, bm25_text, create_chunks, create_collections, generation_name)
 from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote, turn
@@ -157,19 +157,13 @@ def _read(corpus: Path, changed: list[str], keys: dict[str, str], sidecars: dict
     for n, doc_id in enumerate(changed):
         step("read", n, len(changed))
         try:
-            doc = read_document(corpus, doc_id, sidecars.get(doc_id))
-            chunks = chunk_document(doc)
-            if not chunks:
-                raise IngestError(doc_id, "no passages after chunking")
+            doc, chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
             too_long = [c.chunk_id for c in chunks if len(c.index_text().encode()) > VARCHAR_MAX]
             if too_long:
                 raise IngestError(doc_id, f"passage {too_long[0]} exceeds Milvus's {VARCHAR_MAX}-byte text limit")
         except IngestError as exc:
             report.skipped[doc_id] = exc.reason
             log.warning("skipped %s: %s", doc_id, exc.reason)
-            continue
-        except OSError as exc:
-            report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
             continue
         out.append((doc, keys[doc_id], chunks))
         report.indexed.append(doc_id)
