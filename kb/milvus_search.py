@@ -35,7 +35,7 @@ from kb.milvus_filters import expression
 from kb.milvus_schema import CHUNK_FIELDS, bm25_text, chunk_from_row
 from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
 from kb.search import MODES, Hit, clean_query
-from kb.timeline import spans
+from kb.timeline import documents_in_force, spans
 from kb.xref_resolve import Resolved, Resolver
 
 log = logging.getLogger(__name__)
@@ -145,13 +145,7 @@ class MilvusSearcher:
 
     def documents(self) -> list[dict[str, object]]:
         """The indexed documents with metadata, chunk counts and when each is in force, as Searcher.documents."""
-        out = []
-        for doc_id, doc in self.docs.items():
-            span = self.spans[doc_id]
-            meta = {**doc["meta"], "validity": span.validity}
-            out.append({**doc, "meta": meta, "in_force": {"from": span.start, "until": span.end},
-                        "versions": list(span.versions)})
-        return out
+        return documents_in_force(self.docs, self.spans)
 
     def source(self, doc_id: str) -> tuple[Document, list[Chunk]]:
         """A document's full text and its chunks in reading order.

@@ -21,7 +21,7 @@ from kb.index import CURRENT
 from kb.ingest import DocMeta, Document, detect_lang
 from kb.lexical import tokenize
 from kb.loader import LoadedIndex, load_index
-from kb.timeline import Span
+from kb.timeline import Span, documents_in_force
 from kb.xref_resolve import Resolved
 
 log = logging.getLogger(__name__)
@@ -115,14 +115,7 @@ class Searcher:
 
     def documents(self) -> list[dict[str, object]]:
         """The indexed documents with metadata, chunk counts, and when each is in force (kb.timeline)."""
-        out = []
-        for doc_id, doc in self.index.docs.items():
-            span = self.index.spans[doc_id]
-            meta = dict(doc["meta"])  # type: ignore[call-overload]  # doc rows are loosely typed JSON
-            meta["validity"] = span.validity
-            out.append({**doc, "meta": meta, "in_force": {"from": span.start, "until": span.end},
-                        "versions": list(span.versions)})
-        return out
+        return documents_in_force(self.index.docs, self.index.spans)
 
     def source(self, doc_id: str) -> tuple[Document, list[Chunk]]:
         """A document's full text and its chunks in reading order, for showing a passage in place.

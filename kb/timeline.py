@@ -103,3 +103,14 @@ def spans(docs: Mapping[str, DocRow], today: datetime.date | None = None) -> dic
         versions = tuple(sorted(members, key=lambda d: (starts[d] or "", d))) if len(members) > 1 else ()
         out[doc_id] = Span(start, end, validity, versions)
     return out
+
+
+def documents_in_force(docs: dict[str, dict[str, object]], in_force: dict[str, Span]) -> list[dict[str, object]]:
+    """Document rows with the validity their span implies, when each is in force, and its versions."""
+    out = []
+    for doc_id, doc in docs.items():
+        span = in_force[doc_id]
+        meta = {**doc["meta"], "validity": span.validity}  # type: ignore[dict-item]  # rows are loosely typed JSON
+        out.append({**doc, "meta": meta, "in_force": {"from": span.start, "until": span.end},
+                    "versions": list(span.versions)})
+    return out
