@@ -1,10 +1,11 @@
-"""Policy KB in the browser: ask in Chinese or English, read cited passages, open sources, export.
+"""Policy KB in the browser: ask in Chinese or English, read cited passages, open sources, export, check quotes.
 
 Run: streamlit run app.py. The question, filters and open document live in the URL, so a link reproduces a search.
 All retrieval, grouping and export logic is in `kb`; this file only lays it out.
 """
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
@@ -13,23 +14,29 @@ import streamlit.components.v1 as components
 
 from kb import config
 from kb.answer import answer
+from kb.backends import open_searcher
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
 from kb.export import citations_text, md_escape, to_csv, to_markdown
-from kb.i18n import t
+from kb.i18n import both, t
 from kb.ingest import detect_lang
-from kb.render import document_html, passage_html
+from kb.quote import QuoteChecker
+from kb.render import document_html, passage_html, quote_match_html
 from kb.search import MODES, Hit, Searcher
 
 INDEX = Path(os.environ.get("KB_INDEX", config.DEFAULT_INDEX))
-PAGES = ("search", "docs", "source")
+# milvus: serve a Milvus collection instead, at KB_MILVUS_URI (a milvus-lite .db file or a server; docs/MILVUS.md).
+BACKEND = os.environ.get("KB_BACKEND", "faiss")
+PAGES = ("search", "docs", "quote", "source")
 VIEWS = ("passages", "answer")
 LANGS = ("any", "zh", "en")
 UI_LANGS = ("auto", "zh", "en")
 MAX_K = 50
 # Hits fetched for the answer view: enough distinct passages to group, few enough to stay fast.
 ANSWER_POOL = 20
+# What the date pickers accept: the oldest texts still cited, and laws passed now but in force years later.
+DATE_RANGE = (datetime.date(1900, 1, 1), datetime.date(datetime.date.today().year + 10, 12, 31))
 
 st.set_page_config(page_title="Policy KB", page_icon="📜", layout="wide")
 ss = st.session_state
@@ -37,7 +44,12 @@ ss = st.session_state
 
 @st.cache_resource(show_spinner="Loading the index…")
 def get_searcher(index_dir: str) -> Searcher:
-    return Searcher(Path(index_dir))
+    return open_searcher(BACKEND, Path(index_dir))
+
+
+@st.cache_resource(show_spinner="Opening the quote index…")
+def get_checker(index_dir: str) -> QuoteChecker:
+    return QuoteChecker(Path(index_dir), searcher=get_searcher(index_dir))
 
 
 def load_url_state() -> None:
@@ -54,6 +66,9 @@ def load_url_state() -> None:
     ss.k = _int(qp.get("k"), 10, 1, MAX_K)
     ss.in_docs = qp.get_all("in")
     ss.repealed = qp.get("repealed") == "1"
+    ss.levels = qp.get_all("level")
+    ss.date_from, ss.date_to, ss.as_of = (_date(qp.get(key)) for key in ("from", "to", "as_of"))
+    ss.quote = qp.get("quote", "")
     ss.src_doc = qp.get("doc")
     ss.src_chunk = _int(qp.get("chunk"), 0, 0, 10**6)
     if ss.page == "source" and not ss.src_doc:
@@ -63,7 +78,7 @@ def load_url_state() -> None:
 
 def keep_widget_state() -> None:
     """Widgets not drawn in a run lose their state; the question must survive a visit to a source page."""
-    for key in ("q", "view", "docs_needle"):
+    for key in ("q", "view", "docs_needle", "quote"):
         if key in ss:
             ss[key] = ss[key]
 
@@ -79,8 +94,15 @@ def save_url_state() -> None:
             params[key] = str(ss[key])
     if ss.in_docs:
         params["in"] = list(ss.in_docs)
+    if ss.page == "quote" and ss.quote.strip():
+        params["quote"] = ss.quote.strip()
     if ss.repealed:
         params["repealed"] = "1"
+    if ss.levels:
+        params["level"] = list(ss.levels)
+    for key, name in (("date_from", "from"), ("date_to", "to"), ("as_of", "as_of")):
+        if ss.get(key):
+            params[name] = ss[key].isoformat()
     if ss.page == "source" and ss.src_doc:
         params["doc"] = ss.src_doc
         params["chunk"] = str(ss.src_chunk)
@@ -91,6 +113,13 @@ def _pick(value: str | None, allowed: tuple[str, ...], default: str) -> str:
     return value if value in allowed else default
 
 
+def _date(value: str | None) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 def _int(value: str | None, default: int, low: int, high: int) -> int:
     try:
         return min(max(int(value or default), low), high)
@@ -99,11 +128,12 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
 
 
 def ui_lang() -> str:
-    """The interface language: the reader's choice, else the question's language, else the browser's."""
+    """The interface language: the reader's choice, else the question's (or quote's) language, else the browser's."""
     if ss.ui in ("zh", "en"):
         return ss.ui
-    if ss.q.strip():
-        return detect_lang(ss.q)
+    text = ss.quote if ss.page == "quote" else ss.q
+    if text.strip():
+        return detect_lang(text)
     locale = getattr(st.context, "locale", None) or ""
     return "zh" if locale.lower().startswith("zh") else "en"
 
@@ -126,16 +156,28 @@ def sidebar(searcher: Searcher, lang: str) -> None:
         ss.in_docs = [d for d in ss.in_docs if d in titles]
     with st.sidebar:
         st.radio(t("interface", lang), UI_LANGS, key="ui", horizontal=True,
-                 format_func={"auto": t("auto", lang), "zh": "中文", "en": "English"}.get)
-        st.radio(t("page", lang), ("search", "docs"), key="page_choice", horizontal=True,
-                 index=1 if ss.page == "docs" else 0,
-                 format_func=lambda p: t(f"page_{p}", lang), on_change=_page_changed)
+                 format_func={"auto": both("auto"), "zh": "中文", "en": "English"}.get)
+        pages = ("search", "docs", "quote")
+        st.radio(t("page", lang), pages, key="page_choice", horizontal=True,
+                 index=pages.index(ss.page) if ss.page in pages else 0,
+                 format_func=lambda p: both(f"page_{p}"), on_change=_page_changed)
         st.header(t("filters", lang))
         st.radio(t("language", lang), LANGS, key="lang", horizontal=True,
-                 format_func={"any": t("any", lang), "zh": "中文", "en": "English"}.get)
+                 format_func={"any": both("any"), "zh": "中文", "en": "English"}.get)
         st.multiselect(t("documents", lang), list(titles), key="in_docs", format_func=lambda d: titles[d])
+        facets = searcher.facets()
+        known_levels = [level for level, _ in facets.levels]
+        ss.levels = [level for level in ss.levels if level in known_levels]
+        st.multiselect(t("levels", lang), known_levels, key="levels",
+                       format_func=lambda v: f"{v} ({dict(facets.levels)[v]})")
+        low, high = DATE_RANGE
+        left, right = st.columns(2)
+        left.date_input(t("date_from", lang), key="date_from", min_value=low, max_value=high, format="YYYY-MM-DD")
+        right.date_input(t("date_to", lang), key="date_to", min_value=low, max_value=high, format="YYYY-MM-DD")
+        st.date_input(t("as_of", lang), key="as_of", min_value=low, max_value=high, format="YYYY-MM-DD",
+                      help=t("as_of_help", lang))
         st.checkbox(t("include_repealed", lang), key="repealed")
-        st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: t(f"mode_{m}", lang))
+        st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: both(f"mode_{m}"))
         st.slider(t("results_n", lang), 1, MAX_K, key="k")
         st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.index.n))
 
@@ -146,10 +188,14 @@ def _page_changed() -> None:
 
 def run_search(searcher: Searcher, k: int) -> list[Hit]:
     """Search once per distinct question, filters and index generation; reruns reuse the result."""
-    key = (searcher.index.gen.name, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed)
+    dates = {name: ss[key].isoformat() if ss.get(key) else None
+             for key, name in (("date_from", "date_from"), ("date_to", "date_to"), ("as_of", "as_of"))}
+    key = (searcher.index.gen.name, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed,
+           tuple(ss.levels), tuple(dates.values()))
     if ss.get("_hits_key") != key:
         ss._hits = searcher.search(ss.q, k, lang=None if ss.lang == "any" else ss.lang,
-                                   docs=list(ss.in_docs) or None, mode=ss.mode, include_repealed=ss.repealed)
+                                   docs=list(ss.in_docs) or None, mode=ss.mode, include_repealed=ss.repealed,
+                                   levels=list(ss.levels) or None, **dates)
         ss._hits_key = key
     return ss._hits
 
@@ -163,7 +209,7 @@ def search_page(searcher: Searcher, lang: str) -> None:
     if not ss.q.strip():
         st.info(t("type_question", lang))
         return
-    st.radio(t("view", lang), VIEWS, key="view", horizontal=True, format_func=lambda v: t(f"view_{v}", lang))
+    st.radio(t("view", lang), VIEWS, key="view", horizontal=True, format_func=lambda v: both(f"view_{v}"))
     try:
         hits = run_search(searcher, max(ss.k, ANSWER_POOL) if ss.view == "answer" else ss.k)
     except KbError as exc:
@@ -171,7 +217,10 @@ def search_page(searcher: Searcher, lang: str) -> None:
         return
     if not hits:
         active = [name for name, on in ((t("language", lang), ss.lang != "any"), (t("documents", lang), ss.in_docs),
-                                        (t("mode", lang), ss.mode != "hybrid")) if on]
+                                        (t("levels", lang), ss.levels),
+                                        (t("dates", lang), ss.get("date_from") or ss.get("date_to")),
+                                        (t("as_of", lang), ss.get("as_of")), (t("mode", lang), ss.mode != "hybrid"))
+                  if on]
         st.warning(t("no_results", lang) + (" " + t("remove_filters", lang, filters=", ".join(active)) if active else ""))
         return
     if ss.view == "answer":
@@ -192,10 +241,27 @@ def hit_card(hit: Hit, lang: str) -> None:
         st.html(passage_html(hit.chunk.text, hit.highlights))
         if hit.also_in:
             st.caption(md_escape(t("also_in", lang, docs=", ".join(hit.also_in))))
+        xref_links(hit, lang)
         left, right = st.columns([1, 4])
         left.button(t("open_source", lang), key=f"open-{hit.chunk.chunk_id}", on_click=open_source,
                     args=(hit.chunk.doc_id, hit.chunk.ordinal))
         right.caption(md_escape(t("why", lang, channels=channels_text(hit, lang))))
+
+
+def xref_links(hit: Hit, lang: str) -> None:
+    """The articles this passage cites: a button opening each one held in the index, the others named."""
+    targets = {r.target.chunk_id: r.target for r in hit.xrefs if r.target and r.target.chunk_id != hit.chunk.chunk_id}
+    missing = sorted({r.ref.text for r in hit.xrefs if r.target is None})
+    if not targets and not missing:
+        return
+    st.caption(t("cites", lang))
+    cols = st.columns(min(len(targets), 3) or 1)
+    for n, target in enumerate(list(targets.values())[:6]):
+        doc_id, ordinal = target.chunk_id.rsplit("#", 1)
+        cols[n % len(cols)].button("→ " + target.citation, key=f"xref-{hit.chunk.chunk_id}-{target.chunk_id}",
+                                   on_click=open_source, args=(doc_id, int(ordinal)))
+    if missing:
+        st.caption(md_escape(t("not_indexed", lang, refs="; ".join(missing[:4]))))
 
 
 def answer_view(hits: list[Hit], lang: str) -> None:
@@ -273,6 +339,48 @@ def _back() -> None:
     ss.page = ss.get("page_choice", "search")
 
 
+def quote_page(lang: str) -> None:
+    """Paste a quote: the verdict, then each location with its citation, offsets, context or diff."""
+    st.header(t("quote_header", lang))
+    st.text_area(t("quote_label", lang), key="quote", placeholder=t("quote_placeholder", lang))
+    if not ss.quote.strip():
+        st.info(t("quote_info", lang))
+        return
+    if BACKEND != "faiss":
+        st.info(t("quote_faiss_only", lang))
+        return
+    try:
+        checker = get_checker(str(INDEX))
+        checker.refresh()
+        report = checker.check(ss.quote)
+    except KbError as exc:
+        st.error(str(exc))
+        return
+    show = {"verbatim": st.success, "normalized": st.success, "omissions": st.info, "altered": st.warning,
+            "not_found": st.error}[report.verdict]
+    show(f"**{md_escape(report.label.capitalize())}**" + (f": {md_escape(report.note)}" if report.note else ""))
+    for n, m in enumerate(report.matches, start=1):
+        with st.container(border=True):
+            sim = "" if m.similarity is None else f" · {t('similarity', lang)} {m.similarity:.2f}"
+            st.markdown(f"**{n}\\. {md_escape(m.citation)}** · {md_escape(m.label)}{sim}")
+            st.caption(md_escape(" · ".join(x for x in (
+                m.doc_id, t("characters", lang, start=m.char_start, end=m.char_end),
+                t("page_n", lang, page=m.page) if m.page else "", m.lang) if x)))
+            st.html(quote_match_html(m))
+            if m.also_in:
+                st.caption(md_escape(t("also_in", lang, docs=", ".join(m.also_in))))
+            st.button(t("open_source", lang), key=f"quote-open-{n}", on_click=open_source_at,
+                      args=(m.doc_id, m.char_start))
+
+
+def open_source_at(doc_id: str, offset: int) -> None:
+    """Open a document at the passage holding a character offset."""
+    searcher = get_searcher(str(INDEX))
+    _, chunks = searcher.source(doc_id)
+    at = next((n for n, c in enumerate(chunks) if c.char_start <= offset < c.char_end), 0)
+    open_source(doc_id, at)
+
+
 def docs_page(searcher: Searcher, lang: str) -> None:
     st.header(t("docs_header", lang))
     needle = st.text_input(t("docs_filter", lang), key="docs_needle").strip().lower()
@@ -300,7 +408,7 @@ def main() -> None:
     try:
         searcher = get_searcher(str(INDEX))
     except IndexMissingError:
-        st.warning(t("no_index", lang, index=INDEX))
+        st.warning(t("no_index", lang, index=INDEX if BACKEND == "faiss" else os.environ.get("KB_MILVUS_URI")))
         st.stop()
     except KbError as exc:
         st.error(t("load_failed", lang, reason=exc))
@@ -312,6 +420,8 @@ def main() -> None:
         source_page(searcher, lang)
     elif ss.page == "docs":
         docs_page(searcher, lang)
+    elif ss.page == "quote":
+        quote_page(lang)
     else:
         search_page(searcher, lang)
     save_url_state()

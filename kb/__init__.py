@@ -1,4 +1,5 @@
 """Policy KB: cited hybrid search over Chinese and English policy documents."""
+from kb.backends import build_index, open_searcher
 from kb.chunk import Chunk, chunk_document
 from kb.cite import citation, highlight_spans
 from kb.config import VERSION as __version__
@@ -13,14 +14,22 @@ from kb.errors import (
     ModelMismatchError,
     QueryError,
 )
+from kb.filters import Facets, Filters
 from kb.index import BuildReport, build
 from kb.ingest import DocMeta, Document, read_document, walk_corpus
+from kb.quote import QuoteChecker, QuoteMatch, QuoteReport, check_quote
+from kb.quotediff import DiffOp
 from kb.search import Hit, Searcher
+from kb.timeline import Span
 from kb.verify import verify
+from kb.xref import Reference, find_references
+from kb.xref_resolve import Resolved, Resolver, Target
 
 __all__ = [
-    "BuildReport", "Chunk", "CorpusError", "DocMeta", "Document", "Embedder", "HashingEmbedder", "Hit",
-    "IndexCorruptError", "IndexMissingError", "IngestError", "KbError", "ModelLoadError", "ModelMismatchError",
-    "QueryError", "Searcher", "__version__", "build", "chunk_document", "citation", "highlight_spans",
-    "load_embedder", "read_document", "verify", "walk_corpus",
+    "BuildReport", "Chunk", "CorpusError", "DiffOp", "DocMeta", "Document", "Embedder", "Facets", "Filters",
+    "HashingEmbedder", "Hit", "IndexCorruptError", "IndexMissingError", "IngestError", "KbError", "ModelLoadError",
+    "ModelMismatchError", "QueryError", "QuoteChecker", "QuoteMatch", "QuoteReport", "Reference", "Resolved",
+    "Resolver", "Searcher", "Span", "Target", "__version__", "build", "check_quote", "chunk_document", "citation",
+    "find_references", "highlight_spans", "load_embedder", "read_document", "verify", "walk_corpus",
+    "build_index", "open_searcher",  # kb.backends: the FAISS folder or Milvus (docs/MILVUS.md)
 ]

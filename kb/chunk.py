@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from kb import config
-from kb.ingest import Document, detect_lang
+from kb.errors import IngestError
+from kb.ingest import Document, detect_lang, read_document
 from kb.legal import Segment, find_articles, legal_segments, policy_segments
 
 
@@ -37,10 +39,25 @@ class Chunk:
         return f"{head}\n{self.text}" if head else self.text
 
 
-_WS = " \t\n\r\u3000\u00a0"
 # Sentence ends for Chinese (。；！？) and English (. ! ? followed by a space).
 _SENT_END = re.compile(r"[。；！？]|[.!?](?=\s)")
 _EN_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$|^(\S.{0,150})\n(?:=+|-{3,})[ \t]*$", re.M)
+
+
+def read_passages(corpus: Path, doc_id: str, overrides: dict[str, str] | None = None) -> tuple[Document, list[Chunk]]:
+    """Read one corpus file and chunk it: what every index backend stores for a file.
+
+    Raises:
+        IngestError: the file cannot be read, is unreadable on disk, or gives no passages; the reason is one line.
+    """
+    try:
+        doc = read_document(corpus, doc_id, overrides)
+    except OSError as exc:
+        raise IngestError(doc_id, f"unreadable ({exc.strerror or exc})") from exc
+    chunks = chunk_document(doc)
+    if not chunks:
+        raise IngestError(doc_id, "no passages after chunking")
+    return doc, chunks
 
 
 def chunk_document(doc: Document) -> list[Chunk]:
@@ -67,9 +84,11 @@ def chunk_document(doc: Document) -> list[Chunk]:
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start] in _WS:
+    # Any Unicode whitespace (form feeds from PDFs and Word, NEL, thin spaces), not only the common kinds:
+    # a chunk must never be blank.
+    while start < end and text[start].isspace():
         start += 1
-    while end > start and text[end - 1] in _WS:
+    while end > start and text[end - 1].isspace():
         end -= 1
     return start, end
 

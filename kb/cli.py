@@ -1,14 +1,15 @@
-"""`python -m kb build | search | check | docs | eval`: thin wrappers over the library."""
+"""`python -m kb build | search | quote | check | docs | eval`: thin wrappers over the library."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from kb import config
-from kb.errors import KbError
+from kb.errors import KbError, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
     s.add_argument("--include-repealed", action="store_true",
                    help="also rank texts marked 已废止 (repealed) or 已修改 (superseded)")
+    s.add_argument("--level", action="append", dest="levels", metavar="LEVEL",
+                   help="keep this level: 法律, 行政法规, 部门规章, 司法解释, 地方性法规, commentary ... (repeatable)")
+    s.add_argument("--issuer", action="append", dest="issuers", metavar="NAME",
+                   help="keep texts whose issuing body contains NAME (repeatable)")
+    s.add_argument("--validity", action="append", metavar="STATUS",
+                   help="keep texts with this status: 现行有效, 已修改, 已废止, 尚未生效 (repeatable)")
+    s.add_argument("--as-of", "--valid-on", dest="as_of", metavar="DATE",
+                   help="keep the texts in force on DATE (YYYY-MM-DD), whichever version that was")
+    s.add_argument("--from", dest="date_from", metavar="DATE", help="keep texts dated on or after DATE")
+    s.add_argument("--to", dest="date_to", metavar="DATE", help="keep texts dated on or before DATE")
+    s.add_argument("--date-field", choices=("published", "effective"), default="published",
+                   help="which date --from/--to compare (default: published)")
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
+
+    q = sub.add_parser("quote", help="check a quote: verbatim, normalised, with omissions, altered, or not found")
+    q.add_argument("text", nargs="?", help="the quoted text (omit with --batch)")
+    q.add_argument("-k", type=int, default=5, help="locations to list")
+    q.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
+    q.add_argument("--json", action="store_true", help="print a JSON object")
+    q.add_argument("--batch", type=Path, help="one quote per line; prints one JSON object per line, in order")
 
     c = sub.add_parser("check", help="verify the index matches the corpus (hashes, chunks, a sample of vectors)")
     c.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
@@ -47,12 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--sample", type=int, default=16, help="passages to re-embed and compare (0: skip)")
     c.add_argument("--quick", action="store_true", help="compare source hashes only (what the app's start-up runs)")
 
-    d = sub.add_parser("docs", help="list indexed documents")
+    d = sub.add_parser("docs", help="list indexed documents with their metadata")
     d.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print a JSON list with metadata and in-force dates")
+    d.add_argument("--facets", action="store_true", help="print the levels, issuers, statuses and date ranges")
+    # --backend milvus: the same commands against a milvus-lite file or a Milvus server (kb.backends).
+    for command in (b, s, d):
+        _backend_options(command, fusion=command is s)
+    b.add_argument("--part", metavar="I/N", help="milvus: write only worker I's share of N workers (see docs/MILVUS.md)")
 
     e = sub.add_parser("eval", help="run a benchmark: scifact or stard")
     e.add_argument("benchmark", choices=("scifact", "stard"))
+    _backend_options(e, fusion=True)
     e.add_argument("--limit", type=int, default=None, help="first N queries only")
     e.add_argument("--index", type=Path, default=None, help="index folder to (re)use; built if missing")
     e.add_argument("--corpus", type=Path, default=None, help="STARD: corpus folder (default corpus/lawrefbook-national)")
@@ -73,13 +99,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _backend_options(command: argparse.ArgumentParser, fusion: bool) -> None:
+    command.add_argument("--backend", choices=("faiss", "milvus"), default=os.environ.get("KB_BACKEND", "faiss"),
+                         help="faiss: the index folder (default); milvus: a Milvus collection at --uri")
+    command.add_argument("--uri", help="milvus: a milvus-lite file (kb.db) or a server URL (http://host:19530)")
+    command.add_argument("--collection", help="milvus: base name of the collections (default policy_kb)")
+    if fusion:
+        command.add_argument("--fusion", choices=("client", "milvus"), default=None,
+                             help="milvus: weighted RRF here (client, default) or Milvus's hybrid_search RRF")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return {"build": _build, "search": _search, "check": _check, "docs": _docs, "eval": _eval,
-                "bench": _bench}[args.command](args)
+        return {"build": _build, "search": _search, "quote": _quote, "check": _check, "docs": _docs,
+                "eval": _eval, "bench": _bench}[args.command](args)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -105,6 +141,8 @@ def build_embedders(model: str, xling: str | None) -> dict:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if args.backend == "milvus" or args.part:
+        return _build_milvus(args)
     from tqdm import tqdm
 
     from kb.index import build
@@ -138,35 +176,90 @@ def _build(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from kb.cite import mark
-    from kb.search import Searcher
 
     if bool(args.question) == bool(args.batch):
         print("error: give a question or --batch FILE (not both)", file=sys.stderr)
         return 2
-    searcher = Searcher(args.index, model=args.model)
+    searcher = _open(args, model=args.model)
+    filters = {"lang": args.lang, "docs": args.docs, "mode": args.mode, "include_repealed": args.include_repealed,
+               "levels": args.levels, "issuers": args.issuers, "validity": args.validity, "as_of": args.as_of,
+               "date_from": args.date_from, "date_to": args.date_to, "date_field": args.date_field}
     if args.batch:
-        try:
-            lines = args.batch.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
+        lines = _batch_lines(args.batch)
+        if lines is None:
             return 2
-        for line in lines:
-            hits = searcher.search(line, args.k, lang=args.lang, docs=args.docs, mode=args.mode,
-                                   include_repealed=args.include_repealed) if line.strip() else []
+        failed = 0
+        for n, line in enumerate(lines, start=1):
+            try:
+                hits = searcher.search(line, args.k, **filters) if line.strip() else []
+            except QueryError as exc:  # one bad line must not cost the answers to the others, or their order
+                print(f"line {n}: {exc}", file=sys.stderr)
+                hits, failed = [], failed + 1
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False), flush=True)
-        return 0
-    hits = searcher.search(args.question, args.k, lang=args.lang, docs=args.docs, mode=args.mode,
-                           include_repealed=args.include_repealed)
+        return 1 if failed else 0
+    hits = searcher.search(args.question, args.k, **filters)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return 0
+    narrowed = [f for f, v in (("--lang", args.lang), ("--doc", args.docs), ("--level", args.levels),
+                               ("--issuer", args.issuers), ("--validity", args.validity), ("--as-of", args.as_of),
+                               ("--from", args.date_from), ("--to", args.date_to)) if v]
     if not hits:
-        print("no results" + (" (try without --lang/--doc)" if args.lang or args.docs else ""))
+        print("no results" + (f" (try without {'/'.join(narrowed)})" if narrowed else ""))
     for h in hits:
         text = " ".join(mark(h.chunk.text, h.highlights).split())
         print(f"{h.rank:>2}. {h.citation}  [{h.chunk.doc_id}]  score {h.score:.4f}")
+        if h.meta.validity in config.HIDDEN_VALIDITY or h.meta.validity == "尚未生效":
+            print(f"    ({h.meta.validity})")
         print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
     return 0
+
+
+def _batch_lines(path: Path) -> list[str] | None:
+    """The lines of a --batch file, or None after saying on stderr why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def _quote(args: argparse.Namespace) -> int:
+    from kb.quote import QuoteChecker
+    from kb.quotediff import render
+
+    if bool(args.text) == bool(args.batch):
+        print("error: give a quote or --batch FILE (not both)", file=sys.stderr)
+        return 2
+    checker = QuoteChecker(args.index)
+    if args.batch:
+        lines = _batch_lines(args.batch)
+        if lines is None:
+            return 2
+        for line in lines:
+            # A blank line keeps its place in the output, so line n of the answers is quote n.
+            out = checker.check(line, args.k).to_dict() if line.strip() else {"quote": "", "verdict": None}
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+        return 0
+    report = checker.check(args.text, args.k)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    print(report.label.upper() + (f" ({report.note})" if report.note else ""))
+    for n, m in enumerate(report.matches, start=1):
+        sim = "" if m.similarity is None else f", similarity {m.similarity:.2f}"
+        print(f"{n:>2}. {m.label}: {m.citation}  [{m.doc_id}]  chars {m.char_start}-{m.char_end}{sim}")
+        if m.also_in:
+            print(f"    also in {len(m.also_in)} more: {', '.join(m.also_in[:3])}{' …' if len(m.also_in) > 3 else ''}")
+        shown = render(m.diff) if m.kind in ("altered", "omissions") else _marked(m.context, m.char_start - m.context_start,
+                                                                   m.char_end - m.context_start)
+        print(f"    {' '.join(shown.split())[:400]}")
+    return 0
+
+
+def _marked(text: str, start: int, end: int) -> str:
+    start, end = max(0, start), min(len(text), end)
+    return f"{text[:start]}**{text[start:end]}**{text[end:]}"
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -184,15 +277,18 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _docs(args: argparse.Namespace) -> int:
-    from kb.search import Searcher
-
-    docs = Searcher(args.index).documents()
+    searcher = _open(args)
+    if args.facets:
+        print(json.dumps(searcher.facets().to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    docs = searcher.documents()
     if args.json:
         print(json.dumps(docs, ensure_ascii=False, indent=1))
         return 0
     for d in docs:
         meta = d["meta"]
-        print(f"{d['doc_id']}\t{d['lang']}\t{d['chunks']}\t{meta.get('level') or ''}\t{d['title']}")
+        print("\t".join(str(x or "") for x in (d["doc_id"], d["lang"], d["chunks"], meta.get("level"),
+                                              meta.get("validity"), meta.get("published"), d["title"])))
     return 0
 
 
@@ -200,7 +296,7 @@ def _eval(args: argparse.Namespace) -> int:
     from kb.evaluate import run
 
     result = run(args.benchmark, limit=args.limit, index=args.index, corpus=args.corpus, model=args.model,
-                 mode=args.mode)
+                 mode=args.mode, backend=args.backend, uri=args.uri, collection=args.collection, fusion=args.fusion)
     print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
           "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
@@ -215,4 +311,42 @@ def _bench(args: argparse.Namespace) -> int:
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
     print(text)
+    return 0
+
+
+# --- Milvus backend (kb.backends, kb.milvus_*) ---
+
+def _open(args: argparse.Namespace, model: str | None = None):  # noqa: ANN202 - Searcher or MilvusSearcher
+    from kb.backends import open_searcher
+
+    return open_searcher(args.backend, args.index, args.uri, args.collection, model=model,
+                         fusion=getattr(args, "fusion", None))
+
+
+def _build_milvus(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from kb.backends import build_index, parse_part
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if args.no_progress:
+            return
+        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, file=sys.stderr,
+                                                             unit="file" if stage == "read" else "passage"))
+        bar.total = total
+        bar.update(done - bar.n)
+
+    report = build_index(args.backend, args.corpus, build_embedders(args.model, args.xling), uri=args.uri,
+                         collection=args.collection, progress=progress, part=parse_part(args.part))
+    for bar in bars.values():
+        bar.close()
+    print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
+          f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages in the "
+          f"collection, {report.embedded} embedded, {report.seconds:.1f}s -> {args.uri} ({report.generation})")
+    for doc_id, reason in sorted(report.skipped.items()):
+        print(f"  skipped {doc_id}: {reason}")
+    for doc_id in report.removed:
+        print(f"  removed {doc_id}")
     return 0

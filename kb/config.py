@@ -19,6 +19,8 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + (".pdf", ".docx")
 IGNORED_NAMES = ("README.md", "SOURCES.md", "metadata.csv", "LICENSE")
 IGNORED_SUFFIXES = (".meta.json",)
 MAX_FILE_BYTES = int(os.environ.get("KB_MAX_FILE_BYTES", 64 * 1024 * 1024))
+# Seconds one file may take to read and convert before it is skipped (PDFs: see also KB_PDF_TIMEOUT).
+FILE_TIMEOUT_S = float(os.environ.get("KB_FILE_TIMEOUT", 600))
 
 # Chunking. Chinese articles average ~130 characters; an article above ZH_MAX_CHARS is
 # split at 款 / sentence ends so one passage stays readable and fits e5's 512 tokens.
@@ -28,7 +30,9 @@ ZH_MIN_CHARS = 40
 # straddles two passages is still found whole in one of them.
 EN_CHUNK_CHARS = 1000
 EN_CHUNK_OVERLAP = 150
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
+# What kb.legalmeta reads from a text; a change re-reads every file (chunks and vectors are reused).
+META_VERSION = "2"
 
 # Embedding. The default model serves Chinese and English; the cross-lingual channel
 # (multilingual USE) is the only packaged model that maps English questions onto
@@ -68,3 +72,12 @@ IVF_SCAN_BELOW = 20_000
 # passage into one segment (a compaction) once masked rows pass this share of all rows, or segments this count.
 COMPACT_DEAD_SHARE = 0.2
 MAX_SEGMENTS = 32
+# Quote check. A near match at or above this similarity (Indel, on folded text) is "altered"; one changed
+# word in a 15-word sentence scores about 0.9, two unrelated sentences of the same law about 0.4-0.6.
+QUOTE_ALTERED_MIN = 0.75
+# Ellipsis parts count as one quote when each starts at most this many folded characters (about four
+# average articles, or 150 English words) after the previous one ends.
+QUOTE_MAX_GAP = 1000
+QUOTE_MAX_CHARS = 5000
+# Documents located for one exact quote; a phrase found in more is reported with total = this cap.
+QUOTE_MAX_DOCS = 500

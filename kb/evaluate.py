@@ -7,11 +7,12 @@ import math
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kb import config
+from kb.backends import build_index, open_searcher
 from kb.errors import CorpusError
-from kb.index import build
 from kb.search import Searcher
 
 log = logging.getLogger(__name__)
@@ -52,15 +53,37 @@ def ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
     return dcg / idcg if idcg else 0.0
 
 
-def _index_for(name: str, corpus: Path, model: str, index: Path | None) -> Path:
+@dataclass(frozen=True)
+class Backend:
+    """Which index a benchmark builds and searches (kb.backends): the FAISS folder, or Milvus at a URI."""
+
+    name: str = "faiss"
+    uri: str | None = None  # milvus: default a milvus-lite file under BENCH_DIR
+    collection: str | None = None
+    fusion: str | None = None
+
+
+def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend: Backend = Backend()) -> Searcher:
+    """Build (or update) the benchmark's index and open it."""
     from kb.cli import build_embedders
 
     index = index or BENCH_DIR / f"{name}-{model.replace('/', '_')}" / "index"
+    uri = backend.uri or str(BENCH_DIR / f"{name}-{model.replace('/', '_')}.db")
     embedders = build_embedders(model, "none")
-    report = build(corpus, index, embedders, _log_progress)
-    log.info("benchmark index %s: %d passages (%d embedded) in %.0fs", index, report.chunks, report.embedded,
-             report.seconds)
-    return index
+    milvus = backend.name == "milvus"
+    report = build_index(backend.name, corpus, embedders, index=None if milvus else index, uri=uri if milvus else None,
+                         collection=backend.collection, progress=_log_progress)
+    log.info("benchmark index %s: %d passages (%d embedded) in %.0fs", uri if milvus else index, report.chunks,
+             report.embedded, report.seconds)
+    return open_searcher(backend.name, None if milvus else index, uri if milvus else None, backend.collection,
+                         fusion=backend.fusion)
+
+
+def _latency(times: list[float]) -> dict[str, float]:
+    """Per-query latency percentiles in milliseconds (nearest rank)."""
+    ordered = sorted(times) or [0.0]
+    pick = lambda q: ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]  # noqa: E731
+    return {"latency_ms_p50": round(1000 * pick(0.50), 1), "latency_ms_p95": round(1000 * pick(0.95), 1)}
 
 
 def _log_progress(stage: str, done: int, total: int) -> None:
@@ -68,12 +91,12 @@ def _log_progress(stage: str, done: int, total: int) -> None:
         log.info("%s %d/%d", stage, done, total)
 
 
-def run_scifact(limit: int | None, index: Path | None, model: str, mode: str) -> dict[str, object]:
+def run_scifact(limit: int | None, index: Path | None, model: str, mode: str,
+                backend: Backend = Backend()) -> dict[str, object]:
     """nDCG@10 over the SciFact test queries; a document's rank is that of its best passage."""
     data = _benchmark_dir("scifact")
     corpus = scifact_corpus(BENCH_DIR / "scifact-corpus")
-    index = _index_for("scifact", corpus, model, index)
-    searcher = Searcher(index)
+    searcher = _index_for("scifact", corpus, model, index, backend)
     qrels: dict[str, dict[str, int]] = {}
     with (data / "qrels" / "test.tsv").open(encoding="utf-8") as fh:
         next(fh)
@@ -84,7 +107,7 @@ def run_scifact(limit: int | None, index: Path | None, model: str, mode: str) ->
     queries = [q for q in queries if q["_id"] in qrels][:limit]
     scores, t0 = [], time.time()
     for q in queries:
-        hits = searcher.search(q["text"], 100, mode=mode)
+        hits = searcher.search(q["text"], 100, mode=mode, xrefs=False)
         ranked = list(dict.fromkeys(Path(h.chunk.doc_id).stem for h in hits))
         scores.append(ndcg_at_10(ranked, qrels[q["_id"]]))
     return {"benchmark": "scifact", "model": model, "mode": mode, "queries": len(queries),
@@ -121,35 +144,39 @@ def _stard_scores(rows: list[dict], shown: list[list[str]]) -> dict[str, float]:
     return {**{f"recall@{k}": round(v / n, 4) for k, v in total.items()}, "mrr@10": round(mrr / n, 4)}
 
 
-def _stard_index(corpus: Path | None, model: str, index: Path | None) -> tuple[Path, Path]:
+def _stard_index(corpus: Path | None, model: str, index: Path | None,
+                 backend: Backend = Backend()) -> tuple[Path, Searcher]:
     corpus = corpus or BENCH_CORPORA / "lawrefbook-national"
     if not corpus.is_dir():
         raise CorpusError(f"{corpus} not found: import it with `python scripts/import_lawrefbook.py "
                           f"../shared/corpora/lawrefbook/laws.tar.xz {corpus} --national-only`")
-    return corpus, _index_for(f"stard-{corpus.name}", corpus, model, index)
+    return corpus, _index_for(f"stard-{corpus.name}", corpus, model, index, backend)
 
 
-def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str) -> dict[str, object]:
-    """Recall@5/10/100 and MRR@10 on STARD train against a LawRefBook corpus folder."""
-    corpus, index = _stard_index(corpus, model, index)
-    searcher = Searcher(index)
+def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str,
+              backend: Backend = Backend()) -> dict[str, object]:
+    """Recall@5/10/100 and MRR@10 on STARD train against a LawRefBook corpus folder, with latency percentiles."""
+    corpus, searcher = _stard_index(corpus, model, index, backend)
     rows = _stard_rows(limit)
-    lengths, shown, t0 = [], [], time.time()
+    searcher.search(rows[0]["query"], 100, mode=mode, xrefs=False)  # loads the model: not a query's latency
+    lengths, shown, times, t0 = [], [], [], time.time()
     for row in rows:
-        hits = searcher.search(row["query"], 100, mode=mode)
+        start = time.perf_counter()
+        hits = searcher.search(row["query"], 100, mode=mode, xrefs=False)
+        times.append(time.perf_counter() - start)
         lengths.extend(len(h.chunk.text) for h in hits[:10])
         shown.append([h.chunk.text for h in hits])
     n = len(rows)
-    return {"benchmark": "stard", "corpus": str(corpus), "model": model, "mode": mode, "queries": n,
+    return {"benchmark": "stard", "corpus": str(corpus), "model": model, "mode": mode, "backend": backend.name,
+            **({"fusion": backend.fusion or "client"} if backend.name == "milvus" else {}), "queries": n,
             **_stard_scores(rows, shown), "mean_passage_chars": round(sum(lengths) / max(len(lengths), 1), 1),
-            "seconds_per_query": round((time.time() - t0) / n, 3)}
+            "seconds_per_query": round((time.time() - t0) / n, 3), **_latency(times)}
 
 
 def tune_stard(grid: list[dict[str, float]], limit: int | None = None, corpus: Path | None = None,
                model: str = config.DEFAULT_MODEL) -> list[dict[str, object]]:
     """Recall for each channel-weight setting, ranking every question once and fusing it many times."""
-    _, index = _stard_index(corpus, model, None)
-    searcher = Searcher(index)
+    _, searcher = _stard_index(corpus, model, None)
     rows = _stard_rows(limit)
     ranked = [searcher.rankings(row["query"], config.CANDIDATES) for row in rows]
     out = []
@@ -161,8 +188,10 @@ def tune_stard(grid: list[dict[str, float]], limit: int | None = None, corpus: P
 
 
 def run(benchmark: str, limit: int | None = None, index: Path | None = None, corpus: Path | None = None,
-        model: str = config.DEFAULT_MODEL, mode: str = "hybrid") -> dict[str, object]:
-    """Run one benchmark and return its figures."""
+        model: str = config.DEFAULT_MODEL, mode: str = "hybrid", backend: str = "faiss", uri: str | None = None,
+        collection: str | None = None, fusion: str | None = None) -> dict[str, object]:
+    """Run one benchmark and return its figures (backend, uri, collection, fusion: see kb.backends)."""
+    where = Backend(backend, uri, collection, fusion)
     if benchmark == "scifact":
-        return run_scifact(limit, index, model, mode)
-    return run_stard(limit, index, corpus, model, mode)
+        return run_scifact(limit, index, model, mode, where)
+    return run_stard(limit, index, corpus, model, mode, where)

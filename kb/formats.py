@@ -180,6 +180,12 @@ def _walk_or_flat(node: Tag, blocks: list[str], buf: list[str], depth: int) -> N
         _walk(node, blocks, buf, depth + 1)
 
 
+# File signatures of what most often hides behind a wrong extension.
+_MAGIC = {b"%PDF": "a PDF", b"\xd0\xcf\x11\xe0": "an old Word (.doc) or Excel file", b"{\\rt": "RTF",
+          b"\x89PNG": "a PNG image", b"\xff\xd8\xff\xe0": "a JPEG image", b"\xff\xd8\xff\xe1": "a JPEG image"}
+_RENAME = {"a PDF": ".pdf"}
+
+
 def read_docx(path: Path) -> tuple[str, str | None]:
     """Read a .docx: paragraphs and tables in order, Heading styles as Markdown '#' lines.
 
@@ -191,12 +197,18 @@ def read_docx(path: Path) -> tuple[str, str | None]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if not head.startswith(b"PK"):
+        kind = _MAGIC.get(head[:4], "not a ZIP package")
+        raise IngestError(path.name, f"not a .docx: the content is {kind}"
+                          + (f"; rename the file to {_RENAME[kind]}" if kind in _RENAME else ""))
     try:
         document = docx.Document(str(path))
     except (PackageNotFoundError, KeyError, ValueError, OSError) as exc:
-        raise IngestError(str(path), f"not a readable .docx ({type(exc).__name__}: {exc})") from exc
+        raise IngestError(path.name, f"not a readable .docx ({type(exc).__name__})") from exc
     except Exception as exc:  # zipfile.BadZipFile, lxml errors: any malformed package
-        raise IngestError(str(path), f"corrupt .docx ({type(exc).__name__})") from exc
+        raise IngestError(path.name, f"corrupt .docx ({type(exc).__name__})") from exc
     blocks: list[str] = []
     title = (document.core_properties.title or "").strip() or None
     body = document.element.body

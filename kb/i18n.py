@@ -17,17 +17,36 @@ STRINGS: dict[str, tuple[str, str]] = {
     "page": ("Page", "页面"),
     "page_search": ("Search", "检索"),
     "page_docs": ("Documents", "文件库"),
+    "page_quote": ("Quote check", "核对引文"),
+    "quote_header": ("Is this quote really in the documents, verbatim, and where?", "这句引文是否确实出自文件、是否一字不差、出自何处？"),
+    "quote_label": ("Quote to check", "待核对的引文"),
+    "quote_placeholder": ("Paste a sentence, or a passage with … where words are left out",
+                          "粘贴一句话，或用……标出省略的段落"),
+    "quote_info": ("Paste a quote to see whether it is in the documents, verbatim, and where.",
+                   "粘贴引文，查看它是否出自文件、是否一字不差、出自何处。"),
+    "quote_faiss_only": ("The quote check reads the index folder's quote index; with the Milvus backend it is "
+                         "not available.", "引文核对依赖索引目录中的引文索引；使用 Milvus 后端时不可用。"),
+    "similarity": ("similarity", "相似度"),
+    "characters": ("characters {start}–{end}", "字符 {start}–{end}"),
+    "page_n": ("page {page}", "第 {page} 页"),
     "filters": ("Filters", "筛选"),
     "language": ("Language", "语言"),
     "any": ("Any", "全部"),
     "documents": ("Documents", "限定文件"),
     "levels": ("Document type / level", "文件类型 / 效力级别"),
     "dates": ("Published between", "发布日期范围"),
+    "date_from": ("Published from", "发布日期自"),
+    "date_to": ("Published until", "发布日期至"),
+    "as_of": ("In force on", "时点（有效于）"),
+    "as_of_help": ("Only texts in force on this date, in the version then in force.",
+                   "仅显示该日有效的文本（当时施行的版本）。"),
+    "cites": ("This passage cites:", "本段引用："),
+    "not_indexed": ("Not in the index: {refs}", "未收录：{refs}"),
     "include_repealed": ("Include repealed and superseded texts", "包括已废止、已修改的文本"),
     "mode": ("Search mode", "检索方式"),
     "mode_hybrid": ("Hybrid", "混合"),
-    "mode_keyword": ("Keyword only", "仅关键词"),
-    "mode_semantic": ("Semantic only", "仅语义"),
+    "mode_keyword": ("Keyword", "关键词"),
+    "mode_semantic": ("Semantic", "语义"),
     "results_n": ("Results", "结果数量"),
     "indexed": ("{docs} documents, {chunks} passages indexed.", "已索引 {docs} 个文件、{chunks} 段。"),
     "view": ("View", "视图"),
@@ -81,3 +100,10 @@ def t(key: str, lang: str, **values: object) -> str:
     en, zh = STRINGS[key]
     text = zh if lang == "zh" else en
     return text.format(**values) if values else text
+
+
+def both(key: str) -> str:
+    """English and Chinese together ("Hybrid / 混合"), for option labels that must not change with the
+    interface language: Streamlit forgets a radio's shown selection when its option labels change."""
+    en, zh = STRINGS[key]
+    return en if en == zh else f"{en} / {zh}"

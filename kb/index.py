@@ -25,13 +25,14 @@ import numpy as np
 
 from kb import config, vectors
 from kb.bm25 import CountsBuilder, TermCounts
-from kb.chunk import Chunk, chunk_document
+from kb.chunk import Chunk, read_passages
 from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError
 from kb.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)
-from kb.ingest import Document, file_sha256, load_sidecars, read_document, read_sidecar, walk_corpus
+from kb.ingest import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
 from kb.lexical import TOKENIZER_VERSION, tokenize_many
+from kb.quoteindex import QUOTE_FILE, write_quote_index
 from kb.store import Segment, Store, link_or_copy, merge_ranges, open_store, write_segment
 
 __all__ = ["CURRENT", "FORMAT", "MANIFEST", "BuildReport", "build", "chunking_settings", "current_generation",
@@ -122,16 +123,13 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                     if warm:
                         _warm_up(embedders)
                         warm = False
-                    doc = read_document(corpus, doc_id, sidecars.get(doc_id))
-                    doc_chunks = chunk_document(doc)
-                    if not doc_chunks:
-                        raise IngestError(doc_id, "no passages after chunking")
+                    doc, doc_chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
                     doc_tokens = tokenize_many([c.index_text() for c in doc_chunks])
                 except IngestError as exc:
                     report.skipped[doc_id] = exc.reason
                     log.warning("skipped %s: %s", doc_id, exc.reason)
                     continue
-                except OSError as exc:
+                except OSError as exc:  # the source key's hashing failed (a link loop, a vanished file)
                     report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
                     continue
                 report.indexed.append(doc_id)
@@ -154,6 +152,12 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 layout = _appended(prev, prev_gen, prev_manifest, new, replaced, name, tmp, embedders, cache_dir,
                                    ann_min_rows, report, step)
             segments, deleted, channels = layout
+            with report.timed("quote index"):
+                step("quote index", 0, 1)
+                quote = write_quote_index(tmp / QUOTE_FILE, keys, [d for d, _ in new.docs],
+                                          prev_gen / QUOTE_FILE if prev_gen else None,
+                                          prev.document if prev is not None else None)
+                step("quote index", 1, 1)
             n_rows = segments[-1].end if segments else 0
             report.chunks = n_rows - sum(b - a for a, b in deleted)
             manifest = {
@@ -163,6 +167,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 "bm25": {"k1": config.BM25_K1, "b": config.BM25_B, "method": "lucene",
                          "postings": "per segment, scored at query time over live rows"},
                 "channels": channels,
+                "quote": quote,
                 "segments": [s.to_dict() for s in segments], "deleted": [list(r) for r in deleted],
                 "counts": {"documents": len(keys), "chunks": report.chunks, "rows": n_rows,
                            "skipped": len(report.skipped)},
@@ -338,6 +343,8 @@ def _warm_up(embedders: dict[str, Embedder]) -> None:
 
 
 def _source_key(path: Path, overrides: dict[str, str]) -> str:
-    """File hash plus its metadata overrides: editing metadata.csv or a .meta.json re-reads the file."""
-    extra = json.dumps({**overrides, **read_sidecar(path)}, sort_keys=True, ensure_ascii=False)
+    """File hash plus its metadata overrides and META_VERSION: editing metadata.csv or a .meta.json, or a
+    change in what is read from texts, re-reads the file."""
+    extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
+                       ensure_ascii=False)
     return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]

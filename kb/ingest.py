@@ -1,11 +1,15 @@
 """File -> Document: read txt, md, html, pdf and docx from the corpus folder with their metadata."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime
 import hashlib
 import json
 import logging
 import re
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -13,11 +17,13 @@ from pathlib import Path
 from kb import config
 from kb.errors import CorpusError, IngestError
 from kb.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
-from kb.legalmeta import iso_date, legal_meta
+from kb.legalmeta import iso_date, legal_meta, repealed_titles
 
 log = logging.getLogger(__name__)
 
 META_FIELDS = ("level", "issuer", "doc_number", "published", "effective", "validity", "region")
+# extra["repeals"]: titles the text says it repeals, joined by this (a title never contains it).
+REPEALS_SEP = "|"
 
 
 @dataclass(frozen=True)
@@ -172,11 +178,40 @@ def read_sidecar(path: Path) -> dict[str, str]:
 
 
 def read_document(root: Path, doc_id: str, overrides: dict[str, str] | None = None) -> Document:
-    """Read one corpus file into a Document.
+    """Read one corpus file into a Document, within the per-file time limit (config.FILE_TIMEOUT_S).
 
     Raises:
-        IngestError: the file cannot be read; the message says why.
+        IngestError: the file cannot be read, or reading it took too long; the message says why.
     """
+    with time_limit(config.FILE_TIMEOUT_S, doc_id):
+        return _read_document(root, doc_id, overrides)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, doc_id: str) -> Iterator[None]:
+    """Raise IngestError in the calling code once `seconds` have passed (main thread only, where signals arrive).
+
+    A pathological file (HTML nested thousands deep, a regex-hostile line) must not stall a whole build;
+    PDFs also run in a child process with their own limit (kb.pdf), which this one backs up.
+    """
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise IngestError(doc_id, f"reading took over {seconds:g} s (KB_FILE_TIMEOUT); skipped")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) -> Document:
     path = root / doc_id
     check_inside(root, path)
     suffix = path.suffix.lower()
@@ -212,7 +247,9 @@ def read_document(root: Path, doc_id: str, overrides: dict[str, str] | None = No
     else:
         text, encoding = decode(path.read_bytes(), doc_id)
         front, body = split_front_matter(text)
-        extra.update({k: str(v) for k, v in front.items() if isinstance(v, (str, int, float)) and str(v).strip()})
+        # YAML reads an unquoted 2023-07-19 as a date object; it is kept as its ISO text.
+        extra.update({k: str(v) for k, v in front.items()
+                      if isinstance(v, (str, int, float, datetime.date)) and str(v).strip()})
         title = str(front["title"]).strip() if front.get("title") else None
         fmt = "html" if suffix in config.HTML_SUFFIXES else suffix.lstrip(".")
         if fmt == "html" or looks_like_html(body):
@@ -229,6 +266,9 @@ def read_document(root: Path, doc_id: str, overrides: dict[str, str] | None = No
     values: dict[str, str | None] = dict.fromkeys(META_FIELDS)
     if lang == "zh":
         values.update(legal_meta(title, header, text))
+        repeals = repealed_titles(text)
+        if repeals:
+            extra["repeals"] = REPEALS_SEP.join(repeals)
     else:
         values["level"] = "commentary"
         values["published"] = _front_matter_date(extra)
@@ -274,8 +314,6 @@ def _front_matter_date(extra: dict[str, str]) -> str | None:
             return iso_date(*m.groups())
         m = re.search(r"(\w{3}) (\w{3}) (\d{1,2}) (\d{4})", value)
         if m:
-            import datetime
-
             try:
                 return datetime.datetime.strptime(f"{m.group(2)} {m.group(3)} {m.group(4)}", "%b %d %Y").date().isoformat()
             except ValueError:

@@ -10,8 +10,12 @@ import numpy as np
 from kb import config, vectors
 from kb.bm25 import Bm25
 from kb.errors import IndexCorruptError
+from kb.filters import Columns, build_columns
 from kb.index import current_generation, read_manifest
+from kb.quoteindex import QuoteIndex
 from kb.store import Store, open_store
+from kb.timeline import Span, spans
+from kb.xref_resolve import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,10 @@ class LoadedIndex:
     row_order: np.ndarray  # position in reading order (documents as the corpus walk sorts them): breaks ties
     doc_rows: dict[str, np.ndarray]
     docs: dict[str, dict[str, object]]
+    columns: Columns  # per-row metadata for filters (kb.filters)
+    spans: dict[str, Span]  # doc_id -> when it is in force (kb.timeline)
+    resolver: Resolver  # cross-references -> chunks of this index (kb.xref_resolve)
+    quote: QuoteIndex | None = None  # None for an index built before the quote check existed
 
     @property
     def n(self) -> int:
@@ -57,11 +65,7 @@ def load_index(index_dir: Path) -> LoadedIndex:
     gen = current_generation(index_dir)
     manifest = read_manifest(gen)
     fix = f"rebuild with `python -m kb build --index {index_dir}`"
-    store = open_store(gen, manifest)
-    counts = manifest["counts"]
-    if (store.n_chunks, store.n_rows) != (int(counts["chunks"]), int(counts["rows"])):
-        raise IndexCorruptError(f"{gen} store has {store.n_chunks} chunks in {store.n_rows} rows, the manifest says "
-                                f"{counts['chunks']} in {counts['rows']}: {fix}")
+    store = _open_store(gen, manifest, fix)
     n_rows = store.n_rows
     params = manifest.get("bm25") or {}
     try:
@@ -84,8 +88,8 @@ def load_index(index_dir: Path) -> LoadedIndex:
         loaded[channel] = index
     doc_rows = store.doc_rows()
     docs = {d["doc_id"]: d for d in store.doc_table()}
-    row_lang = np.zeros(n_rows, dtype=bool)
-    row_hidden = np.zeros(n_rows, dtype=bool)
+    in_force = spans(docs)
+    columns = build_columns(docs, doc_rows, n_rows, store.column("lang"), in_force)
     row_prior = np.ones(n_rows, dtype=np.float32)
     row_order = np.zeros(n_rows, dtype=np.int64)
     position = 0
@@ -93,13 +97,54 @@ def load_index(index_dir: Path) -> LoadedIndex:
     # identical passages fall the same way however the rows were appended since.
     for doc_id in sorted(doc_rows, key=lambda d: d.split("/")):
         rows = doc_rows[doc_id]
-        meta = docs[doc_id]["meta"]
-        row_hidden[rows] = meta.get("validity") in config.HIDDEN_VALIDITY
-        row_prior[rows] = config.LEVEL_PRIOR.get(meta.get("level") or "", 1.0)
+        row_prior[rows] = config.LEVEL_PRIOR.get(docs[doc_id]["meta"].get("level") or "", 1.0)
         row_order[rows] = np.arange(position, position + len(rows))
         position += len(rows)
-    for row, lang in enumerate(store.column("lang")):
-        row_lang[row] = lang == "zh"
+    quote = _quote_index(gen, manifest, fix) if "quote" in manifest else None
     log.info("loaded %s: %d chunks, channels %s", gen, store.n_chunks, ", ".join(loaded) or "bm25 only")
-    return LoadedIndex(gen, manifest, store, bm25, loaded, store.live, row_lang, row_hidden, row_prior, row_order,
-                       doc_rows, docs)
+    return LoadedIndex(gen, manifest, store, bm25, loaded, store.live, columns.zh, columns.hidden, row_prior,
+                       row_order, doc_rows, docs, columns, in_force, Resolver(docs, store), quote)
+
+
+@dataclass(frozen=True)
+class QuoteParts:
+    """What the quote check reads from a generation: no BM25, no vectors, so it opens in milliseconds."""
+
+    gen: Path
+    manifest: dict
+    store: Store
+    quote: QuoteIndex
+
+
+def load_quote_parts(index_dir: Path) -> QuoteParts:
+    """Open the chunk store and the quote index of the current generation.
+
+    Raises:
+        IndexMissingError: nothing built yet.
+        IndexCorruptError: the index predates the quote check, or a part disagrees with the manifest.
+    """
+    gen = current_generation(index_dir)
+    manifest = read_manifest(gen)
+    fix = f"rebuild with `python -m kb build --index {index_dir}`"
+    if "quote" not in manifest:
+        raise IndexCorruptError(f"{gen} was built before the quote check existed and has no quote index: {fix}")
+    store = _open_store(gen, manifest, fix)
+    return QuoteParts(gen, manifest, store, _quote_index(gen, manifest, fix))
+
+
+def _open_store(gen: Path, manifest: dict, fix: str) -> Store:
+    """The generation's chunk store, checked against the manifest's counts."""
+    store = open_store(gen, manifest)
+    counts = manifest["counts"]
+    if (store.n_chunks, store.n_rows) != (int(counts["chunks"]), int(counts["rows"])):
+        raise IndexCorruptError(f"{gen} store has {store.n_chunks} chunks in {store.n_rows} rows, the manifest says "
+                                f"{counts['chunks']} in {counts['rows']}: {fix}")
+    return store
+
+
+def _quote_index(gen: Path, manifest: dict, fix: str) -> QuoteIndex:
+    info = manifest["quote"]
+    if int(info["documents"]) != int(manifest["counts"]["documents"]):
+        raise IndexCorruptError(f"{gen}/manifest.json lists {info['documents']} documents in the quote index and "
+                                f"{manifest['counts']['documents']} in the store: {fix}")
+    return QuoteIndex(gen / str(info["file"]), int(info["documents"]), fix)

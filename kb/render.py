@@ -4,6 +4,9 @@ from __future__ import annotations
 import html
 
 from kb.chunk import Chunk
+from kb.quoteresult import QuoteMatch
+
+_PASSAGE_STYLE = "white-space:pre-wrap;font-size:0.95rem;line-height:1.6;"
 
 
 def passage_html(text: str, spans: tuple[tuple[int, int], ...], style: str = "") -> str:
@@ -14,8 +17,7 @@ def passage_html(text: str, spans: tuple[tuple[int, int], ...], style: str = "")
         out.append(f"<mark>{html.escape(text[start:end])}</mark>")
         pos = end
     out.append(html.escape(text[pos:]))
-    return (f"<div class='kb-passage' style='white-space:pre-wrap;font-size:0.95rem;line-height:1.6;{style}'>"
-            + "".join(out) + "</div>")
+    return f"<div class='kb-passage' style='{_PASSAGE_STYLE}{style}'>" + "".join(out) + "</div>"
 
 
 def document_html(text: str, chunks: list[Chunk], focus: int) -> str:
@@ -33,4 +35,33 @@ def document_html(text: str, chunks: list[Chunk], focus: int) -> str:
         pos = max(pos, chunk.char_end)
     parts.append(html.escape(text[pos:]))
     return ("<div style='white-space:pre-wrap;font:15px/1.7 \"Noto Sans CJK SC\",sans-serif'>" + "".join(parts)
-            + f"</div><script>document.getElementById('c{focus}').scrollIntoView({{block:'center'}});</script>")
+            + _SCROLL.replace("FOCUS", f"c{focus}"))
+
+
+# Scrolls only the frame's own view (scrollIntoView would also move the page around it), again whenever the
+# frame is resized: it has no size while its expander is closed, and gets one when opened.
+_SCROLL = ("<script>function kbGo(){var e=document.getElementById('FOCUS');if(e&&window.innerHeight){"
+           "document.scrollingElement.scrollTop=e.offsetTop-window.innerHeight/3;}}"
+           "window.addEventListener('resize',kbGo);window.addEventListener('load',kbGo);kbGo();</script>")
+
+
+def quote_match_html(match: QuoteMatch) -> str:
+    """A quote's location as inert HTML: the context with the match marked, or for an altered quote the diff
+    (source words the quote dropped or changed struck through, words it added or changed underlined)."""
+    if match.kind == "altered" and match.diff:
+        out = []
+        for d in match.diff:
+            if d.op == "equal":
+                out.append(html.escape(d.source))
+            if d.op in ("changed", "dropped"):
+                out.append(f"<del style='background:#fdd'>{html.escape(d.source)}</del>")
+            if d.op in ("changed", "added"):
+                out.append(f"<ins style='background:#dfd'>{html.escape(d.quote)}</ins>")
+        body = " ".join(out)
+    else:
+        ctx = match.context
+        start = max(0, match.char_start - match.context_start)
+        end = max(start, match.char_end - match.context_start)
+        body = (html.escape(ctx[:start]) + "<mark>" + html.escape(ctx[start:end]) + "</mark>"
+                + html.escape(ctx[end:]))
+    return f"<div class='kb-passage' style='{_PASSAGE_STYLE}'>{body}</div>"

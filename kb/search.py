@@ -1,9 +1,11 @@
 """Query -> Hits: BM25, e5 and cross-lingual USE channels, fused by weighted reciprocal rank."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +17,13 @@ from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.embed import Embedder, load_embedder
 from kb.errors import ModelMismatchError, QueryError
+from kb.filters import Facets, Filters, facets, row_mask
 from kb.index import CURRENT
 from kb.ingest import DocMeta, Document, detect_lang
 from kb.lexical import tokenize
 from kb.loader import LoadedIndex, load_index
+from kb.timeline import Span, documents_in_force
+from kb.xref_resolve import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +44,12 @@ class Hit:
     meta: DocMeta
     path: str
     also_in: tuple[str, ...] = ()
+    span: Span | None = None  # when the text is in force, and the other versions of the same law
+    xrefs: tuple[Resolved, ...] = ()  # references made in this passage and the chunks they point to
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of `python -m kb search --json`."""
-        c = self.chunk
+        c, span = self.chunk, self.span
         return {
             "rank": self.rank, "score": round(self.score, 6), "doc_id": c.doc_id, "title": c.title,
             "citation": self.citation, "article": c.article, "section": c.section, "page": c.page,
@@ -51,6 +58,9 @@ class Hit:
             "channels": dict(self.channels), "path": self.path, "also_in": list(self.also_in),
             "meta": {k: getattr(self.meta, k) for k in ("level", "issuer", "doc_number", "published",
                                                           "effective", "validity", "region")},
+            "in_force": {"from": span.start if span else None, "until": span.end if span else None},
+            "versions": list(span.versions) if span else [],
+            "xrefs": [r.to_dict() for r in self.xrefs],
         }
 
 
@@ -105,8 +115,8 @@ class Searcher:
         return self._embedders[channel]
 
     def documents(self) -> list[dict[str, object]]:
-        """The indexed documents with metadata and chunk counts."""
-        return list(self.index.docs.values())
+        """The indexed documents with metadata, chunk counts, and when each is in force (kb.timeline)."""
+        return documents_in_force(self.index.docs, self.index.spans)
 
     def source(self, doc_id: str) -> tuple[Document, list[Chunk]]:
         """A document's full text and its chunks in reading order, for showing a passage in place.
@@ -120,8 +130,19 @@ class Searcher:
             raise QueryError(f"no such document in the index: {doc_id}")
         return doc, index.store.doc_chunks(doc_id)
 
-    def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: list[str] | None = None,
-               mode: str = "hybrid", include_repealed: bool = False) -> list[Hit]:
+    def facets(self) -> Facets:
+        """Levels, issuers, validity, regions and languages in the index with document counts, and date ranges."""
+        return facets(self.index.docs, self.index.spans)
+
+    def references(self, chunk: Chunk) -> list[Resolved]:
+        """The cross-references made in a passage, resolved to chunks of this index where it holds them."""
+        return self.index.resolver.references(chunk)
+
+    def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: Sequence[str] | None = None,
+               mode: str = "hybrid", include_repealed: bool = False, levels: Sequence[str] | None = None,
+               issuers: Sequence[str] | None = None, validity: Sequence[str] | None = None,
+               date_from: str | None = None, date_to: str | None = None, date_field: str = "published",
+               as_of: str | None = None, xrefs: bool = True) -> list[Hit]:
         """Rank passages for a question in Chinese or English.
 
         Args:
@@ -129,28 +150,43 @@ class Searcher:
             docs: keep only these doc_ids.
             mode: 'hybrid', 'keyword' (BM25 only) or 'semantic' (vectors only).
             include_repealed: also rank texts marked 已废止 (repealed) or 已修改 (superseded by a newer version).
+            levels: keep these levels (法律, 行政法规, ... as `facets()` lists them).
+            issuers: keep texts whose issuing body contains one of these names.
+            validity: keep texts with these statuses (现行有效, 已修改, 已废止, 尚未生效); replaces the default hiding.
+            date_from, date_to: keep texts whose `date_field` ('published' or 'effective') lies in this range;
+                'YYYY', 'YYYY-MM' or 'YYYY-MM-DD'; texts without that date are left out.
+            as_of: keep the texts in force on this date, whichever version that was (kb.timeline).
+            xrefs: resolve each hit's cross-references (a few milliseconds for ten hits).
         Raises:
-            QueryError: empty query, unknown mode, language or document.
+            QueryError: empty query, unknown mode, or a filter value the index cannot answer; the message
+                lists the known values.
         """
-        query = " ".join(query.split())[:MAX_QUERY_CHARS]
+        query = clean_query(query)
+        filters = Filters(lang=lang, docs=tuple(docs or ()), levels=tuple(levels or ()), issuers=tuple(issuers or ()),
+                          validity=tuple(validity or ()), date_from=date_from, date_to=date_to,
+                          date_field=date_field, as_of=as_of, include_repealed=include_repealed)
         # One snapshot for ranking and fusion: refresh() may swap in a new generation meanwhile,
         # and row numbers of one generation mean nothing in another.
         index = self.index
-        ranked = self._rankings(index, query, max(k, config.CANDIDATES), lang, docs, mode, include_repealed)
-        return self._fuse(index, ranked, query, k)
+        ranked = self._rankings(index, query, max(k, config.CANDIDATES), filters, mode)
+        return self._fuse(index, ranked, query, k, xrefs)
 
-    def rankings(self, query: str, want: int, *, lang: str | None = None, docs: list[str] | None = None,
+    def rankings(self, query: str, want: int, *, lang: str | None = None, docs: Sequence[str] | None = None,
                  mode: str = "hybrid", include_repealed: bool = False) -> dict[str, list[int]]:
         """Each channel's ranked row numbers, before fusion (benchmarks tune the fusion on these)."""
-        return self._rankings(self.index, query, want, lang, docs, mode, include_repealed)
+        filters = Filters(lang=lang, docs=tuple(docs or ()), include_repealed=include_repealed)
+        return self._rankings(self.index, query, want, filters, mode)
 
-    def _rankings(self, index: LoadedIndex, query: str, want: int, lang: str | None, docs: list[str] | None,
-                  mode: str, include_repealed: bool) -> dict[str, list[int]]:
+    def _rankings(self, index: LoadedIndex, query: str, want: int, filters: Filters,
+                  mode: str) -> dict[str, list[int]]:
         if not query.strip():
             raise QueryError("empty query: type a question or some keywords")
+        if not _WORDISH.search(query):
+            raise QueryError("nothing to search for: the question has only punctuation or symbols; "
+                             "type some words in Chinese or English")
         if mode not in MODES:
             raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
-        allowed = self._mask(index, lang, docs, include_repealed)
+        allowed = allowed_rows(index, filters)
         q_lang = detect_lang(query)
         ranked: dict[str, list[int]] = {}
         if mode in ("hybrid", "keyword"):
@@ -176,33 +212,13 @@ class Searcher:
 
     def fuse(self, ranked: dict[str, list[int]], query: str, k: int) -> list[Hit]:
         """Hits from channel rankings, by weighted reciprocal rank."""
-        return self._fuse(self.index, ranked, query, k)
-
-    def _mask(self, index: LoadedIndex, lang: str | None, docs: list[str] | None,
-              include_repealed: bool) -> np.ndarray:
-        """Rows a query may return: live, and within the filters."""
-        mask = index.row_live.copy()
-        if not include_repealed:
-            mask &= ~index.row_hidden
-        if lang is not None:
-            if lang not in ("zh", "en"):
-                raise QueryError(f"unknown language '{lang}': use zh or en")
-            mask &= index.row_lang if lang == "zh" else ~index.row_lang
-        if docs:
-            unknown = [d for d in docs if d not in index.doc_rows]
-            if unknown:
-                raise QueryError(f"no such document in the index: {', '.join(unknown[:3])}")
-            keep = np.zeros(index.n_rows, dtype=bool)
-            for d in docs:
-                keep[index.doc_rows[d]] = True
-            mask &= keep
-        return mask
+        return self._fuse(self.index, ranked, query, k, xrefs=False)
 
     def _bm25(self, index: LoadedIndex, query: str, allowed: np.ndarray, want: int) -> list[int]:
         scores = index.bm25.scores(tokenize(query))
         return [] if scores is None else _top(scores, allowed, want, index.row_order)
 
-    def _fuse(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int) -> list[Hit]:
+    def _fuse(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int, xrefs: bool) -> list[Hit]:
         fused: dict[int, float] = {}
         seen: dict[int, list[tuple[str, int]]] = {}
         for channel, rows in ranked.items():
@@ -232,10 +248,31 @@ class Searcher:
         for rank, (row, chunk, key) in enumerate(picked, start=1):
             doc = index.docs.get(chunk.doc_id, {})
             meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()
+            span = index.spans.get(chunk.doc_id)
+            if span and meta.validity is None and span.validity:  # derived from later versions or repeals
+                meta = dataclasses.replace(meta, validity=span.validity)
             hits.append(Hit(chunk=chunk, score=fused[row], rank=rank, citation=citation(chunk),
                             highlights=highlight_spans(chunk.text, query), channels=tuple(seen[row]),
-                            meta=meta, path=chunk.doc_id, also_in=tuple(also[key])))
+                            meta=meta, path=chunk.doc_id, also_in=tuple(also[key]), span=span,
+                            xrefs=tuple(index.resolver.references(chunk)) if xrefs else ()))
         return hits
+
+
+# Control characters (C0, DEL, C1) and zero-width or direction marks pasted along with text from Word or PDFs.
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# Something a channel can match: a letter or digit in any script (CJK ideographs count as letters).
+_WORDISH = re.compile(r"[^\W_]")
+
+
+def allowed_rows(index: LoadedIndex, filters: Filters) -> np.ndarray:
+    """Rows a search under filters may return: live (not replaced by a later build) and within the filters."""
+    mask = row_mask(index.columns, index.doc_rows, filters)
+    return index.row_live if mask is None else (mask & index.row_live)
+
+
+def clean_query(query: str) -> str:
+    """The question as searched: invisible characters removed, whitespace collapsed, at most MAX_QUERY_CHARS."""
+    return " ".join(_INVISIBLE.sub(" ", query).split())[:MAX_QUERY_CHARS]
 
 
 def _short(model: str) -> str:

@@ -74,6 +74,15 @@ def write_segment(path: Path, docs: list[tuple[Document, str]], chunks: list[Chu
         db.close()
 
 
+def readonly_db(local: threading.local, path: Path) -> sqlite3.Connection:
+    """This thread's read-only connection to an SQLite file (connections must not cross threads)."""
+    db = getattr(local, "db", None)
+    if db is None:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        local.db = db
+    return db
+
+
 @dataclass(frozen=True)
 class DocEntry:
     """Where a live document's passages are: its source key, segment and rows."""
@@ -160,6 +169,32 @@ class Store:
         cur = self._query(entry.segment, f"SELECT {', '.join(_CHUNK_COLS)} FROM chunks WHERE row >= ? AND row < ? "
                                          "ORDER BY row", (entry.first_row, entry.first_row + entry.n_chunks))
         return [Chunk(**dict(zip(_CHUNK_COLS, r))) for r in cur]
+
+    def article_chunks(self, doc_id: str, article_no: int) -> list[Chunk]:
+        """The chunks of one article of one live document, in reading order (cross-reference targets)."""
+        entry = self.entries.get(doc_id)
+        if entry is None:
+            return []
+        cur = self._query(entry.segment, f"SELECT {', '.join(_CHUNK_COLS)} FROM chunks WHERE row >= ? AND row < ? "
+                                         "AND article_no = ? ORDER BY row",
+                          (entry.first_row, entry.first_row + entry.n_chunks, article_no))
+        return [Chunk(**dict(zip(_CHUNK_COLS, r))) for r in cur]
+
+    def containing(self, doc_ids: list[str], text: str) -> set[str]:
+        """Those of doc_ids whose original text contains text exactly (SQLite's instr, not a Python scan)."""
+        by_segment: dict[int, list[str]] = {}
+        for doc_id in doc_ids:
+            entry = self.entries.get(doc_id)
+            if entry is not None:
+                by_segment.setdefault(entry.segment, []).append(doc_id)
+        out: set[str] = set()
+        for n, ids in by_segment.items():
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                out.update(r[0] for r in self._query(
+                    n, f"SELECT doc_id FROM docs WHERE doc_id IN ({','.join('?' * len(part))}) AND instr(text, ?) > 0",
+                    (*part, text)))
+        return out
 
     def document(self, doc_id: str) -> Document | None:
         """A live document with its full text, or None."""

@@ -9,9 +9,11 @@ import numpy as np
 
 from kb.chunk import chunk_document
 from kb.embed import EmbeddingCache, load_embedder
+from kb.fold import fold, fold_signature
 from kb.index import chunking_settings, current_generation, read_manifest
 from kb.ingest import file_sha256, load_sidecars, read_document, walk_corpus
 from kb.loader import load_index
+from kb.vectors import rows_of
 
 # fp16 storage and two engines for the same weights differ by far less than this.
 MIN_COSINE = 0.98
@@ -20,9 +22,9 @@ MIN_COSINE = 0.98
 def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick: bool = False) -> list[str]:
     """Problems found, one line each (empty when the index matches the corpus).
 
-    Checks source hashes, chunking settings, every document's chunks (offsets, text, hash), and
-    re-embeds a random sample of passages with each channel's model to compare the stored vectors.
-    With quick, only the source hashes and chunking settings are compared.
+    Checks source hashes, chunking and folding settings, every document's chunks (offsets, text, hash),
+    metadata and folded text in the quote index, and re-embeds a random sample of passages with each channel's
+    model to compare the stored vectors. With quick, only the source hashes and settings are compared.
     """
     problems: list[str] = []
     gen = current_generation(index_dir)
@@ -30,6 +32,9 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
     if manifest.get("chunking") != chunking_settings():
         problems.append(f"chunking settings differ: index {json.dumps(manifest.get('chunking'))}, "
                         f"code {json.dumps(chunking_settings())}")
+    quote = manifest.get("quote") or {}
+    if quote.get("fold") != fold_signature():
+        problems.append(f"quote index folded with {quote.get('fold')!r}, this code folds with {fold_signature()!r}")
     files = {doc_id: file_sha256(path) for doc_id, path in walk_corpus(corpus)}
     recorded = {**manifest.get("files", {}), **{d: None for d in manifest.get("skipped", {})}}
     for doc_id in sorted(set(files) - set(recorded)):
@@ -49,6 +54,12 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
         stored = index.store.doc_chunks(doc_id)
         if fresh != stored:
             problems.append(f"{doc_id}: stored chunks differ from a fresh chunking ({len(stored)} vs {len(fresh)})")
+        kept = index.docs.get(doc_id, {})
+        if (kept.get("title"), kept.get("meta")) != (doc.title, doc.meta.to_dict()):
+            problems.append(f"{doc_id}: stored title or metadata differ from a fresh read")
+        folded, indexed = fold(doc.text), index.quote.folded(index.quote.rows[doc_id])  # type: ignore[union-attr]
+        if folded.text != indexed.text or not np.array_equal(folded.origin, indexed.origin):
+            problems.append(f"{doc_id}: quote index text differs from a fresh folding")
     if sample and index.vectors:
         rng = random.Random(seed)
         live = [int(r) for r in np.flatnonzero(index.row_live)]
@@ -61,7 +72,7 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
         for channel, vectors in index.vectors.items():
             embedder = load_embedder(str(manifest["channels"][channel]["model"]))
             fresh_vecs = embedder.passage([c.index_text() for c in chunks])
-            stored = np.stack([vectors.reconstruct(r) for r in rows])
+            stored = rows_of(vectors, rows)
             cos = np.sum(fresh_vecs * stored, axis=1) / np.maximum(np.linalg.norm(stored, axis=1), 1e-12)
             worst = float(cos.min())
             if worst < MIN_COSINE:

@@ -1,8 +1,11 @@
 """Shared fixtures: a tiny real corpus, a hashing-embedder index built once per session."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -65,6 +68,25 @@ def make_corpus(root: Path) -> Path:
     return root
 
 
+def one_file_index(root: Path, name: str, text: str) -> Path:
+    """Build a hashing-embedder index over a corpus of one text file; returns the index folder."""
+    (root / "corpus").mkdir(parents=True)
+    (root / "corpus" / name).write_text(text, encoding="utf-8")
+    build(root / "corpus", root / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    return root / "index"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import scripts/NAME.py as a module (scripts are not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
+    return module
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("c") / "corpus")
@@ -75,3 +97,26 @@ def index(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("i") / "index"
     build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
     return out
+
+
+# --- Backends: the shared search tests run against the FAISS folder and a milvus-lite file (kb.backends) ---
+
+BACKENDS = ("faiss", "milvus")
+
+
+def build_and_open(backend: str, corpus: Path, out: Path, **searcher_args: object) -> object:
+    """Build corpus with the hashing embedder into out/ (an index folder, or out/kb.db) and open a searcher."""
+    from kb.backends import build_index, open_searcher
+
+    where = {"index": out / "index"} if backend == "faiss" else {"uri": str(out / "kb.db")}
+    build_index(backend, corpus, {"dense": HashingEmbedder()}, cache_dir=None, **where)  # type: ignore[arg-type]
+    return open_searcher(backend, **where, **searcher_args)  # type: ignore[arg-type]
+
+
+def target_args(searcher: object) -> list[str]:
+    """The command-line options that point `python -m kb` at the index a searcher serves."""
+    from kb.milvus_search import MilvusSearcher
+
+    if isinstance(searcher, MilvusSearcher):
+        return ["--backend", "milvus", "--uri", searcher.target.uri, "--collection", searcher.target.collection]
+    return ["--index", str(searcher.index_dir)]  # type: ignore[attr-defined]

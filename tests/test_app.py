@@ -1,6 +1,7 @@
 """The Streamlit app, driven headless: what a reader sees for questions, filters, views, sources and bad states."""
 from __future__ import annotations
 
+import datetime
 import html
 import re
 import shutil
@@ -11,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from kb.embed import HashingEmbedder
 from kb.index import build
+from tests.conftest import one_file_index
 
 APP = str(Path(__file__).parent.parent / "app.py")
 
@@ -154,13 +156,10 @@ def test_damaged_index_shows_the_reason_not_a_traceback(monkeypatch: pytest.Monk
 
 
 def test_markup_inside_documents_is_shown_as_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "tricky.txt").write_text(
-        "# Not a heading\n\nThe notice says <script>alert(1)</script> and <b>bold</b> about customs rules.\n"
-        "## Also not a heading\n\n* not a list [link](javascript:alert(2))\n", encoding="utf-8")
-    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
-    at = run_app(monkeypatch, tmp_path / "index", "customs rules notice")
+    index = one_file_index(tmp_path, "tricky.txt",
+                           "# Not a heading\n\nThe notice says <script>alert(1)</script> and <b>bold</b> about customs "
+                           "rules.\n## Also not a heading\n\n* not a list [link](javascript:alert(2))\n")
+    at = run_app(monkeypatch, index, "customs rules notice")
     assert not at.exception
     body = passages(at)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script" not in body
@@ -181,6 +180,87 @@ def test_document_view_escapes_everything_but_its_own_scroll_script() -> None:
     text = "# Title\n<script>alert(1)</script> first part. Second part <img src=x onerror=alert(2)>."
     chunks = [Chunk("d#0", "d", "T", 0, text[8:45], 8, 45, "en"), Chunk("d#1", "d", "T", 1, text[30:], 30, len(text), "en")]
     out = document_html(text, chunks, 1)
-    assert out.count("<script>") == 1 and "scrollIntoView" in out
+    assert out.count("<script>") == 1 and "getElementById('c1')" in out
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out and "<img" not in out
     assert html.unescape(re.sub(r"<[^>]+>", "", out.split("<script>")[0])) == text  # each character once
+
+
+def test_quote_check_shows_verdict_location_and_diff(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, params={"page": "quote", "ui": "en"})
+    at.text_area(key="quote").input("消费者有权自收到商品之日起七日内退货").run()
+    assert not at.exception
+    assert "Verbatim" in at.success[0].value
+    assert "《示范电子商务法》第四条" in shown(at)
+    assert at.query_params["quote"] in ("消费者有权自收到商品之日起七日内退货", ["消费者有权自收到商品之日起七日内退货"])
+    at.text_area(key="quote").input("消费者有权自收到商品之日起十日内退货").run()
+    assert not at.exception
+    assert "Close but altered" in at.warning[0].value
+    assert "similarity 0.94" in shown(at)
+    assert "<del" in passages(at) and "<ins" in passages(at)
+    at.button(key="quote-open-1").click().run()
+    assert not at.exception
+    assert at.header[0].value == "示范电子商务法"
+    assert "**《示范电子商务法》第四条**" in " ".join(m.value for m in at.markdown).replace("\\", "")
+
+
+def test_level_filter_and_as_of_date(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, "七日内无理由退货")
+    at.multiselect(key="levels").set_value(["规范性文件"]).run()
+    assert not at.exception
+    assert "示范电子商务法" not in shown(at) and at.query_params["level"] in ("规范性文件", ["规范性文件"])
+    at.multiselect(key="levels").set_value(["法律"]).run()
+    assert "《示范电子商务法》第四条" in shown(at)
+    at.date_input(key="as_of").set_value(datetime.date(2018, 6, 1)).run()  # before the law took effect
+    assert not at.exception
+    assert "没有匹配的段落" in at.warning[0].value and "时点" in at.warning[0].value
+    at.date_input(key="as_of").set_value(datetime.date(2020, 6, 1)).run()
+    assert "《示范电子商务法》第四条" in shown(at)
+
+
+def test_cited_articles_open_from_the_passage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, corpus: Path) -> None:
+    shutil.copytree(corpus, tmp_path / "corpus")
+    (tmp_path / "corpus" / "zh" / "rules.txt").write_text(
+        "网络交易实施细则\n\n第一条 经营者退货义务依照《示范电子商务法》第四条执行，另有约定的从其约定。\n"
+        "第二条 平台应当公示退货规则。\n第三条 本细则自发布之日起施行。\n", encoding="utf-8")
+    build(tmp_path / "corpus", tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    at = run_app(monkeypatch, tmp_path / "index", "经营者退货义务 实施细则")
+    assert not at.exception
+    assert "本段引用：" in shown(at)
+    button = next(b for b in at.button if b.key and b.key.startswith("xref-zh/rules.txt#"))
+    assert button.label == "→ 《示范电子商务法》第四条"
+    button.click().run()
+    assert not at.exception
+    assert at.header[0].value == "示范电子商务法"
+    assert "**《示范电子商务法》第四条**" in " ".join(m.value for m in at.markdown).replace("\\", "")
+
+
+def test_readme_app_command_serves_the_app(tmp_path: Path) -> None:
+    """`bash scripts/app.sh` (the README's first command) brings up a healthy app on the shipped index."""
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(APP).parent
+    proc = subprocess.Popen(["bash", "scripts/app.sh", "--server.port", str(port), "--server.address", "127.0.0.1"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "KB_INDEX": str(root / "index")}, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    assert r.read() == b"ok"
+                    break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert b"<title>Streamlit</title>" in r.read() or r.status == 200
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)

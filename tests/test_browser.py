@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.embed import HashingEmbedder
-from kb.index import build
+from tests.conftest import one_file_index
 
 ROOT = Path(__file__).parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -31,6 +30,8 @@ TIMED = ["网购商品无理由退货期限", "how are live-stream hosts regulat
 
 IDLE = ("() => !document.querySelector('[data-stale=\"true\"], [data-testid=\"stSkeletonElement\"], "
         "[data-testid=\"stStatusWidgetRunningIcon\"]')")
+
+SIDEBAR_CHECKED = "() => document.querySelectorAll('[data-testid=stSidebar] input[type=radio]:checked').length"
 
 pytestmark = pytest.mark.browser
 
@@ -123,12 +124,14 @@ def test_questions_in_the_browser_show_citations(chromium: object) -> None:
         first = _ask(page, "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗", 120_000)
         body = page.inner_text("body")
         assert "《最高人民法院关于审理网络消费纠纷案件适用法律若干问题的规定（一）》第一条" in body
+        # The interface switched to Chinese with the question; every sidebar choice must still show as chosen.
+        assert page.evaluate(SIDEBAR_CHECKED) == 4
         timings = [_ask(page, q) for q in TIMED]
         _ask(page, "what measures address live-stream talent")
         body = page.inner_text("body")
         assert "Vigorously cultivate high-quality e-commerce" in body and "Open source" in body
         page.screenshot(path=str(ARTIFACTS / "app-results.png"), full_page=False)
-        page.get_by_text("Answer", exact=True).click()
+        page.get_by_text("Answer / 答案", exact=True).click()
         page.get_by_text("grouped by document").wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "app-answer.png"), full_page=False)
         assert "q=what+measures" in page.url or "q=what%20measures" in page.url
@@ -142,14 +145,12 @@ def test_questions_in_the_browser_show_citations(chromium: object) -> None:
 
 
 def test_markup_in_a_document_stays_text_in_the_browser(chromium: object, tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "tricky.txt").write_text(
-        "Customs Notice\n\nThe notice says <script>alert(1)</script> and <img src=x onerror=alert(2)> about "
-        "customs rules.\n\n# Not a heading either\n\nThe second paragraph names **customs** again.\n", encoding="utf-8")
-    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    index = one_file_index(tmp_path, "tricky.txt",
+                           "Customs Notice\n\nThe notice says <script>alert(1)</script> and <img src=x onerror=alert(2)> "
+                           "about customs rules.\n\n# Not a heading either\n\nThe second paragraph names **customs** "
+                           "again.\n")
     ARTIFACTS.mkdir(exist_ok=True)
-    for url in _serve(tmp_path / "index"):
+    for url in _serve(index):
         page = chromium.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

@@ -18,6 +18,7 @@ from kb.embed import HashingEmbedder
 from kb.errors import IndexCorruptError
 from kb.index import build, current_generation, read_manifest
 from kb.lexical import bm25s_module, tokenize_many
+from kb.quote import QuoteChecker
 from kb.search import Searcher
 from tests.conftest import ROOT, make_corpus
 
@@ -32,6 +33,14 @@ def _results(index: Path) -> list[list[tuple[str, str, float]]]:
         for mode in ("hybrid", "keyword", "semantic"):
             out.append([(h.chunk.chunk_id, h.chunk.text, round(h.score, 6))
                         for h in searcher.search(q, 20, mode=mode, include_repealed=True)])
+        # The legal filters read per-row columns, which must cover appended rows and skip replaced ones.
+        levels = sorted({str(d["meta"]["level"]) for d in searcher.documents() if d["meta"].get("level")})
+        for filters in ({"levels": levels[:1]}, {"lang": "zh"}, {"as_of": "2020-01-01"}, {"date_from": "2018"},
+                        {"docs": ["zh/ecommerce_law.md"]}):
+            out.append([(h.chunk.chunk_id, [(r.ref.text, r.target.chunk_id if r.target else None) for r in h.xrefs])
+                        for h in searcher.search(q, 20, **filters)])
+    out.append([(d["doc_id"], d["chunks"], json.dumps(d["meta"], sort_keys=True)) for d in searcher.documents()])
+    out.append(repr(searcher.facets()))
     return out
 
 
@@ -98,6 +107,11 @@ def test_update_shares_unchanged_parts_and_ranks_as_a_fresh_build(tmp_path: Path
     doc, chunks = searcher.source("zh/ecommerce_law.md")
     assert "十五日" in doc.text and all(doc.text[c.char_start:c.char_end] == c.text for c in chunks)
     assert "guide.docx" not in {d["doc_id"] for d in searcher.documents()}
+    checker = QuoteChecker(out)
+    assert checker.check("消费者有权自收到商品之日起十五日内退货").verdict == "verbatim"
+    assert checker.check("消费者有权自收到商品之日起七日内退货").verdict == "altered"
+    assert checker.check("网购商品退货").matches[0].doc_id == "zh/added.txt"
+    assert "guide.docx" not in checker.parts.quote.rows
     unchanged = build(corpus, out, {"dense": HashingEmbedder()}, cache_dir=None)
     assert unchanged.indexed == [] and len(read_manifest(current_generation(out))["segments"]) == 2
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import BACKENDS, build_and_open, target_args
 from kb.cite import citation, highlight_spans, mark
 from kb.cli import main
 from kb.errors import QueryError
@@ -14,9 +16,16 @@ from kb.search import Searcher
 JSON_KEYS = {"rank", "score", "doc_id", "title", "citation", "article", "section", "page", "char_start", "char_end", "text"}
 
 
-@pytest.fixture(scope="module")
-def searcher(index: Path) -> Searcher:
-    return Searcher(index)
+@pytest.fixture(scope="module", params=BACKENDS)
+def searcher(request: pytest.FixtureRequest, index: Path, corpus: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searcher]:
+    """The shared index (FAISS), or the same corpus built into milvus-lite: every test here runs on both."""
+    if request.param == "faiss":
+        yield Searcher(index)
+        return
+    searcher = build_and_open("milvus", corpus, tmp_path_factory.mktemp("milvus"))
+    yield searcher  # type: ignore[misc]
+    searcher.close()  # type: ignore[attr-defined]
 
 
 def test_chinese_question_finds_article_with_citation(searcher: Searcher) -> None:
@@ -71,8 +80,11 @@ def test_unknown_filter_values(searcher: Searcher) -> None:
 
 
 def test_odd_queries_answer_without_error(searcher: Searcher) -> None:
-    for q in ("？？？！！", "😀😀", "a" * 10_000, "第\x00条\x07"):
+    for q in ("a" * 10_000, "第\x00条\x07"):
         assert isinstance(searcher.search(q, 5), list)
+    for q in ("？？？！！", "😀😀"):  # no words: a clear message, not arbitrary passages
+        with pytest.raises(QueryError, match="only punctuation or symbols"):
+            searcher.search(q, 5)
 
 
 def test_citation_forms() -> None:
@@ -85,14 +97,15 @@ def test_citation_forms() -> None:
     assert highlight_spans("Live streaming bases train talent", "live-stream talent") == ((0, 14), (27, 33))
 
 
-def test_cli_search_json_and_batch(index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["search", "七日内无理由退货", "--index", str(index), "--json", "-k", "2"]) == 0
+def test_cli_search_json_and_batch(searcher: Searcher, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = target_args(searcher)
+    assert main(["search", "七日内无理由退货", *target, "--json", "-k", "2"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert len(items) == 2 and JSON_KEYS <= set(items[0]) and items[0]["rank"] == 1
     assert items[0]["article"] == "第四条" and items[0]["meta"]["level"] == "法律"
     batch = tmp_path / "q.txt"
     batch.write_text("七日内无理由退货\nSponsored listings\n\n", encoding="utf-8")
-    assert main(["search", "--batch", str(batch), "--index", str(index), "-k", "1"]) == 0
+    assert main(["search", "--batch", str(batch), *target, "-k", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     assert json.loads(lines[0])[0]["article"] == "第四条"
@@ -100,49 +113,60 @@ def test_cli_search_json_and_batch(index: Path, tmp_path: Path, capsys: pytest.C
     assert json.loads(lines[2]) == []
 
 
-def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["search", "x", "--index", str(tmp_path / "none")]) == 1
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_errors_are_one_line(backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = ["--index", str(tmp_path / "none")] if backend == "faiss" else ["--backend", "milvus", "--uri",
+                                                                             str(tmp_path / "none.db")]
+    assert main(["search", "x", *target]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: no index at") and "\n" not in err
+    assert err.startswith("error: no index") and "\n" not in err
 
 
-def test_cli_build_reports_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_build_reports_skips(backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = tmp_path / "c"
     corpus.mkdir()
     (corpus / "ok.txt").write_text("A fine title here\n\nUseful words about tariffs.", encoding="utf-8")
     (corpus / "empty.txt").write_bytes(b"")
-    code = main(["build", "--corpus", str(corpus), "--index", str(tmp_path / "i"), "--model", "hashing", "--no-progress"])
+    target = ["--index", str(tmp_path / "i")] if backend == "faiss" else ["--backend", "milvus", "--uri",
+                                                                          str(tmp_path / "i.db")]
+    code = main(["build", "--corpus", str(corpus), *target, "--model", "hashing", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
     assert "indexed 1 files" in out and "skipped 1" in out and "skipped empty.txt: empty file" in out
 
 
-def test_identical_passages_show_once_with_their_other_documents(tmp_path: Path) -> None:
-    from kb.embed import HashingEmbedder
-    from kb.index import build
-
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_identical_passages_show_once_with_their_other_documents(backend: str, tmp_path: Path) -> None:
     corpus = tmp_path / "c"
     corpus.mkdir()
     law = "示范法\n\n第一条 网络经营者应当公示退货规则。\n第二条 乙。\n第三条 丙。\n"
     (corpus / "v2018.txt").write_text(law, encoding="utf-8")
     (corpus / "v2021.txt").write_text(law.replace("乙", "乙二"), encoding="utf-8")
-    build(corpus, tmp_path / "i", {"dense": HashingEmbedder()}, cache_dir=None)
-    hits = Searcher(tmp_path / "i").search("公示退货规则", 10)
+    hits = build_and_open(backend, corpus, tmp_path).search("公示退货规则", 10)
     firsts = [h for h in hits if h.chunk.article == "第一条"]
     assert len(firsts) == 1 and {firsts[0].chunk.doc_id, *firsts[0].also_in} == {"v2018.txt", "v2021.txt"}
     assert len({"".join(h.chunk.text.split()) for h in hits}) == len(hits)
 
 
-def test_repealed_texts_are_hidden_unless_asked_for(tmp_path: Path) -> None:
-    from kb.embed import HashingEmbedder
-    from kb.index import build
-
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_repealed_texts_are_hidden_unless_asked_for(backend: str, tmp_path: Path) -> None:
     corpus = tmp_path / "c"
     corpus.mkdir()
     (corpus / "old.txt").write_text("旧合同法\n\n第一条 合同应当采用书面形式。\n第二条 乙。\n第三条 丙。\n", encoding="utf-8")
     (corpus / "old.txt.meta.json").write_text('{"validity": "已废止"}', encoding="utf-8")
-    build(corpus, tmp_path / "i", {"dense": HashingEmbedder()}, cache_dir=None)
-    searcher = Searcher(tmp_path / "i")
+    searcher = build_and_open(backend, corpus, tmp_path)
     assert searcher.search("合同书面形式", 5) == []
     shown = searcher.search("合同书面形式", 5, include_repealed=True)
     assert shown[0].chunk.doc_id == "old.txt" and shown[0].meta.validity == "已废止"
+
+
+def test_cli_batch_keeps_order_when_a_line_is_bad(searcher: Searcher, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    batch = tmp_path / "q.txt"
+    batch.write_text("七日内无理由退货\n？？？\n\nlive-stream talent\n", encoding="utf-8")
+    assert main(["search", "--batch", str(batch), *target_args(searcher), "-k", "1"]) == 1
+    out = capsys.readouterr()
+    lines = [json.loads(x) for x in out.out.splitlines()]
+    assert [len(x) for x in lines] == [1, 0, 0, 1]
+    assert "line 2: nothing to search for" in out.err

@@ -46,3 +46,18 @@ def test_chinese_question_finds_english_commentary(searcher: Searcher) -> None:
     hits = searcher.search("农村电商直播基地和人才培养", 10, lang="en")
     assert hits and all(h.chunk.lang == "en" for h in hits)
     assert any(h.chunk.doc_id.startswith(("seeds/", "en/")) and "e-commerce" in h.chunk.text.lower() for h in hits[:5])
+
+
+def test_readme_search_example_is_real_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README shows one search with its output; it must be what the command prints today."""
+    import re
+    import shlex
+
+    from kb.cli import main
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"A real search on the bundled corpus \(`\.venv/bin/python -m kb (search [^`]+)`\):\n\n```\n(.*?)```",
+                  readme, re.S)
+    assert m, "README lost its real search example"
+    assert main(shlex.split(m.group(1))) == 0
+    assert capsys.readouterr().out == m.group(2)

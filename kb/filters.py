@@ -1,0 +1,248 @@
+"""Metadata filters and facets: per-row columns computed once at load, one boolean mask per query.
+
+A query's filters become a mask over chunk rows by a few vectorised comparisons on these columns, so
+filtering costs the same on 200 rows or 200,000 and nothing per document at query time.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kb import config
+from kb.errors import QueryError
+from kb.timeline import VALIDITY, DocRow, Span
+
+DATE_FIELDS = ("published", "effective")
+_UNKNOWN_START, _OPEN_END = 0, 99_991_231
+_DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a search may return besides relevance; empty tuples and None mean 'no restriction'.
+
+    as_of keeps the texts in force on that date (kb.timeline); include_repealed also keeps repealed and
+    superseded ones (with as_of: those that had started by then); an explicit validity list replaces both.
+    """
+
+    lang: str | None = None
+    docs: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    issuers: tuple[str, ...] = ()
+    validity: tuple[str, ...] = ()
+    date_from: str | None = None
+    date_to: str | None = None
+    date_field: str = "published"
+    as_of: str | None = None
+    include_repealed: bool = False
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Per-row filter columns (row i = chunk i); dates as YYYYMMDD integers, 0 when unknown."""
+
+    zh: np.ndarray
+    hidden: np.ndarray  # repealed or superseded today, left out unless asked for
+    level: np.ndarray  # index into levels, -1 when unknown
+    levels: tuple[str, ...]
+    issuer: np.ndarray
+    issuers: tuple[str, ...]
+    validity: np.ndarray
+    published: np.ndarray
+    effective: np.ndarray
+    start: np.ndarray  # first day in force (0: unknown, treated as always)
+    end: np.ndarray  # first day no longer in force (_OPEN_END: open or unknown)
+    gone: np.ndarray  # repealed or superseded with no known end date
+
+
+@dataclass(frozen=True)
+class Facets:
+    """What the index holds, for a filter sidebar: (value, number of documents), most frequent first."""
+
+    levels: tuple[tuple[str, int], ...]
+    issuers: tuple[tuple[str, int], ...]
+    validity: tuple[tuple[str, int], ...]
+    regions: tuple[tuple[str, int], ...]
+    langs: tuple[tuple[str, int], ...]
+    published: tuple[str | None, str | None]  # earliest and latest known date
+    effective: tuple[str | None, str | None]
+    documents: int = 0
+    unknown: dict[str, int] = field(default_factory=dict)  # documents with no value, per field
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON shape."""
+        return {"levels": dict(self.levels), "issuers": dict(self.issuers), "validity": dict(self.validity),
+                "regions": dict(self.regions), "langs": dict(self.langs), "published": list(self.published),
+                "effective": list(self.effective), "documents": self.documents, "unknown": dict(self.unknown)}
+
+
+def date_int(value: object) -> int:
+    """An ISO date as YYYYMMDD, 0 for None or anything malformed."""
+    text = str(value or "")
+    return int(text[:4] + text[5:7] + text[8:10]) if re.match(r"^\d{4}-\d{2}-\d{2}", text) else 0
+
+
+def parse_date(value: str, name: str, end: bool = False) -> int:
+    """'2019-01-01', '2019-01' or '2019' as YYYYMMDD; a partial date is its first day (or last, with end).
+
+    Raises:
+        QueryError: not a date.
+    """
+    m = _DATE.match(value.strip())
+    try:
+        if not m:
+            raise ValueError(value)
+        year, month, day = int(m.group(1)), int(m.group(2) or (12 if end else 1)), m.group(3)
+        if day is None:
+            nxt = datetime.date(year + (month == 12), month % 12 + 1, 1)
+            last = (nxt - datetime.timedelta(days=1)).day
+            day_n = last if end else 1
+        else:
+            day_n = int(day)
+        return int(datetime.date(year, month, day_n).strftime("%Y%m%d"))
+    except ValueError:
+        raise QueryError(f"{name}: '{value}' is not a date; use YYYY-MM-DD (or YYYY-MM, YYYY)") from None
+
+
+def build_columns(docs: Mapping[str, DocRow], doc_rows: Mapping[str, np.ndarray], n: int,
+                  langs: Sequence[object], spans: Mapping[str, Span]) -> Columns:
+    """Spread each document's metadata and in-force span over its chunk rows."""
+    levels = tuple(sorted({str(d["meta"].get("level")) for d in docs.values() if d["meta"].get("level")}))
+    issuers = tuple(sorted({str(d["meta"].get("issuer")) for d in docs.values() if d["meta"].get("issuer")}))
+    level_code = {v: i for i, v in enumerate(levels)}
+    issuer_code = {v: i for i, v in enumerate(issuers)}
+    validity_code = {v: i for i, v in enumerate(VALIDITY)}
+    cols = {name: np.full(n, fill, dtype=dtype) for name, fill, dtype in (
+        ("level", -1, np.int32), ("issuer", -1, np.int32), ("validity", -1, np.int8),
+        ("published", 0, np.int32), ("effective", 0, np.int32), ("start", _UNKNOWN_START, np.int32),
+        ("end", _OPEN_END, np.int32), ("gone", False, bool), ("hidden", False, bool))}
+    for doc_id, rows in doc_rows.items():
+        meta, span = docs[doc_id]["meta"], spans[doc_id]
+        cols["level"][rows] = level_code.get(str(meta.get("level")), -1)
+        cols["issuer"][rows] = issuer_code.get(str(meta.get("issuer")), -1)
+        cols["validity"][rows] = validity_code.get(span.validity or "", -1)
+        cols["published"][rows] = date_int(meta.get("published"))
+        cols["effective"][rows] = date_int(meta.get("effective"))
+        cols["start"][rows] = date_int(span.start)
+        cols["end"][rows] = date_int(span.end) or _OPEN_END
+        cols["gone"][rows] = span.gone
+        cols["hidden"][rows] = span.validity in config.HIDDEN_VALIDITY
+    zh = np.asarray([lang == "zh" for lang in langs], dtype=bool)
+    return Columns(zh=zh, levels=levels, issuers=issuers, **cols)
+
+
+def row_mask(cols: Columns, doc_rows: Mapping[str, np.ndarray], f: Filters) -> np.ndarray | None:
+    """Rows a search may return under f, or None when every row may be returned.
+
+    Raises:
+        QueryError: an unknown language, document, level, issuer, validity or date field, a malformed
+            date, or date_from after date_to; the message lists what is known.
+    """
+    n = cols.zh.shape[0]
+    mask = np.ones(n, dtype=bool)
+    restricted = False
+
+    def keep(part: np.ndarray) -> None:
+        nonlocal mask, restricted
+        mask &= part
+        restricted = True
+
+    if f.lang is not None:
+        if f.lang not in ("zh", "en"):
+            raise QueryError(f"unknown language '{f.lang}': use zh or en")
+        keep(cols.zh if f.lang == "zh" else ~cols.zh)
+    if f.docs:
+        unknown = [d for d in f.docs if d not in doc_rows]
+        if unknown:
+            raise QueryError(f"no such document in the index: {', '.join(unknown[:3])}")
+        part = np.zeros(n, dtype=bool)
+        for d in f.docs:
+            part[doc_rows[d]] = True
+        keep(part)
+    if f.levels:
+        keep(_lookup(cols.level, _codes(f.levels, cols.levels, "level"), len(cols.levels)))
+    if f.issuers:
+        keep(_lookup(cols.issuer, _issuer_codes(f.issuers, cols.issuers), len(cols.issuers)))
+    if f.validity:
+        bad = [v for v in f.validity if v not in VALIDITY]
+        if bad:
+            raise QueryError(f"unknown validity '{bad[0]}': use one of {', '.join(VALIDITY)}")
+        keep(_lookup(cols.validity, [VALIDITY.index(v) for v in f.validity], len(VALIDITY)))
+    if f.date_from or f.date_to:
+        if f.date_field not in DATE_FIELDS:
+            raise QueryError(f"unknown date field '{f.date_field}': use published or effective")
+        dates = cols.published if f.date_field == "published" else cols.effective
+        low = parse_date(f.date_from, "date_from") if f.date_from else 1
+        high = parse_date(f.date_to, "date_to", end=True) if f.date_to else _OPEN_END
+        if low > high:
+            raise QueryError(f"date_from {f.date_from} is after date_to {f.date_to}: swap them")
+        keep((dates >= low) & (dates <= high))  # unknown dates (0) never fall in a range
+    if f.as_of:
+        day = parse_date(f.as_of, "as_of")
+        started = cols.start <= day
+        keep(started if f.include_repealed or f.validity else started & (day < cols.end) & ~cols.gone)
+    elif not f.include_repealed and not f.validity and cols.hidden.any():
+        keep(~cols.hidden)
+    return mask if restricted else None
+
+
+def _lookup(column: np.ndarray, codes: list[int], size: int) -> np.ndarray:
+    """Rows whose code is one of codes: a table lookup (unknown, -1, reads the table's last, False, entry)."""
+    table = np.zeros(size + 1, dtype=bool)
+    table[codes] = True
+    return table[column]
+
+
+def _codes(wanted: Sequence[str], known: tuple[str, ...], name: str) -> list[int]:
+    bad = [w for w in wanted if w not in known]
+    if bad:
+        raise QueryError(f"unknown {name} '{bad[0]}': the index holds {', '.join(known) or 'none'}")
+    return [known.index(w) for w in wanted]
+
+
+def _issuer_codes(wanted: Sequence[str], known: tuple[str, ...]) -> list[int]:
+    """Issuers match exactly or as a part of the name ('市场监督管理总局' finds 国家市场监督管理总局)."""
+    codes = []
+    for w in wanted:
+        found = [i for i, name in enumerate(known) if w and w in name]
+        if not found:
+            sample = ", ".join(known[:8]) + (" ..." if len(known) > 8 else "")
+            raise QueryError(f"no indexed document is issued by '{w}': known issuers include {sample or 'none'}")
+        codes += found
+    return codes
+
+
+def facets(docs: Mapping[str, DocRow], spans: Mapping[str, Span]) -> Facets:
+    """Distinct levels, issuers, validity, regions and languages with document counts, and date ranges."""
+    count: dict[str, Counter[str]] = {k: Counter() for k in ("level", "issuer", "validity", "region", "lang")}
+    dates: dict[str, list[str]] = {"published": [], "effective": []}
+    unknown: Counter[str] = Counter()
+    for doc_id, doc in docs.items():
+        meta = doc["meta"]
+        values = {"level": meta.get("level"), "issuer": meta.get("issuer"), "region": meta.get("region"),
+                  "validity": spans[doc_id].validity, "lang": doc.get("lang")}
+        for key, value in values.items():
+            if value:
+                count[key][str(value)] += 1
+            else:
+                unknown[key] += 1
+        for key in dates:
+            if date_int(meta.get(key)):
+                dates[key].append(str(meta.get(key))[:10])
+            else:
+                unknown[key] += 1
+
+    def ranked(key: str) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(count[key].items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def span_of(key: str) -> tuple[str | None, str | None]:
+        return (min(dates[key]), max(dates[key])) if dates[key] else (None, None)
+
+    return Facets(levels=ranked("level"), issuers=ranked("issuer"), validity=ranked("validity"),
+                  regions=ranked("region"), langs=ranked("lang"), published=span_of("published"),
+                  effective=span_of("effective"), documents=len(docs), unknown=dict(unknown))

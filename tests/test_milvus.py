@@ -1,0 +1,180 @@
+"""The Milvus backend (milvus-lite here): incremental builds, parallel workers, Milvus-side fusion, its errors.
+
+The search contract itself (hits, citations, filters, CLI) is tested on both backends in test_search.py
+and test_filters.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, build_and_open
+from kb.backends import build_index, open_searcher
+from kb.cli import main
+from kb.embed import HashingEmbedder
+from kb.errors import KbError, QueryError
+from kb.milvus_build import in_part
+from kb.milvus_search import MilvusSearcher
+from kb.milvus_store import target
+from test_filters import write_corpus
+
+QUERIES = ["公司注册资本", "公司登记", "网购商品七日内无理由退货", "Company capital note", "e-commerce 电子商务"]
+FILTERS = [{}, {"include_repealed": True}, {"as_of": "2010-06-01"}, {"validity": ["已废止"]},
+           {"levels": ["行政法规"], "include_repealed": True}, {"mode": "keyword"}, {"lang": "en"}]
+
+
+def results(searcher: MilvusSearcher) -> list[object]:
+    """Everything a user sees for a set of questions and filters, plus the document list and facets."""
+    out: list[object] = [[h.to_dict() for h in searcher.search(q, 20, **f)] for q in QUERIES for f in FILTERS]
+    return [*out, searcher.documents(), searcher.facets().to_dict()]
+
+
+def kb_build(uri: str, corpus: Path, *extra: str) -> subprocess.Popen[str]:
+    """`python -m kb build --backend milvus` in its own process, as a deployment's worker would run it."""
+    cmd = [sys.executable, "-m", "kb", "build", "--backend", "milvus", "--uri", uri, "--corpus", str(corpus),
+           "--model", "hashing", "--no-progress", *extra]
+    env = {**os.environ, "KB_CACHE_DIR": str(Path(uri).parent / "cache")}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_workers_writing_halves_match_one_build(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    shutil.copytree(ROOT / "tests" / "data" / "corpus", corpus / "more")
+    docs = [p.relative_to(corpus).as_posix() for p in corpus.rglob("*.*") if p.name != "metadata.csv"]
+    # new.txt repeals old.txt from the other half: the second writer must update the first one's spans.
+    assert in_part("new.txt", (0, 2)) != in_part("old.txt", (0, 2))
+    assert 0 < sum(in_part(d, (0, 2)) for d in docs) < len(docs)
+    one, two = str(tmp_path / "one.db"), str(tmp_path / "two.db")
+    single = kb_build(one, corpus)
+    assert single.wait(120) == 0, single.stderr.read()  # type: ignore[union-attr]
+    # Both workers start at once; milvus-lite lets one process at a time open the file, so they take turns.
+    workers = [kb_build(two, corpus, "--part", f"{i}/2") for i in (1, 2)]
+    outs = [w.communicate(timeout=180) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outs
+    indexed = sum(int(out.split("indexed ")[1].split(" ")[0]) for out, _ in outs)
+    assert indexed == len(docs)
+    a, b = MilvusSearcher(target(one)), MilvusSearcher(target(two))
+    try:
+        assert a.n == b.n and results(a) == results(b)
+        assert {h.chunk.doc_id for h in b.search("公司注册资本", 20, validity=["已废止"])} >= {"old.txt"}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_incremental_build_rewrites_only_what_changed(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    new_law = (corpus / "new.txt").read_text(encoding="utf-8")
+    (corpus / "new.txt").unlink()
+    uri = str(tmp_path / "kb.db")
+    embedders = {"dense": HashingEmbedder()}
+    first = build_index("milvus", corpus, embedders, uri=uri, cache_dir=None)
+    again = build_index("milvus", corpus, embedders, uri=uri, cache_dir=None)
+    assert again.indexed == [] and again.embedded == 0 and again.generation == first.generation
+    # A new text repeals old.txt; a passage is edited; a document is deleted.
+    (corpus / "new.txt").write_text(new_law, encoding="utf-8")
+    (corpus / "local.txt").write_text((corpus / "local.txt").read_text(encoding="utf-8") + "第四条 地方新增条款。\n",
+                                      encoding="utf-8")
+    (corpus / "note.md").unlink()
+    serving = MilvusSearcher(target(uri))  # an app keeps serving while a build runs in its process
+    assert not serving.refresh()
+    third = build_index("milvus", corpus, embedders, uri=uri, cache_dir=None)
+    assert sorted(third.indexed) == ["local.txt", "new.txt"] and third.removed == ["note.md"]
+    assert serving.refresh() and "new.txt" in {d["doc_id"] for d in serving.documents()}
+    serving.close()
+    assert third.embedded == 4 + 1  # new.txt's four articles and local.txt's new one; its others are reused
+    with MilvusSearcher(target(uri)) as updated:
+        assert "old.txt" not in {h.chunk.doc_id for h in updated.search("公司注册资本", 20, mode="keyword")}
+        assert updated.search("地方新增条款", 1)[0].chunk.article == "第四条"
+        assert "note.md" not in {d["doc_id"] for d in updated.documents()}
+        doc, chunks = updated.source("local.txt")
+        assert all(doc.text[c.char_start:c.char_end] == c.text for c in chunks) and len(chunks) == 4
+        fresh = build_and_open("milvus", corpus, tmp_path / "fresh")
+        try:  # the updated collection answers exactly as one built from scratch
+            assert results(updated) == results(fresh)  # type: ignore[arg-type]
+        finally:
+            fresh.close()  # type: ignore[attr-defined]
+
+
+def test_milvus_hybrid_search_fusion_is_plain_rrf(tmp_path: Path, corpus: Path) -> None:
+    uri = str(tmp_path / "kb.db")
+    build_index("milvus", corpus, {"dense": HashingEmbedder()}, uri=uri, cache_dir=None)
+    plain = MilvusSearcher(target(uri), weights={"bm25": 1.0, "dense": 1.0, "dense_x": 1.0})
+    milvus = MilvusSearcher(target(uri), fusion="milvus")
+    try:
+        for q in ("网购商品七日内无理由退货", "live-stream talent training", "Sponsored listings"):
+            ours, theirs = plain.search(q, 10), milvus.search(q, 10)
+            assert [h.chunk.chunk_id for h in ours] == [h.chunk.chunk_id for h in theirs]
+            assert [h.score for h in ours] == pytest.approx([h.score for h in theirs], rel=1e-5)
+            assert all(h.channels == () for h in theirs)  # Milvus does not say which channel found a hit
+    finally:
+        plain.close()
+        milvus.close()
+
+
+def test_milvus_lite_file_is_one_process_at_a_time(tmp_path: Path, corpus: Path) -> None:
+    searcher = build_and_open("milvus", corpus, tmp_path)
+    try:
+        other = subprocess.run([sys.executable, "-m", "kb", "search", "x", "--backend", "milvus", "--uri",
+                                str(tmp_path / "kb.db")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert other.returncode == 1
+        assert other.stderr.strip().splitlines()[-1].startswith("error: cannot open")
+        assert "milvus-lite allows one process per file" in other.stderr
+    finally:
+        searcher.close()  # type: ignore[attr-defined]
+
+
+def test_errors_say_what_to_do(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(KbError, match="a milvus-lite path must end in .db"):
+        target(str(tmp_path / "kb"))
+    with pytest.raises(KbError, match="needs --uri"):
+        open_searcher("milvus")
+    with pytest.raises(QueryError, match="unknown fusion"):
+        MilvusSearcher(target(str(tmp_path / "x.db")), fusion="magic")
+    assert main(["build", "--corpus", str(corpus), "--part", "1/2", "--index", str(tmp_path / "i")]) == 1
+    assert "use it with --backend milvus" in capsys.readouterr().err
+    assert main(["build", "--backend", "milvus", "--uri", str(tmp_path / "p.db"), "--part", "3/2"]) == 1
+    assert "--part 3/2: give I/N" in capsys.readouterr().err
+    assert main(["search", "x", "--uri", str(tmp_path / "p.db")]) == 1
+    assert "apply to --backend milvus" in capsys.readouterr().err
+
+
+def test_app_serves_a_milvus_collection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, corpus: Path) -> None:
+    from test_app import run_app, shown
+
+    uri = str(tmp_path / "kb.db")
+    build_index("milvus", corpus, {"dense": HashingEmbedder()}, uri=uri, cache_dir=None)
+    monkeypatch.setenv("KB_BACKEND", "milvus")
+    monkeypatch.setenv("KB_MILVUS_URI", uri)
+    at = run_app(monkeypatch, tmp_path / "no-index-folder", "七日内无理由退货")
+    assert not at.exception
+    assert "《示范电子商务法》第四条" in shown(at)
+    at = run_app(monkeypatch, tmp_path / "no-index-folder")
+    at.radio(key="page_choice").set_value("docs").run()
+    assert not at.exception and "示范电子商务法" in set(at.dataframe[0].value["Title"])
+    at.selectbox(key="docs_choice").set_value("zh/ecommerce_law.md").run()
+    at.button(key="docs_open_btn").click().run()  # the source view reads the text back from Milvus
+    assert not at.exception and at.header[0].value == "示范电子商务法"
+    at.radio(key="page_choice").set_value("quote").run()
+    at.text_area(key="quote").input("消费者有权自收到商品之日起七日内退货").run()
+    assert not at.exception and "不可用" in at.info[0].value  # the interface follows the quote's language
+
+
+def test_cross_lingual_channel_is_a_second_vector_field(tmp_path: Path, corpus: Path) -> None:
+    embedders = {"dense": HashingEmbedder(), "xling": HashingEmbedder(128)}
+    build_index("milvus", corpus, embedders, uri=str(tmp_path / "kb.db"), cache_dir=None)
+    build_index("faiss", corpus, embedders, index=tmp_path / "index", cache_dir=None)
+    m = open_searcher("milvus", uri=str(tmp_path / "kb.db"), embedders=embedders)
+    f = open_searcher("faiss", index=tmp_path / "index", embedders=embedders)
+    try:
+        for searcher in (m, f):  # an English question reaches Chinese passages through e5 and USE, as in FAISS
+            hits = searcher.search("seven day returns of goods bought online", 30, mode="semantic")
+            assert {name for h in hits for name, _ in h.channels if h.chunk.lang == "zh"} == {"dense_x", "xling"}
+            assert {name for h in hits for name, _ in h.channels if h.chunk.lang == "en"} == {"dense"}
+    finally:
+        m.close()  # type: ignore[attr-defined]
