@@ -18,6 +18,8 @@ MIN_RELATIVE_SCORE = 0.35
 # A passage sharing no word with the question belongs in an answer only if a semantic channel ranked it
 # this high (a paraphrase or a translation); otherwise it is a heading or boilerplate that fused in.
 SEMANTIC_TOP = 10
+# The channels that match meaning rather than words ("near" marks a passage lifted for standing next to a hit).
+SEMANTIC = ("dense", "dense_x", "xling")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def answer(hits: list[Hit], query: str, max_docs: int = 5, per_doc: int = 3, max
         if hit.score < floor or len(kept) == max_points:
             break
         point = key_point(hit, query)
-        if not point.highlights and not any(ch != "bm25" and rank <= SEMANTIC_TOP for ch, rank in hit.channels):
+        if not point.highlights and not any(ch in SEMANTIC and rank <= SEMANTIC_TOP for ch, rank in hit.channels):
             continue
         tokens = frozenset(tokenize(hit.chunk.text))
         if any(_overlap(tokens, other) >= NEAR_DUPLICATE for _, other in kept):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kb import config
+from kb.fusion import depth
 from kb.backends import build_index, open_searcher
 from kb.errors import CorpusError
 from kb.search import Searcher
@@ -178,7 +179,7 @@ def tune_stard(grid: list[dict[str, float]], limit: int | None = None, corpus: P
     """Recall for each channel-weight setting, ranking every question once and fusing it many times."""
     _, searcher = _stard_index(corpus, model, None)
     rows = _stard_rows(limit)
-    ranked = [searcher.rankings(row["query"], config.CANDIDATES) for row in rows]
+    ranked = [searcher.rankings(row["query"], depth(100)) for row in rows]
     out = []
     for weights in grid:
         searcher.weights = dict(weights)

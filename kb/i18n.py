@@ -66,6 +66,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ch_dense": ("semantic #{rank}", "语义 #{rank}"),
     "ch_dense_x": ("cross-language semantic #{rank}", "跨语言语义 #{rank}"),
     "ch_xling": ("cross-language #{rank}", "跨语言 #{rank}"),
+    "ch_near": ("next to result #{rank}", "邻近第 {rank} 条结果"),
     "answer_intro": ("The passages that best answer the question, grouped by document:",
                      "最能回答该问题的段落，按文件分组："),
     "export": ("Export these results", "导出结果"),

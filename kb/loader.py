@@ -37,6 +37,7 @@ class LoadedIndex:
     row_hidden: np.ndarray  # rows of repealed or superseded texts, left out unless asked for
     row_prior: np.ndarray  # per-row ranking factor from the document's legal level
     row_order: np.ndarray  # position in reading order (documents as the corpus walk sorts them): breaks ties
+    row_doc: np.ndarray  # a number per live document (-1 at deleted rows): which rows share a document
     doc_rows: dict[str, np.ndarray]
     docs: dict[str, dict[str, object]]
     columns: Columns  # per-row metadata for filters (kb.filters)
@@ -92,18 +93,20 @@ def load_index(index_dir: Path) -> LoadedIndex:
     columns = build_columns(docs, doc_rows, n_rows, store.column("lang"), in_force)
     row_prior = np.ones(n_rows, dtype=np.float32)
     row_order = np.zeros(n_rows, dtype=np.int64)
+    row_doc = np.full(n_rows, -1, dtype=np.int32)
     position = 0
     # The corpus walk sorts paths part by part; a fresh build writes rows in that order, so ties between
     # identical passages fall the same way however the rows were appended since.
-    for doc_id in sorted(doc_rows, key=lambda d: d.split("/")):
+    for number, doc_id in enumerate(sorted(doc_rows, key=lambda d: d.split("/"))):
         rows = doc_rows[doc_id]
+        row_doc[rows] = number
         row_prior[rows] = config.LEVEL_PRIOR.get(docs[doc_id]["meta"].get("level") or "", 1.0)
         row_order[rows] = np.arange(position, position + len(rows))
         position += len(rows)
     quote = _quote_index(gen, manifest, fix) if "quote" in manifest else None
     log.info("loaded %s: %d chunks, channels %s", gen, store.n_chunks, ", ".join(loaded) or "bm25 only")
     return LoadedIndex(gen, manifest, store, bm25, loaded, store.live, columns.zh, columns.hidden, row_prior,
-                       row_order, doc_rows, docs, columns, in_force, Resolver(docs, store), quote)
+                       row_order, row_doc, doc_rows, docs, columns, in_force, Resolver(docs, store), quote)
 
 
 @dataclass(frozen=True)

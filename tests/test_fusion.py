@@ -1,0 +1,87 @@
+"""The result list's head (weighted reciprocal rank) and tail (document boost, neighbouring articles)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kb import config
+from kb.fusion import depth, document_boost, ordered, rrf, with_neighbours
+from kb.search import Searcher
+
+QUESTIONS = ["网购商品七日内无理由退货", "电子商务平台经营者的责任", "live-stream talent training", "e-commerce 电子商务"]
+
+
+def test_rrf_weights_ranks_and_prior() -> None:
+    prior = np.array([1.0, 1.0, 1.1, 1.0])
+    fused = rrf({"bm25": [0, 1], "dense": [1, 2, 3]}, {"bm25": 1.0, "dense": 1.5}, prior, depth=2)
+    assert fused == pytest.approx({0: 1 / 61, 1: 1 / 62 + 1.5 / 61, 2: 1.1 * 1.5 / 62})  # row 3 is below depth 2
+    assert ordered(fused, np.arange(4)) == [1, 2, 0]
+
+
+def test_document_boost_follows_the_documents_share_of_the_best_rows() -> None:
+    row_doc = np.array([0, 0, 0, 1, 1, 2])
+    scores = {0: 1.0, 1: 0.9, 3: 0.95, 5: 0.5}
+    boosted = document_boost(scores, row_doc, np.arange(6), top=3, strength=1.0)
+    # Among the best 3 rows document 0 holds 1.9 of the mass, document 1 0.95, document 2 none.
+    assert boosted == pytest.approx({0: 2.0, 1: 1.8, 3: 0.95 * 1.5, 5: 0.5})
+
+
+def test_neighbours_stay_in_the_parents_document_and_the_filter() -> None:
+    row_doc = np.array([0, 0, 0, 0, 1, 1, -1, 2])
+    allowed = np.array([True, True, True, False, True, True, False, True])
+    scores = {1: 1.0, 5: 0.2, 2: 0.9}
+    out, lifted = with_neighbours(scores, [1], row_doc, allowed, reach=2, decay=0.5)
+    # Row 0 (d=1) gets 0.5; row 2 keeps its own higher score; row 3 (d=2) is filtered out; rows 4-5 are
+    # another document.
+    assert out == pytest.approx({1: 1.0, 0: 0.5, 2: 0.9, 5: 0.2})
+    assert lifted == {0: 1}
+    out, lifted = with_neighbours({5: 1.0}, [5], row_doc, allowed, reach=2, decay=0.5)
+    assert out == pytest.approx({5: 1.0, 4: 0.5}) and lifted == {4: 5}  # row 6 is deleted (-1), row 7 another document
+
+
+def test_depth_reaches_deeper_only_for_a_tail() -> None:
+    assert depth(10) == config.CANDIDATES and depth(config.HEAD + 1) == config.TAIL_CANDIDATES
+    assert depth(5000) == 5000
+
+
+@pytest.fixture(scope="module")
+def searcher(index: Path) -> Searcher:
+    return Searcher(index)
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_tail_never_moves_the_head(searcher: Searcher, question: str) -> None:
+    short = searcher.search(question, config.HEAD, xrefs=False)
+    long = searcher.search(question, 40, xrefs=False)
+    assert [(h.chunk.chunk_id, h.score) for h in long[:config.HEAD]] == [(h.chunk.chunk_id, h.score) for h in short]
+    assert len(long) > config.HEAD
+    scores = [h.score for h in long]
+    assert scores == sorted(scores, reverse=True), "shown scores must fall down the list"
+    texts = ["".join(h.chunk.text.split()) for h in long]
+    assert len(texts) == len(set(texts)), "a passage is shown once, with its copies under also_in"
+    assert [h.rank for h in long] == list(range(1, len(long) + 1))
+
+
+def test_tail_lifts_articles_next_to_the_best_hits(searcher: Searcher) -> None:
+    lifted = []
+    for question in QUESTIONS:
+        hits = searcher.search(question, 40, xrefs=False)
+        for hit in hits:
+            for channel, rank in hit.channels:
+                if channel == "near":
+                    parent = hits[rank - 1]
+                    assert parent.chunk.doc_id == hit.chunk.doc_id and parent.rank < hit.rank
+                    assert 0 < abs(parent.chunk.ordinal - hit.chunk.ordinal) <= config.TAIL_NEIGHBOURS
+                    lifted.append(hit)
+    assert lifted, "no tail passage was lifted for being next to a good one"
+
+
+def test_tail_respects_filters(searcher: Searcher) -> None:
+    two = ["zh/ecommerce_law.md", "zh/policy_opinion.txt"]
+    hits = searcher.search("电子商务", 40, docs=two)
+    assert len(hits) > config.HEAD and {h.chunk.doc_id for h in hits} == set(two)
+    hits = searcher.search("e-commerce 电子商务", 40, lang="zh")
+    assert len(hits) > config.HEAD and {h.chunk.lang for h in hits} == {"zh"}
+    assert {h.chunk.lang for h in searcher.search("e-commerce 电子商务", 40, lang="en")} == {"en"}
