@@ -234,12 +234,14 @@ class Searcher:
             tail, lifted = tail_scores(ranked, self.weights, index.row_prior, index.row_doc, allowed,
                                        index.row_order, passages.distinct)
             floor = scores[picked[-1]]
+            shown = {passages.key(r): n for n, r in enumerate(picked, start=1)}
             for row in passages.pick([r for r in ordered(tail, index.row_order) if r not in scores], k - len(picked)):
                 floor = scores[row] = min(tail[row], floor)  # another scale: never shown above the hit before it
-                parent = lifted.get(row)
-                if parent in picked:
-                    seen.setdefault(row, []).append(("near", picked.index(parent) + 1))
                 picked.append(row)
+                shown[passages.key(row)] = len(picked)
+                parent = lifted.get(row)
+                if parent is not None and passages.key(parent) in shown:  # the parent, or its copy in another version
+                    seen.setdefault(row, []).append(("near", shown[passages.key(parent)]))
         hits = []
         for rank, row in enumerate(picked, start=1):
             chunk, key = passages.chunk(row), passages.key(row)
@@ -249,7 +251,7 @@ class Searcher:
             if span and meta.validity is None and span.validity:  # derived from later versions or repeals
                 meta = dataclasses.replace(meta, validity=span.validity)
             hits.append(Hit(chunk=chunk, score=scores[row], rank=rank, citation=citation(chunk),
-                            highlights=highlight_spans(chunk.text, query), channels=tuple(seen[row]),
+                            highlights=highlight_spans(chunk.text, query), channels=tuple(seen.get(row, ())),
                             meta=meta, path=chunk.doc_id, also_in=tuple(passages.also[key]), span=span,
                             xrefs=tuple(index.resolver.references(chunk)) if xrefs else ()))
         return hits
