@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from kb import config
+from kb.embed import HashingEmbedder
 from kb.fusion import depth, document_boost, ordered, rrf, with_neighbours
+from kb.index import build
 from kb.search import Searcher
 
 QUESTIONS = ["网购商品七日内无理由退货", "电子商务平台经营者的责任", "live-stream talent training", "e-commerce 电子商务"]
@@ -85,3 +87,23 @@ def test_tail_respects_filters(searcher: Searcher) -> None:
     hits = searcher.search("e-commerce 电子商务", 40, lang="zh")
     assert len(hits) > config.HEAD and {h.chunk.lang for h in hits} == {"zh"}
     assert {h.chunk.lang for h in searcher.search("e-commerce 电子商务", 40, lang="en")} == {"en"}
+
+
+def test_neighbour_of_a_hit_shown_in_another_version_names_that_hit(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two versions of a law share an article; the later one, with more matching articles, is boosted, so the
+    tail's parent is its copy while the head shows the earlier one. The lifted neighbours match no channel."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    articles = "第一条 总则甲。\n\n第二条 网购商品退货期限为七日。\n\n第三条 附则乙。\n"
+    (corpus / "a.md").write_text("# 甲法\n\n" + articles, encoding="utf-8")
+    (corpus / "b.md").write_text("# 乙法\n\n" + articles + "\n第四条 网购商品退货运费由卖家承担，网购商品退货须完好。\n",
+                                 encoding="utf-8")
+    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    monkeypatch.setattr(config, "HEAD", 2)
+    hits = Searcher(tmp_path / "index").search("网购商品退货", 10, mode="keyword", xrefs=False)
+    shown = [(h.chunk.doc_id, h.chunk.article, dict(h.channels)) for h in hits]
+    assert shown[:2] == [("b.md", "第四条", {"bm25": 1}), ("a.md", "第二条", {"bm25": 2})]
+    assert hits[1].also_in == ("b.md",)
+    # b's 第一条 was lifted by b's 第二条, shown as its copy in a.md at rank 2; no channel found it.
+    assert ("b.md", "第一条", {"near": 2}) in shown
