@@ -1,4 +1,4 @@
-"""Rank fusion: weighted reciprocal rank for the head of a result list, a structure-aware order for its tail.
+"""Rank fusion for both backends: weighted reciprocal rank for the head of a result list, a structure-aware tail.
 
 The first `config.HEAD` results are the channels' weighted reciprocal-rank fusion, the most precise order measured
 (docs/BENCHMARKS.md). Below them a reader is looking for what else the law says, and gold articles of real
@@ -6,85 +6,186 @@ questions sit near the ones found: in the same law (a question about a lease tou
 contract chapter) and next to them. So the tail re-scores the fused candidates by how strongly their document
 stands among the best candidates, and lifts the articles adjacent to the best passages. On STARD this raised
 Recall@100 from 0.779 to 0.810 without moving anything in the top 10.
+
+Passages are keys of any kind: row numbers in the FAISS backend, chunk ids in the Milvus one. A backend says
+what a key's document, level prior and reading position are, which key stands a few places before or after
+another in the same document, and how to fetch chunks.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-
-import numpy as np
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from kb import config
+from kb.chunk import Chunk
 
-Scores = dict[int, float]
+K = TypeVar("K", bound=Hashable)
+Scores = dict  # key -> score
 
 
 def depth(k: int) -> int:
-    """How many rows each channel ranks for a list of k results."""
+    """How many passages each channel ranks for a list of k results."""
     return max(k, config.CANDIDATES if k <= config.HEAD else config.TAIL_CANDIDATES)
 
 
-def rrf(ranked: Mapping[str, Sequence[int]], weights: Mapping[str, float], prior: np.ndarray, depth: int) -> Scores:
-    """Weighted reciprocal-rank fusion of each channel's first `depth` rows, times the row's level prior.
+def rrf(ranked: Mapping[str, Sequence[K]], weights: Mapping[str, float], prior: Callable[[K], float],
+        depth: int) -> dict[K, float]:
+    """Weighted reciprocal-rank fusion of each channel's first `depth` passages, times the passage's level prior.
 
     The prior is a soft preference for higher-level texts (法律 over 行政法规 over rules): about five places at the
     head of the list, never enough to lift an unrelated article over a relevant one.
     """
-    fused: Scores = {}
-    for channel, rows in ranked.items():
+    fused: dict[K, float] = {}
+    for channel, keys in ranked.items():
         weight = weights.get(channel, 1.0)
-        for rank, row in enumerate(rows[:depth], start=1):
-            fused[row] = fused.get(row, 0.0) + weight / (config.RRF_K + rank)
-    return {r: v * float(prior[r]) for r, v in fused.items()}
+        for rank, key in enumerate(keys[:depth], start=1):
+            fused[key] = fused.get(key, 0.0) + weight / (config.RRF_K + rank)
+    return {key: v * prior(key) for key, v in fused.items()}
 
 
-def ordered(scores: Scores, tie: np.ndarray) -> list[int]:
-    """Rows best first; equal scores fall to the lower `tie` (reading order of the corpus)."""
-    return sorted(scores, key=lambda r: (-scores[r], int(tie[r])))
+def ordered(scores: Mapping[K, float], tie: Callable[[K], object]) -> list[K]:
+    """Keys best first; equal scores fall to the lower `tie` (reading order of the corpus)."""
+    return sorted(scores, key=lambda key: (-scores[key], tie(key)))
 
 
-def document_boost(scores: Scores, row_doc: np.ndarray, tie: np.ndarray, top: int = config.TAIL_BOOST_TOP,
-                   strength: float = config.TAIL_DOC_BOOST) -> Scores:
-    """Each row's score times 1 + strength * (its document's share of the best `top` rows' score mass)."""
-    mass: dict[int, float] = {}
-    for r in ordered(scores, tie)[:top]:
-        doc = int(row_doc[r])
-        mass[doc] = mass.get(doc, 0.0) + scores[r]
+def document_boost(scores: Mapping[K, float], doc_of: Callable[[K], Hashable], tie: Callable[[K], object],
+                   top: int = config.TAIL_BOOST_TOP, strength: float = config.TAIL_DOC_BOOST) -> dict[K, float]:
+    """Each score times 1 + strength x (its document's share of the best `top` passages' score mass)."""
+    mass: dict[Hashable, float] = {}
+    for key in ordered(scores, tie)[:top]:
+        doc = doc_of(key)
+        mass[doc] = mass.get(doc, 0.0) + scores[key]
     most = max(mass.values(), default=0.0) or 1.0
-    return {r: v * (1.0 + strength * mass.get(int(row_doc[r]), 0.0) / most) for r, v in scores.items()}
+    return {key: v * (1.0 + strength * mass.get(doc_of(key), 0.0) / most) for key, v in scores.items()}
 
 
-def with_neighbours(scores: Scores, parents: Sequence[int], row_doc: np.ndarray, allowed: np.ndarray,
+def with_neighbours(scores: Mapping[K, float], parents: Sequence[K], neighbour: Callable[[K, int], K | None],
                     reach: int = config.TAIL_NEIGHBOURS, decay: float = config.TAIL_NEIGHBOUR_DECAY
-                    ) -> tuple[Scores, dict[int, int]]:
-    """Passages up to `reach` rows before and after each parent, in the same document, scored decay**distance
-    times the parent's score (or their own score where that is higher).
+                    ) -> tuple[dict[K, float], dict[K, K]]:
+    """The passages up to `reach` places before and after each parent scored decay**distance times the parent's
+    score, where that is higher than their own.
 
-    Rows of a document are consecutive and in reading order, so row ± d is the article d places away.
+    Args:
+        neighbour: (key, offset) -> the passage `offset` places away in the same document, if the search may
+            return it, else None.
     Returns:
-        The new scores, and for each row lifted above its own score the parent that lifted it.
+        The new scores, and for each passage lifted above its own score the parent that lifted it.
     """
     out = dict(scores)
-    lifted: dict[int, int] = {}
-    n = row_doc.shape[0]
+    lifted: dict[K, K] = {}
     for p in parents:
         for d in range(1, reach + 1):
             score = scores[p] * decay ** d
-            for r in (p - d, p + d):
-                if 0 <= r < n and row_doc[r] == row_doc[p] and allowed[r] and score > out.get(r, 0.0):
-                    out[r] = score
-                    lifted[r] = p
+            for key in (neighbour(p, -d), neighbour(p, d)):
+                if key is not None and score > out.get(key, 0.0):
+                    out[key] = score
+                    lifted[key] = p
     return out, lifted
 
 
-def tail_scores(ranked: Mapping[str, Sequence[int]], weights: Mapping[str, float], prior: np.ndarray,
-                row_doc: np.ndarray, allowed: np.ndarray, tie: np.ndarray,
-                distinct: Callable[[list[int], int], list[int]]) -> tuple[Scores, dict[int, int]]:
-    """Scores for the rows below the head: deeper fusion, document boost, then the best passages' neighbours.
+@dataclass
+class Passages(Generic[K]):
+    """Chunks of one query's candidates, fetched a batch at a time and only as far as needed.
+
+    The same article text often stands in several versions or copies of a law; it is shown once, at its best
+    rank, with the other documents listed (`also`), so a list of k hits holds k different passages.
+    """
+
+    fetch: Callable[[list[K]], Mapping[K, Chunk]]  # keys -> chunks (keys it cannot find are left out)
+    chunks: dict[K, Chunk] = field(default_factory=dict)
+    keys: dict[K, str] = field(default_factory=dict)  # passage -> its text without whitespace
+    also: dict[str, list[str]] = field(default_factory=dict)  # text of each picked passage -> other documents
+
+    def _in_order(self, keys: list[K], batch: int) -> Iterator[K]:
+        for start in range(0, len(keys), batch):
+            part = keys[start:start + batch]
+            todo = [key for key in part if key not in self.chunks]
+            for key, chunk in self.fetch(todo).items():
+                self.chunks[key] = chunk
+                self.keys[key] = "".join(chunk.text.split())
+            yield from (key for key in part if key in self.chunks)
+
+    def distinct(self, keys: list[K], n: int) -> list[K]:
+        """The first n passages (best first) that differ from each other, without picking them."""
+        texts: set[str] = set()
+        out: list[K] = []
+        if n <= 0:
+            return out
+        for key in self._in_order(keys, 2 * n):
+            if self.keys[key] not in texts:
+                texts.add(self.keys[key])
+                out.append(key)
+                if len(out) == n:
+                    break
+        return out
+
+    def pick(self, keys: list[K], n: int) -> list[K]:
+        """The next n passages (best first) not picked before; copies are noted in `also`."""
+        out: list[K] = []
+        if n <= 0:
+            return out
+        for key in self._in_order(keys, 2 * n):
+            text = self.keys[key]
+            if text in self.also:
+                self.also[text].append(self.chunks[key].doc_id)
+                continue
+            self.also[text] = []
+            out.append(key)
+            if len(out) == n:
+                break
+        return out
+
+
+@dataclass
+class Fused(Generic[K]):
+    """A fused result list: passages in order with their shown scores, channel ranks and copies."""
+
+    order: list[K]
+    scores: dict[K, float]
+    channels: dict[K, list[tuple[str, int]]]  # channel ranks; "near" = the result a lifted passage stands next to
+    passages: Passages[K]
+
+    def chunk(self, key: K) -> Chunk:
+        return self.passages.chunks[key]
+
+    def also_in(self, key: K) -> tuple[str, ...]:
+        return tuple(self.passages.also[self.passages.keys[key]])
+
+
+def fuse(ranked: Mapping[str, Sequence[K]], weights: Mapping[str, float], k: int, *, prior: Callable[[K], float],
+         tie: Callable[[K], object], doc_of: Callable[[K], Hashable], neighbour: Callable[[K, int], K | None],
+         fetch: Callable[[list[K]], Mapping[K, Chunk]], fused: Mapping[K, float] | None = None) -> Fused[K]:
+    """The k best distinct passages: the head by weighted reciprocal rank, the tail by document and neighbourhood.
 
     Args:
-        distinct: (rows best first, n) -> the first n rows showing different passages (identical article texts
-            in several versions of a law count once), to choose the parents.
+        ranked: channel -> passages best first, `depth(k)` deep.
+        prior, tie, doc_of: a passage's level prior, reading position and document.
+        neighbour: see with_neighbours.
+        fetch: keys -> chunks.
+        fused: scores fused elsewhere (Milvus's own RRF), ordering the whole list; no channel lists, no tail.
     """
-    boosted = document_boost(rrf(ranked, weights, prior, config.TAIL_CANDIDATES), row_doc, tie)
-    parents = distinct(ordered(boosted, tie), config.TAIL_PARENTS)
-    return with_neighbours(boosted, parents, row_doc, allowed)
+    channels: dict[K, list[tuple[str, int]]] = {}
+    for channel, keys in ranked.items():
+        for rank, key in enumerate(keys, start=1):
+            channels.setdefault(key, []).append((channel, rank))
+    passages: Passages[K] = Passages(fetch)
+    if fused is None:
+        head = rrf(ranked, weights, prior, config.CANDIDATES)
+    else:
+        head, ranked = {key: v * prior(key) for key, v in fused.items()}, {}
+    picked = passages.pick(ordered(head, tie), min(k, config.HEAD) if ranked else k)
+    scores = {key: head[key] for key in picked}
+    if ranked and k > len(picked) == config.HEAD:
+        deep = document_boost(rrf(ranked, weights, prior, config.TAIL_CANDIDATES), doc_of, tie)
+        tail, lifted = with_neighbours(deep, passages.distinct(ordered(deep, tie), config.TAIL_PARENTS), neighbour)
+        shown = {passages.keys[key]: n for n, key in enumerate(picked, start=1)}
+        floor = scores[picked[-1]]
+        for key in passages.pick([key for key in ordered(tail, tie) if key not in scores], k - len(picked)):
+            floor = scores[key] = min(tail[key], floor)  # another scale: never shown above the hit before it
+            picked.append(key)
+            shown[passages.keys[key]] = len(picked)
+            parent = lifted.get(key)
+            if parent is not None and passages.keys[parent] in shown:  # the parent, or its copy in another version
+                channels.setdefault(key, []).append(("near", shown[passages.keys[parent]]))
+    return Fused(picked, scores, channels, passages)

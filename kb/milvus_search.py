@@ -13,12 +13,11 @@ language condition. Fusion:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,12 +28,13 @@ from kb.cite import citation, highlight_spans
 from kb.embed import Embedder, load_embedder
 from kb.errors import IndexMissingError, ModelMismatchError, QueryError
 from kb.filters import Facets, Filters, facets
+from kb.fusion import depth, fuse
 from kb.ingest import DocMeta, Document, detect_lang
 from kb.milvus_build import reading_order
 from kb.milvus_filters import expression
 from kb.milvus_schema import CHUNK_FIELDS, bm25_text, chunk_from_row
 from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
-from kb.search import MODES, Hit, clean_query
+from kb.search import MODES, Hit, clean_query, shown_meta
 from kb.timeline import documents_in_force, spans
 from kb.xref_resolve import Resolved, Resolver
 
@@ -194,14 +194,14 @@ class MilvusSearcher:
         filters = Filters(lang=lang, docs=tuple(docs or ()), levels=tuple(levels or ()), issuers=tuple(issuers or ()),
                           validity=tuple(validity or ()), date_from=date_from, date_to=date_to,
                           date_field=date_field, as_of=as_of, include_repealed=include_repealed)
-        requests = self._requests(query, max(k, config.CANDIDATES), filters, mode)
+        requests = self._requests(query, depth(k), filters, mode)
         if self.fusion == "milvus" and len(requests) > 1:
-            fused, seen = self._hybrid(requests)
+            found, fused = {}, self._hybrid(requests)
         else:
             # The channels' searches run at once: a server answers them in parallel.
             found = dict(zip(requests, self._pool.map(lambda req: self._search(*req), requests.values())))
-            fused, seen = self._weighted(found)
-        return self._hits(fused, seen, query, k, xrefs)
+            fused = None
+        return self._hits(found, fused, query, k, filters.lang, xrefs)
 
     def rankings(self, query: str, want: int, *, mode: str = "hybrid") -> dict[str, list[str]]:
         """Each channel's chunk_ids, best first, before fusion (kb.search.Searcher.rankings gives row numbers)."""
@@ -256,18 +256,7 @@ class MilvusSearcher:
                                     consistency_level=self.target.consistency)
         return [str(hit["chunk_id"]) for hit in res[0]]
 
-    def _weighted(self, ranked: dict[str, list[str]]) -> tuple[dict[str, float], dict[str, list[tuple[str, int]]]]:
-        """Weighted reciprocal rank over the channels' lists (kb.search.Searcher._fuse)."""
-        fused: dict[str, float] = {}
-        seen: dict[str, list[tuple[str, int]]] = {}
-        for channel, ids in ranked.items():
-            weight = self.weights.get(channel, 1.0)
-            for rank, cid in enumerate(ids, start=1):
-                fused[cid] = fused.get(cid, 0.0) + weight / (config.RRF_K + rank)
-                seen.setdefault(cid, []).append((channel, rank))
-        return fused, seen
-
-    def _hybrid(self, requests: dict[str, tuple]) -> tuple[dict[str, float], dict[str, list[tuple[str, int]]]]:
+    def _hybrid(self, requests: dict[str, tuple]) -> dict[str, float]:
         """All channels in one hybrid_search, fused by Milvus's (unweighted) RRF."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
@@ -276,46 +265,46 @@ class MilvusSearcher:
         limit = min(sum(r[3] for r in requests.values()), 16_383)
         res = self.db.client.hybrid_search(self.db.chunks, reqs, RRFRanker(config.RRF_K), limit=limit,
                                            output_fields=[], consistency_level=self.target.consistency)
-        return {str(hit["chunk_id"]): float(hit["distance"]) for hit in res[0]}, {}
+        return {str(hit["chunk_id"]): float(hit["distance"]) for hit in res[0]}
 
-    def _hits(self, fused: dict[str, float], seen: dict[str, list[tuple[str, int]]], query: str, k: int,
-              xrefs: bool) -> list[Hit]:
-        def doc_of(cid: str) -> tuple[str, int]:
-            doc_id, _, n = cid.rpartition("#")
-            return doc_id, int(n)
-
+    def _hits(self, ranked: dict[str, list[str]], fused: dict[str, float] | None, query: str, k: int,
+              lang: str | None, xrefs: bool) -> list[Hit]:
         # Passages of documents this searcher has not loaded (written by a build since) wait for refresh().
-        scored = {c: v * self.prior[doc_of(c)[0]] for c, v in fused.items() if doc_of(c)[0] in self.prior}
+        ranked = {ch: [c for c in ids if _doc_of(c)[0] in self.prior] for ch, ids in ranked.items()}
+        if fused is not None:
+            fused = {c: v for c, v in fused.items() if _doc_of(c)[0] in self.prior}
+
+        def neighbour(cid: str, offset: int) -> str | None:
+            # Chunk ids number a document's passages in reading order; the document filters hold for all of
+            # them once they hold for one, and the language is checked when the chunk is fetched.
+            doc_id, n = _doc_of(cid)
+            return f"{doc_id}#{n + offset}" if 0 <= n + offset < int(self.docs[doc_id]["chunks"]) else None
+
         # Ties fall to reading order (the FAISS index's row order): earlier documents and articles first.
-        order = sorted(scored, key=lambda c: (-scored[c], reading_order(doc_of(c)[0]), doc_of(c)[1]))
-        picked: list[tuple[str, Chunk, str]] = []
-        also: dict[str, list[str]] = {}
-        for cid, chunk in self._chunks_in_order(order, 2 * k):
-            key = "".join(chunk.text.split())
-            if key in also:  # the same article text in another version or copy of a law: shown once
-                also[key].append(chunk.doc_id)
-                continue
-            also[key] = []
-            picked.append((cid, chunk, key))
-            if len(picked) == k:
-                break
+        result = fuse(ranked, self.weights, k, prior=lambda c: self.prior[_doc_of(c)[0]],
+                      tie=lambda c: (reading_order(_doc_of(c)[0]), _doc_of(c)[1]), doc_of=lambda c: _doc_of(c)[0],
+                      neighbour=neighbour, fetch=lambda ids: self._fetch(ids, lang), fused=fused)
         hits = []
-        for rank, (cid, chunk, key) in enumerate(picked, start=1):
-            meta = DocMeta.from_dict(self.docs[chunk.doc_id]["meta"])
-            span = self.spans.get(chunk.doc_id)
-            if span and meta.validity is None and span.validity:
-                meta = dataclasses.replace(meta, validity=span.validity)
-            hits.append(Hit(chunk=chunk, score=scored[cid], rank=rank, citation=citation(chunk),
-                            highlights=highlight_spans(chunk.text, query), channels=tuple(seen.get(cid, ())),
-                            meta=meta, path=chunk.doc_id, also_in=tuple(also[key]), span=span,
+        for rank, cid in enumerate(result.order, start=1):
+            chunk = result.chunk(cid)
+            hits.append(Hit(chunk=chunk, score=result.scores[cid], rank=rank, citation=citation(chunk),
+                            highlights=highlight_spans(chunk.text, query), channels=tuple(result.channels.get(cid, ())),
+                            meta=shown_meta(self.docs[chunk.doc_id], self.spans.get(chunk.doc_id)), path=chunk.doc_id,
+                            also_in=result.also_in(cid), span=self.spans.get(chunk.doc_id),
                             xrefs=tuple(self.resolver.references(chunk)) if xrefs else ()))
         return hits
 
-    def _chunks_in_order(self, ids: list[str], batch: int) -> Iterator[tuple[str, Chunk]]:
-        """(chunk_id, chunk) in the given order, fetched a batch at a time, only as far as consumed."""
-        for start in range(0, len(ids), batch):
-            part = ids[start:start + batch]
-            rows = self.db.client.query(self.db.chunks, ids=part, output_fields=list(CHUNK_FIELDS),
-                                        consistency_level=self.target.consistency)
-            found = {str(r["chunk_id"]): chunk_from_row(r) for r in rows}
-            yield from ((cid, found[cid]) for cid in part if cid in found)
+    def _fetch(self, ids: list[str], lang: str | None) -> dict[str, Chunk]:
+        """Chunks by id (those of another language than the filter's left out: a lifted neighbour may be one)."""
+        if not ids:
+            return {}
+        rows = self.db.client.query(self.db.chunks, ids=ids, output_fields=list(CHUNK_FIELDS),
+                                    consistency_level=self.target.consistency)
+        chunks = (chunk_from_row(r) for r in rows)
+        return {c.chunk_id: c for c in chunks if lang is None or (c.lang == "zh") == (lang == "zh")}
+
+
+def _doc_of(cid: str) -> tuple[str, int]:
+    """A chunk id's document and passage number ("doc#12" -> ("doc", 12))."""
+    doc_id, _, n = cid.rpartition("#")
+    return doc_id, int(n)

@@ -5,7 +5,7 @@ import dataclasses
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from kb.cite import citation, highlight_spans
 from kb.embed import Embedder, load_embedder
 from kb.errors import ModelMismatchError, QueryError
 from kb.filters import Facets, Filters, facets, row_mask
-from kb.fusion import depth, ordered, rrf, tail_scores
+from kb.fusion import depth, fuse
 from kb.index import CURRENT
 from kb.ingest import DocMeta, Document, detect_lang
 from kb.lexical import tokenize
@@ -222,37 +222,17 @@ class Searcher:
 
     def _fuse(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int, allowed: np.ndarray,
               xrefs: bool) -> list[Hit]:
-        seen: dict[int, list[tuple[str, int]]] = {}
-        for channel, rows in ranked.items():
-            for rank, row in enumerate(rows, start=1):
-                seen.setdefault(row, []).append((channel, rank))
-        passages = _Passages(index)
-        fused = rrf(ranked, self.weights, index.row_prior, config.CANDIDATES)
-        picked = passages.pick(ordered(fused, index.row_order), min(k, config.HEAD))
-        scores = {row: fused[row] for row in picked}
-        if k > len(picked) and len(picked) == config.HEAD:
-            tail, lifted = tail_scores(ranked, self.weights, index.row_prior, index.row_doc, allowed,
-                                       index.row_order, passages.distinct)
-            floor = scores[picked[-1]]
-            shown = {passages.key(r): n for n, r in enumerate(picked, start=1)}
-            for row in passages.pick([r for r in ordered(tail, index.row_order) if r not in scores], k - len(picked)):
-                floor = scores[row] = min(tail[row], floor)  # another scale: never shown above the hit before it
-                picked.append(row)
-                shown[passages.key(row)] = len(picked)
-                parent = lifted.get(row)
-                if parent is not None and passages.key(parent) in shown:  # the parent, or its copy in another version
-                    seen.setdefault(row, []).append(("near", shown[passages.key(parent)]))
+        result = fuse(ranked, self.weights, k, prior=lambda r: float(index.row_prior[r]),
+                      tie=lambda r: int(index.row_order[r]), doc_of=lambda r: int(index.row_doc[r]),
+                      neighbour=row_neighbours(index.row_doc, allowed),
+                      fetch=lambda rows: dict(zip(rows, index.store.chunks(rows))))
         hits = []
-        for rank, row in enumerate(picked, start=1):
-            chunk, key = passages.chunk(row), passages.key(row)
-            doc = index.docs.get(chunk.doc_id, {})
-            meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()
-            span = index.spans.get(chunk.doc_id)
-            if span and meta.validity is None and span.validity:  # derived from later versions or repeals
-                meta = dataclasses.replace(meta, validity=span.validity)
-            hits.append(Hit(chunk=chunk, score=scores[row], rank=rank, citation=citation(chunk),
-                            highlights=highlight_spans(chunk.text, query), channels=tuple(seen.get(row, ())),
-                            meta=meta, path=chunk.doc_id, also_in=tuple(passages.also[key]), span=span,
+        for rank, row in enumerate(result.order, start=1):
+            chunk = result.chunk(row)
+            hits.append(Hit(chunk=chunk, score=result.scores[row], rank=rank, citation=citation(chunk),
+                            highlights=highlight_spans(chunk.text, query), channels=tuple(result.channels.get(row, ())),
+                            meta=shown_meta(index.docs.get(chunk.doc_id, {}), index.spans.get(chunk.doc_id)),
+                            path=chunk.doc_id, also_in=result.also_in(row), span=index.spans.get(chunk.doc_id),
                             xrefs=tuple(index.resolver.references(chunk)) if xrefs else ()))
         return hits
 
@@ -278,63 +258,27 @@ def _short(model: str) -> str:
     return {"multilingual-e5-small": "e5", "use-multilingual-v3": "use"}.get(model, model)
 
 
-class _Passages:
-    """Chunks of one query's candidate rows, read from the store a batch at a time and only as far as needed.
+def row_neighbours(row_doc: np.ndarray, allowed: np.ndarray) -> Callable[[int, int], int | None]:
+    """(row, offset) -> the row `offset` passages away in the same document, if the search may return it.
 
-    The same article text often stands in several versions or copies of a law; it is shown once, at its best
-    rank, with the other documents listed (`also`), so a list of k hits holds k different passages.
+    Rows of a document are consecutive and in reading order (a build writes a document's passages together; a
+    deleted document's rows belong to no document), so that is simply row + offset.
     """
+    n = row_doc.shape[0]
 
-    def __init__(self, index: LoadedIndex) -> None:
-        self._index = index
-        self._chunks: dict[int, Chunk] = {}
-        self._keys: dict[int, str] = {}
-        self.also: dict[str, list[str]] = {}  # passage text key of each picked passage -> other documents
+    def neighbour(row: int, offset: int) -> int | None:
+        other = row + offset
+        return other if 0 <= other < n and row_doc[other] == row_doc[row] and allowed[other] else None
 
-    def _in_order(self, rows: list[int], batch: int) -> Iterator[int]:
-        for start in range(0, len(rows), batch):
-            part = rows[start:start + batch]
-            todo = [r for r in part if r not in self._chunks]
-            for row, chunk in zip(todo, self._index.store.chunks(todo)):
-                self._chunks[row] = chunk
-                self._keys[row] = "".join(chunk.text.split())
-            yield from part
+    return neighbour
 
-    def chunk(self, row: int) -> Chunk:
-        return self._chunks[row]
 
-    def key(self, row: int) -> str:
-        return self._keys[row]
-
-    def distinct(self, rows: list[int], n: int) -> list[int]:
-        """The first n rows (best first) whose passages differ from each other, without picking them."""
-        keys: set[str] = set()
-        out = []
-        if n <= 0:
-            return out
-        for row in self._in_order(rows, 2 * n):
-            if self._keys[row] not in keys:
-                keys.add(self._keys[row])
-                out.append(row)
-                if len(out) == n:
-                    break
-        return out
-
-    def pick(self, rows: list[int], n: int) -> list[int]:
-        """The next n rows (best first) showing passages not picked before; copies noted in `also`."""
-        out: list[int] = []
-        if n <= 0:
-            return out
-        for row in self._in_order(rows, 2 * n):
-            key = self._keys[row]
-            if key in self.also:
-                self.also[key].append(self._chunks[row].doc_id)
-                continue
-            self.also[key] = []
-            out.append(row)
-            if len(out) == n:
-                break
-        return out
+def shown_meta(doc: dict[str, object], span: Span | None) -> DocMeta:
+    """A document's metadata as a hit shows it: validity derived from later versions or repeals where unstated."""
+    meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()  # type: ignore[arg-type]
+    if span and meta.validity is None and span.validity:
+        meta = dataclasses.replace(meta, validity=span.validity)
+    return meta
 
 
 def _top(scores: np.ndarray, allowed: np.ndarray, want: int, order: np.ndarray) -> list[int]:

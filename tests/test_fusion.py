@@ -1,31 +1,34 @@
 """The result list's head (weighted reciprocal rank) and tail (document boost, neighbouring articles)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import BACKENDS, build_and_open
 from kb import config
 from kb.embed import HashingEmbedder
 from kb.fusion import depth, document_boost, ordered, rrf, with_neighbours
 from kb.index import build
-from kb.search import Searcher
+from kb.search import Searcher, row_neighbours
 
 QUESTIONS = ["网购商品七日内无理由退货", "电子商务平台经营者的责任", "live-stream talent training", "e-commerce 电子商务"]
 
 
 def test_rrf_weights_ranks_and_prior() -> None:
-    prior = np.array([1.0, 1.0, 1.1, 1.0])
-    fused = rrf({"bm25": [0, 1], "dense": [1, 2, 3]}, {"bm25": 1.0, "dense": 1.5}, prior, depth=2)
+    prior = [1.0, 1.0, 1.1, 1.0]
+    fused = rrf({"bm25": [0, 1], "dense": [1, 2, 3]}, {"bm25": 1.0, "dense": 1.5}, prior.__getitem__, depth=2)
     assert fused == pytest.approx({0: 1 / 61, 1: 1 / 62 + 1.5 / 61, 2: 1.1 * 1.5 / 62})  # row 3 is below depth 2
-    assert ordered(fused, np.arange(4)) == [1, 2, 0]
+    assert ordered(fused, lambda r: r) == [1, 2, 0]
+    assert ordered({"b": 1.0, "a": 1.0}, str) == ["a", "b"]  # ties fall to the reading order
 
 
 def test_document_boost_follows_the_documents_share_of_the_best_rows() -> None:
     row_doc = np.array([0, 0, 0, 1, 1, 2])
     scores = {0: 1.0, 1: 0.9, 3: 0.95, 5: 0.5}
-    boosted = document_boost(scores, row_doc, np.arange(6), top=3, strength=1.0)
+    boosted = document_boost(scores, lambda r: row_doc[r], lambda r: r, top=3, strength=1.0)
     # Among the best 3 rows document 0 holds 1.9 of the mass, document 1 0.95, document 2 none.
     assert boosted == pytest.approx({0: 2.0, 1: 1.8, 3: 0.95 * 1.5, 5: 0.5})
 
@@ -34,12 +37,13 @@ def test_neighbours_stay_in_the_parents_document_and_the_filter() -> None:
     row_doc = np.array([0, 0, 0, 0, 1, 1, -1, 2])
     allowed = np.array([True, True, True, False, True, True, False, True])
     scores = {1: 1.0, 5: 0.2, 2: 0.9}
-    out, lifted = with_neighbours(scores, [1], row_doc, allowed, reach=2, decay=0.5)
+    neighbour = row_neighbours(row_doc, allowed)
+    out, lifted = with_neighbours(scores, [1], neighbour, reach=2, decay=0.5)
     # Row 0 (d=1) gets 0.5; row 2 keeps its own higher score; row 3 (d=2) is filtered out; rows 4-5 are
     # another document.
     assert out == pytest.approx({1: 1.0, 0: 0.5, 2: 0.9, 5: 0.2})
     assert lifted == {0: 1}
-    out, lifted = with_neighbours({5: 1.0}, [5], row_doc, allowed, reach=2, decay=0.5)
+    out, lifted = with_neighbours({5: 1.0}, [5], neighbour, reach=2, decay=0.5)
     assert out == pytest.approx({5: 1.0, 4: 0.5}) and lifted == {4: 5}  # row 6 is deleted (-1), row 7 another document
 
 
@@ -48,9 +52,16 @@ def test_depth_reaches_deeper_only_for_a_tail() -> None:
     assert depth(5000) == 5000
 
 
-@pytest.fixture(scope="module")
-def searcher(index: Path) -> Searcher:
-    return Searcher(index)
+@pytest.fixture(scope="module", params=BACKENDS)
+def searcher(request: pytest.FixtureRequest, index: Path, corpus: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searcher]:
+    """The shared index (FAISS), or the same corpus in milvus-lite: both order the tail the same way."""
+    if request.param == "faiss":
+        yield Searcher(index)
+        return
+    searcher = build_and_open("milvus", corpus, tmp_path_factory.mktemp("milvus-tail"))
+    yield searcher  # type: ignore[misc]
+    searcher.close()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("question", QUESTIONS)
@@ -78,6 +89,14 @@ def test_tail_lifts_articles_next_to_the_best_hits(searcher: Searcher) -> None:
                     assert 0 < abs(parent.chunk.ordinal - hit.chunk.ordinal) <= config.TAIL_NEIGHBOURS
                     lifted.append(hit)
     assert lifted, "no tail passage was lifted for being next to a good one"
+
+
+def test_both_backends_give_the_same_list(searcher: Searcher, index: Path) -> None:
+    reference = Searcher(index)
+    for question in QUESTIONS:
+        ours = [(h.chunk.chunk_id, dict(h.channels).get("near")) for h in searcher.search(question, 40, xrefs=False)]
+        theirs = [(h.chunk.chunk_id, dict(h.channels).get("near")) for h in reference.search(question, 40, xrefs=False)]
+        assert ours == theirs
 
 
 def test_tail_respects_filters(searcher: Searcher) -> None:
