@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -111,6 +112,20 @@ def build_and_open(backend: str, corpus: Path, out: Path, **searcher_args: objec
     where = {"index": out / "index"} if backend == "faiss" else {"uri": str(out / "kb.db")}
     build_index(backend, corpus, {"dense": HashingEmbedder()}, cache_dir=None, **where)  # type: ignore[arg-type]
     return open_searcher(backend, **where, **searcher_args)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def searcher(request: pytest.FixtureRequest, index: Path, corpus: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The shared index (FAISS), or the same corpus built into milvus-lite: a test using it runs on both."""
+    from kb.search import Searcher
+
+    if request.param == "faiss":
+        yield Searcher(index)
+        return
+    searcher = build_and_open("milvus", corpus, tmp_path_factory.mktemp("milvus"))
+    yield searcher
+    searcher.close()  # type: ignore[attr-defined]
 
 
 def target_args(searcher: object) -> list[str]:

@@ -1,13 +1,11 @@
 """The result list's head (weighted reciprocal rank) and tail (document boost, neighbouring articles)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, build_and_open
 from kb import config
 from kb.embed import HashingEmbedder
 from kb.fusion import depth, document_boost, ordered, rrf, with_neighbours
@@ -50,18 +48,6 @@ def test_neighbours_stay_in_the_parents_document_and_the_filter() -> None:
 def test_depth_reaches_deeper_only_for_a_tail() -> None:
     assert depth(10) == config.CANDIDATES and depth(config.HEAD + 1) == config.TAIL_CANDIDATES
     assert depth(5000) == 5000
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def searcher(request: pytest.FixtureRequest, index: Path, corpus: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searcher]:
-    """The shared index (FAISS), or the same corpus in milvus-lite: both order the tail the same way."""
-    if request.param == "faiss":
-        yield Searcher(index)
-        return
-    searcher = build_and_open("milvus", corpus, tmp_path_factory.mktemp("milvus-tail"))
-    yield searcher  # type: ignore[misc]
-    searcher.close()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("question", QUESTIONS)

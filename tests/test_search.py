@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,6 @@ from kb.errors import QueryError
 from kb.search import Searcher
 
 JSON_KEYS = {"rank", "score", "doc_id", "title", "citation", "article", "section", "page", "char_start", "char_end", "text"}
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def searcher(request: pytest.FixtureRequest, index: Path, corpus: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searcher]:
-    """The shared index (FAISS), or the same corpus built into milvus-lite: every test here runs on both."""
-    if request.param == "faiss":
-        yield Searcher(index)
-        return
-    searcher = build_and_open("milvus", corpus, tmp_path_factory.mktemp("milvus"))
-    yield searcher  # type: ignore[misc]
-    searcher.close()  # type: ignore[attr-defined]
 
 
 def test_chinese_question_finds_article_with_citation(searcher: Searcher) -> None:
