@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,7 @@ from kb.milvus_build import reading_order
 from kb.milvus_filters import expression
 from kb.milvus_schema import CHUNK_FIELDS, bm25_text, chunk_from_row
 from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
-from kb.search import MODES, Hit, clean_query, shown_meta
+from kb.search import Hit, check_query, clean_query, shown_meta
 from kb.timeline import documents_in_force, spans
 from kb.xref_resolve import Resolved, Resolver
 
@@ -50,7 +49,6 @@ class MilvusIndex:
 
     n: int
     gen: PurePosixPath
-_WORDISH = re.compile(r"[^\W_]")  # as kb.search: a letter or digit in any script
 
 
 class MilvusSearcher:
@@ -210,13 +208,7 @@ class MilvusSearcher:
 
     def _requests(self, query: str, want: int, filters: Filters, mode: str) -> dict[str, tuple]:
         """channel -> (vector field, query data, filter expression, limit)."""
-        if not query.strip():
-            raise QueryError("empty query: type a question or some keywords")
-        if not _WORDISH.search(query):
-            raise QueryError("nothing to search for: the question has only punctuation or symbols; "
-                             "type some words in Chinese or English")
-        if mode not in MODES:
-            raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
+        check_query(query, mode)
         expr = expression(filters, self.docs, self.levels, self.issuers)
         # Passages in the question's language and in the other are ranked apart, as in kb.search; a
         # language the index has no passages in costs no search.

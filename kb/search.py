@@ -181,13 +181,7 @@ class Searcher:
 
     def _rankings(self, index: LoadedIndex, query: str, want: int, allowed: np.ndarray,
                   mode: str) -> dict[str, list[int]]:
-        if not query.strip():
-            raise QueryError("empty query: type a question or some keywords")
-        if not _WORDISH.search(query):
-            raise QueryError("nothing to search for: the question has only punctuation or symbols; "
-                             "type some words in Chinese or English")
-        if mode not in MODES:
-            raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
+        check_query(query, mode)
         q_lang = detect_lang(query)
         ranked: dict[str, list[int]] = {}
         if mode in ("hybrid", "keyword"):
@@ -247,6 +241,17 @@ def allowed_rows(index: LoadedIndex, filters: Filters) -> np.ndarray:
     """Rows a search under filters may return: live (not replaced by a later build) and within the filters."""
     mask = row_mask(index.columns, index.doc_rows, filters)
     return index.row_live if mask is None else (mask & index.row_live)
+
+
+def check_query(query: str, mode: str) -> None:
+    """Raises QueryError when there is nothing to search for or the mode is unknown (both backends)."""
+    if not query.strip():
+        raise QueryError("empty query: type a question or some keywords")
+    if not _WORDISH.search(query):
+        raise QueryError("nothing to search for: the question has only punctuation or symbols; "
+                         "type some words in Chinese or English")
+    if mode not in MODES:
+        raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
 
 
 def clean_query(query: str) -> str:
