@@ -21,7 +21,6 @@ from kb import config
 from kb.chunk import Chunk
 
 K = TypeVar("K", bound=Hashable)
-Scores = dict  # key -> score
 
 
 def depth(k: int) -> int:

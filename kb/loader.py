@@ -32,15 +32,12 @@ class LoadedIndex:
     store: Store
     bm25: Bm25
     vectors: dict[str, object]  # channel -> FAISS index, row i = chunk i
-    row_live: np.ndarray
-    row_lang: np.ndarray  # True where the passage is Chinese
-    row_hidden: np.ndarray  # rows of repealed or superseded texts, left out unless asked for
     row_prior: np.ndarray  # per-row ranking factor from the document's legal level
     row_order: np.ndarray  # position in reading order (documents as the corpus walk sorts them): breaks ties
     row_doc: np.ndarray  # a number per live document (-1 at deleted rows): which rows share a document
     doc_rows: dict[str, np.ndarray]
     docs: dict[str, dict[str, object]]
-    columns: Columns  # per-row metadata for filters (kb.filters)
+    columns: Columns  # per-row metadata for filters (kb.filters): language, level, validity, dates
     spans: dict[str, Span]  # doc_id -> when it is in force (kb.timeline)
     resolver: Resolver  # cross-references -> chunks of this index (kb.xref_resolve)
     quote: QuoteIndex | None = None  # None for an index built before the quote check existed
@@ -49,6 +46,11 @@ class LoadedIndex:
     def n(self) -> int:
         """Live passages."""
         return self.store.n_chunks
+
+    @property
+    def row_live(self) -> np.ndarray:
+        """False at the rows of passages a later build replaced or removed."""
+        return self.store.live
 
     @property
     def n_rows(self) -> int:
@@ -105,8 +107,8 @@ def load_index(index_dir: Path) -> LoadedIndex:
         position += len(rows)
     quote = _quote_index(gen, manifest, fix) if "quote" in manifest else None
     log.info("loaded %s: %d chunks, channels %s", gen, store.n_chunks, ", ".join(loaded) or "bm25 only")
-    return LoadedIndex(gen, manifest, store, bm25, loaded, store.live, columns.zh, columns.hidden, row_prior,
-                       row_order, row_doc, doc_rows, docs, columns, in_force, Resolver(docs, store), quote)
+    return LoadedIndex(gen, manifest, store, bm25, loaded, row_prior, row_order, row_doc, doc_rows, docs, columns,
+                       in_force, Resolver(docs, store), quote)
 
 
 @dataclass(frozen=True)

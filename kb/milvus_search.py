@@ -23,7 +23,6 @@ from pathlib import Path, PurePosixPath
 
 from kb import config
 from kb.chunk import Chunk
-from kb.cite import citation, highlight_spans
 from kb.embed import Embedder, load_embedder
 from kb.errors import IndexMissingError, ModelMismatchError, QueryError
 from kb.filters import Facets, Filters, facets
@@ -33,7 +32,7 @@ from kb.milvus_build import reading_order
 from kb.milvus_filters import expression
 from kb.milvus_schema import CHUNK_FIELDS, bm25_text, chunk_from_row
 from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
-from kb.search import Hit, check_query, clean_query, shown_meta
+from kb.search import Hit, check_query, clean_query, hits_of
 from kb.timeline import documents_in_force, spans
 from kb.xref_resolve import Resolved, Resolver
 
@@ -276,15 +275,7 @@ class MilvusSearcher:
         result = fuse(ranked, self.weights, k, prior=lambda c: self.prior[_doc_of(c)[0]],
                       tie=lambda c: (reading_order(_doc_of(c)[0]), _doc_of(c)[1]), doc_of=lambda c: _doc_of(c)[0],
                       neighbour=neighbour, fetch=lambda ids: self._fetch(ids, lang), fused=fused)
-        hits = []
-        for rank, cid in enumerate(result.order, start=1):
-            chunk = result.chunk(cid)
-            hits.append(Hit(chunk=chunk, score=result.scores[cid], rank=rank, citation=citation(chunk),
-                            highlights=highlight_spans(chunk.text, query), channels=tuple(result.channels.get(cid, ())),
-                            meta=shown_meta(self.docs[chunk.doc_id], self.spans.get(chunk.doc_id)), path=chunk.doc_id,
-                            also_in=result.also_in(cid), span=self.spans.get(chunk.doc_id),
-                            xrefs=tuple(self.resolver.references(chunk)) if xrefs else ()))
-        return hits
+        return hits_of(result, query, self.docs, self.spans, self.resolver if xrefs else None)
 
     def _fetch(self, ids: list[str], lang: str | None) -> dict[str, Chunk]:
         """Chunks by id (those of another language than the filter's left out: a lifted neighbour may be one)."""

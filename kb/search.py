@@ -18,13 +18,13 @@ from kb.cite import citation, highlight_spans
 from kb.embed import Embedder, load_embedder
 from kb.errors import ModelMismatchError, QueryError
 from kb.filters import Facets, Filters, facets, row_mask
-from kb.fusion import depth, fuse
+from kb.fusion import Fused, depth, fuse
 from kb.index import CURRENT
 from kb.ingest import DocMeta, Document, detect_lang
 from kb.lexical import tokenize
 from kb.loader import LoadedIndex, load_index
 from kb.timeline import Span, documents_in_force
-from kb.xref_resolve import Resolved
+from kb.xref_resolve import Resolved, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Searcher:
             # since e5 scores same-language pairs higher. The other language gets e5 and USE (the only
             # packaged model trained to match English to Chinese), so its best passage fuses as high as
             # the best same-language one when both semantic channels agree on it.
-            same = index.row_lang if q_lang == "zh" else ~index.row_lang
+            same = index.columns.zh if q_lang == "zh" else ~index.columns.zh
             if "dense" in index.vectors:
                 vec = self.embedder("dense").query([query])[0]
                 for name, part in (("dense", same), ("dense_x", ~same)):
@@ -220,15 +220,7 @@ class Searcher:
                       tie=lambda r: int(index.row_order[r]), doc_of=lambda r: int(index.row_doc[r]),
                       neighbour=row_neighbours(index.row_doc, allowed),
                       fetch=lambda rows: dict(zip(rows, index.store.chunks(rows))))
-        hits = []
-        for rank, row in enumerate(result.order, start=1):
-            chunk = result.chunk(row)
-            hits.append(Hit(chunk=chunk, score=result.scores[row], rank=rank, citation=citation(chunk),
-                            highlights=highlight_spans(chunk.text, query), channels=tuple(result.channels.get(row, ())),
-                            meta=shown_meta(index.docs.get(chunk.doc_id, {}), index.spans.get(chunk.doc_id)),
-                            path=chunk.doc_id, also_in=result.also_in(row), span=index.spans.get(chunk.doc_id),
-                            xrefs=tuple(index.resolver.references(chunk)) if xrefs else ()))
-        return hits
+        return hits_of(result, query, index.docs, index.spans, index.resolver if xrefs else None)
 
 
 # Control characters (C0, DEL, C1) and zero-width or direction marks pasted along with text from Word or PDFs.
@@ -278,12 +270,22 @@ def row_neighbours(row_doc: np.ndarray, allowed: np.ndarray) -> Callable[[int, i
     return neighbour
 
 
-def shown_meta(doc: dict[str, object], span: Span | None) -> DocMeta:
-    """A document's metadata as a hit shows it: validity derived from later versions or repeals where unstated."""
-    meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()  # type: ignore[arg-type]
-    if span and meta.validity is None and span.validity:
-        meta = dataclasses.replace(meta, validity=span.validity)
-    return meta
+def hits_of(result: Fused, query: str, docs: dict[str, dict[str, object]], spans: dict[str, Span],
+            resolver: Resolver | None) -> list[Hit]:
+    """Hits for a fused list (either backend): citation, highlights, metadata as shown, in-force span, and the
+    passage's cross-references when a resolver is given."""
+    hits = []
+    for rank, key in enumerate(result.order, start=1):
+        chunk = result.chunk(key)
+        doc, span = docs.get(chunk.doc_id), spans.get(chunk.doc_id)
+        meta = DocMeta.from_dict(doc.get("meta", {})) if doc else DocMeta()  # type: ignore[arg-type]
+        if span and meta.validity is None and span.validity:  # derived from later versions or repeals
+            meta = dataclasses.replace(meta, validity=span.validity)
+        hits.append(Hit(chunk=chunk, score=result.scores[key], rank=rank, citation=citation(chunk),
+                        highlights=highlight_spans(chunk.text, query), channels=tuple(result.channels.get(key, ())),
+                        meta=meta, path=chunk.doc_id, also_in=result.also_in(key), span=span,
+                        xrefs=tuple(resolver.references(chunk)) if resolver is not None else ()))
+    return hits
 
 
 def _top(scores: np.ndarray, allowed: np.ndarray, want: int, order: np.ndarray) -> list[int]:
