@@ -20,7 +20,7 @@ from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
 from kb.export import citations_text, md_escape, to_csv, to_markdown
 from kb.i18n import both, t
-from kb.ingest import detect_lang
+from kb.ingest.read import detect_lang
 from kb.quote import QuoteChecker
 from kb.render import document_html, passage_html, quote_match_html
 from kb.search import MODES, Hit, Searcher

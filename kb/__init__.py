@@ -16,13 +16,13 @@ from kb.errors import (
 )
 from kb.filters import Facets, Filters
 from kb.index import BuildReport, build
-from kb.ingest import DocMeta, Document, read_document, walk_corpus
+from kb.ingest.read import DocMeta, Document, read_document, walk_corpus
 from kb.quote import QuoteChecker, QuoteMatch, QuoteReport, check_quote
 from kb.quotediff import DiffOp
 from kb.search import Hit, Searcher
 from kb.timeline import Span
 from kb.verify import verify
-from kb.xref import Reference, find_references
+from kb.legal.xref import Reference, find_references
 from kb.xref_resolve import Resolved, Resolver, Target
 
 __all__ = [

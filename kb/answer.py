@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 
 from kb.cite import highlight_spans
-from kb.lexical import tokenize
+from kb.text.lexical import tokenize
 from kb.search import Hit
 
 # Sentence ends: Chinese 。；！？ and line breaks, English . ! ? before a space.

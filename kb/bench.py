@@ -68,8 +68,8 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 def phase_ingest(corpus: Path) -> dict[str, object]:
     """Read + chunk every file, then tokenize for BM25, timed apart."""
     from kb.chunk import chunk_document
-    from kb.ingest import load_sidecars, read_document, walk_corpus
-    from kb.lexical import tokenize_many
+    from kb.ingest.read import load_sidecars, read_document, walk_corpus
+    from kb.text.lexical import tokenize_many
 
     t0 = time.perf_counter()
     sidecars = load_sidecars(corpus)
@@ -100,7 +100,7 @@ def phase_encoder(corpus: Path, sample: int) -> dict[str, object]:
     from kb.chunk import chunk_document
     from kb.e5torch import TorchE5
     from kb.embed import E5Embedder
-    from kb.ingest import load_sidecars, read_document, walk_corpus
+    from kb.ingest.read import load_sidecars, read_document, walk_corpus
 
     sidecars = load_sidecars(corpus)
     files = [d for d, _ in walk_corpus(corpus)]
@@ -238,7 +238,7 @@ def disk_usage(folder: Path) -> int:
 
 def _one_changed_file(corpus: Path, scratch: Path) -> tuple[Path, str]:
     """A linked copy of the corpus with one mid-sized law's article edited (the original file is untouched)."""
-    from kb.ingest import walk_corpus
+    from kb.ingest.read import walk_corpus
 
     copy = scratch / "corpus"
     shutil.copytree(corpus, copy, copy_function=_link)

@@ -9,8 +9,8 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from kb import config
 from kb.errors import IngestError
-from kb.ingest import Document, detect_lang, read_document
-from kb.legal import Segment, find_articles, legal_segments, policy_segments
+from kb.ingest.read import Document, detect_lang, read_document
+from kb.legal.structure import Segment, find_articles, legal_segments, policy_segments
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from kb.chunk import Chunk
-from kb.lexical import token_spans, tokenize
+from kb.text.lexical import token_spans, tokenize
 
 
 def citation(chunk: Chunk, lang: str | None = None) -> str:

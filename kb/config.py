@@ -31,7 +31,7 @@ ZH_MIN_CHARS = 40
 EN_CHUNK_CHARS = 1000
 EN_CHUNK_OVERLAP = 150
 CHUNKER_VERSION = "3"
-# What kb.legalmeta reads from a text; a change re-reads every file (chunks and vectors are reused).
+# What kb.legal.meta reads from a text; a change re-reads every file (chunks and vectors are reused).
 META_VERSION = "2"
 
 # Embedding. The default model serves Chinese and English; the cross-lingual channel

@@ -30,8 +30,8 @@ from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError
 from kb.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)
-from kb.ingest import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
-from kb.lexical import TOKENIZER_VERSION, tokenize_many
+from kb.ingest.read import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
+from kb.text.lexical import TOKENIZER_VERSION, tokenize_many
 from kb.quoteindex import QUOTE_FILE, write_quote_index
 from kb.store import Segment, Store, link_or_copy, merge_ranges, open_store, write_segment
 

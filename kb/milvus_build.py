@@ -33,7 +33,7 @@ from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IngestError, KbError
 from kb.filters import date_int
 from kb.index import BuildReport, chunking_settings
-from kb.ingest import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
+from kb.ingest.read import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
 from kb.milvus_schema import (ANALYZER_VERSION, CHUNK_FIELDS, FORMAT, MARKER, OPEN_END, TEXT_PIECE_CHARS,
                               VARCHAR_MAX, bm25_text, create_chunks, create_collections, generation_name)
 from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote, turn

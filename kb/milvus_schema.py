@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from kb import config
 from kb.chunk import Chunk
-from kb.lexical import EN_STOPWORDS, ZH_STOPWORDS
+from kb.text.lexical import EN_STOPWORDS, ZH_STOPWORDS
 from kb.milvus_store import MilvusDB
 
 FORMAT = 1
@@ -49,7 +49,7 @@ def bm25_text(text: str) -> str:
     """What Milvus's analyzer reads: NFKC, lower case, English words as Snowball stems without stopwords.
 
     Chinese is left whole for the server-side jieba analyzer; English is stemmed here because milvus-lite's
-    analyzers have no stemmer, so "training" would miss "train" (kb.lexical does the same for bm25s).
+    analyzers have no stemmer, so "training" would miss "train" (kb.text.lexical does the same for bm25s).
     """
     stem = _stem()
 

@@ -27,7 +27,7 @@ from kb.embed import Embedder, load_embedder
 from kb.errors import IndexMissingError, ModelMismatchError, QueryError
 from kb.filters import Facets, Filters, facets
 from kb.fusion import depth, fuse
-from kb.ingest import DocMeta, Document, detect_lang
+from kb.ingest.read import DocMeta, Document, detect_lang
 from kb.milvus_build import reading_order
 from kb.milvus_filters import expression
 from kb.milvus_schema import CHUNK_FIELDS, bm25_text, chunk_from_row

@@ -16,9 +16,9 @@ from rapidfuzz.distance import Indel
 
 from kb import config
 from kb.errors import QueryError
-from kb.fold import fold, split_ellipsis, trim
+from kb.text.fold import fold, split_ellipsis, trim
 from kb.index import CURRENT
-from kb.ingest import detect_lang
+from kb.ingest.read import detect_lang
 from kb.loader import QuoteParts, load_quote_parts
 from kb.quotediff import DiffOp, sentences, word_diff
 from kb.quotematch import chains, find_all, near

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
-from kb.fold import fold_chars
+from kb.text.fold import fold_chars
 
 # A diff token: a number (with its separators), a Latin word (with inner apostrophes or hyphens), or any other
 # single visible character, so each Chinese character is its own token. Whitespace is never a token: a quote

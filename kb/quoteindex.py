@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from kb.errors import IndexCorruptError
-from kb.fold import Folded, fold, fold_signature
-from kb.ingest import Document
+from kb.text.fold import Folded, fold, fold_signature
+from kb.ingest.read import Document
 from kb.store import readonly_db
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from functools import lru_cache
 from kb.chunk import Chunk
 from kb.cite import citation
 from kb.errors import IndexCorruptError
-from kb.ingest import Document
+from kb.ingest.read import Document
 from kb.quotediff import DiffOp, sentence_span
 from kb.store import Store
 

@@ -20,8 +20,8 @@ from kb.errors import ModelMismatchError, QueryError
 from kb.filters import Facets, Filters, facets, row_mask
 from kb.fusion import Fused, depth, fuse
 from kb.index import CURRENT
-from kb.ingest import DocMeta, Document, detect_lang
-from kb.lexical import tokenize
+from kb.ingest.read import DocMeta, Document, detect_lang
+from kb.text.lexical import tokenize
 from kb.loader import LoadedIndex, load_index
 from kb.timeline import Span, documents_in_force
 from kb.xref_resolve import Resolved, Resolver

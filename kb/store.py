@@ -17,7 +17,7 @@ import numpy as np
 
 from kb.chunk import Chunk
 from kb.errors import IndexCorruptError
-from kb.ingest import DocMeta, Document
+from kb.ingest.read import DocMeta, Document
 
 _SCHEMA = """
 CREATE TABLE docs (

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kb import config
-from kb.ingest import REPEALS_SEP
-from kb.legalmeta import title_key
+from kb.ingest.read import REPEALS_SEP
+from kb.legal.meta import title_key
 
 REPEALED, SUPERSEDED, PENDING, IN_FORCE = "已废止", "已修改", "尚未生效", "现行有效"
 VALIDITY = (IN_FORCE, SUPERSEDED, REPEALED, PENDING)

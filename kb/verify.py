@@ -9,9 +9,9 @@ import numpy as np
 
 from kb.chunk import chunk_document
 from kb.embed import EmbeddingCache, load_embedder
-from kb.fold import fold, fold_signature
+from kb.text.fold import fold, fold_signature
 from kb.index import chunking_settings, current_generation, read_manifest
-from kb.ingest import file_sha256, load_sidecars, read_document, walk_corpus
+from kb.ingest.read import file_sha256, load_sidecars, read_document, walk_corpus
 from kb.loader import load_index
 from kb.vectors import rows_of
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kb.chunk import Chunk
-from kb.legal import cn_number
-from kb.legalmeta import title_key
+from kb.legal.structure import cn_number
+from kb.legal.meta import title_key
 from kb.timeline import DocRow, version_start
-from kb.xref import NAME_END, Reference, find_references
+from kb.legal.xref import NAME_END, Reference, find_references
 
 _AMENDS = re.compile(r"修改《([^《》]{2,80})》")
 _TITLE_IN = re.compile(r"《([^《》]{2,80})》")

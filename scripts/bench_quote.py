@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kb.errors import KbError  # noqa: E402
-from kb.fold import fold  # noqa: E402
+from kb.text.fold import fold  # noqa: E402
 from kb.index import current_generation  # noqa: E402
 from kb.quote import QuoteChecker  # noqa: E402
 from kb.quoteindex import write_quote_index  # noqa: E402

@@ -3,7 +3,7 @@
     python scripts/compare_backends.py --index .kb-cache/bench/stard-faiss/index \\
         --uri .kb-cache/bench/stard-milvus.db [--limit 300] [--json]
 
-Per channel (BM25: bm25s over kb.lexical tokens vs Milvus's BM25 function over its jieba analyzer; e5: FAISS
+Per channel (BM25: bm25s over kb.text.lexical tokens vs Milvus's BM25 function over its jieba analyzer; e5: FAISS
 float16 vs Milvus float32 vectors) the mean overlap of the two top-10 and top-100 lists, and for the fused
 results the share of questions whose first passage is the same and the mean overlap of the top 10. Each
 question is then searched (k=100, as `kb eval`) by one backend right after the other, so on a shared machine

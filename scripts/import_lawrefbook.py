@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kb import lawrefbook as lrb  # noqa: E402
+from kb.ingest import lawrefbook as lrb  # noqa: E402
 from kb.errors import CorpusError, KbError  # noqa: E402
 
 MARKER = "Written by scripts/import_lawrefbook.py"

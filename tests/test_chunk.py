@@ -7,8 +7,8 @@ import pytest
 
 from kb import config
 from kb.chunk import chunk_document
-from kb.ingest import read_document, walk_corpus
-from kb.legal import cn_number, find_articles
+from kb.ingest.read import read_document, walk_corpus
+from kb.legal.structure import cn_number, find_articles
 
 ROOT = Path(__file__).parent.parent
 

@@ -17,7 +17,7 @@ from kb.bm25 import Bm25, TermCounts
 from kb.embed import HashingEmbedder
 from kb.errors import IndexCorruptError
 from kb.index import build, current_generation, read_manifest
-from kb.lexical import bm25s_module, tokenize_many
+from kb.text.lexical import bm25s_module, tokenize_many
 from kb.quote import QuoteChecker
 from kb.search import Searcher
 from tests.conftest import ROOT, make_corpus
@@ -54,7 +54,7 @@ def _edit(corpus: Path) -> None:
 
 def test_bm25_over_segments_and_deleted_rows_matches_bm25s(corpus: Path, tmp_path: Path) -> None:
     from kb.chunk import chunk_document
-    from kb.ingest import read_document, walk_corpus
+    from kb.ingest.read import read_document, walk_corpus
 
     chunks = [c for doc_id, _ in walk_corpus(corpus) for c in chunk_document(read_document(corpus, doc_id))]
     tokens = tokenize_many([c.index_text() for c in chunks]) + [[]]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kb.errors import CorpusError, IngestError
-from kb.ingest import detect_lang, read_document, walk_corpus
+from kb.ingest.read import detect_lang, read_document, walk_corpus
 
 LAW = "# 示范条例\n\n2020年1月2日 国务院令第700号公布\n2020年3月1日 施行\n\n<!-- INFO END -->\n\n第一条 为了规范网络交易，制定本条例。\n"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kb import lawrefbook as lrb
+from kb.ingest import lawrefbook as lrb
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_TARBALL = Path("/work/shared/corpora/lawrefbook/laws.tar.xz")

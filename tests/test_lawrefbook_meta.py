@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from kb import lawrefbook as lrb
+from kb.ingest import lawrefbook as lrb
 from kb.embed import HashingEmbedder
 from kb.index import build
-from kb.ingest import load_sidecars, read_document
+from kb.ingest.read import load_sidecars, read_document
 from kb.search import Searcher
 
 ROOT = Path(__file__).resolve().parent.parent

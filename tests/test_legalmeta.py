@@ -1,4 +1,4 @@
-"""kb.legalmeta on the bundled corpus (against a hand-made gold table) and on small texts."""
+"""kb.legal.meta on the bundled corpus (against a hand-made gold table) and on small texts."""
 from __future__ import annotations
 
 import csv
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kb.ingest import read_document
-from kb.legalmeta import body_events, issuer_by_level, legal_meta, repealed_titles, title_key
+from kb.ingest.read import read_document
+from kb.legal.meta import body_events, issuer_by_level, legal_meta, repealed_titles, title_key
 from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""kb.pdf: page spans, known phrases on known pages, hyphen joining, run-on repair, errors."""
+"""kb.ingest.pdf: page spans, known phrases on known pages, hyphen joining, run-on repair, errors."""
 from __future__ import annotations
 
 import pathlib
@@ -7,7 +7,7 @@ import pypdf
 import pytest
 
 from kb.errors import IngestError
-from kb.pdf import PdfText, clean_page, count_suspicious, dehyphenate, read_pdf, repair_runs
+from kb.ingest.pdf import PdfText, clean_page, count_suspicious, dehyphenate, read_pdf, repair_runs
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 _CORPUS = _ROOT / "corpus" / "pdf"
@@ -189,8 +189,8 @@ def test_not_a_pdf(tmp_path: pathlib.Path) -> None:
 
 
 def test_hung_reader_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import kb.pdf
+    import kb.ingest.pdf
 
-    monkeypatch.setattr(kb.pdf, "TIMEOUT_S", 0.01)  # too short even to start Python
+    monkeypatch.setattr(kb.ingest.pdf, "TIMEOUT_S", 0.01)  # too short even to start Python
     with pytest.raises(IngestError, match="corrupt PDF: text extraction exceeded"):
         read_pdf(PDF02)

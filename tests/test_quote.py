@@ -12,7 +12,7 @@ import pytest
 from kb.cli import main as cli
 from kb.embed import HashingEmbedder
 from kb.errors import IndexCorruptError, QueryError
-from kb.fold import fold
+from kb.text.fold import fold
 from kb.index import build, current_generation
 from kb.quote import QuoteChecker, QuoteReport
 

@@ -17,7 +17,7 @@ from kb.chunk import chunk_document
 from kb.embed import HashingEmbedder
 from kb.errors import QueryError
 from kb.index import build, current_generation, read_manifest
-from kb.ingest import DocMeta, Document
+from kb.ingest.read import DocMeta, Document
 from kb.search import Searcher
 from tests.badcorpus import make_bad_corpus
 
@@ -73,14 +73,14 @@ def test_a_file_that_takes_too_long_is_skipped(tmp_path: Path, monkeypatch: pyte
     corpus.mkdir()
     (corpus / "slow.html").write_text("<p>Slow page about customs.</p>", encoding="utf-8")
     (corpus / "fine.txt").write_text("Fine page about customs.\n", encoding="utf-8")
-    import kb.ingest
+    import kb.ingest.read
 
     def stall(html: str) -> tuple[str, str | None]:
         time.sleep(30)
         return html, None
 
     monkeypatch.setattr(config, "FILE_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(kb.ingest, "html_to_text", stall)
+    monkeypatch.setattr(kb.ingest.read, "html_to_text", stall)
     t0 = time.time()
     report = build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
     assert time.time() - t0 < 10
@@ -163,7 +163,7 @@ def test_twenty_concurrent_users_get_answers_without_errors() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=2000), st.booleans())
 def test_quote_folding_maps_every_character_back_to_the_original(text: str, join_hyphens: bool) -> None:
-    from kb.fold import fold, fold_chars
+    from kb.text.fold import fold, fold_chars
 
     folded = fold(text, join_hyphens=join_hyphens)
     assert len(folded.origin) == len(folded.text)

@@ -1,4 +1,4 @@
-"""kb.xref: references found in text, resolved to chunks; measured on the bundled zh* files against a gold list."""
+"""kb.legal.xref: references found in text, resolved to chunks; measured on the bundled zh* files against a gold list."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kb.chunk import Chunk
-from kb.xref import find_references
+from kb.legal.xref import find_references
 from kb.xref_resolve import ChunkTable, Resolver
 from tests.conftest import load_script
 
@@ -92,7 +92,7 @@ def test_bundled_zh_references_resolve(score) -> None:  # noqa: ANN001
 
 
 def test_resolved_targets_hold_the_named_article(score) -> None:  # noqa: ANN001
-    from kb.legal import cn_number
+    from kb.legal.structure import cn_number
 
     for chunk, res in score.resolved_refs:
         ref, target = res.ref, res.target

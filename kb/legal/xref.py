@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kb.legal import cn_number, find_articles
+from kb.legal.structure import cn_number, find_articles
 
 _N = "零〇一二三四五六七八九十百千两0-9０-９"
 _TOKEN = re.compile(

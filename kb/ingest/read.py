@@ -16,8 +16,8 @@ from pathlib import Path
 
 from kb import config
 from kb.errors import CorpusError, IngestError
-from kb.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
-from kb.legalmeta import iso_date, legal_meta, repealed_titles
+from kb.ingest.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
+from kb.legal.meta import iso_date, legal_meta, repealed_titles
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def time_limit(seconds: float, doc_id: str) -> Iterator[None]:
     """Raise IngestError in the calling code once `seconds` have passed (main thread only, where signals arrive).
 
     A pathological file (HTML nested thousands deep, a regex-hostile line) must not stall a whole build;
-    PDFs also run in a child process with their own limit (kb.pdf), which this one backs up.
+    PDFs also run in a child process with their own limit (kb.ingest.pdf), which this one backs up.
     """
     usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if not usable:
@@ -229,7 +229,7 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
     pages: tuple[tuple[int, int, int], ...] = ()
     header, title = "", None
     if suffix == ".pdf":
-        from kb.pdf import read_pdf
+        from kb.ingest.pdf import read_pdf
 
         try:
             pdf = read_pdf(path)

@@ -253,7 +253,7 @@ def copy_documents(root: Path, dest: Path, plan: ImportPlan, today: date) -> lis
     """Copy plan.copy from root into dest (bytes unchanged) and return the metadata rows, sorted by doc_id.
 
     The title is the file's '# title' (the db keeps the short name, without 中华人民共和国). issuer and
-    doc_number stay empty: the db has neither, and kb.ingest reads them from the file's header (an empty
+    doc_number stay empty: the db has neither, and kb.ingest.read reads them from the file's header (an empty
     CSV cell does not override that).
     """
     versions: dict[tuple[str, str], list[LawRecord]] = {}
@@ -271,7 +271,7 @@ def copy_documents(root: Path, dest: Path, plan: ImportPlan, today: date) -> lis
             continue
         try:
             title = header_title(data.decode("utf-8-sig"))
-        except UnicodeDecodeError:  # kb.ingest reports the file; its row keeps the db name
+        except UnicodeDecodeError:  # kb.ingest.read reports the file; its row keeps the db name
             title = None
         rows.append(MetaRow(
             doc_id=rel, title=title or " ".join(filter(None, (record.name, record.subtitle))), level=record.level,

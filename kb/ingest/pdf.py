@@ -228,8 +228,8 @@ def _extract_bounded(path: pathlib.Path) -> list[str]:
         raise IngestError(str(path), f"cannot read file: {exc.strerror or exc}") from exc
     if b"%PDF-" not in head:
         raise IngestError(str(path), "corrupt PDF: not a PDF file (no %PDF header)")
-    root = str(pathlib.Path(__file__).resolve().parent.parent)
-    code = "import sys; sys.path.insert(0, sys.argv[1]); import kb.pdf; kb.pdf._worker(sys.argv[2])"
+    root = str(pathlib.Path(__file__).resolve().parents[2])
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import kb.ingest.pdf; kb.ingest.pdf._worker(sys.argv[2])"
     try:
         done = subprocess.run(
             [sys.executable, "-c", code, root, str(path)],

@@ -1,0 +1,1 @@
+"""File -> Document: decoding and format conversion, PDF text with pages, the LawRefBook importer."""

@@ -1,0 +1,1 @@
+"""Reading Chinese legal text: article structure, what a text states about itself, references it makes."""
