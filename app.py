@@ -13,17 +13,17 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from kb import config
-from kb.answer import answer
+from kb.present.answer import answer
 from kb.backends import open_searcher
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
-from kb.export import citations_text, md_escape, to_csv, to_markdown
-from kb.i18n import both, t
+from kb.present.export import citations_text, md_escape, to_csv, to_markdown
+from kb.present.i18n import both, t
 from kb.ingest.read import detect_lang
-from kb.quote import QuoteChecker
-from kb.render import document_html, passage_html, quote_match_html
-from kb.search import MODES, Hit, Searcher
+from kb.quote.check import QuoteChecker
+from kb.present.render import document_html, passage_html, quote_match_html
+from kb.search.searcher import MODES, Hit, Searcher
 
 INDEX = Path(os.environ.get("KB_INDEX", config.DEFAULT_INDEX))
 # milvus: serve a Milvus collection instead, at KB_MILVUS_URI (a milvus-lite .db file or a server; docs/MILVUS.md).

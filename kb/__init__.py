@@ -3,7 +3,7 @@ from kb.backends import build_index, open_searcher
 from kb.chunk import Chunk, chunk_document
 from kb.cite import citation, highlight_spans
 from kb.config import VERSION as __version__
-from kb.embed import Embedder, HashingEmbedder, load_embedder
+from kb.embed.models import Embedder, HashingEmbedder, load_embedder
 from kb.errors import (
     CorpusError,
     IndexCorruptError,
@@ -14,16 +14,16 @@ from kb.errors import (
     ModelMismatchError,
     QueryError,
 )
-from kb.filters import Facets, Filters
-from kb.index import BuildReport, build
+from kb.catalog.filters import Facets, Filters
+from kb.index.build import BuildReport, build
 from kb.ingest.read import DocMeta, Document, read_document, walk_corpus
-from kb.quote import QuoteChecker, QuoteMatch, QuoteReport, check_quote
-from kb.quotediff import DiffOp
-from kb.search import Hit, Searcher
-from kb.timeline import Span
-from kb.verify import verify
+from kb.quote.check import QuoteChecker, QuoteMatch, QuoteReport, check_quote
+from kb.quote.diff import DiffOp
+from kb.search.searcher import Hit, Searcher
+from kb.catalog.timeline import Span
+from kb.index.verify import verify
 from kb.legal.xref import Reference, find_references
-from kb.xref_resolve import Resolved, Resolver, Target
+from kb.catalog.resolve import Resolved, Resolver, Target
 
 __all__ = [
     "BuildReport", "Chunk", "CorpusError", "DiffOp", "DocMeta", "Document", "Embedder", "Facets", "Filters",

@@ -5,10 +5,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kb import config
-from kb.embed import Embedder
+from kb.embed.models import Embedder
 from kb.errors import KbError
-from kb.index import BuildReport, build
-from kb.search import Searcher
+from kb.index.build import BuildReport, build
+from kb.search.searcher import Searcher
 
 BACKENDS = ("faiss", "milvus")
 
@@ -22,8 +22,8 @@ def open_searcher(backend: str = "faiss", index: Path | None = None, uri: str | 
         KbError: unknown backend, or Milvus settings given to the FAISS backend.
     """
     if backend == "milvus":
-        from kb.milvus_search import MilvusSearcher
-        from kb.milvus_store import target
+        from kb.milvus.search import MilvusSearcher
+        from kb.milvus.store import target
 
         return MilvusSearcher(target(uri, collection), model=model, embedders=embedders,  # type: ignore[return-value]
                               fusion=fusion or "client")
@@ -37,8 +37,8 @@ def build_index(backend: str, corpus: Path, embedders: dict[str, Embedder], inde
                 cache_dir: Path | None = config.CACHE_DIR) -> BuildReport:
     """Build or update an index folder, or a Milvus collection (optionally one worker's part of the corpus)."""
     if backend == "milvus":
-        from kb.milvus_build import build as milvus_build
-        from kb.milvus_store import target
+        from kb.milvus.build import build as milvus_build
+        from kb.milvus.store import target
 
         return milvus_build(corpus, target(uri, collection), embedders, progress, cache_dir=cache_dir, part=part)
     _check_faiss(backend, uri, None)

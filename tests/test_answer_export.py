@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kb.answer import answer, key_point
-from kb.export import citations_text, md_escape, to_csv, to_markdown
-from kb.search import Searcher
+from kb.present.answer import answer, key_point
+from kb.present.export import citations_text, md_escape, to_csv, to_markdown
+from kb.search.searcher import Searcher
 
 
 @pytest.fixture(scope="module")

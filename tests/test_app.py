@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kb.embed import HashingEmbedder
-from kb.index import build
+from kb.embed.models import HashingEmbedder
+from kb.index.build import build
 from tests.conftest import one_file_index
 
 APP = str(Path(__file__).parent.parent / "app.py")
@@ -175,7 +175,7 @@ def test_markup_inside_documents_is_shown_as_text(monkeypatch: pytest.MonkeyPatc
 
 def test_document_view_escapes_everything_but_its_own_scroll_script() -> None:
     from kb.chunk import Chunk
-    from kb.render import document_html
+    from kb.present.render import document_html
 
     text = "# Title\n<script>alert(1)</script> first part. Second part <img src=x onerror=alert(2)>."
     chunks = [Chunk("d#0", "d", "T", 0, text[8:45], 8, 45, "en"), Chunk("d#1", "d", "T", 1, text[30:], 30, len(text), "en")]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kb.embed import HashingEmbedder
-from kb.index import build
-from kb.search import Searcher
+from kb.embed.models import HashingEmbedder
+from kb.index.build import build
+from kb.search.searcher import Searcher
 from tests.conftest import make_corpus
 
 

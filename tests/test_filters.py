@@ -1,4 +1,4 @@
-"""Metadata filters, facets, versions and as-of search (kb.filters, kb.timeline) through Searcher and the CLI."""
+"""Metadata filters, facets, versions and as-of search (kb.catalog.filters, kb.catalog.timeline) through Searcher and the CLI."""
 from __future__ import annotations
 
 import datetime
@@ -11,9 +11,9 @@ import pytest
 from conftest import BACKENDS, build_and_open, target_args
 from kb.cli import main
 from kb.errors import QueryError
-from kb.filters import parse_date
-from kb.search import Searcher
-from kb.timeline import spans
+from kb.catalog.filters import parse_date
+from kb.search.searcher import Searcher
+from kb.catalog.timeline import spans
 
 ARTICLES = "第一条 公司注册资本{}。\n第二条 公司登记{}。\n第三条 本法自{}起施行。\n"
 META = """doc_id,title,level,issuer,published,effective,validity,repealed

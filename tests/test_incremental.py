@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from kb import config
-from kb.bm25 import Bm25, TermCounts
-from kb.embed import HashingEmbedder
+from kb.index.bm25 import Bm25, TermCounts
+from kb.embed.models import HashingEmbedder
 from kb.errors import IndexCorruptError
-from kb.index import build, current_generation, read_manifest
+from kb.index.build import build, current_generation, read_manifest
 from kb.text.lexical import bm25s_module, tokenize_many
-from kb.quote import QuoteChecker
-from kb.search import Searcher
+from kb.quote.check import QuoteChecker
+from kb.search.searcher import Searcher
 from tests.conftest import ROOT, make_corpus
 
 QUERIES = ["网购商品七日内无理由退货", "电子商务经营者", "live-stream talent training", "rural logistics county",
@@ -156,7 +156,7 @@ def test_killed_build_leaves_the_previous_index_in_service(tmp_path: Path) -> No
     _edit(corpus)
     # A build whose embedder hangs, killed with SIGKILL once its new generation folder exists.
     script = ("import sys, time; sys.path.insert(0, sys.argv[1])\n"
-              "from pathlib import Path\nfrom kb.embed import HashingEmbedder\nfrom kb.index import build\n"
+              "from pathlib import Path\nfrom kb.embed.models import HashingEmbedder\nfrom kb.index.build import build\n"
               "class Slow(HashingEmbedder):\n    def passage(self, texts):\n        time.sleep(60)\n"
               "build(Path(sys.argv[2]), Path(sys.argv[3]), {'dense': Slow()}, cache_dir=None)\n")
     proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), str(corpus), str(out)])
@@ -191,7 +191,7 @@ def test_old_index_format_says_rebuild(index: Path, tmp_path: Path) -> None:
 
 def test_narrow_filter_on_an_approximate_index_scores_every_allowed_row(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from kb import vectors
+    from kb.index import vectors
 
     corpus = make_corpus(tmp_path / "corpus")
     build(corpus, tmp_path / "exact", {"dense": HashingEmbedder()}, cache_dir=None)

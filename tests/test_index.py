@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kb.embed import HashingEmbedder
+from kb.embed.models import HashingEmbedder
 from kb.errors import IndexCorruptError, IndexMissingError, ModelMismatchError
-from kb.index import build, current_generation, read_manifest
-from kb.loader import load_index
-from kb.search import Searcher
+from kb.index.build import build, current_generation, read_manifest
+from kb.index.loader import load_index
+from kb.search.searcher import Searcher
 from tests.conftest import make_corpus
 
 

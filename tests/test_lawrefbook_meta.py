@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from kb.ingest import lawrefbook as lrb
-from kb.embed import HashingEmbedder
-from kb.index import build
+from kb.embed.models import HashingEmbedder
+from kb.index.build import build
 from kb.ingest.read import load_sidecars, read_document
-from kb.search import Searcher
+from kb.search.searcher import Searcher
 
 ROOT = Path(__file__).resolve().parent.parent
 TARBALL = ROOT.parent / "shared" / "corpora" / "lawrefbook" / "laws.tar.xz"

@@ -16,11 +16,11 @@ import pytest
 from conftest import ROOT, build_and_open
 from kb.backends import build_index, open_searcher
 from kb.cli import main
-from kb.embed import HashingEmbedder
+from kb.embed.models import HashingEmbedder
 from kb.errors import KbError, QueryError
-from kb.milvus_build import in_part
-from kb.milvus_search import MilvusSearcher
-from kb.milvus_store import target
+from kb.milvus.build import in_part
+from kb.milvus.search import MilvusSearcher
+from kb.milvus.store import target
 from test_filters import write_corpus
 
 QUERIES = ["公司注册资本", "公司登记", "网购商品七日内无理由退货", "Company capital note", "e-commerce 电子商务"]

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from kb.cli import main as cli
-from kb.embed import HashingEmbedder
+from kb.embed.models import HashingEmbedder
 from kb.errors import IndexCorruptError, QueryError
 from kb.text.fold import fold
-from kb.index import build, current_generation
-from kb.quote import QuoteChecker, QuoteReport
+from kb.index.build import build, current_generation
+from kb.quote.check import QuoteChecker, QuoteReport
 
 ROOT = Path(__file__).parent.parent
 ZH02 = "zh/zh02_consumer_rights_law.txt"

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from kb import config
 from kb.chunk import chunk_document
-from kb.embed import HashingEmbedder
+from kb.embed.models import HashingEmbedder
 from kb.errors import QueryError
-from kb.index import build, current_generation, read_manifest
+from kb.index.build import build, current_generation, read_manifest
 from kb.ingest.read import DocMeta, Document
-from kb.search import Searcher
+from kb.search.searcher import Searcher
 from tests.badcorpus import make_bad_corpus
 
 ROOT = Path(__file__).parent.parent

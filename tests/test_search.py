@@ -10,7 +10,7 @@ from conftest import BACKENDS, build_and_open, target_args
 from kb.cite import citation, highlight_spans, mark
 from kb.cli import main
 from kb.errors import QueryError
-from kb.search import Searcher
+from kb.search.searcher import Searcher
 
 JSON_KEYS = {"rank", "score", "doc_id", "title", "citation", "article", "section", "page", "char_start", "char_end", "text"}
 

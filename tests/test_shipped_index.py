@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from kb.search import Searcher
-from kb.verify import verify
+from kb.search.searcher import Searcher
+from kb.index.verify import verify
 
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.model

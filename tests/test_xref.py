@@ -8,7 +8,7 @@ import pytest
 
 from kb.chunk import Chunk
 from kb.legal.xref import find_references
-from kb.xref_resolve import ChunkTable, Resolver
+from kb.catalog.resolve import ChunkTable, Resolver
 from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,9 +119,9 @@ def test_hand_checked_references(score) -> None:  # noqa: ANN001
 
 
 def test_hits_carry_resolved_references(tmp_path: Path) -> None:
-    from kb.embed import HashingEmbedder
-    from kb.index import build
-    from kb.search import Searcher
+    from kb.embed.models import HashingEmbedder
+    from kb.index.build import build
+    from kb.search.searcher import Searcher
 
     corpus = tmp_path / "c"
     corpus.mkdir()

@@ -1,4 +1,4 @@
-"""Cross-references in Chinese legal texts: find "《X法》第N条", "本法第N条第M款", "前款" (kb.xref_resolve
+"""Cross-references in Chinese legal texts: find "《X法》第N条", "本法第N条第M款", "前款" (kb.catalog.resolve
 resolves them to chunks).
 
 A reference names a scope and a list of articles: 《中华人民共和国邮政法》第五十二条、第五十三条 is two

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 
 from kb.chunk import Chunk
-from kb.quoteresult import QuoteMatch
+from kb.quote.result import QuoteMatch
 
 _PASSAGE_STYLE = "white-space:pre-wrap;font-size:0.95rem;line-height:1.6;"
 

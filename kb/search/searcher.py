@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
-from kb.vectors import nearest
+from kb.index.vectors import nearest
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
-from kb.embed import Embedder, load_embedder
+from kb.embed.models import Embedder, load_embedder
 from kb.errors import ModelMismatchError, QueryError
-from kb.filters import Facets, Filters, facets, row_mask
-from kb.fusion import Fused, depth, fuse
-from kb.index import CURRENT
+from kb.catalog.filters import Facets, Filters, facets, row_mask
+from kb.search.fusion import Fused, depth, fuse
+from kb.index.build import CURRENT
 from kb.ingest.read import DocMeta, Document, detect_lang
 from kb.text.lexical import tokenize
-from kb.loader import LoadedIndex, load_index
-from kb.timeline import Span, documents_in_force
-from kb.xref_resolve import Resolved, Resolver
+from kb.index.loader import LoadedIndex, load_index
+from kb.catalog.timeline import Span, documents_in_force
+from kb.catalog.resolve import Resolved, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Searcher:
         return self._embedders[channel]
 
     def documents(self) -> list[dict[str, object]]:
-        """The indexed documents with metadata, chunk counts, and when each is in force (kb.timeline)."""
+        """The indexed documents with metadata, chunk counts, and when each is in force (kb.catalog.timeline)."""
         return documents_in_force(self.index.docs, self.index.spans)
 
     def source(self, doc_id: str) -> tuple[Document, list[Chunk]]:
@@ -156,7 +156,7 @@ class Searcher:
             validity: keep texts with these statuses (现行有效, 已修改, 已废止, 尚未生效); replaces the default hiding.
             date_from, date_to: keep texts whose `date_field` ('published' or 'effective') lies in this range;
                 'YYYY', 'YYYY-MM' or 'YYYY-MM-DD'; texts without that date are left out.
-            as_of: keep the texts in force on this date, whichever version that was (kb.timeline).
+            as_of: keep the texts in force on this date, whichever version that was (kb.catalog.timeline).
             xrefs: resolve each hit's cross-references (a few milliseconds for ten hits).
         Raises:
             QueryError: empty query, unknown mode, or a filter value the index cannot answer; the message
@@ -206,7 +206,7 @@ class Searcher:
         return ranked
 
     def fuse(self, ranked: dict[str, list[int]], query: str, k: int, *, include_repealed: bool = False) -> list[Hit]:
-        """Hits from channel rankings made by `rankings` (`kb.fusion.depth(k)` deep for the list `search` gives)."""
+        """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for the list `search` gives)."""
         allowed = allowed_rows(self.index, Filters(include_repealed=include_repealed))
         return self._fuse(self.index, ranked, query, k, allowed, xrefs=False)
 

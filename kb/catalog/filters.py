@@ -15,7 +15,7 @@ import numpy as np
 
 from kb import config
 from kb.errors import QueryError
-from kb.timeline import VALIDITY, DocRow, Span
+from kb.catalog.timeline import VALIDITY, DocRow, Span
 
 DATE_FIELDS = ("published", "effective")
 _UNKNOWN_START, _OPEN_END = 0, 99_991_231
@@ -26,7 +26,7 @@ _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 class Filters:
     """What a search may return besides relevance; empty tuples and None mean 'no restriction'.
 
-    as_of keeps the texts in force on that date (kb.timeline); include_repealed also keeps repealed and
+    as_of keeps the texts in force on that date (kb.catalog.timeline); include_repealed also keeps repealed and
     superseded ones (with as_of: those that had started by then); an explicit validity list replaces both.
     """
 

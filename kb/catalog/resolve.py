@@ -16,7 +16,7 @@ from typing import Protocol
 from kb.chunk import Chunk
 from kb.legal.structure import cn_number
 from kb.legal.meta import title_key
-from kb.timeline import DocRow, version_start
+from kb.catalog.timeline import DocRow, version_start
 from kb.legal.xref import NAME_END, Reference, find_references
 
 _AMENDS = re.compile(r"修改《([^《》]{2,80})》")

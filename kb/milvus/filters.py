@@ -1,8 +1,8 @@
-"""kb.filters.Filters -> one Milvus boolean expression over the passages' filter columns, pushed down to Milvus.
+"""kb.catalog.filters.Filters -> one Milvus boolean expression over the passages' filter columns, pushed down to Milvus.
 
-The same rules and error messages as kb.filters.row_mask. Statuses that follow from dates (a superseded
+The same rules and error messages as kb.catalog.filters.row_mask. Statuses that follow from dates (a superseded
 version becomes 已修改 once its successor takes effect) are decided here with today's date, from the
-date-independent columns kb.milvus_build stores (stated validity, in-force span, the status its end implies).
+date-independent columns kb.milvus.build stores (stated validity, in-force span, the status its end implies).
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from collections.abc import Mapping
 
 from kb import config
 from kb.errors import QueryError
-from kb.filters import DATE_FIELDS, Filters, parse_date
-from kb.milvus_schema import OPEN_END
-from kb.milvus_store import in_clause, quote
-from kb.timeline import PENDING, VALIDITY
+from kb.catalog.filters import DATE_FIELDS, Filters, parse_date
+from kb.milvus.schema import OPEN_END
+from kb.milvus.store import in_clause, quote
+from kb.catalog.timeline import PENDING, VALIDITY
 
 
 def today() -> int:
@@ -23,7 +23,7 @@ def today() -> int:
 
 
 def _status_is(status: str, day: int) -> str:
-    """Rows whose validity on `day` (stated, else derived from their span) is `status` (kb.timeline.spans)."""
+    """Rows whose validity on `day` (stated, else derived from their span) is `status` (kb.catalog.timeline.spans)."""
     stated = f"stated == {quote(status)}"
     if status in config.HIDDEN_VALIDITY:
         return f"({stated} or (stated == \"\" and in_force_until <= {day} and implied == {quote(status)}))"
@@ -44,7 +44,7 @@ def expression(f: Filters, docs: Mapping[str, object], levels: tuple[str, ...], 
     Args:
         docs: the indexed doc_ids; levels, issuers: the values the index holds (for validation).
     Raises:
-        QueryError: as kb.filters.row_mask, with the same messages.
+        QueryError: as kb.catalog.filters.row_mask, with the same messages.
     """
     day = day or today()
     parts: list[str] = []

@@ -17,13 +17,13 @@ from rapidfuzz.distance import Indel
 from kb import config
 from kb.errors import QueryError
 from kb.text.fold import fold, split_ellipsis, trim
-from kb.index import CURRENT
+from kb.index.build import CURRENT
 from kb.ingest.read import detect_lang
-from kb.loader import QuoteParts, load_quote_parts
-from kb.quotediff import DiffOp, sentences, word_diff
-from kb.quotematch import chains, find_all, near
-from kb.quoteresult import QuoteMatch, QuoteReport, collapse, document, locate, word_bounds
-from kb.search import Searcher
+from kb.index.loader import QuoteParts, load_quote_parts
+from kb.quote.diff import DiffOp, sentences, word_diff
+from kb.quote.match import chains, find_all, near
+from kb.quote.result import QuoteMatch, QuoteReport, collapse, document, locate, word_bounds
+from kb.search.searcher import Searcher
 
 log = logging.getLogger(__name__)
 

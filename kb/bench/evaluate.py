@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kb import config
-from kb.fusion import depth
+from kb.search.fusion import depth
 from kb.backends import build_index, open_searcher
 from kb.errors import CorpusError
-from kb.search import Searcher
+from kb.search.searcher import Searcher
 
 log = logging.getLogger(__name__)
 

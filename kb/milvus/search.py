@@ -1,11 +1,11 @@
 """Query -> Hits from a Milvus index: Searcher's interface and Hit contract, filters pushed down to Milvus.
 
-Channels as in kb.search: BM25 (Milvus's BM25 function over a jieba-analysed field), e5 over passages in the
+Channels as in kb.search.searcher: BM25 (Milvus's BM25 function over a jieba-analysed field), e5 over passages in the
 question's language (`dense`) and in the other (`dense_x`), and USE over the other language (`xling`) when
-the index has it. Each channel is one Milvus search with the filter expression (kb.milvus_filters) and its
+the index has it. Each channel is one Milvus search with the filter expression (kb.milvus.filters) and its
 language condition. Fusion:
 
-- 'client' (default): weighted reciprocal rank over the channels' results, exactly as kb.search (e5 weight
+- 'client' (default): weighted reciprocal rank over the channels' results, exactly as kb.search.searcher (e5 weight
   1.5), reporting each hit's rank in every channel that found it.
 - 'milvus': one hybrid_search call fused by Milvus's RRFRanker. Milvus's RRF has no channel weights and
   returns no per-channel ranks, so hits carry no `channels`; the level preference and the collapsing of
@@ -23,18 +23,18 @@ from pathlib import Path, PurePosixPath
 
 from kb import config
 from kb.chunk import Chunk
-from kb.embed import Embedder, load_embedder
+from kb.embed.models import Embedder, load_embedder
 from kb.errors import IndexMissingError, ModelMismatchError, QueryError
-from kb.filters import Facets, Filters, facets
-from kb.fusion import depth, fuse
+from kb.catalog.filters import Facets, Filters, facets
+from kb.search.fusion import depth, fuse
 from kb.ingest.read import DocMeta, Document, detect_lang
-from kb.milvus_build import reading_order
-from kb.milvus_filters import expression
-from kb.milvus_schema import CHUNK_FIELDS, bm25_text, chunk_from_row
-from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
-from kb.search import Hit, check_query, clean_query, hits_of
-from kb.timeline import documents_in_force, spans
-from kb.xref_resolve import Resolved, Resolver
+from kb.milvus.build import reading_order
+from kb.milvus.filters import expression
+from kb.milvus.schema import CHUNK_FIELDS, bm25_text, chunk_from_row
+from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
+from kb.search.searcher import Hit, check_query, clean_query, hits_of
+from kb.catalog.timeline import documents_in_force, spans
+from kb.catalog.resolve import Resolved, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ FUSIONS = ("client", "milvus")
 
 @dataclass(frozen=True)
 class MilvusIndex:
-    """What the app reads of a loaded index (kb.loader.LoadedIndex.n and .gen.name): the passage count, and a
+    """What the app reads of a loaded index (kb.index.loader.LoadedIndex.n and .gen.name): the passage count, and a
     generation name that changes with every build (a cache key for results)."""
 
     n: int
@@ -51,7 +51,7 @@ class MilvusIndex:
 
 
 class MilvusSearcher:
-    """Connects to a Milvus index once and answers queries like kb.search.Searcher."""
+    """Connects to a Milvus index once and answers queries like kb.search.searcher.Searcher."""
 
     def __init__(self, where: MilvusTarget, model: str | None = None, embedders: dict[str, Embedder] | None = None,
                  weights: dict[str, float] | None = None, fusion: str = "client") -> None:
@@ -165,7 +165,7 @@ class MilvusSearcher:
         return doc, sorted(chunks, key=lambda c: c.ordinal)
 
     def article_chunks(self, doc_id: str, article_no: int) -> list[Chunk]:
-        """The chunks of one article of one document (cross-reference targets; kb.xref_resolve.ArticleSource)."""
+        """The chunks of one article of one document (cross-reference targets; kb.catalog.resolve.ArticleSource)."""
         key = (doc_id, article_no)
         if key not in self._articles:
             rows = self.db.client.query(self.db.chunks, filter=f"doc_id == {quote(doc_id)} and article_no == "
@@ -186,7 +186,7 @@ class MilvusSearcher:
                issuers: Sequence[str] | None = None, validity: Sequence[str] | None = None,
                date_from: str | None = None, date_to: str | None = None, date_field: str = "published",
                as_of: str | None = None, xrefs: bool = True) -> list[Hit]:
-        """Rank passages for a question; arguments, results and errors as kb.search.Searcher.search."""
+        """Rank passages for a question; arguments, results and errors as kb.search.searcher.Searcher.search."""
         query = clean_query(query)
         filters = Filters(lang=lang, docs=tuple(docs or ()), levels=tuple(levels or ()), issuers=tuple(issuers or ()),
                           validity=tuple(validity or ()), date_from=date_from, date_to=date_to,
@@ -201,7 +201,7 @@ class MilvusSearcher:
         return self._hits(found, fused, query, k, filters.lang, xrefs)
 
     def rankings(self, query: str, want: int, *, mode: str = "hybrid") -> dict[str, list[str]]:
-        """Each channel's chunk_ids, best first, before fusion (kb.search.Searcher.rankings gives row numbers)."""
+        """Each channel's chunk_ids, best first, before fusion (kb.search.searcher.Searcher.rankings gives row numbers)."""
         requests = self._requests(clean_query(query), want, Filters(), mode)
         return dict(zip(requests, self._pool.map(lambda req: self._search(*req), requests.values())))
 
@@ -209,7 +209,7 @@ class MilvusSearcher:
         """channel -> (vector field, query data, filter expression, limit)."""
         check_query(query, mode)
         expr = expression(filters, self.docs, self.levels, self.issuers)
-        # Passages in the question's language and in the other are ranked apart, as in kb.search; a
+        # Passages in the question's language and in the other are ranked apart, as in kb.search.searcher; a
         # language the index has no passages in costs no search.
         zh = detect_lang(query) == "zh"
         same, other = ('lang == "zh"', 'lang != "zh"') if zh else ('lang != "zh"', 'lang == "zh"')

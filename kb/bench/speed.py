@@ -21,12 +21,12 @@ from kb import config
 
 E5_LAYERS, E5_HIDDEN, E5_FFN = 12, 384, 1536
 E5_MATMUL_PARAMS = E5_LAYERS * (4 * E5_HIDDEN * E5_HIDDEN + 2 * E5_HIDDEN * E5_FFN)
-ENGLISH_QUERIES = Path(__file__).parent / "bench_queries_en.txt"
+ENGLISH_QUERIES = Path(__file__).parent / "queries_en.txt"
 
 
 def queries(n_stard: int) -> list[str]:
     """The fixed query set: the first n STARD train questions, then the English questions."""
-    from kb.evaluate import _stard_rows
+    from kb.bench.evaluate import _stard_rows
 
     english = [q for q in ENGLISH_QUERIES.read_text(encoding="utf-8").splitlines() if q.strip()]
     return [r["query"] for r in _stard_rows(n_stard)] + english
@@ -98,8 +98,8 @@ def phase_encoder(corpus: Path, sample: int) -> dict[str, object]:
     import torch
 
     from kb.chunk import chunk_document
-    from kb.e5torch import TorchE5
-    from kb.embed import E5Embedder
+    from kb.embed.e5torch import TorchE5
+    from kb.embed.models import E5Embedder
     from kb.ingest.read import load_sidecars, read_document, walk_corpus
 
     sidecars = load_sidecars(corpus)
@@ -140,7 +140,7 @@ def phase_encoder(corpus: Path, sample: int) -> dict[str, object]:
 
 def phase_build(corpus: Path, index: Path, model: str, xling: str, compact: bool) -> dict[str, object]:
     from kb.cli import build_embedders
-    from kb.index import build
+    from kb.index.build import build
 
     report = build(corpus, index, build_embedders(model, xling), compact=compact)
     return {"seconds": round(report.seconds, 2), "stages": {k: round(v, 2) for k, v in report.stages.items()},
@@ -150,7 +150,7 @@ def phase_build(corpus: Path, index: Path, model: str, xling: str, compact: bool
 
 def phase_serve(index: Path, n_stard: int) -> dict[str, object]:
     """Load, warm up, then each query alone in each mode: latency percentiles in ms."""
-    from kb.search import Searcher
+    from kb.search.searcher import Searcher
 
     t0 = time.perf_counter()
     searcher = Searcher(index)
@@ -171,9 +171,9 @@ def phase_serve(index: Path, n_stard: int) -> dict[str, object]:
 
 def phase_ann(index: Path, n_stard: int) -> dict[str, object]:
     """Recall and latency of an IVF index against exact search over the same vectors, as the dense channel asks."""
-    from kb import vectors
-    from kb.filters import Filters
-    from kb.search import Searcher, allowed_rows
+    from kb.index import vectors
+    from kb.catalog.filters import Filters
+    from kb.search.searcher import Searcher, allowed_rows
 
     searcher = Searcher(index)
     exact = searcher.index.vectors["dense"]
@@ -216,7 +216,7 @@ def phase_ann(index: Path, n_stard: int) -> dict[str, object]:
 def _child(args: list[str]) -> tuple[dict, float, float]:
     """Run one phase in a fresh process: (its JSON result, wall seconds, peak RSS in MB)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "kb.bench", *args], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "kb.bench.speed", *args], stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -263,7 +263,7 @@ def _link(src: str, dst: str) -> None:
 def run(corpus: Path, index: Path, n_stard: int = 200, model: str = config.DEFAULT_MODEL, xling: str = "none",
         sample: int = 512, skip: tuple[str, ...] = ()) -> dict[str, object]:
     """Every figure for one corpus and index (built or updated first); `skip` leaves phases out."""
-    from kb.generations import current_generation
+    from kb.index.generations import current_generation
 
     result: dict[str, object] = {"corpus": str(corpus), "index": str(index), "date": time.strftime("%Y-%m-%d %H:%M"),
                                  "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()[0]}
@@ -298,7 +298,7 @@ def run(corpus: Path, index: Path, n_stard: int = 200, model: str = config.DEFAU
 def _phase_main(argv: list[str]) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m kb.bench")
+    p = argparse.ArgumentParser(prog="python -m kb.bench.speed")
     p.add_argument("phase", choices=("ingest", "encoder", "build", "serve", "ann"))
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--model", default=config.DEFAULT_MODEL)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kb.cite import highlight_spans
 from kb.text.lexical import tokenize
-from kb.search import Hit
+from kb.search.searcher import Hit
 
 # Sentence ends: Chinese 。；！？ and line breaks, English . ! ? before a space.
 _SENTENCE = re.compile(r"[^。；！？\n]*?(?:[。；！？]|[.!?](?=\s)|\n|$)")

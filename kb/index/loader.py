@@ -7,15 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from kb import config, vectors
-from kb.bm25 import Bm25
+from kb import config
+
+from kb.index import vectors
+from kb.index.bm25 import Bm25
 from kb.errors import IndexCorruptError
-from kb.filters import Columns, build_columns
-from kb.index import current_generation, read_manifest
-from kb.quoteindex import QuoteIndex
-from kb.store import Store, open_store
-from kb.timeline import Span, spans
-from kb.xref_resolve import Resolver
+from kb.catalog.filters import Columns, build_columns
+from kb.index.build import current_generation, read_manifest
+from kb.index.quotes import QuoteIndex
+from kb.index.store import Store, open_store
+from kb.catalog.timeline import Span, spans
+from kb.catalog.resolve import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,9 @@ class LoadedIndex:
     row_doc: np.ndarray  # a number per live document (-1 at deleted rows): which rows share a document
     doc_rows: dict[str, np.ndarray]
     docs: dict[str, dict[str, object]]
-    columns: Columns  # per-row metadata for filters (kb.filters): language, level, validity, dates
-    spans: dict[str, Span]  # doc_id -> when it is in force (kb.timeline)
-    resolver: Resolver  # cross-references -> chunks of this index (kb.xref_resolve)
+    columns: Columns  # per-row metadata for filters (kb.catalog.filters): language, level, validity, dates
+    spans: dict[str, Span]  # doc_id -> when it is in force (kb.catalog.timeline)
+    resolver: Resolver  # cross-references -> chunks of this index (kb.catalog.resolve)
     quote: QuoteIndex | None = None  # None for an index built before the quote check existed
 
     @property

@@ -1,5 +1,5 @@
 """Milvus as the index: where it is (a milvus-lite file or a server URL), the connection, reading rows back,
-and the turns milvus-lite's builders take. The collections themselves: kb.milvus_schema.
+and the turns milvus-lite's builders take. The collections themselves: kb.milvus.schema.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Indel
 
-from kb.quoteindex import QuoteIndex
+from kb.index.quotes import QuoteIndex
 
 # Seeds are short substrings of the quote looked up in the trigram index: 5 folded characters of Chinese
 # (two or three words) or 9 of English (about two words; folded English has no spaces). Shorter seeds hit

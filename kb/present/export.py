@@ -5,7 +5,7 @@ import csv
 import io
 import re
 
-from kb.search import Hit
+from kb.search.searcher import Hit
 
 CSV_COLUMNS = ("rank", "citation", "passage", "source_path", "page", "page_end", "doc_id", "title", "article",
                "section", "char_start", "char_end", "level", "issuer", "published", "score")

@@ -11,7 +11,7 @@ documents whose doc_id hashes to i modulo n), can share one collection:
    of every document and updates the passages of those whose span changed.
 
 A Milvus server takes the writes of all workers at once and keeps BM25 statistics for the whole collection.
-milvus-lite allows one process per file, so workers take turns (kb.milvus_store.turn), and it scores BM25
+milvus-lite allows one process per file, so workers take turns (kb.milvus.store.turn), and it scores BM25
 with per-segment statistics, so after a write into a non-empty collection the passages are copied into a
 fresh generation in reading order (one segment, as a build from scratch makes) and the alias moved to it.
 """
@@ -29,15 +29,15 @@ import numpy as np
 
 from kb import config
 from kb.chunk import Chunk, read_passages
-from kb.embed import Embedder, EmbeddingCache, embed_passages
+from kb.embed.models import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IngestError, KbError
-from kb.filters import date_int
-from kb.index import BuildReport, chunking_settings
+from kb.catalog.filters import date_int
+from kb.index.build import BuildReport, chunking_settings
 from kb.ingest.read import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
-from kb.milvus_schema import (ANALYZER_VERSION, CHUNK_FIELDS, FORMAT, MARKER, OPEN_END, TEXT_PIECE_CHARS,
+from kb.milvus.schema import (ANALYZER_VERSION, CHUNK_FIELDS, FORMAT, MARKER, OPEN_END, TEXT_PIECE_CHARS,
                               VARCHAR_MAX, bm25_text, create_chunks, create_collections, generation_name)
-from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote, turn
-from kb.timeline import spans
+from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote, turn
+from kb.catalog.timeline import spans
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], pro
 
 
 def _source_key(path: Path, overrides: dict[str, str]) -> str:
-    """As kb.index: the file's hash plus its metadata overrides and META_VERSION."""
+    """As kb.index.build: the file's hash plus its metadata overrides and META_VERSION."""
     extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
                        ensure_ascii=False)
     return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]
@@ -192,10 +192,10 @@ def _embed(embedders: dict[str, Embedder], fresh: list[tuple[Document, str, list
 
 
 def span_fields(docs: dict[str, dict[str, object]]) -> dict[str, tuple[int, int, str, bool]]:
-    """doc_id -> (in_force_from, in_force_until, implied, gone) as stored on passages; see kb.timeline.
+    """doc_id -> (in_force_from, in_force_until, implied, gone) as stored on passages; see kb.catalog.timeline.
 
     None of these depends on today's date (the status an end implies is stored apart from the stated one),
-    so filters on them stay right without rebuilding; kb.milvus_search applies today's date at query time.
+    so filters on them stay right without rebuilding; kb.milvus.search applies today's date at query time.
     """
     far = spans(docs, today=datetime.date.max)  # every known end has passed: Span.validity is the implied one
     out = {}

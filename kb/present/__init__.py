@@ -1,0 +1,1 @@
+"""Hits -> what a reader sees: the answer view, exports, HTML rendering and interface strings."""

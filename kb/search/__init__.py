@@ -1,0 +1,1 @@
+"""Query -> Hits: the backend contract, hits, fusion, and the FAISS searcher."""
