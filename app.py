@@ -6,28 +6,27 @@ All retrieval, grouping and export logic is in `kb`; this file only lays it out.
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 import streamlit as st
 import streamlit.components.v1 as components
 
 from kb import config
-from kb.present.answer import answer
 from kb.backends import open_searcher
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
+from kb.ingest.read import detect_lang
+from kb.present.answer import answer
 from kb.present.export import citations_text, md_escape, to_csv, to_markdown
 from kb.present.i18n import both, t
-from kb.ingest.read import detect_lang
-from kb.quote.check import QuoteChecker
 from kb.present.render import document_html, passage_html, quote_match_html
+from kb.quote.check import QuoteChecker
 from kb.search.searcher import MODES, Hit, Searcher
 
-INDEX = Path(os.environ.get("KB_INDEX", config.DEFAULT_INDEX))
+INDEX = Path(config.env("KB_INDEX") or config.DEFAULT_INDEX)
 # milvus: serve a Milvus collection instead, at KB_MILVUS_URI (a milvus-lite .db file or a server; docs/MILVUS.md).
-BACKEND = os.environ.get("KB_BACKEND", "faiss")
+BACKEND = config.env("KB_BACKEND") or "faiss"
 PAGES = ("search", "docs", "quote", "source")
 VIEWS = ("passages", "answer")
 LANGS = ("any", "zh", "en")
@@ -408,7 +407,7 @@ def main() -> None:
     try:
         searcher = get_searcher(str(INDEX))
     except IndexMissingError:
-        st.warning(t("no_index", lang, index=INDEX if BACKEND == "faiss" else os.environ.get("KB_MILVUS_URI")))
+        st.warning(t("no_index", lang, index=INDEX if BACKEND == "faiss" else config.env("KB_MILVUS_URI")))
         st.stop()
     except KbError as exc:
         st.error(t("load_failed", lang, reason=exc))

@@ -1,5 +1,8 @@
 """Policy KB: cited hybrid search over Chinese and English policy documents."""
 from kb.backends import build_index, open_searcher
+from kb.catalog.filters import Facets, Filters
+from kb.catalog.resolve import Resolved, Resolver, Target
+from kb.catalog.timeline import Span
 from kb.chunk import Chunk, chunk_document
 from kb.cite import citation, highlight_spans
 from kb.config import VERSION as __version__
@@ -14,16 +17,13 @@ from kb.errors import (
     ModelMismatchError,
     QueryError,
 )
-from kb.catalog.filters import Facets, Filters
 from kb.index.build import BuildReport, build
+from kb.index.verify import verify
 from kb.ingest.read import DocMeta, Document, read_document, walk_corpus
+from kb.legal.xref import Reference, find_references
 from kb.quote.check import QuoteChecker, QuoteMatch, QuoteReport, check_quote
 from kb.quote.diff import DiffOp
 from kb.search.searcher import Hit, Searcher
-from kb.catalog.timeline import Span
-from kb.index.verify import verify
-from kb.legal.xref import Reference, find_references
-from kb.catalog.resolve import Resolved, Resolver, Target
 
 __all__ = [
     "BuildReport", "Chunk", "CorpusError", "DiffOp", "DocMeta", "Document", "Embedder", "Facets", "Filters",

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -100,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _backend_options(command: argparse.ArgumentParser, fusion: bool) -> None:
-    command.add_argument("--backend", choices=("faiss", "milvus"), default=os.environ.get("KB_BACKEND", "faiss"),
+    command.add_argument("--backend", choices=("faiss", "milvus"), default=config.env("KB_BACKEND") or "faiss",
                          help="faiss: the index folder (default); milvus: a Milvus collection at --uri")
     command.add_argument("--uri", help="milvus: a milvus-lite file (kb.db) or a server URL (http://host:19530)")
     command.add_argument("--collection", help="milvus: base name of the collections (default policy_kb)")
@@ -130,21 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def build_embedders(model: str, xling: str | None) -> dict:
-    """Channel -> embedder for a build: 'dense' from --model, 'xling' from --xling unless 'none'."""
-    from kb.embed.models import load_embedder
-
-    embedders = {"dense": load_embedder(model)}
-    if xling and xling != "none" and not model.startswith("hashing"):
-        embedders["xling"] = load_embedder(xling)
-    return embedders
-
-
 def _build(args: argparse.Namespace) -> int:
     if args.backend == "milvus" or args.part:
         return _build_milvus(args)
     from tqdm import tqdm
 
+    from kb.embed.models import build_embedders
     from kb.index.build import build
 
     bars: dict[str, tqdm] = {}
@@ -316,7 +306,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 # --- Milvus backend (kb.backends, kb.milvus_*) ---
 
-def _open(args: argparse.Namespace, model: str | None = None):  # noqa: ANN202 - Searcher or MilvusSearcher
+def _open(args: argparse.Namespace, model: str | None = None):
     from kb.backends import open_searcher
 
     return open_searcher(args.backend, args.index, args.uri, args.collection, model=model,
@@ -327,6 +317,7 @@ def _build_milvus(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from kb.backends import build_index, parse_part
+    from kb.embed.models import build_embedders
 
     bars: dict[str, tqdm] = {}
 

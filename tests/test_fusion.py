@@ -8,8 +8,8 @@ import pytest
 
 from kb import config
 from kb.embed.models import HashingEmbedder
-from kb.search.fusion import depth, document_boost, ordered, rrf, with_neighbours
 from kb.index.build import build
+from kb.search.fusion import depth, document_boost, ordered, rrf, with_neighbours
 from kb.search.searcher import Searcher, row_neighbours
 
 QUESTIONS = ["网购商品七日内无理由退货", "电子商务平台经营者的责任", "live-stream talent training", "e-commerce 电子商务"]

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from kb import config
-from kb.index.bm25 import Bm25, TermCounts
 from kb.embed.models import HashingEmbedder
 from kb.errors import IndexCorruptError
+from kb.index.bm25 import Bm25, TermCounts
 from kb.index.build import build, current_generation, read_manifest
-from kb.text.lexical import bm25s_module, tokenize_many
 from kb.quote.check import QuoteChecker
 from kb.search.searcher import Searcher
+from kb.text.lexical import bm25s_module, tokenize_many
 from tests.conftest import ROOT, make_corpus
 
 QUERIES = ["网购商品七日内无理由退货", "电子商务经营者", "live-stream talent training", "rural logistics county",

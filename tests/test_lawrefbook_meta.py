@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kb.ingest import lawrefbook as lrb
 from kb.embed.models import HashingEmbedder
 from kb.index.build import build
+from kb.ingest import lawrefbook as lrb
 from kb.ingest.read import load_sidecars, read_document
 from kb.search.searcher import Searcher
 

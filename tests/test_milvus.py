@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, build_and_open
+from test_filters import write_corpus
+
 from kb.backends import build_index, open_searcher
 from kb.cli import main
 from kb.embed.models import HashingEmbedder
@@ -21,7 +22,6 @@ from kb.errors import KbError, QueryError
 from kb.milvus.build import in_part
 from kb.milvus.search import MilvusSearcher
 from kb.milvus.store import target
-from test_filters import write_corpus
 
 QUERIES = ["公司注册资本", "公司登记", "网购商品七日内无理由退货", "Company capital note", "e-commerce 电子商务"]
 FILTERS = [{}, {"include_repealed": True}, {"as_of": "2010-06-01"}, {"validity": ["已废止"]},

@@ -12,9 +12,9 @@ import pytest
 from kb.cli import main as cli
 from kb.embed.models import HashingEmbedder
 from kb.errors import IndexCorruptError, QueryError
-from kb.text.fold import fold
 from kb.index.build import build, current_generation
 from kb.quote.check import QuoteChecker, QuoteReport
+from kb.text.fold import fold
 
 ROOT = Path(__file__).parent.parent
 ZH02 = "zh/zh02_consumer_rights_law.txt"

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import BACKENDS, build_and_open, target_args
+
 from kb.cite import citation, highlight_spans, mark
 from kb.cli import main
 from kb.errors import QueryError

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from kb.search.searcher import Searcher
 from kb.index.verify import verify
+from kb.search.searcher import Searcher
 
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.model

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from kb.catalog.resolve import ChunkTable, Resolver
 from kb.chunk import Chunk
 from kb.legal.xref import find_references
-from kb.catalog.resolve import ChunkTable, Resolver
 from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,11 +77,11 @@ def test_resolver_picks_article_paragraph_part_and_version() -> None:
 
 
 @pytest.fixture(scope="module")
-def score():  # noqa: ANN201 - the script's XrefScore
+def score():
     return report.score_xref(ROOT / "corpus", "zh/", within="zh/")
 
 
-def test_bundled_zh_references_resolve(score) -> None:  # noqa: ANN001
+def test_bundled_zh_references_resolve(score) -> None:
     """At least 95% of the references that name a bundled document reach a chunk, and none is missed."""
     assert score.found >= 200 and score.in_corpus >= 200
     assert score.rate >= 0.95, score.failures
@@ -91,7 +91,7 @@ def test_bundled_zh_references_resolve(score) -> None:  # noqa: ANN001
     assert {"named", "self", "short", "bare", "relative"} <= set(score.by_kind)
 
 
-def test_resolved_targets_hold_the_named_article(score) -> None:  # noqa: ANN001
+def test_resolved_targets_hold_the_named_article(score) -> None:
     from kb.legal.structure import cn_number
 
     for chunk, res in score.resolved_refs:
@@ -102,7 +102,7 @@ def test_resolved_targets_hold_the_named_article(score) -> None:  # noqa: ANN001
         assert cn_number(target.citation.split("》")[1].split("条")[0].lstrip("第")) == target.article_no
 
 
-def test_hand_checked_references(score) -> None:  # noqa: ANN001
+def test_hand_checked_references(score) -> None:
     with GOLD.open(encoding="utf-8", newline="") as fh:
         gold = list(csv.DictReader(fh))
     assert len(gold) >= 25

@@ -4,24 +4,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from kb import config
-from kb.search.fusion import depth
 from kb.backends import build_index, open_searcher
 from kb.errors import CorpusError
+from kb.search.fusion import depth
 from kb.search.searcher import Searcher
 
 log = logging.getLogger(__name__)
 
-SHARED = config.ROOT.parent / "shared"
-BENCH_DIR = Path(os.environ.get("KB_BENCH_DIR", config.ROOT / ".kb-cache" / "bench"))
-# Scratch corpora for benchmarks live outside corpus/, so a default build indexes only the bundled corpus.
-BENCH_CORPORA = Path(os.environ.get("KB_BENCH_CORPORA", config.ROOT / ".kb-cache" / "corpora"))
+SHARED = config.SHARED
+BENCH_DIR = config.BENCH_DIR
+BENCH_CORPORA = config.BENCH_CORPORA
 
 
 def _benchmark_dir(name: str) -> Path:
@@ -66,7 +64,7 @@ class Backend:
 
 def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend: Backend = Backend()) -> Searcher:
     """Build (or update) the benchmark's index and open it."""
-    from kb.cli import build_embedders
+    from kb.embed.models import build_embedders
 
     index = index or BENCH_DIR / f"{name}-{model.replace('/', '_')}" / "index"
     uri = backend.uri or str(BENCH_DIR / f"{name}-{model.replace('/', '_')}.db")
@@ -83,7 +81,7 @@ def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend:
 def _latency(times: list[float]) -> dict[str, float]:
     """Per-query latency percentiles in milliseconds (nearest rank)."""
     ordered = sorted(times) or [0.0]
-    pick = lambda q: ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]  # noqa: E731
+    pick = lambda q: ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
     return {"latency_ms_p50": round(1000 * pick(0.50), 1), "latency_ms_p95": round(1000 * pick(0.95), 1)}
 
 

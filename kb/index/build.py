@@ -28,7 +28,8 @@ from kb import config
 from kb.index import vectors
 from kb.index.bm25 import CountsBuilder, TermCounts
 from kb.chunk import Chunk, read_passages
-from kb.embed.models import Embedder, EmbeddingCache, embed_passages
+from kb.embed.cache import EmbeddingCache, embed_passages
+from kb.embed.models import Embedder
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError
 from kb.index.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from kb.chunk import chunk_document
-from kb.embed.models import EmbeddingCache, load_embedder
+from kb.embed.cache import EmbeddingCache
+from kb.embed.models import load_embedder
 from kb.text.fold import fold, fold_signature
 from kb.index.build import chunking_settings, current_generation, read_manifest
 from kb.ingest.read import file_sha256, load_sidecars, read_document, walk_corpus

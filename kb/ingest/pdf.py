@@ -8,7 +8,6 @@ import json
 import logging
 import logging.handlers
 import math
-import os
 import pathlib
 import re
 import subprocess
@@ -19,12 +18,13 @@ from functools import cache, lru_cache
 
 import wordsegment
 
+from kb import config
 from kb.errors import IngestError
 
 logger = logging.getLogger(__name__)
 
 PAGE_SEP = "\n\n"
-TIMEOUT_S = float(os.environ.get("KB_PDF_TIMEOUT", 300))
+TIMEOUT_S = config.PDF_TIMEOUT_S
 
 # wordsegment's 333k-word list comes from web n-gram counts, so it knows brands and names
 # ("Alibaba", "Foxconn", "Dongguan") and rarer real words ("traceability") that wordninja

@@ -28,16 +28,28 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
-from kb.chunk import Chunk, read_passages
-from kb.embed.models import Embedder, EmbeddingCache, embed_passages
-from kb.errors import IngestError, KbError
 from kb.catalog.filters import date_int
+from kb.catalog.timeline import spans
+from kb.chunk import Chunk, read_passages
+from kb.embed.cache import EmbeddingCache, embed_passages
+from kb.embed.models import Embedder
+from kb.errors import IngestError, KbError
 from kb.index.build import BuildReport, chunking_settings
 from kb.ingest.read import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
-from kb.milvus.schema import (ANALYZER_VERSION, CHUNK_FIELDS, FORMAT, MARKER, OPEN_END, TEXT_PIECE_CHARS,
-                              VARCHAR_MAX, bm25_text, create_chunks, create_collections, generation_name)
+from kb.milvus.schema import (
+    ANALYZER_VERSION,
+    CHUNK_FIELDS,
+    FORMAT,
+    MARKER,
+    OPEN_END,
+    TEXT_PIECE_CHARS,
+    VARCHAR_MAX,
+    bm25_text,
+    create_chunks,
+    create_collections,
+    generation_name,
+)
 from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote, turn
-from kb.catalog.timeline import spans
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import datetime
 from collections.abc import Mapping
 
 from kb import config
-from kb.errors import QueryError
 from kb.catalog.filters import DATE_FIELDS, Filters, parse_date
+from kb.catalog.timeline import PENDING, VALIDITY
+from kb.errors import QueryError
 from kb.milvus.schema import OPEN_END
 from kb.milvus.store import in_clause, quote
-from kb.catalog.timeline import PENDING, VALIDITY
 
 
 def today() -> int:

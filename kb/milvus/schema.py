@@ -16,8 +16,8 @@ from functools import lru_cache
 
 from kb import config
 from kb.chunk import Chunk
-from kb.text.lexical import EN_STOPWORDS, ZH_STOPWORDS
 from kb.milvus.store import MilvusDB
+from kb.text.lexical import EN_STOPWORDS, ZH_STOPWORDS
 
 FORMAT = 1
 VARCHAR_MAX = 65_535  # bytes: Milvus's limit for one VARCHAR value
@@ -39,7 +39,7 @@ _EN_RUN = re.compile(r"[a-z0-9]+(?:['’][a-z0-9]+)*")
 
 
 @lru_cache(maxsize=1)
-def _stem():  # noqa: ANN202 - PyStemmer has no type stubs
+def _stem():
     import Stemmer
 
     return Stemmer.Stemmer("english").stemWord
@@ -139,8 +139,8 @@ def _v(n: int, **extra: object) -> dict[str, object]:
 
 
 # (field, DataType picker, add_field arguments): pickers defer the pymilvus import to first use.
-_S = lambda t: t.VARCHAR  # noqa: E731
-_I = lambda t: t.INT64  # noqa: E731
+_S = lambda t: t.VARCHAR
+_I = lambda t: t.INT64
 _CHUNK_FIELDS = (
     ("chunk_id", _S, {"is_primary": True, "max_length": 4096}),
     ("doc_id", _S, _v(4096)), ("ordinal", _I, {}), ("title", _S, _v(VARCHAR_MAX)), ("text", _S, _v(VARCHAR_MAX)),

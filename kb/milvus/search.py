@@ -22,19 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kb import config
+from kb.catalog.filters import Facets, Filters, facets
+from kb.catalog.resolve import Resolved, Resolver
+from kb.catalog.timeline import documents_in_force, spans
 from kb.chunk import Chunk
 from kb.embed.models import Embedder, load_embedder
 from kb.errors import IndexMissingError, ModelMismatchError, QueryError
-from kb.catalog.filters import Facets, Filters, facets
-from kb.search.fusion import depth, fuse
 from kb.ingest.read import DocMeta, Document, detect_lang
 from kb.milvus.build import reading_order
 from kb.milvus.filters import expression
 from kb.milvus.schema import CHUNK_FIELDS, bm25_text, chunk_from_row
 from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
+from kb.search.fusion import depth, fuse
 from kb.search.searcher import Hit, check_query, clean_query, hits_of
-from kb.catalog.timeline import documents_in_force, spans
-from kb.catalog.resolve import Resolved, Resolver
 
 log = logging.getLogger(__name__)
 

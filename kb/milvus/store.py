@@ -7,7 +7,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from kb import config
 from kb.errors import IndexMissingError, KbError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def target(uri: str | None, collection: str | None = None) -> MilvusTarget:
     Raises:
         KbError: no URI, or a local path that does not end in .db (pymilvus's rule for milvus-lite).
     """
-    uri = uri or os.environ.get("KB_MILVUS_URI", "")
+    uri = uri or config.env("KB_MILVUS_URI") or ""
     if not uri:
         raise KbError("the milvus backend needs --uri: a local file such as kb.db (milvus-lite) or a server "
                       "URL such as http://localhost:19530 (or set KB_MILVUS_URI)")
@@ -53,13 +53,13 @@ def target(uri: str | None, collection: str | None = None) -> MilvusTarget:
         if not uri.endswith(".db"):
             raise KbError(f"--uri {uri}: a milvus-lite path must end in .db (or give http://host:19530)")
         uri = str(Path(uri).expanduser().resolve())
-    name = collection or os.environ.get("KB_MILVUS_COLLECTION", "policy_kb")
+    name = collection or config.env("KB_MILVUS_COLLECTION") or "policy_kb"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
         raise KbError(f"collection name '{name}': use letters, digits and underscores, starting with a letter")
-    return MilvusTarget(uri=uri, collection=name, index_type=os.environ.get("KB_MILVUS_INDEX", "FLAT").upper(),
-                        shards=int(os.environ.get("KB_MILVUS_SHARDS", "1")),
-                        consistency=os.environ.get("KB_MILVUS_CONSISTENCY", "Bounded"),
-                        token=os.environ.get("KB_MILVUS_TOKEN", ""))
+    return MilvusTarget(uri=uri, collection=name, index_type=(config.env("KB_MILVUS_INDEX") or "FLAT").upper(),
+                        shards=int(config.env("KB_MILVUS_SHARDS") or 1),
+                        consistency=config.env("KB_MILVUS_CONSISTENCY") or "Bounded",
+                        token=config.env("KB_MILVUS_TOKEN") or "")
 
 
 # milvus-lite runs in-process, one process per .db folder; the gRPC server pymilvus starts for a path is
@@ -80,8 +80,7 @@ class MilvusDB:
         if where.lite:
             # One segment per build where the engine allows it: milvus-lite scores BM25 with per-segment
             # statistics, so fewer segments mean IDF closer to the corpus's (read when milvus_lite is imported).
-            os.environ.setdefault("MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES", str(8 << 30))
-            os.environ.setdefault("MILVUS_LITE_WAL_SIZE_LIMIT_BYTES", str(16 << 30))
+            config.milvus_lite_limits()
             Path(where.uri).parent.mkdir(parents=True, exist_ok=True)
             with _lite_guard:
                 _lite_refs[where.uri] = _lite_refs.get(where.uri, 0) + 1
@@ -222,7 +221,7 @@ def turn(where: MilvusTarget, timeout: float | None = None) -> Iterator[None]:
     if not where.lite:
         yield
         return
-    wait = float(os.environ.get("KB_MILVUS_LOCK_TIMEOUT", 3600)) if timeout is None else timeout
+    wait = float(config.env("KB_MILVUS_LOCK_TIMEOUT") or 3600) if timeout is None else timeout
     lock = Path(where.uri + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as fh:

@@ -5,8 +5,8 @@ import re
 from dataclasses import dataclass
 
 from kb.cite import highlight_spans
-from kb.text.lexical import tokenize
 from kb.search.searcher import Hit
+from kb.text.lexical import tokenize
 
 # Sentence ends: Chinese 。；！？ and line breaks, English . ! ? before a space.
 _SENTENCE = re.compile(r"[^。；！？\n]*?(?:[。；！？]|[.!?](?=\s)|\n|$)")

@@ -16,14 +16,14 @@ from rapidfuzz.distance import Indel
 
 from kb import config
 from kb.errors import QueryError
-from kb.text.fold import fold, split_ellipsis, trim
 from kb.index.build import CURRENT
-from kb.ingest.read import detect_lang
 from kb.index.loader import QuoteParts, load_quote_parts
+from kb.ingest.read import detect_lang
 from kb.quote.diff import DiffOp, sentences, word_diff
 from kb.quote.match import chains, find_all, near
 from kb.quote.result import QuoteMatch, QuoteReport, collapse, document, locate, word_bounds
 from kb.search.searcher import Searcher
+from kb.text.fold import fold, split_ellipsis, trim
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from functools import lru_cache
 from kb.chunk import Chunk
 from kb.cite import citation
 from kb.errors import IndexCorruptError
+from kb.index.store import Store
 from kb.ingest.read import Document
 from kb.quote.diff import DiffOp, sentence_span
-from kb.index.store import Store
 
 VERDICTS = ("verbatim", "normalized", "omissions", "altered", "not_found")
 LABELS = {"verbatim": "verbatim", "normalized": "verbatim after normalisation", "omissions": "with omissions",

@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
-from kb.index.vectors import nearest
+from kb.catalog.filters import Facets, Filters, facets, row_mask
+from kb.catalog.resolve import Resolved, Resolver
+from kb.catalog.timeline import Span, documents_in_force
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.embed.models import Embedder, load_embedder
 from kb.errors import ModelMismatchError, QueryError
-from kb.catalog.filters import Facets, Filters, facets, row_mask
-from kb.search.fusion import Fused, depth, fuse
 from kb.index.build import CURRENT
-from kb.ingest.read import DocMeta, Document, detect_lang
-from kb.text.lexical import tokenize
 from kb.index.loader import LoadedIndex, load_index
-from kb.catalog.timeline import Span, documents_in_force
-from kb.catalog.resolve import Resolved, Resolver
+from kb.index.vectors import nearest
+from kb.ingest.read import DocMeta, Document, detect_lang
+from kb.search.fusion import Fused, depth, fuse
+from kb.text.lexical import tokenize
 
 log = logging.getLogger(__name__)
 

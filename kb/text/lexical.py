@@ -33,14 +33,14 @@ EN_STOPWORDS = frozenset(
 
 
 @lru_cache(maxsize=1)
-def _stemmer():  # noqa: ANN202 - PyStemmer has no type stubs
+def _stemmer():
     import Stemmer
 
     return Stemmer.Stemmer("english")
 
 
 @lru_cache(maxsize=1)
-def _jieba():  # noqa: ANN202
+def _jieba():
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -49,7 +49,7 @@ def _jieba():  # noqa: ANN202
     return jieba
 
 
-def bm25s_module():  # noqa: ANN201
+def bm25s_module():
     """bm25s, imported with its logger quietened (it sets itself to DEBUG on import)."""
     import bm25s
 
