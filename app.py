@@ -13,7 +13,7 @@ import streamlit.components.v1 as components
 
 from kb import config
 from kb.backends import open_searcher
-from kb.chunk import Chunk
+from kb.chunk import Chunk, parse_chunk_id
 from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
 from kb.ingest.read import detect_lang
@@ -22,7 +22,8 @@ from kb.present.export import citations_text, md_escape, to_csv, to_markdown
 from kb.present.i18n import both, t
 from kb.present.render import document_html, passage_html, quote_match_html
 from kb.quote.check import QuoteChecker
-from kb.search.searcher import MODES, Hit, Searcher
+from kb.search.contract import MODES, Backend
+from kb.search.hits import Hit
 
 INDEX = Path(config.env("KB_INDEX") or config.DEFAULT_INDEX)
 # milvus: serve a Milvus collection instead, at KB_MILVUS_URI (a milvus-lite .db file or a server; docs/MILVUS.md).
@@ -42,7 +43,7 @@ ss = st.session_state
 
 
 @st.cache_resource(show_spinner="Loading the index…")
-def get_searcher(index_dir: str) -> Searcher:
+def get_searcher(index_dir: str) -> Backend:
     return open_searcher(BACKEND, Path(index_dir))
 
 
@@ -146,7 +147,7 @@ def meta_line(meta: object, extra: tuple[str | None, ...] = ()) -> str:
     return " · ".join(x for x in parts if x)
 
 
-def sidebar(searcher: Searcher, lang: str) -> None:
+def sidebar(searcher: Backend, lang: str) -> None:
     docs = searcher.documents()
     titles = {d["doc_id"]: d["title"] for d in docs}
     unknown = [d for d in ss.in_docs if d not in titles]
@@ -178,18 +179,18 @@ def sidebar(searcher: Searcher, lang: str) -> None:
         st.checkbox(t("include_repealed", lang), key="repealed")
         st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: both(f"mode_{m}"))
         st.slider(t("results_n", lang), 1, MAX_K, key="k")
-        st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.index.n))
+        st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.passages))
 
 
 def _page_changed() -> None:
     ss.page = ss.page_choice
 
 
-def run_search(searcher: Searcher, k: int) -> list[Hit]:
+def run_search(searcher: Backend, k: int) -> list[Hit]:
     """Search once per distinct question, filters and index generation; reruns reuse the result."""
     dates = {name: ss[key].isoformat() if ss.get(key) else None
              for key, name in (("date_from", "date_from"), ("date_to", "date_to"), ("as_of", "as_of"))}
-    key = (searcher.index.gen.name, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed,
+    key = (searcher.generation, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed,
            tuple(ss.levels), tuple(dates.values()))
     if ss.get("_hits_key") != key:
         ss._hits = searcher.search(ss.q, k, lang=None if ss.lang == "any" else ss.lang,
@@ -203,7 +204,7 @@ def channels_text(hit: Hit, lang: str) -> str:
     return ", ".join(t(f"ch_{name}", lang, rank=rank) for name, rank in hit.channels)
 
 
-def search_page(searcher: Searcher, lang: str) -> None:
+def search_page(searcher: Backend, lang: str) -> None:
     st.text_input(t("question", lang), key="q", placeholder=t("placeholder", lang))
     if not ss.q.strip():
         st.info(t("type_question", lang))
@@ -256,9 +257,8 @@ def xref_links(hit: Hit, lang: str) -> None:
     st.caption(t("cites", lang))
     cols = st.columns(min(len(targets), 3) or 1)
     for n, target in enumerate(list(targets.values())[:6]):
-        doc_id, ordinal = target.chunk_id.rsplit("#", 1)
         cols[n % len(cols)].button("→ " + target.citation, key=f"xref-{hit.chunk.chunk_id}-{target.chunk_id}",
-                                   on_click=open_source, args=(doc_id, int(ordinal)))
+                                   on_click=open_source, args=parse_chunk_id(target.chunk_id))
     if missing:
         st.caption(md_escape(t("not_indexed", lang, refs="; ".join(missing[:4]))))
 
@@ -289,7 +289,7 @@ def export_box(hits: list[Hit], lang: str) -> None:
                               on_click="ignore")
 
 
-def source_page(searcher: Searcher, lang: str) -> None:
+def source_page(searcher: Backend, lang: str) -> None:
     st.button(t("back", lang), on_click=_back)
     try:
         doc, chunks = searcher.source(ss.src_doc)
@@ -380,7 +380,7 @@ def open_source_at(doc_id: str, offset: int) -> None:
     open_source(doc_id, at)
 
 
-def docs_page(searcher: Searcher, lang: str) -> None:
+def docs_page(searcher: Backend, lang: str) -> None:
     st.header(t("docs_header", lang))
     needle = st.text_input(t("docs_filter", lang), key="docs_needle").strip().lower()
     docs = [d for d in searcher.documents()

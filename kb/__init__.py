@@ -19,7 +19,8 @@ from kb.errors import (
 )
 from kb.index.build import BuildReport, build
 from kb.index.verify import verify
-from kb.ingest.read import DocMeta, Document, read_document, walk_corpus
+from kb.ingest.document import DocMeta, Document
+from kb.ingest.read import read_document, walk_corpus
 from kb.legal.xref import Reference, find_references
 from kb.quote.check import QuoteChecker, QuoteMatch, QuoteReport, check_quote
 from kb.quote.diff import DiffOp

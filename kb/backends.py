@@ -8,6 +8,7 @@ from kb import config
 from kb.embed.models import Embedder
 from kb.errors import KbError
 from kb.index.build import BuildReport, build
+from kb.search.contract import Backend
 from kb.search.searcher import Searcher
 
 BACKENDS = ("faiss", "milvus")
@@ -15,8 +16,8 @@ BACKENDS = ("faiss", "milvus")
 
 def open_searcher(backend: str = "faiss", index: Path | None = None, uri: str | None = None,
                   collection: str | None = None, model: str | None = None, fusion: str | None = None,
-                  embedders: dict[str, Embedder] | None = None) -> Searcher:
-    """A Searcher over an index folder, or a MilvusSearcher (same methods and Hits) over a Milvus URI.
+                  embedders: dict[str, Embedder] | None = None) -> Backend:
+    """The backend contract (kb.search.contract) over an index folder (Searcher) or a Milvus URI (MilvusSearcher).
 
     Raises:
         KbError: unknown backend, or Milvus settings given to the FAISS backend.
@@ -25,7 +26,7 @@ def open_searcher(backend: str = "faiss", index: Path | None = None, uri: str | 
         from kb.milvus.search import MilvusSearcher
         from kb.milvus.store import target
 
-        return MilvusSearcher(target(uri, collection), model=model, embedders=embedders,  # type: ignore[return-value]
+        return MilvusSearcher(target(uri, collection), model=model, embedders=embedders,
                               fusion=fusion or "client")
     _check_faiss(backend, uri, fusion)
     return Searcher(index or config.DEFAULT_INDEX, model=model, embedders=embedders)

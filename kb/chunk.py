@@ -9,7 +9,8 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from kb import config
 from kb.errors import IngestError
-from kb.ingest.read import Document, detect_lang, read_document
+from kb.ingest.document import Document
+from kb.ingest.read import detect_lang, read_document
 from kb.legal.structure import Segment, find_articles, legal_segments, policy_segments
 
 
@@ -60,6 +61,17 @@ def read_passages(corpus: Path, doc_id: str, overrides: dict[str, str] | None = 
     return doc, chunks
 
 
+def chunk_id(doc_id: str, ordinal: int) -> str:
+    """The id of a document's passage number `ordinal` (from 0, in reading order): "doc#12"."""
+    return f"{doc_id}#{ordinal}"
+
+
+def parse_chunk_id(cid: str) -> tuple[str, int]:
+    """A chunk id's document and passage number ("doc#12" -> ("doc", 12))."""
+    doc_id, _, n = cid.rpartition("#")
+    return doc_id, int(n)
+
+
 def chunk_document(doc: Document) -> list[Chunk]:
     """Split a document by its structure; every chunk is an exact slice of doc.text."""
     text = doc.text
@@ -75,7 +87,7 @@ def chunk_document(doc: Document) -> list[Chunk]:
         page_end = doc.page_at(end - 1) if doc.page_spans else None
         piece = text[start:end]
         chunks.append(Chunk(
-            chunk_id=f"{doc.doc_id}#{n}", doc_id=doc.doc_id, title=doc.title, ordinal=n, text=piece,
+            chunk_id=chunk_id(doc.doc_id, n), doc_id=doc.doc_id, title=doc.title, ordinal=n, text=piece,
             char_start=start, char_end=end, lang=detect_lang(piece) if doc.lang == "en" else doc.lang,
             article=seg.article, article_no=seg.article_no, section=" / ".join(seg.headings) or None,
             part=part, parts=parts, page=page, page_end=page_end,

@@ -27,6 +27,7 @@ from pathlib import Path
 from kb.catalog.resolve import ChunkTable, Resolved, Resolver
 from kb.chunk import Chunk, chunk_document
 from kb.errors import KbError
+from kb.ingest.document import DocRow
 from kb.ingest.read import load_sidecars, read_document, walk_corpus
 from kb.legal.structure import cn_number, find_articles
 
@@ -101,11 +102,11 @@ class XrefScore:
                 "failures": [list(f) for f in self.failures], "uncovered": [list(u) for u in self.uncovered]}
 
 
-def load_corpus(corpus: Path, within: str = "") -> tuple[dict[str, dict[str, object]], list[Chunk]]:
+def load_corpus(corpus: Path, within: str = "") -> tuple[dict[str, DocRow], list[Chunk]]:
     """Doc table rows and chunks of every readable file whose doc_id starts with `within` (unreadable ones
     are skipped, as a build does)."""
     sidecars = load_sidecars(corpus)
-    docs: dict[str, dict[str, object]] = {}
+    docs: dict[str, DocRow] = {}
     chunks: list[Chunk] = []
     for doc_id, _ in walk_corpus(corpus):
         if not doc_id.startswith(within):
@@ -114,8 +115,9 @@ def load_corpus(corpus: Path, within: str = "") -> tuple[dict[str, dict[str, obj
             doc = read_document(corpus, doc_id, sidecars.get(doc_id))
         except KbError:
             continue
-        docs[doc_id] = {"title": doc.title, "meta": doc.meta.to_dict(), "lang": doc.lang}
-        chunks += chunk_document(doc)
+        doc_chunks = chunk_document(doc)
+        docs[doc_id] = DocRow(doc_id, doc.title, doc.lang, doc.meta, len(doc_chunks))
+        chunks += doc_chunks
     return docs, chunks
 
 

@@ -13,6 +13,7 @@ from kb.catalog.filters import parse_date
 from kb.catalog.timeline import spans
 from kb.cli import main
 from kb.errors import QueryError
+from kb.ingest.document import DocRow
 from kb.search.searcher import Searcher
 
 ARTICLES = "第一条 公司注册资本{}。\n第二条 公司登记{}。\n第三条 本法自{}起施行。\n"
@@ -138,7 +139,7 @@ def test_facets_list_what_the_sidebar_offers(searcher: Searcher) -> None:
 def test_spans_keep_stated_validity_over_shared_titles() -> None:
     docs = {"a": {"title": "国务院关于修改部分行政法规的决定", "meta": {"published": "2016-02-06", "validity": "现行有效"}},
             "b": {"title": "国务院关于修改部分行政法规的决定", "meta": {"published": "2019-03-02", "validity": "现行有效"}}}
-    out = spans(docs, datetime.date(2025, 1, 1))
+    out = spans({d: DocRow.from_dict(d, row) for d, row in docs.items()}, datetime.date(2025, 1, 1))
     assert out["a"].end is None and out["a"].validity == "现行有效" and out["a"].versions == ("a", "b")
 
 

@@ -90,8 +90,8 @@ def searcher(imported: tuple[Path, lrb.ImportPlan, list[str]], tmp_path_factory:
 def test_repealed_text_hidden_by_default_and_shown_with_status(searcher: Searcher,
                                                                imported: tuple[Path, lrb.ImportPlan, list[str]]) -> None:
     _, plan, sample = imported
-    repealed = next(d for d in sample if searcher.index.docs[d]["meta"]["validity"] == "已废止")
-    title = str(searcher.index.docs[repealed]["title"])
+    repealed = next(d for d in sample if searcher.index.docs[d].meta.validity == "已废止")
+    title = searcher.index.docs[repealed].title
     assert searcher.search(title, 5, docs=[repealed], mode="keyword") == []
     shown = searcher.search(title, 5, docs=[repealed], mode="keyword", include_repealed=True)
     assert shown and shown[0].meta.validity == "已废止" and shown[0].to_dict()["meta"]["validity"] == "已废止"

@@ -8,6 +8,7 @@ import pytest
 
 from kb.catalog.resolve import ChunkTable, Resolver
 from kb.chunk import Chunk
+from kb.ingest.document import DocRow
 from kb.legal.xref import find_references
 from tests.conftest import load_script
 
@@ -62,7 +63,7 @@ def test_resolver_picks_article_paragraph_part_and_version() -> None:
     docs = {"law2018": {"title": "示范法", "meta": {"published": "2018-01-01"}},
             "law2021": {"title": "中华人民共和国示范法", "meta": {"published": "2021-01-01"}},
             "reg": {"title": "示范规定", "meta": {"published": "2022-01-01"}}}
-    resolver = Resolver(docs, ChunkTable(law + reg))
+    resolver = Resolver(_rows(docs), ChunkTable(law + reg))
     named, own = resolver.references(reg[0])
     assert named.target and (named.target.doc_id, named.target.chunk_id) == ("law2021", "law2021#2")
     assert named.target.citation == "《中华人民共和国示范法》第二条第三款"
@@ -71,7 +72,7 @@ def test_resolver_picks_article_paragraph_part_and_version() -> None:
     # 甲款 (with its item) and 乙款 in part 1, 丙款 and the 前款 sentence in part 2: 前款 is 丙款.
     assert back.target and back.target.chunk_id == "law2021#2" and back.target.citation.endswith("第二条第三款")
     docs["reg"]["meta"] = {"published": "2019-06-01"}  # made when the 2018 version was in force
-    assert Resolver(docs, ChunkTable(law + reg)).references(reg[0])[0].target.doc_id == "law2018"  # type: ignore[union-attr]
+    assert Resolver(_rows(docs), ChunkTable(law + reg)).references(reg[0])[0].target.doc_id == "law2018"  # type: ignore[union-attr]
     missing = resolver.resolve(find_references("依照本规定第九条")[0], reg[0])
     assert missing.target is None and missing.reason == "no such article"
 
@@ -151,7 +152,7 @@ def test_code_in_parts_amending_decisions_and_laws_named_in_titles() -> None:
             "crim": {"title": "中华人民共和国刑法", "meta": {}},
             "names": {"title": "关于适用刑法分则规定的犯罪的罪名的意见", "meta": {}},
             "amend": {"title": "关于修改《中华人民共和国民法典 侵权责任编》的决定", "meta": {}}}
-    resolver = Resolver(docs, ChunkTable(code + criminal))
+    resolver = Resolver(_rows(docs), ChunkTable(code + criminal))
     cite = Chunk("j#0", "j", "某解释", 0, "第一条 依照民法典第一千一百六十五条和刑法第一百零二条。", 0, 30, "zh",
                  "第一条", 1)
     assert [r.target.chunk_id for r in resolver.references(cite) if r.target] == ["code/tort#0", "crim#0"]
@@ -159,3 +160,8 @@ def test_code_in_parts_amending_decisions_and_laws_named_in_titles() -> None:
     assert [r.target.chunk_id for r in resolver.references(names) if r.target] == ["crim#0"]
     amend = Chunk("amend#0", "amend", docs["amend"]["title"], 0, "一、将第一千一百六十五条修改为：", 0, 16, "zh")
     assert [r.target.chunk_id for r in resolver.references(amend) if r.target] == ["code/tort#0"]
+
+
+def _rows(docs: dict) -> dict[str, DocRow]:
+    """The doc table of a test: rows written as {'title', 'meta'} dicts."""
+    return {d: DocRow.from_dict(d, row) for d, row in docs.items()}

@@ -8,17 +8,19 @@ from __future__ import annotations
 import datetime
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from kb import config
-from kb.catalog.timeline import VALIDITY, DocRow, Span
+from kb.catalog.timeline import VALIDITY, Span
 from kb.errors import QueryError
+from kb.ingest.document import DocRow
 
 DATE_FIELDS = ("published", "effective")
-_UNKNOWN_START, _OPEN_END = 0, 99_991_231
+# Dates as YYYYMMDD integers: an unknown start, and the end of a text with no known end (both backends).
+_UNKNOWN_START, OPEN_END = 0, 99_991_231
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 
 
@@ -56,7 +58,7 @@ class Columns:
     published: np.ndarray
     effective: np.ndarray
     start: np.ndarray  # first day in force (0: unknown, treated as always)
-    end: np.ndarray  # first day no longer in force (_OPEN_END: open or unknown)
+    end: np.ndarray  # first day no longer in force (OPEN_END: open or unknown)
     gone: np.ndarray  # repealed or superseded with no known end date
 
 
@@ -112,37 +114,85 @@ def parse_date(value: str, name: str, end: bool = False) -> int:
 def build_columns(docs: Mapping[str, DocRow], doc_rows: Mapping[str, np.ndarray], n: int,
                   langs: Sequence[object], spans: Mapping[str, Span]) -> Columns:
     """Spread each document's metadata and in-force span over its chunk rows."""
-    levels = tuple(sorted({str(d["meta"].get("level")) for d in docs.values() if d["meta"].get("level")}))
-    issuers = tuple(sorted({str(d["meta"].get("issuer")) for d in docs.values() if d["meta"].get("issuer")}))
+    levels, issuers = known_values(docs)
     level_code = {v: i for i, v in enumerate(levels)}
     issuer_code = {v: i for i, v in enumerate(issuers)}
     validity_code = {v: i for i, v in enumerate(VALIDITY)}
     cols = {name: np.full(n, fill, dtype=dtype) for name, fill, dtype in (
         ("level", -1, np.int32), ("issuer", -1, np.int32), ("validity", -1, np.int8),
         ("published", 0, np.int32), ("effective", 0, np.int32), ("start", _UNKNOWN_START, np.int32),
-        ("end", _OPEN_END, np.int32), ("gone", False, bool), ("hidden", False, bool))}
+        ("end", OPEN_END, np.int32), ("gone", False, bool), ("hidden", False, bool))}
     for doc_id, rows in doc_rows.items():
-        meta, span = docs[doc_id]["meta"], spans[doc_id]
-        cols["level"][rows] = level_code.get(str(meta.get("level")), -1)
-        cols["issuer"][rows] = issuer_code.get(str(meta.get("issuer")), -1)
+        meta, span = docs[doc_id].meta, spans[doc_id]
+        cols["level"][rows] = level_code.get(str(meta.level), -1)
+        cols["issuer"][rows] = issuer_code.get(str(meta.issuer), -1)
         cols["validity"][rows] = validity_code.get(span.validity or "", -1)
-        cols["published"][rows] = date_int(meta.get("published"))
-        cols["effective"][rows] = date_int(meta.get("effective"))
+        cols["published"][rows] = date_int(meta.published)
+        cols["effective"][rows] = date_int(meta.effective)
         cols["start"][rows] = date_int(span.start)
-        cols["end"][rows] = date_int(span.end) or _OPEN_END
+        cols["end"][rows] = date_int(span.end) or OPEN_END
         cols["gone"][rows] = span.gone
         cols["hidden"][rows] = span.validity in config.HIDDEN_VALIDITY
     zh = np.asarray([lang == "zh" for lang in langs], dtype=bool)
     return Columns(zh=zh, levels=levels, issuers=issuers, **cols)
 
 
-def row_mask(cols: Columns, doc_rows: Mapping[str, np.ndarray], f: Filters) -> np.ndarray | None:
-    """Rows a search may return under f, or None when every row may be returned.
+@dataclass(frozen=True)
+class Checked:
+    """Filters checked against what an index holds, in the terms each backend translates (rows or expressions)."""
+
+    zh: bool | None = None  # None: any language
+    docs: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    issuers: tuple[str, ...] = ()  # the indexed issuer names the wanted ones matched
+    validity: tuple[str, ...] = ()
+    dates: tuple[str, int, int] | None = None  # (published or effective, first day, last day)
+    as_of: int | None = None
+    keep_hidden: bool = False  # include_repealed, or an explicit validity list: nothing hidden by default
+
+
+def check_filters(f: Filters, docs: Collection[str], levels: tuple[str, ...], issuers: tuple[str, ...]) -> Checked:
+    """Check filters against the index's documents, levels and issuers (`known_values`): one set of messages.
 
     Raises:
         QueryError: an unknown language, document, level, issuer, validity or date field, a malformed
             date, or date_from after date_to; the message lists what is known.
     """
+    if f.lang is not None and f.lang not in ("zh", "en"):
+        raise QueryError(f"unknown language '{f.lang}': use zh or en")
+    unknown = [d for d in f.docs if d not in docs]
+    if unknown:
+        raise QueryError(f"no such document in the index: {', '.join(unknown[:3])}")
+    bad = [w for w in f.levels if w not in levels]
+    if bad:
+        raise QueryError(f"unknown level '{bad[0]}': the index holds {', '.join(levels) or 'none'}")
+    names = _issuers(f.issuers, issuers)
+    bad = [v for v in f.validity if v not in VALIDITY]
+    if bad:
+        raise QueryError(f"unknown validity '{bad[0]}': use one of {', '.join(VALIDITY)}")
+    dates = None
+    if f.date_from or f.date_to:
+        if f.date_field not in DATE_FIELDS:
+            raise QueryError(f"unknown date field '{f.date_field}': use published or effective")
+        low = parse_date(f.date_from, "date_from") if f.date_from else 1
+        high = parse_date(f.date_to, "date_to", end=True) if f.date_to else OPEN_END
+        if low > high:
+            raise QueryError(f"date_from {f.date_from} is after date_to {f.date_to}: swap them")
+        dates = (f.date_field, low, high)
+    return Checked(zh=None if f.lang is None else f.lang == "zh", docs=f.docs, levels=f.levels, issuers=names,
+                   validity=f.validity, dates=dates, as_of=parse_date(f.as_of, "as_of") if f.as_of else None,
+                   keep_hidden=f.include_repealed or bool(f.validity))
+
+
+def known_values(docs: Mapping[str, DocRow]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The levels and the issuers the documents name, sorted: what level and issuer filters may ask for."""
+    levels = tuple(sorted({d.meta.level for d in docs.values() if d.meta.level}))
+    issuers = tuple(sorted({d.meta.issuer for d in docs.values() if d.meta.issuer}))
+    return levels, issuers
+
+
+def row_mask(cols: Columns, doc_rows: Mapping[str, np.ndarray], c: Checked) -> np.ndarray | None:
+    """Rows a search may return under checked filters, or None when every row may be returned."""
     n = cols.zh.shape[0]
     mask = np.ones(n, dtype=bool)
     restricted = False
@@ -152,41 +202,27 @@ def row_mask(cols: Columns, doc_rows: Mapping[str, np.ndarray], f: Filters) -> n
         mask &= part
         restricted = True
 
-    if f.lang is not None:
-        if f.lang not in ("zh", "en"):
-            raise QueryError(f"unknown language '{f.lang}': use zh or en")
-        keep(cols.zh if f.lang == "zh" else ~cols.zh)
-    if f.docs:
-        unknown = [d for d in f.docs if d not in doc_rows]
-        if unknown:
-            raise QueryError(f"no such document in the index: {', '.join(unknown[:3])}")
+    if c.zh is not None:
+        keep(cols.zh if c.zh else ~cols.zh)
+    if c.docs:
         part = np.zeros(n, dtype=bool)
-        for d in f.docs:
+        for d in c.docs:
             part[doc_rows[d]] = True
         keep(part)
-    if f.levels:
-        keep(_lookup(cols.level, _codes(f.levels, cols.levels, "level"), len(cols.levels)))
-    if f.issuers:
-        keep(_lookup(cols.issuer, _issuer_codes(f.issuers, cols.issuers), len(cols.issuers)))
-    if f.validity:
-        bad = [v for v in f.validity if v not in VALIDITY]
-        if bad:
-            raise QueryError(f"unknown validity '{bad[0]}': use one of {', '.join(VALIDITY)}")
-        keep(_lookup(cols.validity, [VALIDITY.index(v) for v in f.validity], len(VALIDITY)))
-    if f.date_from or f.date_to:
-        if f.date_field not in DATE_FIELDS:
-            raise QueryError(f"unknown date field '{f.date_field}': use published or effective")
-        dates = cols.published if f.date_field == "published" else cols.effective
-        low = parse_date(f.date_from, "date_from") if f.date_from else 1
-        high = parse_date(f.date_to, "date_to", end=True) if f.date_to else _OPEN_END
-        if low > high:
-            raise QueryError(f"date_from {f.date_from} is after date_to {f.date_to}: swap them")
+    if c.levels:
+        keep(_lookup(cols.level, [cols.levels.index(w) for w in c.levels], len(cols.levels)))
+    if c.issuers:
+        keep(_lookup(cols.issuer, [cols.issuers.index(w) for w in c.issuers], len(cols.issuers)))
+    if c.validity:
+        keep(_lookup(cols.validity, [VALIDITY.index(v) for v in c.validity], len(VALIDITY)))
+    if c.dates:
+        field_name, low, high = c.dates
+        dates = cols.published if field_name == "published" else cols.effective
         keep((dates >= low) & (dates <= high))  # unknown dates (0) never fall in a range
-    if f.as_of:
-        day = parse_date(f.as_of, "as_of")
-        started = cols.start <= day
-        keep(started if f.include_repealed or f.validity else started & (day < cols.end) & ~cols.gone)
-    elif not f.include_repealed and not f.validity and cols.hidden.any():
+    if c.as_of:
+        started = cols.start <= c.as_of
+        keep(started if c.keep_hidden else started & (c.as_of < cols.end) & ~cols.gone)
+    elif not c.keep_hidden and cols.hidden.any():
         keep(~cols.hidden)
     return mask if restricted else None
 
@@ -198,23 +234,16 @@ def _lookup(column: np.ndarray, codes: list[int], size: int) -> np.ndarray:
     return table[column]
 
 
-def _codes(wanted: Sequence[str], known: tuple[str, ...], name: str) -> list[int]:
-    bad = [w for w in wanted if w not in known]
-    if bad:
-        raise QueryError(f"unknown {name} '{bad[0]}': the index holds {', '.join(known) or 'none'}")
-    return [known.index(w) for w in wanted]
-
-
-def _issuer_codes(wanted: Sequence[str], known: tuple[str, ...]) -> list[int]:
+def _issuers(wanted: Sequence[str], known: tuple[str, ...]) -> tuple[str, ...]:
     """Issuers match exactly or as a part of the name ('市场监督管理总局' finds 国家市场监督管理总局)."""
-    codes = []
+    names: list[str] = []
     for w in wanted:
-        found = [i for i, name in enumerate(known) if w and w in name]
+        found = [name for name in known if w and w in name]
         if not found:
             sample = ", ".join(known[:8]) + (" ..." if len(known) > 8 else "")
             raise QueryError(f"no indexed document is issued by '{w}': known issuers include {sample or 'none'}")
-        codes += found
-    return codes
+        names += found
+    return tuple(names)
 
 
 def facets(docs: Mapping[str, DocRow], spans: Mapping[str, Span]) -> Facets:
@@ -223,17 +252,18 @@ def facets(docs: Mapping[str, DocRow], spans: Mapping[str, Span]) -> Facets:
     dates: dict[str, list[str]] = {"published": [], "effective": []}
     unknown: Counter[str] = Counter()
     for doc_id, doc in docs.items():
-        meta = doc["meta"]
-        values = {"level": meta.get("level"), "issuer": meta.get("issuer"), "region": meta.get("region"),
-                  "validity": spans[doc_id].validity, "lang": doc.get("lang")}
+        meta = doc.meta
+        values = {"level": meta.level, "issuer": meta.issuer, "region": meta.region,
+                  "validity": spans[doc_id].validity, "lang": doc.lang}
         for key, value in values.items():
             if value:
                 count[key][str(value)] += 1
             else:
                 unknown[key] += 1
         for key in dates:
-            if date_int(meta.get(key)):
-                dates[key].append(str(meta.get(key))[:10])
+            value = getattr(meta, key)
+            if date_int(value):
+                dates[key].append(str(value)[:10])
             else:
                 unknown[key] += 1
 

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from kb.catalog.timeline import DocRow, version_start
+from kb.catalog.timeline import version_start
 from kb.chunk import Chunk
+from kb.ingest.document import DocRow
 from kb.legal.meta import title_key
 from kb.legal.structure import cn_number
 from kb.legal.xref import NAME_END, Reference, find_references
@@ -77,10 +78,10 @@ class Resolver:
     """Turns References into Targets among the documents of an index."""
 
     def __init__(self, docs: Mapping[str, DocRow], source: ArticleSource) -> None:
-        """docs: doc_id -> {'title', 'meta'} (a doc table); source: where article chunks are read."""
+        """docs: the doc table; source: where article chunks are read."""
         self.source = source
-        self.titles = {d: str(row["title"]) for d, row in docs.items()}
-        self.starts = {d: version_start(row["meta"]) for d, row in docs.items()}
+        self.titles = {d: row.title for d, row in docs.items()}
+        self.starts = {d: version_start(row.meta) for d, row in docs.items()}
         self.by_key: dict[str, list[str]] = {}
         # A code filed in parts ("中华人民共和国民法典 合同编", ...) numbers its articles across the parts: a
         # reference to 民法典第一千一百六十八条 looks in each part.

@@ -23,16 +23,13 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from kb import config
-from kb.ingest.read import REPEALS_SEP
+from kb.ingest.document import REPEALS_SEP, DocMeta, DocRow
 from kb.legal.meta import title_key
 
 REPEALED, SUPERSEDED, PENDING, IN_FORCE = "已废止", "已修改", "尚未生效", "现行有效"
 VALIDITY = (IN_FORCE, SUPERSEDED, REPEALED, PENDING)
-# One row of an index's doc table (kb.index.store.Store.doc_table): doc_id, title, lang, meta (DocMeta.to_dict()), chunks.
-DocRow = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -50,19 +47,19 @@ class Span:
         return self.end is None and self.validity in config.HIDDEN_VALIDITY
 
 
-def version_start(meta: Mapping[str, Any]) -> str | None:
+def version_start(meta: DocMeta) -> str | None:
     """The later of a document's published and effective dates (ISO), or None."""
-    dates = [str(meta[k]) for k in ("published", "effective") if meta.get(k)]
+    dates = [d for d in (meta.published, meta.effective) if d]
     return max(dates) if dates else None
 
 
 def spans(docs: Mapping[str, DocRow], today: datetime.date | None = None) -> dict[str, Span]:
     """doc_id -> Span for every document of a doc table (rows with 'title' and 'meta')."""
     day = (today or datetime.date.today()).isoformat()
-    starts = {d: version_start(row["meta"]) for d, row in docs.items()}
+    starts = {d: version_start(row.meta) for d, row in docs.items()}
     groups: dict[str, list[str]] = {}
     for doc_id, row in docs.items():
-        groups.setdefault(title_key(str(row["title"])), []).append(doc_id)
+        groups.setdefault(title_key(row.title), []).append(doc_id)
     ends: dict[str, tuple[str, str]] = {}  # doc_id -> (end date, validity it implies)
     for members in groups.values():
         dated = sorted({s for d in members if (s := starts[d])})
@@ -72,7 +69,7 @@ def spans(docs: Mapping[str, DocRow], today: datetime.date | None = None) -> dic
             if later:
                 ends[d] = (later[0], SUPERSEDED)
     for doc_id, row in docs.items():
-        extra = dict(row["meta"].get("extra") or {})
+        extra = dict(row.meta.extra)
         start = starts[doc_id]
         for title in filter(None, str(extra.get("repeals", "")).split(REPEALS_SEP)):
             for target in groups.get(title_key(title), []):
@@ -80,9 +77,9 @@ def spans(docs: Mapping[str, DocRow], today: datetime.date | None = None) -> dic
                     ends[target] = (start, REPEALED)
     out: dict[str, Span] = {}
     for doc_id, row in docs.items():
-        meta = row["meta"]
-        extra = dict(meta.get("extra") or {})
-        validity = meta.get("validity") or None
+        meta = row.meta
+        extra = dict(meta.extra)
+        validity = meta.validity or None
         # Stated validity wins over a derived end: two texts that merely share a title (several
         # "关于修改部分行政法规的决定") are both in force when the metadata says so.
         end: str | None = None
@@ -99,18 +96,18 @@ def spans(docs: Mapping[str, DocRow], today: datetime.date | None = None) -> dic
                 validity = PENDING
         if validity == PENDING and start is None:
             start = "9999-12-31"  # stated as not yet in force, date unknown: in force on no date we can name
-        members = groups[title_key(str(row["title"]))]
+        members = groups[title_key(row.title)]
         versions = tuple(sorted(members, key=lambda d: (starts[d] or "", d))) if len(members) > 1 else ()
         out[doc_id] = Span(start, end, validity, versions)
     return out
 
 
-def documents_in_force(docs: dict[str, dict[str, object]], in_force: dict[str, Span]) -> list[dict[str, object]]:
-    """Document rows with the validity their span implies, when each is in force, and its versions."""
+def documents_in_force(docs: Mapping[str, DocRow], in_force: Mapping[str, Span]) -> list[dict[str, object]]:
+    """Document rows (JSON shape) with the validity their span implies, when each is in force, and its versions."""
     out = []
     for doc_id, doc in docs.items():
         span = in_force[doc_id]
-        meta = {**doc["meta"], "validity": span.validity}  # type: ignore[dict-item]  # rows are loosely typed JSON
-        out.append({**doc, "meta": meta, "in_force": {"from": span.start, "until": span.end},
+        meta = {**doc.meta.to_dict(), "validity": span.validity}
+        out.append({**doc.to_dict(), "meta": meta, "in_force": {"from": span.start, "until": span.end},
                     "versions": list(span.versions)})
     return out

@@ -33,10 +33,12 @@ from kb.embed.models import Embedder
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError
 from kb.index.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)
-from kb.ingest.read import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
+from kb.ingest.document import Document
+from kb.ingest.read import file_sha256, load_sidecars, read_sidecar, walk_corpus
 from kb.text.lexical import TOKENIZER_VERSION, tokenize_many
 from kb.index.quotes import QUOTE_FILE, write_quote_index
-from kb.index.store import Segment, Store, link_or_copy, merge_ranges, open_store, write_segment
+from kb.index.manifest import Channel, Counts, Manifest, QuoteInfo, Segment
+from kb.index.store import Store, link_or_copy, merge_ranges, open_store, write_segment
 
 __all__ = ["CURRENT", "FORMAT", "MANIFEST", "BuildReport", "build", "chunking_settings", "current_generation",
            "read_manifest"]
@@ -50,6 +52,10 @@ def chunking_settings() -> dict[str, object]:
     return {"version": config.CHUNKER_VERSION, "zh_max_chars": config.ZH_MAX_CHARS,
             "en_chunk_chars": config.EN_CHUNK_CHARS, "en_chunk_overlap": config.EN_CHUNK_OVERLAP,
             "tokenizer": TOKENIZER_VERSION}
+
+
+# What a build writes besides the quote index: segments, deleted row ranges, channels.
+Layout = tuple[list[Segment], list[tuple[int, int]], dict[str, Channel]]
 
 
 @dataclass
@@ -163,22 +169,18 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 step("quote index", 1, 1)
             n_rows = segments[-1].end if segments else 0
             report.chunks = n_rows - sum(b - a for a, b in deleted)
-            manifest = {
-                "format": FORMAT, "kb_version": config.VERSION, "generation": name,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "chunking": chunking_settings(),
-                "bm25": {"k1": config.BM25_K1, "b": config.BM25_B, "method": "lucene",
-                         "postings": "per segment, scored at query time over live rows"},
-                "channels": channels,
-                "quote": quote,
-                "segments": [s.to_dict() for s in segments], "deleted": [list(r) for r in deleted],
-                "counts": {"documents": len(keys), "chunks": report.chunks, "rows": n_rows,
-                           "skipped": len(report.skipped)},
-                "files": {d: key.split(":")[0] for d, key in keys.items()},
-                "skipped": report.skipped,
-            }
+            manifest = Manifest(
+                format=FORMAT, kb_version=config.VERSION, generation=name,
+                created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                chunking=chunking_settings(),
+                bm25={"k1": config.BM25_K1, "b": config.BM25_B, "method": "lucene",
+                      "postings": "per segment, scored at query time over live rows"},
+                channels=channels, quote=QuoteInfo.from_dict(quote), segments=tuple(segments),
+                deleted=tuple(deleted), counts=Counts(len(keys), report.chunks, n_rows, len(report.skipped)),
+                files={d: key.split(":")[0] for d, key in keys.items()}, skipped=dict(report.skipped))
             with report.timed("publish"):
-                (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+                (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=1),
+                                            encoding="utf-8")
                 publish(index_dir, tmp, name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -192,16 +194,16 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
     return report
 
 
-def _previous(index_dir: Path) -> tuple[Path | None, dict, Store | None]:
+def _previous(index_dir: Path) -> tuple[Path | None, Manifest | None, Store | None]:
     """The last build, and its store when its documents can be reused (same chunking settings)."""
     try:
         gen = current_generation(index_dir)
-        manifest = read_manifest(gen)
+        manifest = Manifest.from_dict(read_manifest(gen))
     except (IndexMissingError, IndexCorruptError) as exc:
         if not isinstance(exc, IndexMissingError):
             log.warning("previous index unusable (%s): full rebuild", exc)
-        return None, {}, None
-    if manifest.get("chunking") != chunking_settings():
+        return None, None, None
+    if manifest.chunking != chunking_settings():
         log.info("chunking settings changed since the last build: re-reading every file")
         return gen, manifest, None
     try:
@@ -216,18 +218,19 @@ def _previous(index_dir: Path) -> tuple[Path | None, dict, Store | None]:
 
 
 def _worth_compacting(prev: Store, replaced: list[tuple[int, int]], n_new: int, embedders: dict[str, Embedder],
-                      manifest: dict) -> bool:
+                      manifest: Manifest | None) -> bool:
     """Rewrite everything when deleted rows or segments pile up, or a channel's model changed."""
     dead = prev.n_rows - prev.n_chunks + sum(b - a for a, b in replaced)
     if dead > config.COMPACT_DEAD_SHARE * (prev.n_rows + n_new) or len(prev.segments) >= config.MAX_SEGMENTS:
         return True
-    channels = manifest.get("channels") or {}
-    return set(channels) != set(embedders) or any(channels[c].get("model") != e.name for c, e in embedders.items())
+    channels = manifest.channels if manifest else {}
+    return set(channels) != set(embedders) or any(channels[c].model != e.name for c, e in embedders.items())
 
 
-def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: dict, new: _New, name: str, tmp: Path,
+def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: Manifest | None, new: _New, name: str,
+               tmp: Path,
                embedders: dict[str, Embedder], cache_dir: Path | None, ann_min_rows: int | None, report: BuildReport,
-               step: Progress) -> tuple[list[Segment], list[tuple[int, int]], dict]:
+               step: Progress) -> Layout:
     """One segment holding every live passage: unchanged documents in their old order, then the files read now."""
     report.compacted = True
     with report.timed("store"):
@@ -242,7 +245,7 @@ def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: dict, n
         segment = Segment(f"chunks-{name[1:]}", 0, len(chunks))
         write_segment(tmp / f"{segment.name}.sqlite", docs, chunks, hashes, 0)
         counts.write(tmp / f"{segment.name}.terms", 0)
-    channels = {}
+    channels: dict[str, Channel] = {}
     texts = [c.index_text() for c in chunks]
     for channel, embedder in embedders.items():
         known = _known_vectors(prev_gen, prev_manifest, channel, embedder)
@@ -254,10 +257,9 @@ def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: dict, n
     return [segment], [], channels
 
 
-def _appended(prev: Store, prev_gen: Path, prev_manifest: dict, new: _New, replaced: list[tuple[int, int]],
+def _appended(prev: Store, prev_gen: Path, prev_manifest: Manifest, new: _New, replaced: list[tuple[int, int]],
               name: str, tmp: Path, embedders: dict[str, Embedder], cache_dir: Path | None,
-              ann_min_rows: int | None, report: BuildReport, step: Progress
-              ) -> tuple[list[Segment], list[tuple[int, int]], dict]:
+              ann_min_rows: int | None, report: BuildReport, step: Progress) -> Layout:
     """The previous segments shared, one new segment with the files read now, the rows they replace deleted."""
     first = prev.n_rows
     segments = list(prev.segments)
@@ -272,17 +274,17 @@ def _appended(prev: Store, prev_gen: Path, prev_manifest: dict, new: _New, repla
             write_segment(tmp / f"{segment.name}.sqlite", new.docs, new.chunks, new.hashes, first)
             new.counts.build().write(tmp / f"{segment.name}.terms", first)
             segments.append(segment)
-    deleted = merge_ranges([(a, b) for a, b in (prev_manifest.get("deleted") or [])] + replaced)
+    deleted = merge_ranges([*prev_manifest.deleted, *replaced])
     n_rows = segments[-1].end if segments else 0
-    channels = {}
+    channels: dict[str, Channel] = {}
     texts = [c.index_text() for c in new.chunks]
     for channel, embedder in embedders.items():
-        info = prev_manifest["channels"][channel]
+        info = prev_manifest.channels[channel]
         if not new.chunks:
-            link_or_copy(prev_gen / str(info["file"]), tmp / str(info["file"]))
+            link_or_copy(prev_gen / info.file, tmp / info.file)
             channels[channel] = info
             continue
-        index = vectors.read(prev_gen / str(info["file"]))
+        index = vectors.read(prev_gen / info.file)
         # An edited file mostly keeps its passages: their vectors are in the rows being replaced.
         old = [r for a, b in replaced for r in range(a, b)]
         old_hashes = prev.column_rows("hash", old)
@@ -313,19 +315,20 @@ def _embed(channel: str, embedder: Embedder, texts: list[str], known: dict[str, 
     return matrix
 
 
-def _write_channel(tmp: Path, channel: str, embedder: Embedder, index: object) -> dict[str, object]:
+def _write_channel(tmp: Path, channel: str, embedder: Embedder, index: object) -> Channel:
     vectors.write(index, tmp / f"{channel}.faiss")
-    return {"model": embedder.name, "dim": embedder.dim, "file": f"{channel}.faiss",
-            "faiss": vectors.describe(index), "kind": vectors.kind_of(index)}
+    return Channel(embedder.name, embedder.dim, f"{channel}.faiss",
+                   (("faiss", vectors.describe(index)), ("kind", vectors.kind_of(index))))
 
 
-def _known_vectors(gen: Path | None, manifest: dict, channel: str, embedder: Embedder) -> dict[str, np.ndarray]:
+def _known_vectors(gen: Path | None, manifest: Manifest | None, channel: str,
+                   embedder: Embedder) -> dict[str, np.ndarray]:
     """Vectors of the previous generation by passage hash, when it used the same model."""
-    info = (manifest.get("channels") or {}).get(channel)
-    if gen is None or not info or info.get("model") != embedder.name:
+    info = manifest.channels.get(channel) if manifest else None
+    if gen is None or manifest is None or info is None or info.model != embedder.name:
         return {}
     try:
-        index = vectors.read(gen / str(info["file"]))
+        index = vectors.read(gen / info.file)
         store = open_store(gen, manifest)
         hashes = store.column("hash")
         store.close()

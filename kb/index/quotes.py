@@ -23,7 +23,7 @@ import numpy as np
 
 from kb.errors import IndexCorruptError
 from kb.text.fold import Folded, fold, fold_signature
-from kb.ingest.read import Document
+from kb.ingest.document import Document
 from kb.index.store import readonly_db
 
 log = logging.getLogger(__name__)

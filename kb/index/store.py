@@ -17,7 +17,8 @@ import numpy as np
 
 from kb.chunk import Chunk
 from kb.errors import IndexCorruptError
-from kb.ingest.read import DocMeta, Document
+from kb.index.manifest import Manifest, Segment
+from kb.ingest.document import DocMeta, DocRow, Document
 
 _SCHEMA = """
 CREATE TABLE docs (
@@ -33,22 +34,6 @@ CREATE INDEX chunks_doc ON chunks (doc_id, ordinal);
 """
 _CHUNK_COLS = ("chunk_id", "doc_id", "title", "ordinal", "text", "char_start", "char_end", "lang", "article",
                "article_no", "section", "part", "parts", "page", "page_end")
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One segment file and the row numbers it holds: start <= row < end."""
-
-    name: str
-    start: int
-    end: int
-
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "rows": [self.start, self.end]}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Segment:
-        return cls(str(data["name"]), int(data["rows"][0]), int(data["rows"][1]))
 
 
 def write_segment(path: Path, docs: list[tuple[Document, str]], chunks: list[Chunk], hashes: list[str],
@@ -207,15 +192,15 @@ class Store:
                         meta=DocMeta.from_dict(json.loads(row[5])),
                         page_spans=tuple(tuple(p) for p in json.loads(row[6])))
 
-    def doc_table(self) -> list[dict[str, object]]:
+    def doc_table(self) -> list[DocRow]:
         """One row per live document: id, title, language, metadata and chunk count (no text)."""
         out = []
         for n in range(len(self.segments)):
             for doc_id, title, lang, meta, count in self._query(n, "SELECT doc_id, title, lang, meta, n_chunks FROM docs"):
                 entry = self.entries.get(doc_id)
                 if entry is not None and entry.segment == n:
-                    out.append({"doc_id": doc_id, "title": title, "lang": lang, "meta": json.loads(meta), "chunks": count})
-        return sorted(out, key=lambda d: str(d["doc_id"]))
+                    out.append(DocRow(doc_id, title, lang, DocMeta.from_dict(json.loads(meta)), int(count)))
+        return sorted(out, key=lambda d: d.doc_id)
 
     def doc_rows(self) -> dict[str, np.ndarray]:
         """doc_id -> its live chunk rows: the filter masks are built from this once."""
@@ -261,10 +246,9 @@ class Store:
         self._local.dbs = {}
 
 
-def open_store(gen: Path, manifest: dict) -> Store:
-    """The chunk store of a generation, as its manifest describes it."""
-    segments = [Segment.from_dict(s) for s in manifest.get("segments", [])]
-    return Store(gen, segments, [(int(a), int(b)) for a, b in manifest.get("deleted", [])])
+def open_store(gen: Path, manifest: Manifest) -> Store:
+    """The store of a generation folder as its manifest describes it."""
+    return Store(gen, list(manifest.segments), list(manifest.deleted))
 
 
 def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

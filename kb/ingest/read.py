@@ -11,82 +11,15 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from kb import config
 from kb.errors import CorpusError, IngestError
+from kb.ingest.document import META_FIELDS, REPEALS_SEP, DocMeta, Document
 from kb.ingest.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
 from kb.legal.meta import iso_date, legal_meta, repealed_titles
 
 log = logging.getLogger(__name__)
-
-META_FIELDS = ("level", "issuer", "doc_number", "published", "effective", "validity", "region")
-# extra["repeals"]: titles the text says it repeals, joined by this (a title never contains it).
-REPEALS_SEP = "|"
-
-
-@dataclass(frozen=True)
-class DocMeta:
-    """What is known about a document besides its text; None where unknown."""
-
-    level: str | None = None
-    issuer: str | None = None
-    doc_number: str | None = None
-    published: str | None = None
-    effective: str | None = None
-    validity: str | None = None
-    region: str | None = None
-    source_format: str = "txt"
-    encoding: str | None = None
-    sha256: str = ""
-    extra: tuple[tuple[str, str], ...] = ()
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain dict for JSON (extra becomes a mapping)."""
-        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        out["extra"] = dict(self.extra)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> DocMeta:
-        """Inverse of to_dict."""
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known and k != "extra"}
-        extra = data.get("extra") or {}
-        return cls(**kwargs, extra=tuple(sorted((str(k), str(v)) for k, v in dict(extra).items())))
-
-
-@dataclass(frozen=True)
-class Document:
-    """One source file as text; page_spans are (page, char_start, char_end) for PDFs."""
-
-    doc_id: str
-    path: str
-    title: str
-    lang: str
-    text: str
-    meta: DocMeta = field(default_factory=DocMeta)
-    page_spans: tuple[tuple[int, int, int], ...] = ()
-
-    def page_at(self, offset: int) -> int | None:
-        """Page number holding character offset (None for documents without pages)."""
-        page = None
-        for number, start, _end in self.page_spans:
-            if start <= offset:
-                page = number
-            else:
-                break
-        return page
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A corpus file that did not become a Document, and why."""
-
-    doc_id: str
-    reason: str
-
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")

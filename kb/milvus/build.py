@@ -28,20 +28,20 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
-from kb.catalog.filters import date_int
+from kb.catalog.filters import OPEN_END, date_int
 from kb.catalog.timeline import spans
 from kb.chunk import Chunk, read_passages
 from kb.embed.cache import EmbeddingCache, embed_passages
 from kb.embed.models import Embedder
 from kb.errors import IngestError, KbError
 from kb.index.build import BuildReport, chunking_settings
-from kb.ingest.read import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
+from kb.ingest.document import DocRow, Document
+from kb.ingest.read import file_sha256, load_sidecars, read_sidecar, walk_corpus
 from kb.milvus.schema import (
     ANALYZER_VERSION,
     CHUNK_FIELDS,
     FORMAT,
     MARKER,
-    OPEN_END,
     TEXT_PIECE_CHARS,
     VARCHAR_MAX,
     bm25_text,
@@ -203,16 +203,17 @@ def _embed(embedders: dict[str, Embedder], fresh: list[tuple[Document, str, list
     return out
 
 
-def span_fields(docs: dict[str, dict[str, object]]) -> dict[str, tuple[int, int, str, bool]]:
+def span_fields(table: dict[str, dict[str, object]]) -> dict[str, tuple[int, int, str, bool]]:
     """doc_id -> (in_force_from, in_force_until, implied, gone) as stored on passages; see kb.catalog.timeline.
 
     None of these depends on today's date (the status an end implies is stored apart from the stated one),
     so filters on them stay right without rebuilding; kb.milvus.search applies today's date at query time.
     """
+    docs = {d: DocRow.from_dict(d, row) for d, row in table.items()}
     far = spans(docs, today=datetime.date.max)  # every known end has passed: Span.validity is the implied one
     out = {}
     for doc_id, span in far.items():
-        stated = docs[doc_id]["meta"].get("validity") or ""  # type: ignore[union-attr]
+        stated = docs[doc_id].meta.validity or ""
         implied = str(span.validity) if span.end and not stated else ""
         out[doc_id] = (date_int(span.start), date_int(span.end) or OPEN_END, implied,
                        span.end is None and stated in config.HIDDEN_VALIDITY)

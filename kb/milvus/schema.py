@@ -22,7 +22,7 @@ from kb.text.lexical import EN_STOPWORDS, ZH_STOPWORDS
 FORMAT = 1
 VARCHAR_MAX = 65_535  # bytes: Milvus's limit for one VARCHAR value
 TEXT_PIECE_CHARS = 16_000  # 4 bytes per character at most in UTF-8, so a piece always fits
-OPEN_END = 99_991_231  # in_force_until of a text with no known end (as kb.catalog.filters)
+
 MARKER_DIM = 2  # Milvus wants a vector field in every collection; docs, texts and meta carry a constant one
 MARKER = [0.0] * MARKER_DIM
 # Passage fields read back into a Chunk (kb.chunk.Chunk's own names).

@@ -16,12 +16,14 @@ from rapidfuzz.distance import Indel
 
 from kb import config
 from kb.errors import QueryError
-from kb.index.build import CURRENT
+from kb.index.generations import CURRENT
 from kb.index.loader import QuoteParts, load_quote_parts
+from kb.ingest.document import DocMeta
 from kb.ingest.read import detect_lang
 from kb.quote.diff import DiffOp, sentences, word_diff
 from kb.quote.match import chains, find_all, near
 from kb.quote.result import QuoteMatch, QuoteReport, collapse, document, locate, word_bounds
+from kb.search.contract import Backend
 from kb.search.searcher import Searcher
 from kb.text.fold import fold, split_ellipsis, trim
 
@@ -37,13 +39,13 @@ _EXAMINE = 50
 class QuoteChecker:
     """Opens an index's chunk store and quote index once and checks quotes against them."""
 
-    def __init__(self, index_dir: Path = config.DEFAULT_INDEX, searcher: Searcher | None = None) -> None:
+    def __init__(self, index_dir: Path = config.DEFAULT_INDEX, searcher: Backend | None = None) -> None:
         """Raises: IndexMissingError, IndexCorruptError (with the command that fixes it)."""
         self.index_dir = Path(index_dir)
         self._searcher = searcher
         self._lock = threading.Lock()
         self.parts: QuoteParts = load_quote_parts(self.index_dir)
-        self._docs = {d["doc_id"]: d for d in self.parts.store.doc_table()}
+        self._docs = {d.doc_id: d for d in self.parts.store.doc_table()}
 
     def refresh(self) -> bool:
         """Reopen if a build has published a newer generation; True when it did."""
@@ -55,7 +57,7 @@ class QuoteChecker:
             return False
         with self._lock:
             self.parts = load_quote_parts(self.index_dir)
-            self._docs = {d["doc_id"]: d for d in self.parts.store.doc_table()}
+            self._docs = {d.doc_id: d for d in self.parts.store.doc_table()}
             if self._searcher is not None:
                 self._searcher.refresh()
         return True
@@ -193,7 +195,7 @@ class QuoteChecker:
                                   c.char_start, c.lang))
         return tuple(out)
 
-    def _search(self) -> Searcher:
+    def _search(self) -> Backend:
         with self._lock:
             if self._searcher is None:
                 self._searcher = Searcher(self.index_dir)
@@ -201,9 +203,9 @@ class QuoteChecker:
 
     def _rank(self, doc_id: str) -> tuple[bool, float, str]:
         """Texts in force before repealed ones, higher-level texts first."""
-        meta = self._docs.get(doc_id, {}).get("meta", {})
-        return (meta.get("validity") in config.HIDDEN_VALIDITY, -config.LEVEL_PRIOR.get(meta.get("level") or "", 1.0),
-                doc_id)
+        row = self._docs.get(doc_id)
+        meta = row.meta if row else DocMeta()
+        return (meta.validity in config.HIDDEN_VALIDITY, -config.LEVEL_PRIOR.get(meta.level or "", 1.0), doc_id)
 
 def check_quote(quote: str, index_dir: Path = config.DEFAULT_INDEX, k: int = 5) -> QuoteReport:
     """Check one quote against an index folder (opens it each time: use QuoteChecker for many quotes)."""

@@ -9,7 +9,7 @@ from kb.chunk import Chunk
 from kb.cite import citation
 from kb.errors import IndexCorruptError
 from kb.index.store import Store
-from kb.ingest.read import Document
+from kb.ingest.document import Document
 from kb.quote.diff import DiffOp, sentence_span
 
 VERDICTS = ("verbatim", "normalized", "omissions", "altered", "not_found")

@@ -1,0 +1,153 @@
+"""What both backends share, written once above the contract (kb.search.contract): query and filter checks,
+the model check, embedders loaded on first use, the document table's views, and hits.
+
+A backend subclasses SearcherBase, sets `docs`, `spans`, `resolver` and `channels` when it opens, and
+implements the engine-specific part: `_rankings`, `_fuse`, `refresh`, `source`, `passages` and `generation`.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+
+from kb import config
+from kb.catalog.filters import Facets, Filters, facets
+from kb.catalog.resolve import Resolved, Resolver
+from kb.catalog.timeline import Span, documents_in_force
+from kb.chunk import Chunk
+from kb.embed.models import Embedder, load_embedder
+from kb.errors import ModelMismatchError, QueryError
+from kb.index.manifest import Channel
+from kb.ingest.document import DocRow
+from kb.search.contract import MODES, Rankings
+from kb.search.hits import Hit
+
+MAX_QUERY_CHARS = 2000
+# Control characters (C0, DEL, C1) and zero-width or direction marks pasted along with text from Word or PDFs.
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# Something a channel can match: a letter or digit in any script (CJK ideographs count as letters).
+_WORDISH = re.compile(r"[^\W_]")
+# Short model names accepted by --model for what the index records.
+_SHORT = {"multilingual-e5-small": "e5", "use-multilingual-v3": "use"}
+
+
+class SearcherBase:
+    """The shared half of a backend. `where` names the index in messages; `rebuild` is the command that
+    rebuilds it (each message that asks for a rebuild gives it)."""
+
+    docs: dict[str, DocRow]
+    spans: dict[str, Span]
+    resolver: Resolver
+    channels: dict[str, Channel]
+
+    def __init__(self, where: str, rebuild: str, embedders: dict[str, Embedder] | None,
+                 weights: dict[str, float] | None) -> None:
+        self.where, self.rebuild = where, rebuild
+        self.weights = dict(weights or config.WEIGHTS)
+        self._given = dict(embedders or {})
+        self._embedders: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+
+    def check_models(self, model: str | None) -> None:
+        """Raises ModelMismatchError when --model or a given embedder is not what the index was built with."""
+        dense = self.channels.get("dense")
+        if model and dense and model not in (dense.model, _SHORT.get(dense.model, dense.model)):
+            raise ModelMismatchError(
+                f"{self.where} was built with model '{dense.model}', not '{model}': search without "
+                f"--model, or rebuild with `{self.rebuild} --model {model}`")
+        for channel, embedder in self._given.items():
+            info = self.channels.get(channel)
+            if info and (info.model != embedder.name or info.dim != embedder.dim):
+                raise ModelMismatchError(
+                    f"{self.where} channel '{channel}' was built with '{info.model}' ({info.dim} dims), "
+                    f"not '{embedder.name}' ({embedder.dim}): rebuild with `{self.rebuild}`")
+
+    def embedder(self, channel: str) -> Embedder:
+        """The embedder the index recorded for a channel, loaded on first use."""
+        if channel in self._given:
+            return self._given[channel]
+        if channel not in self._embedders:
+            with self._lock:
+                if channel not in self._embedders:
+                    self._embedders[channel] = load_embedder(self.channels[channel].model)
+        return self._embedders[channel]
+
+    def documents(self) -> list[dict[str, object]]:
+        """The indexed documents with metadata, chunk counts, and when each is in force (kb.catalog.timeline)."""
+        return documents_in_force(self.docs, self.spans)
+
+    def facets(self) -> Facets:
+        """Levels, issuers, validity, regions and languages in the index with document counts, and date ranges."""
+        return facets(self.docs, self.spans)
+
+    def references(self, chunk: Chunk) -> list[Resolved]:
+        """The cross-references made in a passage, resolved to chunks of this index where it holds them."""
+        return self.resolver.references(chunk)
+
+    def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: Sequence[str] | None = None,
+               mode: str = "hybrid", include_repealed: bool = False, levels: Sequence[str] | None = None,
+               issuers: Sequence[str] | None = None, validity: Sequence[str] | None = None,
+               date_from: str | None = None, date_to: str | None = None, date_field: str = "published",
+               as_of: str | None = None, xrefs: bool = True) -> list[Hit]:
+        """Rank passages for a question in Chinese or English.
+
+        Args:
+            lang: keep only passages in this language ('zh' or 'en').
+            docs: keep only these doc_ids.
+            mode: 'hybrid', 'keyword' (BM25 only) or 'semantic' (vectors only).
+            include_repealed: also rank texts marked 已废止 (repealed) or 已修改 (superseded by a newer version).
+            levels: keep these levels (法律, 行政法规, ... as `facets()` lists them).
+            issuers: keep texts whose issuing body contains one of these names.
+            validity: keep texts with these statuses (现行有效, 已修改, 已废止, 尚未生效); replaces the default hiding.
+            date_from, date_to: keep texts whose `date_field` ('published' or 'effective') lies in this range;
+                'YYYY', 'YYYY-MM' or 'YYYY-MM-DD'; texts without that date are left out.
+            as_of: keep the texts in force on this date, whichever version that was (kb.catalog.timeline).
+            xrefs: resolve each hit's cross-references (a few milliseconds for ten hits).
+        Raises:
+            QueryError: empty query, unknown mode, or a filter value the index cannot answer; the message
+                lists the known values.
+        """
+        query = clean_query(query)
+        filters = Filters(lang=lang, docs=tuple(docs or ()), levels=tuple(levels or ()), issuers=tuple(issuers or ()),
+                          validity=tuple(validity or ()), date_from=date_from, date_to=date_to,
+                          date_field=date_field, as_of=as_of, include_repealed=include_repealed)
+        check_query(query, mode)
+        return self._search(query, k, filters, mode, xrefs)
+
+    def rankings(self, query: str, want: int, *, lang: str | None = None, docs: Sequence[str] | None = None,
+                 mode: str = "hybrid", include_repealed: bool = False) -> Rankings:
+        """Each channel's chunk ids, best first, before fusion (benchmarks tune the fusion on these)."""
+        query = clean_query(query)
+        check_query(query, mode)
+        return self._rankings(query, want, Filters(lang=lang, docs=tuple(docs or ()),
+                                                   include_repealed=include_repealed), mode)
+
+    def fuse(self, ranked: Rankings, query: str, k: int, *, include_repealed: bool = False) -> list[Hit]:
+        """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for `search`'s list)."""
+        return self._fuse(ranked, clean_query(query), k, Filters(include_repealed=include_repealed))
+
+    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool) -> list[Hit]:
+        """The channels `depth(k)` deep, fused into the k best (kb.search.fusion.depth)."""
+        raise NotImplementedError
+
+    def _rankings(self, query: str, want: int, filters: Filters, mode: str) -> Rankings:
+        raise NotImplementedError
+
+    def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, xrefs: bool = False) -> list[Hit]:
+        raise NotImplementedError
+
+
+def check_query(query: str, mode: str) -> None:
+    """Raises QueryError when there is nothing to search for or the mode is unknown."""
+    if not query.strip():
+        raise QueryError("empty query: type a question or some keywords")
+    if not _WORDISH.search(query):
+        raise QueryError("nothing to search for: the question has only punctuation or symbols; "
+                         "type some words in Chinese or English")
+    if mode not in MODES:
+        raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
+
+
+def clean_query(query: str) -> str:
+    """The question as searched: invisible characters removed, whitespace collapsed, at most MAX_QUERY_CHARS."""
+    return " ".join(_INVISIBLE.sub(" ", query).split())[:MAX_QUERY_CHARS]

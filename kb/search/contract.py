@@ -1,0 +1,86 @@
+"""The backend contract: what the CLI, the app and the benchmarks call on an index, whichever backend serves it.
+
+`Backend` is all a caller may use. kb.search.base.SearcherBase implements what both backends share once (query
+and filter checks, the model check, embedder loading, hit assembly); kb.search.searcher (the FAISS index
+folder) and kb.milvus.search (a Milvus collection) only translate a query into their engine's searches.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from kb.catalog.filters import Facets
+from kb.catalog.resolve import Resolved
+from kb.chunk import Chunk
+from kb.embed.models import Embedder
+from kb.ingest.document import Document
+from kb.search.hits import Hit
+
+MODES = ("hybrid", "keyword", "semantic")
+# Channel -> chunk ids, best first: what `rankings` gives and `fuse` takes.
+Rankings = dict[str, list[str]]
+
+
+class Backend(Protocol):
+    """A searchable index: ranked, cited passages and the documents behind them."""
+
+    weights: dict[str, float]  # channel -> weight in the fusion (benchmarks tune them)
+
+    @property
+    def passages(self) -> int:
+        """Live passages in the index."""
+        ...
+
+    @property
+    def generation(self) -> str:
+        """A name that changes with every build that changed the index (a cache key for results)."""
+        ...
+
+    def refresh(self) -> bool:
+        """Take up what a build has written since this was opened; True when anything changed."""
+        ...
+
+    def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: Sequence[str] | None = None,
+               mode: str = "hybrid", include_repealed: bool = False, levels: Sequence[str] | None = None,
+               issuers: Sequence[str] | None = None, validity: Sequence[str] | None = None,
+               date_from: str | None = None, date_to: str | None = None, date_field: str = "published",
+               as_of: str | None = None, xrefs: bool = True) -> list[Hit]:
+        """Rank passages for a question in Chinese or English (arguments: kb.search.base.SearcherBase.search).
+
+        Raises:
+            QueryError: empty query, unknown mode, or a filter value the index cannot answer.
+        """
+        ...
+
+    def rankings(self, query: str, want: int, *, lang: str | None = None, docs: Sequence[str] | None = None,
+                 mode: str = "hybrid", include_repealed: bool = False) -> Rankings:
+        """Each channel's chunk ids, best first, before fusion (benchmarks tune the fusion on these)."""
+        ...
+
+    def fuse(self, ranked: Rankings, query: str, k: int, *, include_repealed: bool = False) -> list[Hit]:
+        """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for `search`'s list)."""
+        ...
+
+    def documents(self) -> list[dict[str, object]]:
+        """The indexed documents with metadata, chunk counts and when each is in force (the `kb docs --json` rows)."""
+        ...
+
+    def source(self, doc_id: str) -> tuple[Document, list[Chunk]]:
+        """A document's full text and its chunks in reading order.
+
+        Raises:
+            QueryError: no such document in the index.
+        """
+        ...
+
+    def facets(self) -> Facets:
+        """Levels, issuers, validity, regions and languages with document counts, and date ranges."""
+        ...
+
+    def references(self, chunk: Chunk) -> list[Resolved]:
+        """The cross-references made in a passage, resolved to chunks of this index where it holds them."""
+        ...
+
+    def embedder(self, channel: str) -> Embedder:
+        """The embedder the index recorded for a channel, loaded on first use."""
+        ...
