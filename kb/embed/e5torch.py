@@ -15,10 +15,14 @@ import struct
 import time
 from array import array
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kb.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +144,7 @@ def _cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def _build_encoder(f: _E5File, precision: str) -> "torch.nn.Module":
+def _build_encoder(f: _E5File, precision: str) -> torch.nn.Module:
     """Build the 12-layer BERT encoder from dequantised weights."""
     import torch
     from torch import nn

@@ -36,7 +36,7 @@ _LONG_PART_MIN_COUNT = 2e4
 _KNOWN_COUNT = 1e6
 # Two- and one-letter entries are mostly abbreviations ("th", "ve"); only these may be parts.
 _SHORT_WORDS = frozenset(
-    "a i an am as at be by do go he if in is it me my no of on or so to up us we".split()
+    ["a", "i", "an", "am", "as", "at", "be", "by", "do", "go", "he", "if", "in", "is", "it", "me", "my", "no", "of", "on", "or", "so", "to", "up", "us", "we"]
 )
 _MIN_RUN = 6          # shorter run-ons ("ofa", "isa") are too ambiguous to split blind
 SUSPICIOUS_LEN = 15

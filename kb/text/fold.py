@@ -106,7 +106,7 @@ def fold(text: str, join_hyphens: bool = False) -> Folded:
             pieces.append(t1[pos:a]), starts.append(pos), lengths.append(a - pos), steps.append(1)
         kind = m.lastgroup
         if kind == "ws":
-            if 0 < a and b < len(t1) and t1[a - 1] in "0123456789" and t1[b] in "0123456789":
+            if a > 0 and b < len(t1) and t1[a - 1] in "0123456789" and t1[b] in "0123456789":
                 pieces.append(" "), starts.append(a), lengths.append(1), steps.append(1)
         elif kind == "mx":
             out = multi[t1[a]]

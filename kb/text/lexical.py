@@ -20,15 +20,10 @@ _jieba_lock = threading.Lock()
 # Function words and question scaffolding that carry no topic: removing them stops a layperson's
 # "请问我应该怎么办" from matching every article that contains 应当 or 的.
 ZH_STOPWORDS = frozenset(
-    "的 了 和 与 及 或 等 是 在 对 为 以 由 把 被 将 向 从 于 之 其 而 并 且 也 都 就 又 还 即 则 所 着 过 "
-    "我 你 他 她 它 我们 你们 他们 自己 这 那 这个 那个 这些 那些 这样 那样 什么 怎么 怎样 如何 为什么 吗 呢 吧 啊 呀 "
-    "哪些 哪个 多少 请问 请 想 问 一下 可以 能 能否 是否 会 要 需要 应该 有 没有 没 不 个 些 一个 上 下 中 "
-    "后 前 时 时候 如果 但是 但 因为 所以 然后 现在 已经 一直 还是 或者 以及 以下 以上 之后".split()
+    ["的", "了", "和", "与", "及", "或", "等", "是", "在", "对", "为", "以", "由", "把", "被", "将", "向", "从", "于", "之", "其", "而", "并", "且", "也", "都", "就", "又", "还", "即", "则", "所", "着", "过", "我", "你", "他", "她", "它", "我们", "你们", "他们", "自己", "这", "那", "这个", "那个", "这些", "那些", "这样", "那样", "什么", "怎么", "怎样", "如何", "为什么", "吗", "呢", "吧", "啊", "呀", "哪些", "哪个", "多少", "请问", "请", "想", "问", "一下", "可以", "能", "能否", "是否", "会", "要", "需要", "应该", "有", "没有", "没", "不", "个", "些", "一个", "上", "下", "中", "后", "前", "时", "时候", "如果", "但是", "但", "因为", "所以", "然后", "现在", "已经", "一直", "还是", "或者", "以及", "以下", "以上", "之后"]
 )
 EN_STOPWORDS = frozenset(
-    "a an and are as at be been but by can could did do does for from had has have how i if in into is it its "
-    "may me might my no not of on or our shall should so such than that the their them then there these they "
-    "this those to was we were what when where which while who whom why will with would you your".split()
+    ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "may", "me", "might", "my", "no", "not", "of", "on", "or", "our", "shall", "should", "so", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your"]
 )
 
 
