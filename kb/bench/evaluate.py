@@ -12,8 +12,8 @@ from pathlib import Path
 from kb import config
 from kb.backends import build_index, open_searcher
 from kb.errors import CorpusError
+from kb.search.contract import Backend
 from kb.search.fusion import depth
-from kb.search.searcher import Searcher
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
 
 
 @dataclass(frozen=True)
-class Backend:
+class Target:
     """Which index a benchmark builds and searches (kb.backends): the FAISS folder, or Milvus at a URI."""
 
     name: str = "faiss"
@@ -62,7 +62,7 @@ class Backend:
     fusion: str | None = None
 
 
-def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend: Backend = Backend()) -> Searcher:
+def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend: Target = Target()) -> Backend:
     """Build (or update) the benchmark's index and open it."""
     from kb.embed.models import build_embedders
 
@@ -91,7 +91,7 @@ def _log_progress(stage: str, done: int, total: int) -> None:
 
 
 def run_scifact(limit: int | None, index: Path | None, model: str, mode: str,
-                backend: Backend = Backend()) -> dict[str, object]:
+                backend: Target = Target()) -> dict[str, object]:
     """nDCG@10 over the SciFact test queries; a document's rank is that of its best passage."""
     data = _benchmark_dir("scifact")
     corpus = scifact_corpus(BENCH_DIR / "scifact-corpus")
@@ -144,7 +144,7 @@ def _stard_scores(rows: list[dict], shown: list[list[str]]) -> dict[str, float]:
 
 
 def _stard_index(corpus: Path | None, model: str, index: Path | None,
-                 backend: Backend = Backend()) -> tuple[Path, Searcher]:
+                 backend: Target = Target()) -> tuple[Path, Backend]:
     corpus = corpus or BENCH_CORPORA / "lawrefbook-national"
     if not corpus.is_dir():
         raise CorpusError(f"{corpus} not found: import it with `python scripts/import_lawrefbook.py "
@@ -153,12 +153,15 @@ def _stard_index(corpus: Path | None, model: str, index: Path | None,
 
 
 def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str,
-              backend: Backend = Backend()) -> dict[str, object]:
+              backend: Target = Target()) -> dict[str, object]:
     """Recall@5/10/100 and MRR@10 on STARD train against a LawRefBook corpus folder, with latency percentiles."""
     corpus, searcher = _stard_index(corpus, model, index, backend)
     rows = _stard_rows(limit)
     searcher.search(rows[0]["query"], 100, mode=mode, xrefs=False)  # loads the model: not a query's latency
-    lengths, shown, times, t0 = [], [], [], time.time()
+    lengths: list[int] = []
+    shown: list[list[str]] = []
+    times: list[float] = []
+    t0 = time.time()
     for row in rows:
         start = time.perf_counter()
         hits = searcher.search(row["query"], 100, mode=mode, xrefs=False)
@@ -190,7 +193,7 @@ def run(benchmark: str, limit: int | None = None, index: Path | None = None, cor
         model: str = config.DEFAULT_MODEL, mode: str = "hybrid", backend: str = "faiss", uri: str | None = None,
         collection: str | None = None, fusion: str | None = None) -> dict[str, object]:
     """Run one benchmark and return its figures (backend, uri, collection, fusion: see kb.backends)."""
-    where = Backend(backend, uri, collection, fusion)
+    where = Target(backend, uri, collection, fusion)
     if benchmark == "scifact":
         return run_scifact(limit, index, model, mode, where)
     return run_stard(limit, index, corpus, model, mode, where)

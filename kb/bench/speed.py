@@ -73,7 +73,8 @@ def phase_ingest(corpus: Path) -> dict[str, object]:
 
     t0 = time.perf_counter()
     sidecars = load_sidecars(corpus)
-    texts, chars, docs = [], 0, 0
+    texts: list[str] = []
+    chars, docs = 0, 0
     for doc_id, _ in walk_corpus(corpus):
         try:
             chunks = chunk_document(read_document(corpus, doc_id, sidecars.get(doc_id)))

@@ -198,7 +198,8 @@ def _build_encoder(f: _E5File, precision: str) -> torch.nn.Module:
 
         def forward(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             """Mean-pooled (not normalised) final states for word embeddings ``emb``."""
-            x = self.eln(emb + self.pos[: emb.shape[1]])
+            pos: torch.Tensor = self.pos  # type: ignore[assignment]  # a registered buffer
+            x = self.eln(emb + pos[: emb.shape[1]])
             attn = mask[:, None, None, :]  # True = may attend
             for layer in self.layers:
                 x = layer(x, attn)

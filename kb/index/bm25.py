@@ -72,7 +72,7 @@ class TermCounts:
         indptr = np.zeros(len(self.vocab) + 1, np.int64)
         np.cumsum(np.bincount(self.terms, minlength=len(self.vocab)), out=indptr[1:])
         lengths = np.bincount(row_of - first_row, weights=self.counts, minlength=self.rows)
-        arrays = {"indptr": indptr, "rows": row_of[order].astype(np.int32), "tf": self.counts[order],
+        arrays: dict[str, np.ndarray] = {"indptr": indptr, "rows": row_of[order].astype(np.int32), "tf": self.counts[order],
                   "lengths": lengths.astype(np.float32)}
         path.mkdir(parents=True, exist_ok=True)
         (path / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")

@@ -158,6 +158,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 layout = _compacted(prev, prev_gen, prev_manifest, new, name, tmp, embedders, cache_dir, ann_min_rows,
                                     report, step)
             else:
+                assert prev_gen is not None and prev_manifest is not None  # _previous gives a store only with both
                 layout = _appended(prev, prev_gen, prev_manifest, new, replaced, name, tmp, embedders, cache_dir,
                                    ann_min_rows, report, step)
             segments, deleted, channels = layout
@@ -214,7 +215,7 @@ def _previous(index_dir: Path) -> tuple[Path | None, Manifest | None, Store | No
         return gen, manifest, store
     except Exception as exc:  # a damaged old store only costs a full rebuild
         log.warning("previous index at %s unreadable (%s): full rebuild", gen, exc)
-        return None, {}, None
+        return None, None, None
 
 
 def _worth_compacting(prev: Store, replaced: list[tuple[int, int]], n_new: int, embedders: dict[str, Embedder],
@@ -234,7 +235,10 @@ def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: Manifes
     """One segment holding every live passage: unchanged documents in their old order, then the files read now."""
     report.compacted = True
     with report.timed("store"):
-        docs, chunks, hashes, old_rows = [], [], [], []
+        docs: list[tuple[Document, str]] = []
+        chunks: list[Chunk] = []
+        hashes: list[str] = []
+        old_rows: list[int] = []
         if prev is not None:
             docs, chunks, hashes, old_rows = prev.export(sorted(report.reused, key=lambda d: prev.entries[d].first_row))
         parts = [new.counts.build()]
@@ -288,7 +292,7 @@ def _appended(prev: Store, prev_gen: Path, prev_manifest: Manifest, new: _New, r
         # An edited file mostly keeps its passages: their vectors are in the rows being replaced.
         old = [r for a, b in replaced for r in range(a, b)]
         old_hashes = prev.column_rows("hash", old)
-        known = dict(zip(old_hashes, vectors.rows_of(index, old)))
+        known = {str(h): v for h, v in zip(old_hashes, vectors.rows_of(index, old))}
         with report.timed(f"embed {channel}"):
             matrix = _embed(channel, embedder, texts, known, cache_dir, report, step)
         with report.timed("vectors"):
@@ -315,7 +319,7 @@ def _embed(channel: str, embedder: Embedder, texts: list[str], known: dict[str, 
     return matrix
 
 
-def _write_channel(tmp: Path, channel: str, embedder: Embedder, index: object) -> Channel:
+def _write_channel(tmp: Path, channel: str, embedder: Embedder, index: vectors.Index) -> Channel:
     vectors.write(index, tmp / f"{channel}.faiss")
     return Channel(embedder.name, embedder.dim, f"{channel}.faiss",
                    (("faiss", vectors.describe(index)), ("kind", vectors.kind_of(index))))
@@ -337,7 +341,7 @@ def _known_vectors(gen: Path | None, manifest: Manifest | None, channel: str,
         matrix = vectors.all_rows(index)
     except (OSError, RuntimeError, IndexCorruptError):
         return {}
-    return {h: matrix[i] for i, h in enumerate(hashes) if h is not None}
+    return {str(h): matrix[i] for i, h in enumerate(hashes) if h is not None}
 
 
 def _warm_up(embedders: dict[str, Embedder]) -> None:

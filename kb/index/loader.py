@@ -36,7 +36,7 @@ class LoadedIndex:
     manifest: Manifest
     store: Store
     bm25: Bm25
-    vectors: dict[str, object]  # channel -> FAISS index, row i = chunk i
+    vectors: dict[str, vectors.Index]  # channel -> FAISS index, row i = chunk i
     row_prior: np.ndarray  # per-row ranking factor from the document's legal level
     row_order: np.ndarray  # position in reading order (documents as the corpus walk sorts them): breaks ties
     row_doc: np.ndarray  # a number per live document (-1 at deleted rows): which rows share a document
@@ -101,7 +101,7 @@ def load_index(index_dir: Path) -> LoadedIndex:
                     float(str(params.get("k1", config.BM25_K1))), float(str(params.get("b", config.BM25_B))))
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"{gen} BM25 postings are unreadable ({type(exc).__name__}: {exc}): {fix}") from exc
-    loaded: dict[str, object] = {}
+    loaded: dict[str, vectors.Index] = {}
     for channel, info in manifest.channels.items():
         path = gen / info.file
         if not path.is_file():

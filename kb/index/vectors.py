@@ -8,13 +8,24 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from kb import config
 
+# A faiss.Index; faiss is untyped, so its SWIG attributes (nlist, nprobe, reconstruct_n) read as Any.
+Index = Any
+
 EXACT = "exact"
 IVF = "ivf"
+
+
+def _faiss() -> Any:
+    """The faiss module, imported on first use (it loads OpenMP and BLAS); untyped: its stubs lack IVF fields."""
+    import faiss
+
+    return faiss
 
 
 def kind_for(rows: int, ann_min_rows: int | None = None) -> str:
@@ -27,9 +38,9 @@ def n_lists(rows: int) -> int:
     return max(1, min(int(4 * math.sqrt(rows)), rows // 39))
 
 
-def create(matrix: np.ndarray, kind: str) -> object:
+def create(matrix: np.ndarray, kind: str) -> Index:
     """An index over the rows of matrix (float32, L2-normalised), stored as float16."""
-    import faiss
+    faiss = _faiss()
 
     d = matrix.shape[1]
     if kind == EXACT:
@@ -53,53 +64,53 @@ def create(matrix: np.ndarray, kind: str) -> object:
     return index
 
 
-def kind_of(index: object) -> str:
-    import faiss
+def kind_of(index: Index) -> str:
+    faiss = _faiss()
 
     return IVF if isinstance(index, faiss.IndexIVF) else EXACT
 
 
-def describe(index: object) -> str:
+def describe(index: Index) -> str:
     """For the manifest."""
     if kind_of(index) == IVF:
         return f"IndexIVFScalarQuantizer(nlist={index.nlist}, QT_fp16, inner product)"
     return "IndexScalarQuantizer(QT_fp16, inner product)"
 
 
-def append(index: object, matrix: np.ndarray) -> object:
+def append(index: Index, matrix: np.ndarray) -> Index:
     """Add rows at the end (IVF assigns them to its trained cells)."""
     if len(matrix):
         index.add(np.ascontiguousarray(matrix, dtype=np.float32))
     return index
 
 
-def rows_of(index: object, rows: list[int]) -> np.ndarray:
+def rows_of(index: Index, rows: list[int]) -> np.ndarray:
     """Stored vectors of some rows, as float32."""
     if not rows:
         return np.zeros((0, index.d), np.float32)
     return np.stack([index.reconstruct(int(r)) for r in rows])
 
 
-def all_rows(index: object) -> np.ndarray:
+def all_rows(index: Index) -> np.ndarray:
     """Every stored vector, as float32 (compaction)."""
     return index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
 
 
-def write(index: object, path: Path) -> None:
-    import faiss
+def write(index: Index, path: Path) -> None:
+    faiss = _faiss()
 
     faiss.write_index(index, str(path))
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
 
 
-def read(path: Path, mmap: bool = False) -> object:
+def read(path: Path, mmap: bool = False) -> Index:
     """Load an index (raises RuntimeError when the file is damaged).
 
     With mmap an exact index's codes stay in the page cache instead of the process heap (serving);
     such an index cannot be added to.
     """
-    import faiss
+    faiss = _faiss()
 
     if mmap:
         index = faiss.read_index(str(path), faiss.IO_FLAG_READ_ONLY)
@@ -110,14 +121,14 @@ def read(path: Path, mmap: bool = False) -> object:
     return faiss.read_index(str(path))
 
 
-def nearest(index: object, vec: np.ndarray, mask: np.ndarray, want: int, order: np.ndarray | None = None,
+def nearest(index: Index, vec: np.ndarray, mask: np.ndarray, want: int, order: np.ndarray | None = None,
             nprobe: int | None = None) -> list[int]:
     """Rows of the `want` nearest vectors among the rows the mask allows.
 
     Ties (identical passages have identical vectors) fall to the lower `order` (reading order of the corpus),
     so an incrementally updated index ranks exactly as a fresh build; without `order`, to the lower row.
     """
-    import faiss
+    faiss = _faiss()
 
     allowed = int(mask.sum())
     if allowed == 0 or want <= 0:

@@ -14,6 +14,7 @@ from kb.text.fold import fold, fold_signature
 from kb.index.build import chunking_settings, current_generation, read_manifest
 from kb.ingest.read import file_sha256, load_sidecars, read_document, walk_corpus
 from kb.index.loader import load_index
+from kb.index.manifest import Manifest
 from kb.index.vectors import rows_of
 
 # fp16 storage and two engines for the same weights differ by far less than this.
@@ -29,37 +30,38 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
     """
     problems: list[str] = []
     gen = current_generation(index_dir)
-    manifest = read_manifest(gen)
-    if manifest.get("chunking") != chunking_settings():
-        problems.append(f"chunking settings differ: index {json.dumps(manifest.get('chunking'))}, "
+    manifest = Manifest.from_dict(read_manifest(gen))
+    if manifest.chunking != chunking_settings():
+        problems.append(f"chunking settings differ: index {json.dumps(manifest.chunking)}, "
                         f"code {json.dumps(chunking_settings())}")
-    quote = manifest.get("quote") or {}
-    if quote.get("fold") != fold_signature():
-        problems.append(f"quote index folded with {quote.get('fold')!r}, this code folds with {fold_signature()!r}")
+    fold_used = manifest.quote.fold if manifest.quote else None
+    if fold_used != fold_signature():
+        problems.append(f"quote index folded with {fold_used!r}, this code folds with {fold_signature()!r}")
     files = {doc_id: file_sha256(path) for doc_id, path in walk_corpus(corpus)}
-    recorded = {**manifest.get("files", {}), **{d: None for d in manifest.get("skipped", {})}}
+    recorded: dict[str, str | None] = {**manifest.files, **dict.fromkeys(manifest.skipped)}
     for doc_id in sorted(set(files) - set(recorded)):
         problems.append(f"{doc_id}: in the corpus, not in the index")
     for doc_id in sorted(set(recorded) - set(files)):
         problems.append(f"{doc_id}: in the index, no longer in the corpus")
-    for doc_id, sha in sorted(manifest.get("files", {}).items()):
+    for doc_id, sha in sorted(manifest.files.items()):
         if doc_id in files and files[doc_id] != sha:
             problems.append(f"{doc_id}: changed since the index was built")
     if problems or quick:
         return problems
     index = load_index(index_dir)
     sidecars = load_sidecars(corpus)
-    for doc_id in sorted(manifest.get("files", {})):
+    for doc_id in sorted(manifest.files):
         doc = read_document(corpus, doc_id, sidecars.get(doc_id))
         fresh = chunk_document(doc)
         stored = index.store.doc_chunks(doc_id)
         if fresh != stored:
             problems.append(f"{doc_id}: stored chunks differ from a fresh chunking ({len(stored)} vs {len(fresh)})")
-        kept = index.docs.get(doc_id, {})
-        if (kept.get("title"), kept.get("meta")) != (doc.title, doc.meta.to_dict()):
+        kept = index.docs.get(doc_id)
+        if kept is None or (kept.title, kept.meta.to_dict()) != (doc.title, doc.meta.to_dict()):
             problems.append(f"{doc_id}: stored title or metadata differ from a fresh read")
-        folded, indexed = fold(doc.text), index.quote.folded(index.quote.rows[doc_id])  # type: ignore[union-attr]
-        if folded.text != indexed.text or not np.array_equal(folded.origin, indexed.origin):
+        folded = fold(doc.text)
+        indexed = index.quote.folded(index.quote.rows[doc_id]) if index.quote else None
+        if indexed is None or folded.text != indexed.text or not np.array_equal(folded.origin, indexed.origin):
             problems.append(f"{doc_id}: quote index text differs from a fresh folding")
     if sample and index.vectors:
         rng = random.Random(seed)
@@ -71,10 +73,10 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
             if EmbeddingCache.key(chunk.index_text()) != stored_hash:
                 problems.append(f"{chunk.chunk_id}: stored text hash does not match its text")
         for channel, vectors in index.vectors.items():
-            embedder = load_embedder(str(manifest["channels"][channel]["model"]))
+            embedder = load_embedder(manifest.channels[channel].model)
             fresh_vecs = embedder.passage([c.index_text() for c in chunks])
-            stored = rows_of(vectors, rows)
-            cos = np.sum(fresh_vecs * stored, axis=1) / np.maximum(np.linalg.norm(stored, axis=1), 1e-12)
+            stored_vecs = rows_of(vectors, rows)
+            cos = np.sum(fresh_vecs * stored_vecs, axis=1) / np.maximum(np.linalg.norm(stored_vecs, axis=1), 1e-12)
             worst = float(cos.min())
             if worst < MIN_COSINE:
                 problems.append(f"channel {channel}: re-embedded passages differ from the stored vectors "

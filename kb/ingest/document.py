@@ -1,7 +1,9 @@
 """The Document a file becomes, its metadata (DocMeta), and its row in an index's document table (DocRow)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 META_FIELDS = ("level", "issuer", "doc_number", "published", "effective", "validity", "region")
 # extra["repeals"]: titles the text says it repeals, joined by this (a title never contains it).
@@ -31,10 +33,10 @@ class DocMeta:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> DocMeta:
+    def from_dict(cls, data: Mapping[str, Any]) -> DocMeta:
         """Inverse of to_dict."""
         known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known and k != "extra"}
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in known and k != "extra"}
         extra = data.get("extra") or {}
         return cls(**kwargs, extra=tuple(sorted((str(k), str(v)) for k, v in dict(extra).items())))
 
@@ -81,12 +83,11 @@ class DocRow:
     chunks: int
 
     @classmethod
-    def from_dict(cls, doc_id: str, data: dict[str, object]) -> DocRow:
+    def from_dict(cls, doc_id: str, data: Mapping[str, Any]) -> DocRow:
         """A row from its JSON shape (missing language and count: '' and 0)."""
         meta = data.get("meta") or {}
         return cls(doc_id, str(data.get("title", "")), str(data.get("lang", "")),
-                   meta if isinstance(meta, DocMeta) else DocMeta.from_dict(dict(meta)),  # type: ignore[call-overload]
-                   int(str(data.get("chunks", 0))))
+                   meta if isinstance(meta, DocMeta) else DocMeta.from_dict(meta), int(data.get("chunks", 0)))
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape (`kb docs --json`): meta as a plain dict."""

@@ -195,6 +195,7 @@ def read_docx(path: Path) -> tuple[str, str | None]:
         IngestError: the file is not a readable .docx.
     """
     import docx
+    import docx.text.paragraph
     from docx.opc.exceptions import PackageNotFoundError
 
     with path.open("rb") as fh:

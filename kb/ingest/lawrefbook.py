@@ -205,9 +205,9 @@ def plan_import(root: Path, national_only: bool = False, include_cases: bool = F
         else:
             claimed[path] = record
     for rel in plan.copy:
-        record = claimed.get(rel) or _match_by_name(rel, by_name)
-        if record is not None:
-            plan.matched[rel] = record
+        found = claimed.get(rel) or _match_by_name(rel, by_name)
+        if found is not None:
+            plan.matched[rel] = found
             if rel not in claimed:
                 plan.matched_by_name.add(rel)
     rescued = {id(r) for r in plan.matched.values()}

@@ -206,8 +206,8 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         values["level"] = "commentary"
         values["published"] = _front_matter_date(extra)
     side = {**(overrides or {}), **read_sidecar(path)}
-    title = side.pop("title", None) or title
-    lang = side.pop("lang", None) or lang
+    title = side.pop("title", "") or title
+    lang = side.pop("lang", "") or lang
     values.update({k: v for k, v in side.items() if k in META_FIELDS})
     extra.update({k: v for k, v in side.items() if k not in META_FIELDS})
     meta = DocMeta(**values, source_format=fmt, encoding=encoding, sha256=sha,

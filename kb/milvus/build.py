@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -191,19 +192,16 @@ def _embed(embedders: dict[str, Embedder], fresh: list[tuple[Document, str, list
     out = {}
     for channel, embedder in embedders.items():
         cache = EmbeddingCache(cache_dir / f"embeddings-{embedder.name.replace('/', '_')}.sqlite" if cache_dir else None)
-        done = 0
 
-        def tick(n: int, channel: str = channel) -> None:
-            nonlocal done
-            done += n
-            step(f"embed {channel}", done, len(texts))
+        def tick(done: int, total: int, channel: str = channel) -> None:
+            step(f"embed {channel}", done, total)
 
         out[channel], embedded = embed_passages(embedder, texts, cache, known.get(channel), tick)
         report.embedded += embedded
     return out
 
 
-def span_fields(table: dict[str, dict[str, object]]) -> dict[str, tuple[int, int, str, bool]]:
+def span_fields(table: dict[str, dict[str, Any]]) -> dict[str, tuple[int, int, str, bool]]:
     """doc_id -> (in_force_from, in_force_until, implied, gone) as stored on passages; see kb.catalog.timeline.
 
     None of these depends on today's date (the status an end implies is stored apart from the stated one),
@@ -224,14 +222,14 @@ def _span_key(fields: tuple[int, int, str, bool]) -> str:
     return "|".join(str(x) for x in fields)
 
 
-def _write(db: MilvusDB, table: dict[str, dict[str, object]], fresh: list[tuple[Document, str, list[Chunk]]],
+def _write(db: MilvusDB, table: dict[str, dict[str, Any]], fresh: list[tuple[Document, str, list[Chunk]]],
            vectors: dict[str, np.ndarray], drop: list[str], step: Progress) -> tuple[int, bool]:
     """Apply a build's changes to the stored doc table.
 
     Returns:
         The passages the collection holds afterwards, and whether anything was written.
     """
-    before = {d: int(row["n_chunks"]) for d, row in table.items()}  # type: ignore[call-overload]
+    before = {d: int(row["n_chunks"]) for d, row in table.items()}
     for doc_id in drop:
         table.pop(doc_id, None)
     for doc, key, chunks in fresh:
@@ -279,7 +277,7 @@ def _write(db: MilvusDB, table: dict[str, dict[str, object]], fresh: list[tuple[
     stale = _update_spans(db, table, derived, {doc.doc_id for doc, _, _ in fresh})
     for name in (db.chunks, db.texts, db.docs):
         db.client.flush(name)
-    return sum(int(row["n_chunks"]) for row in table.values()), bool(fresh or drop or stale)  # type: ignore[call-overload]
+    return sum(int(row["n_chunks"]) for row in table.values()), bool(fresh or drop or stale)
 
 
 def _chunk_row(c: Chunk, doc: Document, span: tuple[int, int, str, bool], vecs: dict[str, np.ndarray]) -> dict:
@@ -293,7 +291,7 @@ def _chunk_row(c: Chunk, doc: Document, span: tuple[int, int, str, bool], vecs: 
     return row
 
 
-def _update_spans(db: MilvusDB, table: dict[str, dict[str, object]], derived: dict[str, tuple[int, int, str, bool]],
+def _update_spans(db: MilvusDB, table: dict[str, dict[str, Any]], derived: dict[str, tuple[int, int, str, bool]],
                   written: set[str]) -> int:
     """Rewrite the span columns of stored documents whose span changed (a new version ends the old one)."""
     stale = sorted(d for d in table if d not in written and table[d].get("span") != _span_key(derived[d]))

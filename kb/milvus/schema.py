@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from kb import config
 from kb.chunk import Chunk
@@ -103,12 +105,12 @@ def create_chunks(db: MilvusDB, name: str, channels: dict[str, int]) -> None:
     index = db.client.prepare_index_params()
     index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                     params={"bm25_k1": config.BM25_K1, "bm25_b": config.BM25_B})
-    kind = db.target.index_type
+    index_kind = db.target.index_type
     # Build settings for the approximate types; FLAT needs none. Search-time settings: kb.milvus.search.
-    params = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024}}.get(kind, {})
+    params = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024}}.get(index_kind, {})
     for field, dim in channels.items():
         schema.add_field(field, DataType.FLOAT_VECTOR, dim=dim)
-        index.add_index(field, index_type=kind, metric_type="IP", params=params)
+        index.add_index(field, index_type=index_kind, metric_type="IP", params=params)
     for field in ("doc_id", "lang", "level", "issuer"):
         index.add_index(field, index_type="INVERTED")
     _create(db, name, schema, index, num_shards=db.target.shards)
@@ -118,8 +120,8 @@ def _create_plain(db: MilvusDB, name: str, fields: tuple) -> None:
     from pymilvus import DataType
 
     schema = db.client.create_schema(auto_id=False, enable_dynamic_field=False)
-    for field, kind, extra in fields:
-        schema.add_field(field, kind(DataType), **extra)
+    for field, pick, extra in fields:
+        schema.add_field(field, pick(DataType), **extra)
     schema.add_field("marker", DataType.FLOAT_VECTOR, dim=MARKER_DIM)
     index = db.client.prepare_index_params()
     index.add_index("marker", index_type="FLAT", metric_type="L2")
@@ -141,7 +143,9 @@ def _v(n: int, **extra: object) -> dict[str, object]:
 # (field, DataType picker, add_field arguments): pickers defer the pymilvus import to first use.
 _S = lambda t: t.VARCHAR
 _I = lambda t: t.INT64
-_CHUNK_FIELDS = (
+# (field name, DataType picker, add_field arguments)
+Field = tuple[str, Callable[[Any], Any], dict[str, Any]]
+_CHUNK_FIELDS: tuple[Field, ...] = (
     ("chunk_id", _S, {"is_primary": True, "max_length": 4096}),
     ("doc_id", _S, _v(4096)), ("ordinal", _I, {}), ("title", _S, _v(VARCHAR_MAX)), ("text", _S, _v(VARCHAR_MAX)),
     ("char_start", _I, {}), ("char_end", _I, {}), ("lang", _S, _v(8)),
@@ -155,12 +159,12 @@ _CHUNK_FIELDS = (
     ("implied", _S, _v(32)),  # the status the end implies once passed: 已修改 or 已废止 ('' without an end)
     ("gone", lambda t: t.BOOL, {}),  # repealed or superseded with no known end date
 )
-_DOC_FIELDS = (
+_DOC_FIELDS: tuple[Field, ...] = (
     ("doc_id", _S, {"is_primary": True, "max_length": 4096}), ("path", _S, _v(4096)), ("title", _S, _v(VARCHAR_MAX)),
     ("lang", _S, _v(8)), ("meta", _S, _v(VARCHAR_MAX)), ("page_spans", _S, _v(VARCHAR_MAX)),
     ("source_key", _S, _v(256)), ("n_chunks", _I, {}), ("n_parts", _I, {}),
     ("span", _S, _v(256)),  # the span columns as last written to the passages (kb.milvus.build)
 )
-_TEXT_FIELDS = (("key", _S, {"is_primary": True, "max_length": 4200}), ("doc_id", _S, _v(4096)),
+_TEXT_FIELDS: tuple[Field, ...] = (("key", _S, {"is_primary": True, "max_length": 4200}), ("doc_id", _S, _v(4096)),
                 ("part", _I, {}), ("text", _S, _v(VARCHAR_MAX)))
-_META_FIELDS = (("key", _S, {"is_primary": True, "max_length": 64}), ("value", _S, _v(VARCHAR_MAX)))
+_META_FIELDS: tuple[Field, ...] = (("key", _S, {"is_primary": True, "max_length": 64}), ("value", _S, _v(VARCHAR_MAX)))

@@ -60,9 +60,8 @@ class MilvusSearcher(SearcherBase):
                                     f"--uri {where.uri}`")
         self.db = MilvusDB(where)
         try:
-            manifest = self.db.require_manifest()
-            channels = manifest.get("channels") or {}
-            self.channels = {ch: Channel.from_dict(info) for ch, info in channels.items()}  # type: ignore[union-attr]
+            channels: dict[str, dict[str, object]] = self.db.require_manifest().get("channels") or {}
+            self.channels = {ch: Channel.from_dict(info) for ch, info in channels.items()}
             self.check_models(model)
             self._open()
         except BaseException:
@@ -72,7 +71,7 @@ class MilvusSearcher(SearcherBase):
     def _open(self) -> None:
         """Read the document table (metadata for filters, facets, spans and cross-references)."""
         rows = doc_rows(self.db)
-        self.docs = {d: DocRow(d, str(r["title"]), str(r["lang"]), DocMeta.from_dict(r["meta"]),  # type: ignore[arg-type]
+        self.docs = {d: DocRow(d, str(r["title"]), str(r["lang"]), DocMeta.from_dict(r["meta"]),
                                int(str(r["n_chunks"]))) for d, r in sorted(rows.items())}
         self.spans = spans(self.docs)
         self.levels, self.issuers = known_values(self.docs)

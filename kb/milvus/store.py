@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kb import config
 from kb.errors import IndexMissingError, KbError
@@ -126,14 +127,14 @@ class MilvusDB:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def manifest(self) -> dict[str, object] | None:
+    def manifest(self) -> dict[str, Any] | None:
         """The stored manifest, or None when nothing has been built here."""
         if not self.client.has_collection(self.meta):
             return None
         rows = self.client.query(self.meta, ids=["manifest"], output_fields=["value"], consistency_level="Strong")
         return json.loads(rows[0]["value"]) if rows else None
 
-    def require_manifest(self) -> dict[str, object]:
+    def require_manifest(self) -> dict[str, Any]:
         """The manifest of a built index.
 
         Raises:
@@ -192,7 +193,7 @@ def iterate(db: MilvusDB, collection: str, expr: str, fields: list[str], batch: 
         it.close()
 
 
-def doc_rows(db: MilvusDB) -> dict[str, dict[str, object]]:
+def doc_rows(db: MilvusDB) -> dict[str, dict[str, Any]]:
     """doc_id -> title, lang, meta (parsed), source_key, n_chunks and span, for every stored document."""
     out = {}
     for row in iterate(db, db.docs, "", ["doc_id", "title", "lang", "meta", "source_key", "n_chunks", "span"]):

@@ -87,14 +87,14 @@ class QuoteChecker:
         body = " ".join(raw[a:b] for a, b in pieces)
         fq = fold(body).text
         altered = self._near(parts, body, fq, k)
-        best = altered[0].similarity if altered else 0.0
+        best = (altered[0].similarity or 0.0) if altered else 0.0
         if best < 0.95:
             joined = self._joined(parts, raw, pieces)
             if joined:
                 return QuoteReport(raw, "altered", joined, 0, f"each part occurs, but not together: the quote "
                                    f"joins text from {len(joined)} places")
         if best >= config.QUOTE_ALTERED_MIN:
-            return QuoteReport(raw, "altered", tuple(m for m in altered if m.similarity >= config.QUOTE_ALTERED_MIN))
+            return QuoteReport(raw, "altered", tuple(m for m in altered if (m.similarity or 0.0) >= config.QUOTE_ALTERED_MIN))
         return QuoteReport(raw, "not_found", self._nearest(body, fq, k), 0,
                            "nothing close in the documents; the passages listed are what the search finds nearest: "
                            "a possible paraphrase, or a possible source the quote translates")

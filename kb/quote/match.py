@@ -139,6 +139,8 @@ def align(fq: str, text: str, lo: int, hi: int) -> tuple[int, int, float]:
     if len(region) <= len(fq):
         return lo, hi, Indel.normalized_similarity(fq, region)
     found = fuzz.partial_ratio_alignment(fq, region)
+    if found is None:  # only for empty input, which the callers never pass
+        return lo, hi, Indel.normalized_similarity(fq, region)
     start, end = lo + found.dest_start, lo + found.dest_end
     # partial_ratio compares windows as long as the quote: a dropped or added word leaves the true
     # passage longer or shorter, so both ends move until the similarity stops improving.

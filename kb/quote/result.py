@@ -121,7 +121,8 @@ def _chunk_at(chunks: list[Chunk], s: int, e: int) -> Chunk | None:
     """The chunk holding [s, e) whole if one does (English chunks overlap), else the one holding s."""
     holding = [c for c in chunks if c.char_start <= s < c.char_end]
     whole = [c for c in holding if e <= c.char_end]
-    return (whole or holding or [None])[0]
+    found = whole or holding
+    return found[0] if found else None
 
 
 def word_bounds(text: str, s: int, e: int) -> tuple[int, int]:

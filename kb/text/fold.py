@@ -99,22 +99,29 @@ def fold(text: str, join_hyphens: bool = False) -> Folded:
     starts: list[int] = []  # original offset of each piece's first character
     lengths: list[int] = []
     steps: list[int] = []  # 1: piece characters map to consecutive originals; 0: all to the same one
+
+    def add(piece: str, start: int, length: int, step: int) -> None:
+        pieces.append(piece)
+        starts.append(start)
+        lengths.append(length)
+        steps.append(step)
+
     pos = 0
     for m in (hyphen_scanner if join_hyphens else scanner).finditer(t1):
         a, b = m.span()
         if a > pos:
-            pieces.append(t1[pos:a]), starts.append(pos), lengths.append(a - pos), steps.append(1)
+            add(t1[pos:a], pos, a - pos, 1)
         kind = m.lastgroup
         if kind == "ws":
             if a > 0 and b < len(t1) and t1[a - 1] in "0123456789" and t1[b] in "0123456789":
-                pieces.append(" "), starts.append(a), lengths.append(1), steps.append(1)
+                add(" ", a, 1, 1)
         elif kind == "mx":
             out = multi[t1[a]]
             if out:
-                pieces.append(out), starts.append(a), lengths.append(len(out)), steps.append(0)
+                add(out, a, len(out), 0)
         pos = b
     if pos < len(t1):
-        pieces.append(t1[pos:]), starts.append(pos), lengths.append(len(t1) - pos), steps.append(1)
+        add(t1[pos:], pos, len(t1) - pos, 1)
     return Folded("".join(pieces), _origin(starts, lengths, steps))
 
 
