@@ -17,7 +17,8 @@ from kb.errors import (
     ModelMismatchError,
     QueryError,
 )
-from kb.index.build import BuildReport, build
+from kb.index.build import build
+from kb.index.report import BuildReport
 from kb.index.verify import verify
 from kb.ingest.document import DocMeta, Document
 from kb.ingest.read import read_document, walk_corpus

@@ -7,7 +7,8 @@ from pathlib import Path
 from kb import config
 from kb.embed.models import Embedder
 from kb.errors import KbError
-from kb.index.build import BuildReport, build
+from kb.index.build import build
+from kb.index.report import BuildReport
 from kb.search.contract import Backend
 from kb.search.searcher import Searcher
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from kb.errors import KbError
-from kb.index.build import current_generation
+from kb.index.generations import current_generation
 from kb.index.quotes import write_quote_index
 from kb.quote.check import QuoteChecker
 from kb.text.fold import fold

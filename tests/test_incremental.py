@@ -16,7 +16,8 @@ from kb import config
 from kb.embed.models import HashingEmbedder
 from kb.errors import IndexCorruptError
 from kb.index.bm25 import Bm25, TermCounts
-from kb.index.build import build, current_generation, read_manifest
+from kb.index.build import build
+from kb.index.generations import current_generation, read_manifest
 from kb.quote.check import QuoteChecker
 from kb.search.searcher import Searcher
 from kb.text.lexical import bm25s_module, tokenize_many

@@ -10,7 +10,8 @@ import pytest
 
 from kb.embed.models import HashingEmbedder
 from kb.errors import IndexCorruptError, IndexMissingError, ModelMismatchError
-from kb.index.build import build, current_generation, read_manifest
+from kb.index.build import build
+from kb.index.generations import current_generation, read_manifest
 from kb.index.loader import load_index
 from kb.search.searcher import Searcher
 from tests.conftest import make_corpus

@@ -178,3 +178,13 @@ def test_cross_lingual_channel_is_a_second_vector_field(tmp_path: Path, corpus: 
             assert {name for h in hits for name, _ in h.channels if h.chunk.lang == "en"} == {"dense"}
     finally:
         m.close()  # type: ignore[attr-defined]
+
+
+def test_build_progress_counts_each_channel_to_its_total(tmp_path: Path, corpus: Path) -> None:
+    """The embedding progress names its channel and counts up to the passages embedded (as the FAISS build)."""
+    seen: list[tuple[str, int, int]] = []
+    build_index("milvus", corpus, {"dense": HashingEmbedder()}, uri=str(tmp_path / "p.db"), cache_dir=None,
+                progress=lambda stage, done, total: seen.append((stage, done, total)))
+    embed = [s for s in seen if s[0].startswith("embed")]
+    assert embed and {stage for stage, _, _ in embed} == {"embed dense"}
+    assert all(done <= total for _, done, total in embed) and embed[-1][1] == embed[-1][2] > 0

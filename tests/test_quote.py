@@ -12,7 +12,8 @@ import pytest
 from kb.cli import main as cli
 from kb.embed.models import HashingEmbedder
 from kb.errors import IndexCorruptError, QueryError
-from kb.index.build import build, current_generation
+from kb.index.build import build
+from kb.index.generations import current_generation
 from kb.quote.check import QuoteChecker, QuoteReport
 from kb.text.fold import fold
 

@@ -16,7 +16,8 @@ from kb import config
 from kb.chunk import chunk_document
 from kb.embed.models import HashingEmbedder
 from kb.errors import QueryError
-from kb.index.build import build, current_generation, read_manifest
+from kb.index.build import build
+from kb.index.generations import current_generation, read_manifest
 from kb.ingest.document import DocMeta, Document
 from kb.search.searcher import Searcher
 from tests.badcorpus import make_bad_corpus

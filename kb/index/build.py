@@ -34,17 +34,15 @@ from kb.errors import IndexCorruptError, IndexMissingError, IngestError
 from kb.index.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)
 from kb.ingest.document import Document
-from kb.ingest.read import file_sha256, load_sidecars, read_sidecar, walk_corpus
+from kb.ingest.read import load_sidecars, source_key, walk_corpus
 from kb.text.lexical import TOKENIZER_VERSION, tokenize_many
 from kb.index.quotes import QUOTE_FILE, write_quote_index
 from kb.index.manifest import Channel, Counts, Manifest, QuoteInfo, Segment
-from kb.index.store import Store, link_or_copy, merge_ranges, open_store, write_segment
-
-__all__ = ["CURRENT", "FORMAT", "MANIFEST", "BuildReport", "build", "chunking_settings", "current_generation",
-           "read_manifest"]
+from kb.index.report import BuildReport, Progress
+from kb.index.store import Store, open_store
+from kb.index.write import Changes, appended, compacted, worth_compacting
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, int, int], None]
 
 
 def chunking_settings() -> dict[str, object]:
@@ -52,47 +50,6 @@ def chunking_settings() -> dict[str, object]:
     return {"version": config.CHUNKER_VERSION, "zh_max_chars": config.ZH_MAX_CHARS,
             "en_chunk_chars": config.EN_CHUNK_CHARS, "en_chunk_overlap": config.EN_CHUNK_OVERLAP,
             "tokenizer": TOKENIZER_VERSION}
-
-
-# What a build writes besides the quote index: segments, deleted row ranges, channels.
-Layout = tuple[list[Segment], list[tuple[int, int]], dict[str, Channel]]
-
-
-@dataclass
-class BuildReport:
-    """What a build did, for the CLI summary and the benchmark."""
-
-    indexed: list[str] = field(default_factory=list)
-    reused: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    removed: list[str] = field(default_factory=list)
-    chunks: int = 0
-    embedded: int = 0
-    seconds: float = 0.0
-    generation: str = ""
-    compacted: bool = False
-    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
-
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - t0
-
-
-@dataclass
-class _New:
-    """Passages of the files read in this build."""
-
-    docs: list[tuple[Document, str]] = field(default_factory=list)
-    chunks: list[Chunk] = field(default_factory=list)
-    counts: CountsBuilder = field(default_factory=CountsBuilder)  # BM25 term counts, row by row
-
-    @property
-    def hashes(self) -> list[str]:
-        return [EmbeddingCache.key(c.index_text()) for c in self.chunks]
 
 
 def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progress: Progress | None = None,
@@ -117,14 +74,14 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
         prev_gen, prev_manifest, prev = _previous(index_dir)
         entries = prev.entries if prev else {}
         keys: dict[str, str] = {}  # live doc_id -> source key, in reading order
-        new = _New()
+        new = Changes()
         warm = prev is not None  # an update: load the models while the changed files are read
         with report.timed("read"):
             sidecars = load_sidecars(corpus)
             for n, (doc_id, path) in enumerate(files):
                 step("read", n, len(files))
                 try:
-                    key = _source_key(path, sidecars.get(doc_id, {}))
+                    key = source_key(path, sidecars.get(doc_id, {}))
                     if doc_id in entries and entries[doc_id].source_key == key:
                         report.reused.append(doc_id)
                         keys[doc_id] = key
@@ -154,12 +111,12 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            if prev is None or compact or _worth_compacting(prev, replaced, len(new.chunks), embedders, prev_manifest):
-                layout = _compacted(prev, prev_gen, prev_manifest, new, name, tmp, embedders, cache_dir, ann_min_rows,
+            if prev is None or compact or worth_compacting(prev, replaced, len(new.chunks), embedders, prev_manifest):
+                layout = compacted(prev, prev_gen, prev_manifest, new, name, tmp, embedders, cache_dir, ann_min_rows,
                                     report, step)
             else:
                 assert prev_gen is not None and prev_manifest is not None  # _previous gives a store only with both
-                layout = _appended(prev, prev_gen, prev_manifest, new, replaced, name, tmp, embedders, cache_dir,
+                layout = appended(prev, prev_gen, prev_manifest, new, replaced, name, tmp, embedders, cache_dir,
                                    ann_min_rows, report, step)
             segments, deleted, channels = layout
             with report.timed("quote index"):
@@ -218,143 +175,9 @@ def _previous(index_dir: Path) -> tuple[Path | None, Manifest | None, Store | No
         return None, None, None
 
 
-def _worth_compacting(prev: Store, replaced: list[tuple[int, int]], n_new: int, embedders: dict[str, Embedder],
-                      manifest: Manifest | None) -> bool:
-    """Rewrite everything when deleted rows or segments pile up, or a channel's model changed."""
-    dead = prev.n_rows - prev.n_chunks + sum(b - a for a, b in replaced)
-    if dead > config.COMPACT_DEAD_SHARE * (prev.n_rows + n_new) or len(prev.segments) >= config.MAX_SEGMENTS:
-        return True
-    channels = manifest.channels if manifest else {}
-    return set(channels) != set(embedders) or any(channels[c].model != e.name for c, e in embedders.items())
-
-
-def _compacted(prev: Store | None, prev_gen: Path | None, prev_manifest: Manifest | None, new: _New, name: str,
-               tmp: Path,
-               embedders: dict[str, Embedder], cache_dir: Path | None, ann_min_rows: int | None, report: BuildReport,
-               step: Progress) -> Layout:
-    """One segment holding every live passage: unchanged documents in their old order, then the files read now."""
-    report.compacted = True
-    with report.timed("store"):
-        docs: list[tuple[Document, str]] = []
-        chunks: list[Chunk] = []
-        hashes: list[str] = []
-        old_rows: list[int] = []
-        if prev is not None:
-            docs, chunks, hashes, old_rows = prev.export(sorted(report.reused, key=lambda d: prev.entries[d].first_row))
-        parts = [new.counts.build()]
-        if prev is not None and old_rows:
-            parts.insert(0, _segment_counts(prev).take(np.asarray(old_rows)))
-        counts = TermCounts.concat(parts)
-        docs, chunks, hashes = docs + new.docs, chunks + new.chunks, hashes + new.hashes
-        segment = Segment(f"chunks-{name[1:]}", 0, len(chunks))
-        write_segment(tmp / f"{segment.name}.sqlite", docs, chunks, hashes, 0)
-        counts.write(tmp / f"{segment.name}.terms", 0)
-    channels: dict[str, Channel] = {}
-    texts = [c.index_text() for c in chunks]
-    for channel, embedder in embedders.items():
-        known = _known_vectors(prev_gen, prev_manifest, channel, embedder)
-        with report.timed(f"embed {channel}"):
-            matrix = _embed(channel, embedder, texts, known, cache_dir, report, step)
-        with report.timed("vectors"):
-            index = vectors.create(matrix, vectors.kind_for(len(matrix), ann_min_rows))
-            channels[channel] = _write_channel(tmp, channel, embedder, index)
-    return [segment], [], channels
-
-
-def _appended(prev: Store, prev_gen: Path, prev_manifest: Manifest, new: _New, replaced: list[tuple[int, int]],
-              name: str, tmp: Path, embedders: dict[str, Embedder], cache_dir: Path | None,
-              ann_min_rows: int | None, report: BuildReport, step: Progress) -> Layout:
-    """The previous segments shared, one new segment with the files read now, the rows they replace deleted."""
-    first = prev.n_rows
-    segments = list(prev.segments)
-    with report.timed("store"):
-        for seg in segments:
-            link_or_copy(prev_gen / f"{seg.name}.sqlite", tmp / f"{seg.name}.sqlite")
-            (tmp / f"{seg.name}.terms").mkdir()
-            for f in (prev_gen / f"{seg.name}.terms").iterdir():
-                link_or_copy(f, tmp / f"{seg.name}.terms" / f.name)
-        if new.chunks:
-            segment = Segment(f"chunks-{name[1:]}", first, first + len(new.chunks))
-            write_segment(tmp / f"{segment.name}.sqlite", new.docs, new.chunks, new.hashes, first)
-            new.counts.build().write(tmp / f"{segment.name}.terms", first)
-            segments.append(segment)
-    deleted = merge_ranges([*prev_manifest.deleted, *replaced])
-    n_rows = segments[-1].end if segments else 0
-    channels: dict[str, Channel] = {}
-    texts = [c.index_text() for c in new.chunks]
-    for channel, embedder in embedders.items():
-        info = prev_manifest.channels[channel]
-        if not new.chunks:
-            link_or_copy(prev_gen / info.file, tmp / info.file)
-            channels[channel] = info
-            continue
-        index = vectors.read(prev_gen / info.file)
-        # An edited file mostly keeps its passages: their vectors are in the rows being replaced.
-        old = [r for a, b in replaced for r in range(a, b)]
-        old_hashes = prev.column_rows("hash", old)
-        known = {str(h): v for h, v in zip(old_hashes, vectors.rows_of(index, old))}
-        with report.timed(f"embed {channel}"):
-            matrix = _embed(channel, embedder, texts, known, cache_dir, report, step)
-        with report.timed("vectors"):
-            live = n_rows - sum(b - a for a, b in deleted)
-            kind = vectors.kind_for(live, ann_min_rows)
-            if kind != vectors.kind_of(index):
-                index = vectors.create(np.concatenate([vectors.all_rows(index), matrix]), kind)
-            else:
-                vectors.append(index, matrix)
-            channels[channel] = _write_channel(tmp, channel, embedder, index)
-    return segments, deleted, channels
-
-
-def _segment_counts(store: Store) -> TermCounts:
-    return TermCounts.concat([TermCounts.read(store.folder / f"{s.name}.terms", s.start) for s in store.segments])
-
-
-def _embed(channel: str, embedder: Embedder, texts: list[str], known: dict[str, np.ndarray], cache_dir: Path | None,
-           report: BuildReport, step: Progress) -> np.ndarray:
-    cache = EmbeddingCache(cache_dir / f"embeddings-{embedder.name.replace('/', '_')}.sqlite" if cache_dir else None)
-    matrix, embedded = embed_passages(embedder, texts, cache, known,
-                                      lambda done, total: step(f"embed {channel}", done, total))
-    report.embedded += embedded
-    return matrix
-
-
-def _write_channel(tmp: Path, channel: str, embedder: Embedder, index: vectors.Index) -> Channel:
-    vectors.write(index, tmp / f"{channel}.faiss")
-    return Channel(embedder.name, embedder.dim, f"{channel}.faiss",
-                   (("faiss", vectors.describe(index)), ("kind", vectors.kind_of(index))))
-
-
-def _known_vectors(gen: Path | None, manifest: Manifest | None, channel: str,
-                   embedder: Embedder) -> dict[str, np.ndarray]:
-    """Vectors of the previous generation by passage hash, when it used the same model."""
-    info = manifest.channels.get(channel) if manifest else None
-    if gen is None or manifest is None or info is None or info.model != embedder.name:
-        return {}
-    try:
-        index = vectors.read(gen / info.file)
-        store = open_store(gen, manifest)
-        hashes = store.column("hash")
-        store.close()
-        if len(hashes) != index.ntotal:
-            return {}
-        matrix = vectors.all_rows(index)
-    except (OSError, RuntimeError, IndexCorruptError):
-        return {}
-    return {str(h): matrix[i] for i, h in enumerate(hashes) if h is not None}
-
-
 def _warm_up(embedders: dict[str, Embedder]) -> None:
     """Start loading models in the background: an update's model load (2-5 s) then overlaps reading and writing."""
     for embedder in embedders.values():
         warm = getattr(embedder, "warm", None)
         if warm is not None:
             threading.Thread(target=warm, name="kb-warm-up", daemon=True).start()
-
-
-def _source_key(path: Path, overrides: dict[str, str]) -> str:
-    """File hash plus its metadata overrides and META_VERSION: editing metadata.csv or a .meta.json, or a
-    change in what is read from texts, re-reads the file."""
-    extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
-                       ensure_ascii=False)
-    return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]

@@ -36,6 +36,15 @@ def current_generation(index_dir: Path) -> Path:
     return gen
 
 
+def published(index_dir: Path, loaded: str) -> bool:
+    """Whether a build has published another generation than `loaded` (a reader then reloads)."""
+    try:
+        name = (index_dir / CURRENT).read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return name != loaded
+
+
 def read_manifest(gen: Path) -> dict[str, object]:
     """Parse a generation's manifest.
 

@@ -252,3 +252,11 @@ def _front_matter_date(extra: dict[str, str]) -> str | None:
             except ValueError:
                 return None
     return None
+
+
+def source_key(path: Path, overrides: dict[str, str]) -> str:
+    """File hash plus its metadata overrides and META_VERSION: editing metadata.csv or a .meta.json, or a
+    change in what is read from texts, re-reads the file."""
+    extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
+                       ensure_ascii=False)
+    return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]

@@ -35,9 +35,10 @@ from kb.chunk import Chunk, read_passages
 from kb.embed.cache import EmbeddingCache, embed_passages
 from kb.embed.models import Embedder
 from kb.errors import IngestError, KbError
-from kb.index.build import BuildReport, chunking_settings
+from kb.index.build import chunking_settings
+from kb.index.report import BuildReport
 from kb.ingest.document import DocRow, Document
-from kb.ingest.read import file_sha256, load_sidecars, read_sidecar, walk_corpus
+from kb.ingest.read import load_sidecars, source_key, walk_corpus
 from kb.milvus.schema import (
     ANALYZER_VERSION,
     CHUNK_FIELDS,
@@ -100,7 +101,7 @@ def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], pro
     for doc_id, path in walk_corpus(corpus):
         if in_part(doc_id, part):
             try:
-                keys[doc_id] = _source_key(path, sidecars.get(doc_id, {}))
+                keys[doc_id] = source_key(path, sidecars.get(doc_id, {}))
             except IngestError as exc:
                 report.skipped[doc_id] = exc.reason
             except OSError as exc:
@@ -129,13 +130,6 @@ def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], pro
                                         "marker": MARKER}])
     report.seconds = time.time() - t0
     return report
-
-
-def _source_key(path: Path, overrides: dict[str, str]) -> str:
-    """As kb.index.build: the file's hash plus its metadata overrides and META_VERSION."""
-    extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
-                       ensure_ascii=False)
-    return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]
 
 
 def _prepare(db: MilvusDB, manifest: dict[str, object], channels: dict[str, int], part: tuple[int, int] | None) -> None:

@@ -16,7 +16,7 @@ from rapidfuzz.distance import Indel
 
 from kb import config
 from kb.errors import QueryError
-from kb.index.generations import CURRENT
+from kb.index.generations import published
 from kb.index.loader import QuoteParts, load_quote_parts
 from kb.ingest.document import DocMeta
 from kb.ingest.read import detect_lang
@@ -49,11 +49,7 @@ class QuoteChecker:
 
     def refresh(self) -> bool:
         """Reopen if a build has published a newer generation; True when it did."""
-        try:
-            name = (self.index_dir / CURRENT).read_text(encoding="utf-8").strip()
-        except OSError:
-            return False
-        if name == self.parts.gen.name:
+        if not published(self.index_dir, self.parts.gen.name):
             return False
         with self._lock:
             self.parts = load_quote_parts(self.index_dir)

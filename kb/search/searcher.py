@@ -13,7 +13,7 @@ from kb.catalog.filters import Filters, check_filters, row_mask
 from kb.chunk import Chunk
 from kb.embed.models import Embedder
 from kb.errors import QueryError
-from kb.index.generations import CURRENT
+from kb.index.generations import published
 from kb.index.loader import LoadedIndex, load_index
 from kb.index.vectors import nearest
 from kb.ingest.document import Document
@@ -53,11 +53,7 @@ class Searcher(SearcherBase):
 
     def refresh(self) -> bool:
         """Reload if a build has published a newer generation; True when it did."""
-        try:
-            name = (self.index_dir / CURRENT).read_text(encoding="utf-8").strip()
-        except OSError:
-            return False
-        if name == self.index.gen.name:
+        if not published(self.index_dir, self.index.gen.name):
             return False
         with self._lock:
             self._take(load_index(self.index_dir))
