@@ -72,18 +72,18 @@ def find_iso_date(text: str) -> str | None:
 
 def parse_events(header: str) -> tuple[Event, ...]:
     """Read the 'YYYY年M月D日 event' lines of a LawRefBook-style header."""
-    events = []
-    for m in _EVENT_LINE.finditer(header):
-        date = iso_date(m.group(1), m.group(2), m.group(3))
-        if date:
-            events.append(Event(date, m.group(4).strip()))
-    return tuple(events)
+    return _events(_EVENT_LINE, header)
 
 
 def body_events(head: str) -> tuple[Event, ...]:
     """History stated in the opening lines of a plain text: '（2013年10月25日…通过　根据…修正）'."""
+    return _events(_BODY_EVENT, head)
+
+
+def _events(pattern: re.Pattern[str], text: str) -> tuple[Event, ...]:
+    """Dated events matched by pattern (groups: year, month, day, what happened); impossible dates left out."""
     events = []
-    for m in _BODY_EVENT.finditer(head):
+    for m in pattern.finditer(text):
         date = iso_date(m.group(1), m.group(2), m.group(3))
         if date:
             events.append(Event(date, m.group(4).strip()))

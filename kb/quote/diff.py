@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
-from kb.text.fold import fold_chars
+from kb.text.fold import fold_chars, pieces_between
 
 # A diff token: a number (with its separators), a Latin word (with inner apostrophes or hyphens), or any other
 # single visible character, so each Chinese character is its own token. Whitespace is never a token: a quote
@@ -101,14 +101,4 @@ def sentence_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 def sentences(text: str) -> list[tuple[int, int]]:
     """Spans of the sentences of a quote (stripped, non-empty)."""
-    spans, pos = [], 0
-    for m in _SENTENCE_END.finditer(text):
-        spans.append((pos, m.end()))
-        pos = m.end()
-    spans.append((pos, len(text)))
-    out = []
-    for a, b in spans:
-        piece = text[a:b]
-        if piece.strip():
-            out.append((a + len(piece) - len(piece.lstrip()), a + len(piece.rstrip())))
-    return out
+    return pieces_between(text, [(m.end(), m.end()) for m in _SENTENCE_END.finditer(text)])

@@ -151,15 +151,15 @@ def split_ellipsis(quote: str) -> list[tuple[int, int]] | None:
     marks = list(ELLIPSIS.finditer(quote))
     if not marks:
         return None
-    spans, pos = [], 0
-    for m in marks:
-        spans.append((pos, m.start()))
-        pos = m.end()
-    spans.append((pos, len(quote)))
-    out = []
-    for a, b in spans:
-        part = quote[a:b]
-        if part.strip():
-            lead = len(part) - len(part.lstrip())
-            out.append((a + lead, a + len(part.rstrip())))
+    return pieces_between(quote, [m.span() for m in marks])
+
+
+def pieces_between(text: str, cuts: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans of the non-blank pieces of text around cuts (start, end, in order), each without edge whitespace."""
+    out, pos = [], 0
+    for start, end in [*cuts, (len(text), len(text))]:
+        piece = text[pos:start]
+        if piece.strip():
+            out.append((pos + len(piece) - len(piece.lstrip()), pos + len(piece.rstrip())))
+        pos = end
     return out
