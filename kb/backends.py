@@ -1,4 +1,4 @@
-"""Which index serves a build or a search: the FAISS folder (default) or Milvus (kb.milvus_*)."""
+"""Which index serves a build or a search: the FAISS folder (default) or Milvus (kb.milvus)."""
 from __future__ import annotations
 
 from collections.abc import Callable

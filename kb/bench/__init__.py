@@ -1,1 +1,1 @@
-"""Benchmarks (SciFact, STARD) and speed figures; only the CLI imports these, never the library."""
+"""Benchmarks (SciFact, STARD) and speed figures; only the CLI (kb.commands) imports these, never the library."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kb import config
 from kb.ingest.document import REPEALS_SEP, DocMeta, DocRow
@@ -102,7 +103,7 @@ def spans(docs: Mapping[str, DocRow], today: datetime.date | None = None) -> dic
     return out
 
 
-def documents_in_force(docs: Mapping[str, DocRow], in_force: Mapping[str, Span]) -> list[dict[str, object]]:
+def documents_in_force(docs: Mapping[str, DocRow], in_force: Mapping[str, Span]) -> list[dict[str, Any]]:
     """Document rows (JSON shape) with the validity their span implies, when each is in force, and its versions."""
     out = []
     for doc_id, doc in docs.items():

@@ -47,6 +47,11 @@ def _stem():
     return Stemmer.Stemmer("english").stemWord
 
 
+def reading_order(doc_id: str) -> tuple[str, ...]:
+    """The order walk_corpus yields documents in (path components), which ties are broken by."""
+    return tuple(doc_id.split("/"))
+
+
 def bm25_text(text: str) -> str:
     """What Milvus's analyzer reads: NFKC, lower case, English words as Snowball stems without stopwords.
 

@@ -28,9 +28,8 @@ from kb.errors import IndexMissingError, QueryError
 from kb.index.manifest import Channel
 from kb.ingest.document import DocMeta, DocRow, Document
 from kb.ingest.read import detect_lang
-from kb.milvus.build import reading_order
 from kb.milvus.filters import expression
-from kb.milvus.schema import CHUNK_FIELDS, bm25_text, chunk_from_row
+from kb.milvus.schema import CHUNK_FIELDS, bm25_text, chunk_from_row, reading_order
 from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
 from kb.search.base import SearcherBase
 from kb.search.contract import Rankings

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from kb import config
 from kb.catalog.filters import Facets, Filters, facets
@@ -72,7 +73,7 @@ class SearcherBase:
                     self._embedders[channel] = load_embedder(self.channels[channel].model)
         return self._embedders[channel]
 
-    def documents(self) -> list[dict[str, object]]:
+    def documents(self) -> list[dict[str, Any]]:
         """The indexed documents with metadata, chunk counts, and when each is in force (kb.catalog.timeline)."""
         return documents_in_force(self.docs, self.spans)
 

@@ -7,7 +7,7 @@ folder) and kb.milvus.search (a Milvus collection) only translate a query into t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from kb.catalog.filters import Facets
 from kb.catalog.resolve import Resolved
@@ -61,7 +61,7 @@ class Backend(Protocol):
         """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for `search`'s list)."""
         ...
 
-    def documents(self) -> list[dict[str, object]]:
+    def documents(self) -> list[dict[str, Any]]:
         """The indexed documents with metadata, chunk counts and when each is in force (the `kb docs --json` rows)."""
         ...
 

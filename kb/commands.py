@@ -1,0 +1,225 @@
+"""The CLI's commands: each takes the parsed arguments, prints, and returns the exit status (kb.cli parses)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kb import config
+from kb.errors import QueryError
+from kb.search.contract import Backend
+
+
+def build(args: argparse.Namespace) -> int:
+    if args.backend == "milvus" or args.part:
+        return _build_milvus(args)
+    from tqdm import tqdm
+
+    from kb.embed.models import build_embedders
+    from kb.index.build import build
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if args.no_progress:
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="file" if stage == "read" else "passage",
+                                     file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+        bar.total = total
+        bar.update(done - bar.n)  # update() keeps tqdm's rate estimate, and so the ETA, honest
+
+    report = build(args.corpus, args.index, build_embedders(args.model, args.xling), progress, compact=args.compact)
+    for bar in bars.values():
+        bar.close()
+    print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
+          f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages, "
+          f"{report.embedded} embedded, {report.seconds:.1f}s -> {args.index}/{report.generation}"
+          f"{' (compacted)' if report.compacted else ''}")
+    print("stages: " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in report.stages.items()))
+    for doc_id, reason in sorted(report.skipped.items()):
+        print(f"  skipped {doc_id}: {reason}")
+    for doc_id in report.removed:
+        print(f"  removed {doc_id}")
+    return 0
+
+
+def search(args: argparse.Namespace) -> int:
+    from kb.cite import mark
+
+    if bool(args.question) == bool(args.batch):
+        print("error: give a question or --batch FILE (not both)", file=sys.stderr)
+        return 2
+    searcher = _open(args, model=args.model)
+    filters = {"lang": args.lang, "docs": args.docs, "mode": args.mode, "include_repealed": args.include_repealed,
+               "levels": args.levels, "issuers": args.issuers, "validity": args.validity, "as_of": args.as_of,
+               "date_from": args.date_from, "date_to": args.date_to, "date_field": args.date_field}
+    if args.batch:
+        lines = _batch_lines(args.batch)
+        if lines is None:
+            return 2
+        failed = 0
+        for n, line in enumerate(lines, start=1):
+            try:
+                hits = searcher.search(line, args.k, **filters) if line.strip() else []
+            except QueryError as exc:  # one bad line must not cost the answers to the others, or their order
+                print(f"line {n}: {exc}", file=sys.stderr)
+                hits, failed = [], failed + 1
+            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False), flush=True)
+        return 1 if failed else 0
+    hits = searcher.search(args.question, args.k, **filters)
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
+        return 0
+    narrowed = [f for f, v in (("--lang", args.lang), ("--doc", args.docs), ("--level", args.levels),
+                               ("--issuer", args.issuers), ("--validity", args.validity), ("--as-of", args.as_of),
+                               ("--from", args.date_from), ("--to", args.date_to)) if v]
+    if not hits:
+        print("no results" + (f" (try without {'/'.join(narrowed)})" if narrowed else ""))
+    for h in hits:
+        text = " ".join(mark(h.chunk.text, h.highlights).split())
+        print(f"{h.rank:>2}. {h.citation}  [{h.chunk.doc_id}]  score {h.score:.4f}")
+        if h.meta.validity in config.HIDDEN_VALIDITY or h.meta.validity == "尚未生效":
+            print(f"    ({h.meta.validity})")
+        print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
+    return 0
+
+
+def _batch_lines(path: Path) -> list[str] | None:
+    """The lines of a --batch file, or None after saying on stderr why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def quote(args: argparse.Namespace) -> int:
+    from kb.quote.check import QuoteChecker
+    from kb.quote.diff import render
+
+    if bool(args.text) == bool(args.batch):
+        print("error: give a quote or --batch FILE (not both)", file=sys.stderr)
+        return 2
+    checker = QuoteChecker(args.index)
+    if args.batch:
+        lines = _batch_lines(args.batch)
+        if lines is None:
+            return 2
+        for line in lines:
+            # A blank line keeps its place in the output, so line n of the answers is quote n.
+            out = checker.check(line, args.k).to_dict() if line.strip() else {"quote": "", "verdict": None}
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+        return 0
+    report = checker.check(args.text, args.k)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    print(report.label.upper() + (f" ({report.note})" if report.note else ""))
+    for n, m in enumerate(report.matches, start=1):
+        sim = "" if m.similarity is None else f", similarity {m.similarity:.2f}"
+        print(f"{n:>2}. {m.label}: {m.citation}  [{m.doc_id}]  chars {m.char_start}-{m.char_end}{sim}")
+        if m.also_in:
+            print(f"    also in {len(m.also_in)} more: {', '.join(m.also_in[:3])}{' …' if len(m.also_in) > 3 else ''}")
+        shown = render(m.diff) if m.kind in ("altered", "omissions") else _marked(m.context, m.char_start - m.context_start,
+                                                                   m.char_end - m.context_start)
+        print(f"    {' '.join(shown.split())[:400]}")
+    return 0
+
+
+def _marked(text: str, start: int, end: int) -> str:
+    start, end = max(0, start), min(len(text), end)
+    return f"{text[:start]}**{text[start:end]}**{text[end:]}"
+
+
+def check(args: argparse.Namespace) -> int:
+    from kb.index.verify import verify
+
+    problems = verify(args.corpus, args.index, sample=args.sample, quick=args.quick)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"index {args.index} does not match {args.corpus}: rebuild with "
+              f"`python -m kb build --corpus {args.corpus} --index {args.index}`", file=sys.stderr)
+        return 1
+    print(f"index {args.index} matches corpus {args.corpus}")
+    return 0
+
+
+def docs(args: argparse.Namespace) -> int:
+    searcher = _open(args)
+    if args.facets:
+        print(json.dumps(searcher.facets().to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    docs = searcher.documents()
+    if args.json:
+        print(json.dumps(docs, ensure_ascii=False, indent=1))
+        return 0
+    for d in docs:
+        meta = d["meta"]
+        print("\t".join(str(x or "") for x in (d["doc_id"], d["lang"], d["chunks"], meta.get("level"),
+                                              meta.get("validity"), meta.get("published"), d["title"])))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from kb.bench.evaluate import run
+
+    result = run(args.benchmark, limit=args.limit, index=args.index, corpus=args.corpus, model=args.model,
+                 mode=args.mode, backend=args.backend, uri=args.uri, collection=args.collection, fusion=args.fusion)
+    print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
+          "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    from kb.bench.speed import run
+
+    result = run(args.corpus, args.index, n_stard=args.queries, model=args.model, xling=args.xling,
+                 sample=args.sample, skip=tuple(args.skip))
+    text = json.dumps(result, ensure_ascii=False, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+# --- Milvus backend (kb.backends, kb.milvus) ---
+
+def _open(args: argparse.Namespace, model: str | None = None) -> Backend:
+    from kb.backends import open_searcher
+
+    return open_searcher(args.backend, args.index, args.uri, args.collection, model=model,
+                         fusion=getattr(args, "fusion", None))
+
+
+def _build_milvus(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from kb.backends import build_index, parse_part
+    from kb.embed.models import build_embedders
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if args.no_progress:
+            return
+        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, file=sys.stderr,
+                                                             unit="file" if stage == "read" else "passage"))
+        bar.total = total
+        bar.update(done - bar.n)
+
+    report = build_index(args.backend, args.corpus, build_embedders(args.model, args.xling), uri=args.uri,
+                         collection=args.collection, progress=progress, part=parse_part(args.part))
+    for bar in bars.values():
+        bar.close()
+    print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
+          f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages in the "
+          f"collection, {report.embedded} embedded, {report.seconds:.1f}s -> {args.uri} ({report.generation})")
+    for doc_id, reason in sorted(report.skipped.items()):
+        print(f"  skipped {doc_id}: {reason}")
+    for doc_id in report.removed:
+        print(f"  removed {doc_id}")
+    return 0
