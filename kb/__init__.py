@@ -1,6 +1,7 @@
 """Policy KB: cited hybrid search over Chinese and English policy documents."""
 from kb.backends import build_index, open_searcher
-from kb.catalog.filters import Facets, Filters
+from kb.catalog.facets import Facets
+from kb.catalog.filters import Filters
 from kb.catalog.resolve import Resolved, Resolver, Target
 from kb.catalog.timeline import Span
 from kb.chunk import Chunk, chunk_document

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kb import config
-from kb.catalog.filters import Facets, Filters, facets
+from kb.catalog.facets import Facets, facets
+from kb.catalog.filters import Filters
 from kb.catalog.resolve import Resolved, Resolver
 from kb.catalog.timeline import Span, documents_in_force
 from kb.chunk import Chunk

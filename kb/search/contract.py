@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from kb.catalog.filters import Facets
+from kb.catalog.facets import Facets
 from kb.catalog.resolve import Resolved
 from kb.chunk import Chunk
 from kb.embed.models import Embedder
