@@ -3,6 +3,7 @@
 Run: streamlit run app.py. The question, filters and open document live in the URL, so a link reproduces a search.
 All retrieval, grouping and export logic is in `kb`; this file only lays it out.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -88,8 +89,14 @@ def save_url_state() -> None:
     params: dict[str, str | list[str]] = {}
     if ss.q.strip():
         params["q"] = ss.q.strip()
-    for key, default in (("page", "search"), ("view", "passages"), ("lang", "any"), ("mode", "hybrid"),
-                         ("ui", "auto"), ("k", 10)):
+    for key, default in (
+        ("page", "search"),
+        ("view", "passages"),
+        ("lang", "any"),
+        ("mode", "hybrid"),
+        ("ui", "auto"),
+        ("k", 10),
+    ):
         if ss[key] != default:
             params[key] = str(ss[key])
     if ss.in_docs:
@@ -155,27 +162,50 @@ def sidebar(searcher: Backend, lang: str) -> None:
         st.sidebar.warning(t("unknown_docs", lang, docs=", ".join(unknown[:3])))
         ss.in_docs = [d for d in ss.in_docs if d in titles]
     with st.sidebar:
-        st.radio(t("interface", lang), UI_LANGS, key="ui", horizontal=True,
-                 format_func={"auto": both("auto"), "zh": "中文", "en": "English"}.get)
+        st.radio(
+            t("interface", lang),
+            UI_LANGS,
+            key="ui",
+            horizontal=True,
+            format_func={"auto": both("auto"), "zh": "中文", "en": "English"}.get,
+        )
         pages = ("search", "docs", "quote")
-        st.radio(t("page", lang), pages, key="page_choice", horizontal=True,
-                 index=pages.index(ss.page) if ss.page in pages else 0,
-                 format_func=lambda p: both(f"page_{p}"), on_change=_page_changed)
+        st.radio(
+            t("page", lang),
+            pages,
+            key="page_choice",
+            horizontal=True,
+            index=pages.index(ss.page) if ss.page in pages else 0,
+            format_func=lambda p: both(f"page_{p}"),
+            on_change=_page_changed,
+        )
         st.header(t("filters", lang))
-        st.radio(t("language", lang), LANGS, key="lang", horizontal=True,
-                 format_func={"any": both("any"), "zh": "中文", "en": "English"}.get)
+        st.radio(
+            t("language", lang),
+            LANGS,
+            key="lang",
+            horizontal=True,
+            format_func={"any": both("any"), "zh": "中文", "en": "English"}.get,
+        )
         st.multiselect(t("documents", lang), list(titles), key="in_docs", format_func=lambda d: titles[d])
         facets = searcher.facets()
         known_levels = [level for level, _ in facets.levels]
         ss.levels = [level for level in ss.levels if level in known_levels]
-        st.multiselect(t("levels", lang), known_levels, key="levels",
-                       format_func=lambda v: f"{v} ({dict(facets.levels)[v]})")
+        st.multiselect(
+            t("levels", lang), known_levels, key="levels", format_func=lambda v: f"{v} ({dict(facets.levels)[v]})"
+        )
         low, high = DATE_RANGE
         left, right = st.columns(2)
         left.date_input(t("date_from", lang), key="date_from", min_value=low, max_value=high, format="YYYY-MM-DD")
         right.date_input(t("date_to", lang), key="date_to", min_value=low, max_value=high, format="YYYY-MM-DD")
-        st.date_input(t("as_of", lang), key="as_of", min_value=low, max_value=high, format="YYYY-MM-DD",
-                      help=t("as_of_help", lang))
+        st.date_input(
+            t("as_of", lang),
+            key="as_of",
+            min_value=low,
+            max_value=high,
+            format="YYYY-MM-DD",
+            help=t("as_of_help", lang),
+        )
         st.checkbox(t("include_repealed", lang), key="repealed")
         st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: both(f"mode_{m}"))
         st.slider(t("results_n", lang), 1, MAX_K, key="k")
@@ -188,14 +218,32 @@ def _page_changed() -> None:
 
 def run_search(searcher: Backend, k: int) -> list[Hit]:
     """Search once per distinct question, filters and index generation; reruns reuse the result."""
-    dates = {name: ss[key].isoformat() if ss.get(key) else None
-             for key, name in (("date_from", "date_from"), ("date_to", "date_to"), ("as_of", "as_of"))}
-    key = (searcher.generation, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed,
-           tuple(ss.levels), tuple(dates.values()))
+    dates = {
+        name: ss[key].isoformat() if ss.get(key) else None
+        for key, name in (("date_from", "date_from"), ("date_to", "date_to"), ("as_of", "as_of"))
+    }
+    key = (
+        searcher.generation,
+        ss.q.strip(),
+        k,
+        ss.lang,
+        tuple(ss.in_docs),
+        ss.mode,
+        ss.repealed,
+        tuple(ss.levels),
+        tuple(dates.values()),
+    )
     if ss.get("_hits_key") != key:
-        ss._hits = searcher.search(ss.q, k, lang=None if ss.lang == "any" else ss.lang,
-                                   docs=list(ss.in_docs) or None, mode=ss.mode, include_repealed=ss.repealed,
-                                   levels=list(ss.levels) or None, **dates)
+        ss._hits = searcher.search(
+            ss.q,
+            k,
+            lang=None if ss.lang == "any" else ss.lang,
+            docs=list(ss.in_docs) or None,
+            mode=ss.mode,
+            include_repealed=ss.repealed,
+            levels=list(ss.levels) or None,
+            **dates,
+        )
         ss._hits_key = key
     return ss._hits
 
@@ -216,18 +264,27 @@ def search_page(searcher: Backend, lang: str) -> None:
         st.error(str(exc))
         return
     if not hits:
-        active = [name for name, on in ((t("language", lang), ss.lang != "any"), (t("documents", lang), ss.in_docs),
-                                        (t("levels", lang), ss.levels),
-                                        (t("dates", lang), ss.get("date_from") or ss.get("date_to")),
-                                        (t("as_of", lang), ss.get("as_of")), (t("mode", lang), ss.mode != "hybrid"))
-                  if on]
-        st.warning(t("no_results", lang) + (" " + t("remove_filters", lang, filters=", ".join(active)) if active else ""))
+        active = [
+            name
+            for name, on in (
+                (t("language", lang), ss.lang != "any"),
+                (t("documents", lang), ss.in_docs),
+                (t("levels", lang), ss.levels),
+                (t("dates", lang), ss.get("date_from") or ss.get("date_to")),
+                (t("as_of", lang), ss.get("as_of")),
+                (t("mode", lang), ss.mode != "hybrid"),
+            )
+            if on
+        ]
+        st.warning(
+            t("no_results", lang) + (" " + t("remove_filters", lang, filters=", ".join(active)) if active else "")
+        )
         return
     if ss.view == "answer":
         answer_view(hits, lang)
-        shown = hits[:ss.k]
+        shown = hits[: ss.k]
     else:
-        shown = hits[:ss.k]
+        shown = hits[: ss.k]
         st.caption(t("n_results", lang, n=len(shown), q=ss.q.strip()))
         for hit in shown:
             hit_card(hit, lang)
@@ -243,8 +300,12 @@ def hit_card(hit: Hit, lang: str) -> None:
             st.caption(md_escape(t("also_in", lang, docs=", ".join(hit.also_in))))
         xref_links(hit, lang)
         left, right = st.columns([1, 4])
-        left.button(t("open_source", lang), key=f"open-{hit.chunk.chunk_id}", on_click=open_source,
-                    args=(hit.chunk.doc_id, hit.chunk.ordinal))
+        left.button(
+            t("open_source", lang),
+            key=f"open-{hit.chunk.chunk_id}",
+            on_click=open_source,
+            args=(hit.chunk.doc_id, hit.chunk.ordinal),
+        )
         right.caption(md_escape(t("why", lang, channels=channels_text(hit, lang))))
 
 
@@ -257,8 +318,12 @@ def xref_links(hit: Hit, lang: str) -> None:
     st.caption(t("cites", lang))
     cols = st.columns(min(len(targets), 3) or 1)
     for n, target in enumerate(list(targets.values())[:6]):
-        cols[n % len(cols)].button("→ " + target.citation, key=f"xref-{hit.chunk.chunk_id}-{target.chunk_id}",
-                                   on_click=open_source, args=parse_chunk_id(target.chunk_id))
+        cols[n % len(cols)].button(
+            "→ " + target.citation,
+            key=f"xref-{hit.chunk.chunk_id}-{target.chunk_id}",
+            on_click=open_source,
+            args=parse_chunk_id(target.chunk_id),
+        )
     if missing:
         st.caption(md_escape(t("not_indexed", lang, refs="; ".join(missing[:4]))))
 
@@ -270,11 +335,20 @@ def answer_view(hits: list[Hit], lang: str) -> None:
             st.markdown(f"**{md_escape(group.title)}**")
             st.caption(md_escape(meta_line(group.points[0].hit.meta, (group.doc_id,))))
             for point in group.points:
-                st.html(passage_html(point.sentence, point.highlights, "padding-left:0.8rem;"
-                                     "border-left:3px solid #c9a227;margin:0.2rem 0"))
+                st.html(
+                    passage_html(
+                        point.sentence,
+                        point.highlights,
+                        "padding-left:0.8rem;border-left:3px solid #c9a227;margin:0.2rem 0",
+                    )
+                )
                 left, right = st.columns([1, 4])
-                left.button(t("open_source", lang), key=f"ans-{point.hit.chunk.chunk_id}", on_click=open_source,
-                            args=(point.hit.chunk.doc_id, point.hit.chunk.ordinal))
+                left.button(
+                    t("open_source", lang),
+                    key=f"ans-{point.hit.chunk.chunk_id}",
+                    on_click=open_source,
+                    args=(point.hit.chunk.doc_id, point.hit.chunk.ordinal),
+                )
                 right.caption(f"{point.hit.rank}\\. {md_escape(point.hit.citation)}")
 
 
@@ -283,10 +357,16 @@ def export_box(hits: list[Hit], lang: str) -> None:
         st.caption(t("copy_citations", lang))
         st.code(citations_text(hits), language=None)
         left, right = st.columns(2)
-        left.download_button(t("download_md", lang), to_markdown(hits, ss.q.strip()), "policy-kb-results.md",
-                             "text/markdown", on_click="ignore")
-        right.download_button(t("download_csv", lang), to_csv(hits), "policy-kb-results.csv", "text/csv",
-                              on_click="ignore")
+        left.download_button(
+            t("download_md", lang),
+            to_markdown(hits, ss.q.strip()),
+            "policy-kb-results.md",
+            "text/markdown",
+            on_click="ignore",
+        )
+        right.download_button(
+            t("download_csv", lang), to_csv(hits), "policy-kb-results.csv", "text/csv", on_click="ignore"
+        )
 
 
 def source_page(searcher: Backend, lang: str) -> None:
@@ -355,21 +435,38 @@ def quote_page(lang: str) -> None:
     except KbError as exc:
         st.error(str(exc))
         return
-    show = {"verbatim": st.success, "normalized": st.success, "omissions": st.info, "altered": st.warning,
-            "not_found": st.error}[report.verdict]
+    show = {
+        "verbatim": st.success,
+        "normalized": st.success,
+        "omissions": st.info,
+        "altered": st.warning,
+        "not_found": st.error,
+    }[report.verdict]
     show(f"**{md_escape(report.label.capitalize())}**" + (f": {md_escape(report.note)}" if report.note else ""))
     for n, m in enumerate(report.matches, start=1):
         with st.container(border=True):
             sim = "" if m.similarity is None else f" · {t('similarity', lang)} {m.similarity:.2f}"
             st.markdown(f"**{n}\\. {md_escape(m.citation)}** · {md_escape(m.label)}{sim}")
-            st.caption(md_escape(" · ".join(x for x in (
-                m.doc_id, t("characters", lang, start=m.char_start, end=m.char_end),
-                t("page_n", lang, page=m.page) if m.page else "", m.lang) if x)))
+            st.caption(
+                md_escape(
+                    " · ".join(
+                        x
+                        for x in (
+                            m.doc_id,
+                            t("characters", lang, start=m.char_start, end=m.char_end),
+                            t("page_n", lang, page=m.page) if m.page else "",
+                            m.lang,
+                        )
+                        if x
+                    )
+                )
+            )
             st.html(quote_match_html(m))
             if m.also_in:
                 st.caption(md_escape(t("also_in", lang, docs=", ".join(m.also_in))))
-            st.button(t("open_source", lang), key=f"quote-open-{n}", on_click=open_source_at,
-                      args=(m.doc_id, m.char_start))
+            st.button(
+                t("open_source", lang), key=f"quote-open-{n}", on_click=open_source_at, args=(m.doc_id, m.char_start)
+            )
 
 
 def open_source_at(doc_id: str, offset: int) -> None:
@@ -383,13 +480,25 @@ def open_source_at(doc_id: str, offset: int) -> None:
 def docs_page(searcher: Backend, lang: str) -> None:
     st.header(t("docs_header", lang))
     needle = st.text_input(t("docs_filter", lang), key="docs_needle").strip().lower()
-    docs = [d for d in searcher.documents()
-            if not needle or needle in str(d["title"]).lower() or needle in str(d["doc_id"]).lower()]
-    rows = [{t("col_title", lang): d["title"], t("col_level", lang): d["meta"].get("level"),
-             t("col_issuer", lang): d["meta"].get("issuer"), t("col_published", lang): d["meta"].get("published"),
-             t("col_effective", lang): d["meta"].get("effective"), t("col_validity", lang): d["meta"].get("validity"),
-             t("col_lang", lang): d["lang"], t("col_chunks", lang): d["chunks"], t("col_path", lang): d["doc_id"]}
-            for d in docs]
+    docs = [
+        d
+        for d in searcher.documents()
+        if not needle or needle in str(d["title"]).lower() or needle in str(d["doc_id"]).lower()
+    ]
+    rows = [
+        {
+            t("col_title", lang): d["title"],
+            t("col_level", lang): d["meta"].get("level"),
+            t("col_issuer", lang): d["meta"].get("issuer"),
+            t("col_published", lang): d["meta"].get("published"),
+            t("col_effective", lang): d["meta"].get("effective"),
+            t("col_validity", lang): d["meta"].get("validity"),
+            t("col_lang", lang): d["lang"],
+            t("col_chunks", lang): d["chunks"],
+            t("col_path", lang): d["doc_id"],
+        }
+        for d in docs
+    ]
     st.dataframe(rows, hide_index=True, width="stretch")
     if not docs:
         return

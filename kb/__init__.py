@@ -1,4 +1,5 @@
 """Policy KB: cited hybrid search over Chinese and English policy documents."""
+
 from kb.backends import build_index, open_searcher
 from kb.catalog.facets import Facets
 from kb.catalog.filters import Filters

@@ -1,4 +1,5 @@
 """`python -m kb`."""
+
 from kb.cli import main
 
 raise SystemExit(main())

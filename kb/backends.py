@@ -1,4 +1,5 @@
 """Which index serves a build or a search: the FAISS folder (default) or Milvus (kb.milvus)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,9 +16,15 @@ from kb.search.searcher import Searcher
 BACKENDS = ("faiss", "milvus")
 
 
-def open_searcher(backend: str = "faiss", index: Path | None = None, uri: str | None = None,
-                  collection: str | None = None, model: str | None = None, fusion: str | None = None,
-                  embedders: dict[str, Embedder] | None = None) -> Backend:
+def open_searcher(
+    backend: str = "faiss",
+    index: Path | None = None,
+    uri: str | None = None,
+    collection: str | None = None,
+    model: str | None = None,
+    fusion: str | None = None,
+    embedders: dict[str, Embedder] | None = None,
+) -> Backend:
     """The backend contract (kb.search.contract) over an index folder (Searcher) or a Milvus URI (MilvusSearcher).
 
     Raises:
@@ -27,16 +34,22 @@ def open_searcher(backend: str = "faiss", index: Path | None = None, uri: str | 
         from kb.milvus.search import MilvusSearcher
         from kb.milvus.store import target
 
-        return MilvusSearcher(target(uri, collection), model=model, embedders=embedders,
-                              fusion=fusion or "client")
+        return MilvusSearcher(target(uri, collection), model=model, embedders=embedders, fusion=fusion or "client")
     _check_faiss(backend, uri, fusion)
     return Searcher(index or config.DEFAULT_INDEX, model=model, embedders=embedders)
 
 
-def build_index(backend: str, corpus: Path, embedders: dict[str, Embedder], index: Path | None = None,
-                uri: str | None = None, collection: str | None = None,
-                progress: Callable[[str, int, int], None] | None = None, part: tuple[int, int] | None = None,
-                cache_dir: Path | None = config.CACHE_DIR) -> BuildReport:
+def build_index(
+    backend: str,
+    corpus: Path,
+    embedders: dict[str, Embedder],
+    index: Path | None = None,
+    uri: str | None = None,
+    collection: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    part: tuple[int, int] | None = None,
+    cache_dir: Path | None = config.CACHE_DIR,
+) -> BuildReport:
     """Build or update an index folder, or a Milvus collection (optionally one worker's part of the corpus)."""
     if backend == "milvus":
         from kb.milvus.build import build as milvus_build
@@ -45,8 +58,9 @@ def build_index(backend: str, corpus: Path, embedders: dict[str, Embedder], inde
         return milvus_build(corpus, target(uri, collection), embedders, progress, cache_dir=cache_dir, part=part)
     _check_faiss(backend, uri, None)
     if part is not None:
-        raise KbError("--part splits a build across workers writing one Milvus collection; "
-                      "use it with --backend milvus")
+        raise KbError(
+            "--part splits a build across workers writing one Milvus collection; use it with --backend milvus"
+        )
     return build(corpus, index or config.DEFAULT_INDEX, embedders, progress, cache_dir=cache_dir)
 
 

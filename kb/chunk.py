@@ -1,4 +1,5 @@
 """Document -> Chunks: one per article for statutes, numbered sections for policies, headed windows for English."""
+
 from __future__ import annotations
 
 import re
@@ -86,12 +87,25 @@ def chunk_document(doc: Document) -> list[Chunk]:
         page = doc.page_at(start) if doc.page_spans else None
         page_end = doc.page_at(end - 1) if doc.page_spans else None
         piece = text[start:end]
-        chunks.append(Chunk(
-            chunk_id=chunk_id(doc.doc_id, n), doc_id=doc.doc_id, title=doc.title, ordinal=n, text=piece,
-            char_start=start, char_end=end, lang=detect_lang(piece) if doc.lang == "en" else doc.lang,
-            article=seg.article, article_no=seg.article_no, section=" / ".join(seg.headings) or None,
-            part=part, parts=parts, page=page, page_end=page_end,
-        ))
+        chunks.append(
+            Chunk(
+                chunk_id=chunk_id(doc.doc_id, n),
+                doc_id=doc.doc_id,
+                title=doc.title,
+                ordinal=n,
+                text=piece,
+                char_start=start,
+                char_end=end,
+                lang=detect_lang(piece) if doc.lang == "en" else doc.lang,
+                article=seg.article,
+                article_no=seg.article_no,
+                section=" / ".join(seg.headings) or None,
+                part=part,
+                parts=parts,
+                page=page,
+                page_end=page_end,
+            )
+        )
     return chunks
 
 
@@ -152,16 +166,26 @@ def _units(start: int, end: int, cuts: list[int]) -> list[tuple[int, int]]:
 
 
 _SPLITTER = RecursiveCharacterTextSplitter(
-    chunk_size=config.EN_CHUNK_CHARS, chunk_overlap=config.EN_CHUNK_OVERLAP,
-    separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""], keep_separator="end", add_start_index=True,
+    chunk_size=config.EN_CHUNK_CHARS,
+    chunk_overlap=config.EN_CHUNK_OVERLAP,
+    separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
+    keep_separator="end",
+    add_start_index=True,
     strip_whitespace=True,
 )
 
 
 def _english(text: str) -> list[tuple[int, int, Segment, int, int]]:
     """Sections at Markdown / setext headings; windows within a section by the token budget, with overlap."""
-    marks = [(m.start(), m.end(), len(m.group(1)) if m.group(1) else (1 if m.group(0).rstrip().endswith("=") else 2),
-              (m.group(2) or m.group(3)).strip().strip("*_ ").replace("\\", "")) for m in _EN_HEADING.finditer(text)]
+    marks = [
+        (
+            m.start(),
+            m.end(),
+            len(m.group(1)) if m.group(1) else (1 if m.group(0).rstrip().endswith("=") else 2),
+            (m.group(2) or m.group(3)).strip().strip("*_ ").replace("\\", ""),
+        )
+        for m in _EN_HEADING.finditer(text)
+    ]
     sections: list[tuple[int, int, tuple[str, ...]]] = []
     path: dict[int, str] = {}
     prev_end = 0
@@ -183,7 +207,7 @@ def _english(text: str) -> list[tuple[int, int, Segment, int, int]]:
         windows = []
         for d in docs:
             offset = s + d.metadata["start_index"]
-            if text[offset: offset + len(d.page_content)] != d.page_content:  # splitter lost the place
+            if text[offset : offset + len(d.page_content)] != d.page_content:  # splitter lost the place
                 offset = text.find(d.page_content, s)
             windows.append((offset, offset + len(d.page_content)))
         for part, (ws, we) in enumerate(windows):

@@ -1,4 +1,5 @@
 """Chunk -> citation string and highlight spans: what a reader needs to find the passage again."""
+
 from __future__ import annotations
 
 from kb.chunk import Chunk
@@ -45,7 +46,7 @@ def highlight_spans(text: str, query: str) -> tuple[tuple[int, int], ...]:
     for start, end, token in token_spans(text):
         if token in wanted:
             # Adjacent matches separated only by spaces or hyphens read as one phrase: "live-stream".
-            if spans and (start <= spans[-1][1] or not text[spans[-1][1]:start].strip(" -")):
+            if spans and (start <= spans[-1][1] or not text[spans[-1][1] : start].strip(" -")):
                 spans[-1][1] = max(spans[-1][1], end)
             else:
                 spans.append([start, end])

@@ -1,4 +1,5 @@
 """`python -m kb build | search | quote | check | docs | eval`: thin wrappers over the library."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,14 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build or update the index from a corpus folder")
     b.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
     b.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
-    b.add_argument("--model", default=config.DEFAULT_MODEL,
-                   help="e5 (default), minilm, hashing, or a local sentence-transformers folder")
-    b.add_argument("--xling", default=config.DEFAULT_XLING,
-                   help="cross-lingual channel model ('use', default) or 'none'")
+    b.add_argument(
+        "--model",
+        default=config.DEFAULT_MODEL,
+        help="e5 (default), minilm, hashing, or a local sentence-transformers folder",
+    )
+    b.add_argument(
+        "--xling", default=config.DEFAULT_XLING, help="cross-lingual channel model ('use', default) or 'none'"
+    )
     b.add_argument("--no-progress", action="store_true")
     b.add_argument("--compact", action="store_true", help="rewrite the whole index instead of appending the changes")
 
@@ -35,20 +40,46 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--lang", choices=("zh", "en"))
     s.add_argument("--doc", action="append", dest="docs", help="restrict to this doc_id (repeatable)")
     s.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
-    s.add_argument("--include-repealed", action="store_true",
-                   help="also rank texts marked 已废止 (repealed) or 已修改 (superseded)")
-    s.add_argument("--level", action="append", dest="levels", metavar="LEVEL",
-                   help="keep this level: 法律, 行政法规, 部门规章, 司法解释, 地方性法规, commentary ... (repeatable)")
-    s.add_argument("--issuer", action="append", dest="issuers", metavar="NAME",
-                   help="keep texts whose issuing body contains NAME (repeatable)")
-    s.add_argument("--validity", action="append", metavar="STATUS",
-                   help="keep texts with this status: 现行有效, 已修改, 已废止, 尚未生效 (repeatable)")
-    s.add_argument("--as-of", "--valid-on", dest="as_of", metavar="DATE",
-                   help="keep the texts in force on DATE (YYYY-MM-DD), whichever version that was")
+    s.add_argument(
+        "--include-repealed",
+        action="store_true",
+        help="also rank texts marked 已废止 (repealed) or 已修改 (superseded)",
+    )
+    s.add_argument(
+        "--level",
+        action="append",
+        dest="levels",
+        metavar="LEVEL",
+        help="keep this level: 法律, 行政法规, 部门规章, 司法解释, 地方性法规, commentary ... (repeatable)",
+    )
+    s.add_argument(
+        "--issuer",
+        action="append",
+        dest="issuers",
+        metavar="NAME",
+        help="keep texts whose issuing body contains NAME (repeatable)",
+    )
+    s.add_argument(
+        "--validity",
+        action="append",
+        metavar="STATUS",
+        help="keep texts with this status: 现行有效, 已修改, 已废止, 尚未生效 (repeatable)",
+    )
+    s.add_argument(
+        "--as-of",
+        "--valid-on",
+        dest="as_of",
+        metavar="DATE",
+        help="keep the texts in force on DATE (YYYY-MM-DD), whichever version that was",
+    )
     s.add_argument("--from", dest="date_from", metavar="DATE", help="keep texts dated on or after DATE")
     s.add_argument("--to", dest="date_to", metavar="DATE", help="keep texts dated on or before DATE")
-    s.add_argument("--date-field", choices=("published", "effective"), default="published",
-                   help="which date --from/--to compare (default: published)")
+    s.add_argument(
+        "--date-field",
+        choices=("published", "effective"),
+        default="published",
+        help="which date --from/--to compare (default: published)",
+    )
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
 
@@ -72,14 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     # --backend milvus: the same commands against a milvus-lite file or a Milvus server (kb.backends).
     for command in (b, s, d):
         _backend_options(command, fusion=command is s)
-    b.add_argument("--part", metavar="I/N", help="milvus: write only worker I's share of N workers (see docs/MILVUS.md)")
+    b.add_argument(
+        "--part", metavar="I/N", help="milvus: write only worker I's share of N workers (see docs/MILVUS.md)"
+    )
 
     e = sub.add_parser("eval", help="run a benchmark: scifact or stard")
     e.add_argument("benchmark", choices=("scifact", "stard"))
     _backend_options(e, fusion=True)
     e.add_argument("--limit", type=int, default=None, help="first N queries only")
     e.add_argument("--index", type=Path, default=None, help="index folder to (re)use; built if missing")
-    e.add_argument("--corpus", type=Path, default=None, help="STARD: corpus folder (default corpus/lawrefbook-national)")
+    e.add_argument(
+        "--corpus", type=Path, default=None, help="STARD: corpus folder (default corpus/lawrefbook-national)"
+    )
     e.add_argument("--model", default=config.DEFAULT_MODEL)
     e.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
     e.add_argument("--json", action="store_true")
@@ -91,20 +126,33 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--xling", default="none", help="cross-lingual channel for the build ('none' by default)")
     m.add_argument("--queries", type=int, default=200, help="STARD train questions in the query set (plus 20 English)")
     m.add_argument("--sample", type=int, default=512, help="passages for the encoder throughput phase")
-    m.add_argument("--skip", action="append", default=[],
-                   choices=("ingest", "encoder", "build", "serve", "ann", "update"), help="leave a phase out")
+    m.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("ingest", "encoder", "build", "serve", "ann", "update"),
+        help="leave a phase out",
+    )
     m.add_argument("--out", type=Path, help="also write the JSON figures here")
     return p
 
 
 def _backend_options(command: argparse.ArgumentParser, fusion: bool) -> None:
-    command.add_argument("--backend", choices=("faiss", "milvus"), default=config.env("KB_BACKEND") or "faiss",
-                         help="faiss: the index folder (default); milvus: a Milvus collection at --uri")
+    command.add_argument(
+        "--backend",
+        choices=("faiss", "milvus"),
+        default=config.env("KB_BACKEND") or "faiss",
+        help="faiss: the index folder (default); milvus: a Milvus collection at --uri",
+    )
     command.add_argument("--uri", help="milvus: a milvus-lite file (kb.db) or a server URL (http://host:19530)")
     command.add_argument("--collection", help="milvus: base name of the collections (default policy_kb)")
     if fusion:
-        command.add_argument("--fusion", choices=("client", "milvus"), default=None,
-                             help="milvus: weighted RRF here (client, default) or Milvus's hybrid_search RRF")
+        command.add_argument(
+            "--fusion",
+            choices=("client", "milvus"),
+            default=None,
+            help="milvus: weighted RRF here (client, default) or Milvus's hybrid_search RRF",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,9 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return {"build": commands.build, "search": commands.search, "quote": commands.quote,
-                "check": commands.check, "docs": commands.docs, "eval": commands.evaluate,
-                "bench": commands.bench}[args.command](args)
+        return {
+            "build": commands.build,
+            "search": commands.search,
+            "quote": commands.quote,
+            "check": commands.check,
+            "docs": commands.docs,
+            "eval": commands.evaluate,
+            "bench": commands.bench,
+        }[args.command](args)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

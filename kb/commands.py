@@ -1,4 +1,5 @@
 """The CLI's commands: each takes the parsed arguments, prints, and returns the exit status (kb.cli parses)."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,18 +27,26 @@ def build(args: argparse.Namespace) -> int:
             return
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="file" if stage == "read" else "passage",
-                                     file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+            bar = bars[stage] = tqdm(
+                total=total,
+                desc=stage,
+                unit="file" if stage == "read" else "passage",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=1.0,
+            )
         bar.total = total
         bar.update(done - bar.n)  # update() keeps tqdm's rate estimate, and so the ETA, honest
 
     report = build(args.corpus, args.index, build_embedders(args.model, args.xling), progress, compact=args.compact)
     for bar in bars.values():
         bar.close()
-    print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
-          f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages, "
-          f"{report.embedded} embedded, {report.seconds:.1f}s -> {args.index}/{report.generation}"
-          f"{' (compacted)' if report.compacted else ''}")
+    print(
+        f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
+        f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages, "
+        f"{report.embedded} embedded, {report.seconds:.1f}s -> {args.index}/{report.generation}"
+        f"{' (compacted)' if report.compacted else ''}"
+    )
     print("stages: " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in report.stages.items()))
     for doc_id, reason in sorted(report.skipped.items()):
         print(f"  skipped {doc_id}: {reason}")
@@ -53,9 +62,19 @@ def search(args: argparse.Namespace) -> int:
         print("error: give a question or --batch FILE (not both)", file=sys.stderr)
         return 2
     searcher = _open(args, model=args.model)
-    filters = {"lang": args.lang, "docs": args.docs, "mode": args.mode, "include_repealed": args.include_repealed,
-               "levels": args.levels, "issuers": args.issuers, "validity": args.validity, "as_of": args.as_of,
-               "date_from": args.date_from, "date_to": args.date_to, "date_field": args.date_field}
+    filters = {
+        "lang": args.lang,
+        "docs": args.docs,
+        "mode": args.mode,
+        "include_repealed": args.include_repealed,
+        "levels": args.levels,
+        "issuers": args.issuers,
+        "validity": args.validity,
+        "as_of": args.as_of,
+        "date_from": args.date_from,
+        "date_to": args.date_to,
+        "date_field": args.date_field,
+    }
     if args.batch:
         lines = _batch_lines(args.batch)
         if lines is None:
@@ -73,9 +92,20 @@ def search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return 0
-    narrowed = [f for f, v in (("--lang", args.lang), ("--doc", args.docs), ("--level", args.levels),
-                               ("--issuer", args.issuers), ("--validity", args.validity), ("--as-of", args.as_of),
-                               ("--from", args.date_from), ("--to", args.date_to)) if v]
+    narrowed = [
+        f
+        for f, v in (
+            ("--lang", args.lang),
+            ("--doc", args.docs),
+            ("--level", args.levels),
+            ("--issuer", args.issuers),
+            ("--validity", args.validity),
+            ("--as-of", args.as_of),
+            ("--from", args.date_from),
+            ("--to", args.date_to),
+        )
+        if v
+    ]
     if not hits:
         print("no results" + (f" (try without {'/'.join(narrowed)})" if narrowed else ""))
     for h in hits:
@@ -123,8 +153,11 @@ def quote(args: argparse.Namespace) -> int:
         print(f"{n:>2}. {m.label}: {m.citation}  [{m.doc_id}]  chars {m.char_start}-{m.char_end}{sim}")
         if m.also_in:
             print(f"    also in {len(m.also_in)} more: {', '.join(m.also_in[:3])}{' …' if len(m.also_in) > 3 else ''}")
-        shown = render(m.diff) if m.kind in ("altered", "omissions") else _marked(m.context, m.char_start - m.context_start,
-                                                                   m.char_end - m.context_start)
+        shown = (
+            render(m.diff)
+            if m.kind in ("altered", "omissions")
+            else _marked(m.context, m.char_start - m.context_start, m.char_end - m.context_start)
+        )
         print(f"    {' '.join(shown.split())[:400]}")
     return 0
 
@@ -141,8 +174,11 @@ def check(args: argparse.Namespace) -> int:
     for line in problems:
         print(line, file=sys.stderr)
     if problems:
-        print(f"index {args.index} does not match {args.corpus}: rebuild with "
-              f"`python -m kb build --corpus {args.corpus} --index {args.index}`", file=sys.stderr)
+        print(
+            f"index {args.index} does not match {args.corpus}: rebuild with "
+            f"`python -m kb build --corpus {args.corpus} --index {args.index}`",
+            file=sys.stderr,
+        )
         return 1
     print(f"index {args.index} matches corpus {args.corpus}")
     return 0
@@ -159,26 +195,58 @@ def docs(args: argparse.Namespace) -> int:
         return 0
     for d in docs:
         meta = d["meta"]
-        print("\t".join(str(x or "") for x in (d["doc_id"], d["lang"], d["chunks"], meta.get("level"),
-                                              meta.get("validity"), meta.get("published"), d["title"])))
+        print(
+            "\t".join(
+                str(x or "")
+                for x in (
+                    d["doc_id"],
+                    d["lang"],
+                    d["chunks"],
+                    meta.get("level"),
+                    meta.get("validity"),
+                    meta.get("published"),
+                    d["title"],
+                )
+            )
+        )
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
     from kb.bench.evaluate import run
 
-    result = run(args.benchmark, limit=args.limit, index=args.index, corpus=args.corpus, model=args.model,
-                 mode=args.mode, backend=args.backend, uri=args.uri, collection=args.collection, fusion=args.fusion)
-    print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
-          "\n".join(f"{k}: {v}" for k, v in result.items()))
+    result = run(
+        args.benchmark,
+        limit=args.limit,
+        index=args.index,
+        corpus=args.corpus,
+        model=args.model,
+        mode=args.mode,
+        backend=args.backend,
+        uri=args.uri,
+        collection=args.collection,
+        fusion=args.fusion,
+    )
+    print(
+        json.dumps(result, ensure_ascii=False, indent=1)
+        if args.json
+        else "\n".join(f"{k}: {v}" for k, v in result.items())
+    )
     return 0
 
 
 def bench(args: argparse.Namespace) -> int:
     from kb.bench.speed import run
 
-    result = run(args.corpus, args.index, n_stard=args.queries, model=args.model, xling=args.xling,
-                 sample=args.sample, skip=tuple(args.skip))
+    result = run(
+        args.corpus,
+        args.index,
+        n_stard=args.queries,
+        model=args.model,
+        xling=args.xling,
+        sample=args.sample,
+        skip=tuple(args.skip),
+    )
     text = json.dumps(result, ensure_ascii=False, indent=1)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
@@ -188,11 +256,13 @@ def bench(args: argparse.Namespace) -> int:
 
 # --- Milvus backend (kb.backends, kb.milvus) ---
 
+
 def _open(args: argparse.Namespace, model: str | None = None) -> Backend:
     from kb.backends import open_searcher
 
-    return open_searcher(args.backend, args.index, args.uri, args.collection, model=model,
-                         fusion=getattr(args, "fusion", None))
+    return open_searcher(
+        args.backend, args.index, args.uri, args.collection, model=model, fusion=getattr(args, "fusion", None)
+    )
 
 
 def _build_milvus(args: argparse.Namespace) -> int:
@@ -206,18 +276,28 @@ def _build_milvus(args: argparse.Namespace) -> int:
     def progress(stage: str, done: int, total: int) -> None:
         if args.no_progress:
             return
-        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, file=sys.stderr,
-                                                             unit="file" if stage == "read" else "passage"))
+        bar = bars.get(stage) or bars.setdefault(
+            stage, tqdm(total=total, desc=stage, file=sys.stderr, unit="file" if stage == "read" else "passage")
+        )
         bar.total = total
         bar.update(done - bar.n)
 
-    report = build_index(args.backend, args.corpus, build_embedders(args.model, args.xling), uri=args.uri,
-                         collection=args.collection, progress=progress, part=parse_part(args.part))
+    report = build_index(
+        args.backend,
+        args.corpus,
+        build_embedders(args.model, args.xling),
+        uri=args.uri,
+        collection=args.collection,
+        progress=progress,
+        part=parse_part(args.part),
+    )
     for bar in bars.values():
         bar.close()
-    print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
-          f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages in the "
-          f"collection, {report.embedded} embedded, {report.seconds:.1f}s -> {args.uri} ({report.generation})")
+    print(
+        f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
+        f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages in the "
+        f"collection, {report.embedded} embedded, {report.seconds:.1f}s -> {args.uri} ({report.generation})"
+    )
     for doc_id, reason in sorted(report.skipped.items()):
         print(f"  skipped {doc_id}: {reason}")
     for doc_id in report.removed:

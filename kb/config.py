@@ -3,6 +3,7 @@
 Reading the environment happens here only: `VARIABLES` lists each variable with its default and meaning (the
 README's table is checked against it), `env()` reads one. Importing this module changes nothing.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,9 @@ class Variable:
 
 VARIABLES = (
     Variable("KB_CORPUS", "`corpus/` in the checkout", "corpus folder that `build` and `check` read"),
-    Variable("KB_INDEX", "`index/` in the checkout", "index folder that `build` writes and search, quote and the app read"),
+    Variable(
+        "KB_INDEX", "`index/` in the checkout", "index folder that `build` writes and search, quote and the app read"
+    ),
     Variable("KB_CACHE_DIR", "`~/.cache/policy-kb`", "embedding cache: passage vectors by model and text hash"),
     Variable("KB_MODEL", "`e5`", "embedding model for a build: e5, minilm, hashing or a local model folder"),
     Variable("KB_XLING", "`use`", "cross-lingual channel model for a build, or `none`"),
@@ -36,15 +39,21 @@ VARIABLES = (
     Variable("KB_PDF_TIMEOUT", "`300`", "seconds the PDF text extraction of one file may take"),
     Variable("KB_ANN_MIN_ROWS", "`300000`", "passages from which the vectors get an IVF index instead of exact search"),
     Variable("KB_BACKEND", "`faiss`", "backend of the CLI and the app: `faiss` (index folder) or `milvus`"),
-    Variable("KB_MILVUS_URI", "none", "Milvus: a milvus-lite file (`kb.db`) or a server URL, when `--uri` is not given"),
+    Variable(
+        "KB_MILVUS_URI", "none", "Milvus: a milvus-lite file (`kb.db`) or a server URL, when `--uri` is not given"
+    ),
     Variable("KB_MILVUS_COLLECTION", "`policy_kb`", "Milvus: base name of the collections"),
     Variable("KB_MILVUS_INDEX", "`FLAT`", "Milvus: vector index type (FLAT, HNSW, IVF_FLAT)"),
     Variable("KB_MILVUS_SHARDS", "`1`", "Milvus: shards of a new collection"),
     Variable("KB_MILVUS_CONSISTENCY", "`Bounded`", "Milvus: consistency level of searches"),
     Variable("KB_MILVUS_TOKEN", "none", "Milvus: token for a server that requires one"),
-    Variable("KB_MILVUS_LOCK_TIMEOUT", "`3600`", "Milvus: seconds a builder waits for its turn to write a milvus-lite file"),
+    Variable(
+        "KB_MILVUS_LOCK_TIMEOUT", "`3600`", "Milvus: seconds a builder waits for its turn to write a milvus-lite file"
+    ),
     Variable("KB_BENCH_DIR", "`.kb-cache/bench` in the checkout", "benchmark indexes (`kb eval`, `kb bench`)"),
-    Variable("KB_BENCH_CORPORA", "`.kb-cache/corpora` in the checkout", "benchmark corpora (STARD's LawRefBook import)"),
+    Variable(
+        "KB_BENCH_CORPORA", "`.kb-cache/corpora` in the checkout", "benchmark corpora (STARD's LawRefBook import)"
+    ),
 )
 _DECLARED = frozenset(v.name for v in VARIABLES)
 

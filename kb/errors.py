@@ -1,4 +1,5 @@
 """Exceptions raised by the library; each message says what to do about it."""
+
 from __future__ import annotations
 
 

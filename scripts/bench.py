@@ -1,4 +1,5 @@
 """Speed, size and memory figures for a corpus and its index: `python scripts/bench.py --corpus DIR --index DIR`."""
+
 from __future__ import annotations
 
 import sys

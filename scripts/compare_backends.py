@@ -9,6 +9,7 @@ results the share of questions whose first passage is the same and the mean over
 question is then searched (k=100, as `kb eval`) by one backend right after the other, so on a shared machine
 both latency columns see the same load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
-          "\n".join(f"{k}: {v}" for k, v in result.items()))
+    print(
+        json.dumps(result, ensure_ascii=False, indent=1)
+        if args.json
+        else "\n".join(f"{k}: {v}" for k, v in result.items())
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Run a retrieval benchmark: `python scripts/evaluate.py scifact|stard [--limit N] [--model e5] [--mode hybrid]`."""
+
 from __future__ import annotations
 
 import sys

@@ -8,6 +8,7 @@ folder and moved into place at the end, so a failed run leaves DEST as it was. -
 written by an earlier import, never a folder this script did not write. The mapping and validity rules are
 in kb/lawrefbook.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--national-only", action="store_true", help="skip DLC/ (local regulations)")
     parser.add_argument("--include-cases", action="store_true", help="also copy 案例/ (court cases)")
     parser.add_argument("--force", action="store_true", help="replace DEST if it holds an earlier import")
-    parser.add_argument("--commit", default=lrb.UPSTREAM_COMMIT,
-                        help="upstream commit named in DEST/README.md (default: the shared snapshot's)")
+    parser.add_argument(
+        "--commit",
+        default=lrb.UPSTREAM_COMMIT,
+        help="upstream commit named in DEST/README.md (default: the shared snapshot's)",
+    )
     return parser.parse_args(argv)
 
 
@@ -73,8 +77,10 @@ def check_dest(dest: Path, force: bool) -> None:
     readme = dest / "README.md"
     if not (readme.is_file() and MARKER in readme.read_text(encoding="utf-8", errors="replace")):
         # --force on, say, corpus/ instead of corpus/lawrefbook/ must not wipe the user's other documents.
-        raise CorpusError(f"DEST {dest} is not empty and was not written by import_lawrefbook.py; refusing "
-                          "to replace it even with --force: remove it by hand or choose another DEST")
+        raise CorpusError(
+            f"DEST {dest} is not empty and was not written by import_lawrefbook.py; refusing "
+            "to replace it even with --force: remove it by hand or choose another DEST"
+        )
 
 
 def render_readme(args: argparse.Namespace, plan: lrb.ImportPlan, rows: int) -> str:
@@ -106,11 +112,15 @@ def summary(plan: lrb.ImportPlan, rows: int, seconds: float) -> str:
     """The stderr report."""
     lines = [f"copied {len(plan.copy)} Markdown files in {seconds:.1f}s"]
     lines += [f"skipped {len(paths)}: {reason}" for reason, paths in sorted(plan.skipped.items())]
-    lines.append(f"metadata rows: {rows} of {len(plan.copy)} files"
-                 f" ({len(plan.matched_by_name)} matched on name+date in another folder)")
+    lines.append(
+        f"metadata rows: {rows} of {len(plan.copy)} files"
+        f" ({len(plan.matched_by_name)} matched on name+date in another folder)"
+    )
     lines += [f"  no db row: {path}" for path in plan.copy if path not in plan.matched][:20]
-    for label, records in (("db row without a file", plan.rows_without_file),
-                           ("db row sharing a file with another row", plan.rows_sharing_file)):
+    for label, records in (
+        ("db row without a file", plan.rows_without_file),
+        ("db row sharing a file with another row", plan.rows_sharing_file),
+    ):
         lines += [f"  {label}: {r.folder}/{r.name} ({r.publish or 'no date'})" for r in records[:20]]
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ document: a half-written index would show up as an error or a passage that is no
 
 Prints one JSON object with the counts; exits non-zero if anything went wrong.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,15 @@ def write_corpus(corpus: Path, n_docs: int, round_no: int) -> None:
     for i in range(n_docs):
         path = corpus / f"doc{i:04d}.txt"
         if i % 7 == round_no % 7 or not path.exists():
-            articles = "\n".join(f"第{n}条 第{i}号规定第{n}条：跨境电商企业、平台和海关在第{round_no}轮修订中的义务，"
-                                 f"包括便利通关、村级取货点和退货安排。" for n in range(1, 12))
+            articles = "\n".join(
+                f"第{n}条 第{i}号规定第{n}条：跨境电商企业、平台和海关在第{round_no}轮修订中的义务，"
+                f"包括便利通关、村级取货点和退货安排。"
+                for n in range(1, 12)
+            )
             path.write_text(f"规定{i}\n\n{articles}\n", encoding="utf-8")
-    (corpus / "notes.txt").write_text(f"Round {round_no}: cross-border returns and village pick-up points.\n" * 20,
-                                      encoding="utf-8")
+    (corpus / "notes.txt").write_text(
+        f"Round {round_no}: cross-border returns and village pick-up points.\n" * 20, encoding="utf-8"
+    )
 
 
 def check_index(index: Path) -> int:
@@ -53,7 +58,7 @@ def _check_hits(searcher: object, query: str) -> int:
     hits = searcher.search(query, 5)  # type: ignore[attr-defined]
     for hit in hits:
         doc, _ = searcher.source(hit.chunk.doc_id)  # type: ignore[attr-defined]
-        if doc.text[hit.chunk.char_start:hit.chunk.char_end] != hit.chunk.text:
+        if doc.text[hit.chunk.char_start : hit.chunk.char_end] != hit.chunk.text:
             raise AssertionError(f"{hit.chunk.chunk_id}: passage text does not match its document")
     return len(hits)
 
@@ -78,9 +83,26 @@ def _search_loop(index: str, stop: object, counts: object, errors: object) -> No
 
 
 def run_build(corpus: Path, index: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kb", "build", "--corpus", str(corpus), "--index", str(index),
-                             "--model", "hashing", "--xling", "none", "--no-progress"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kb",
+            "build",
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(index),
+            "--model",
+            "hashing",
+            "--xling",
+            "none",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,9 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     stop, counts, errors = ctx.Event(), ctx.Value("i", 0), ctx.Value("i", 0)
     workers: list[threading.Thread | mp.process.BaseProcess] = [
-        threading.Thread(target=_search_loop, args=(str(index), stop, counts, errors)) for _ in range(args.threads)]
-    workers += [ctx.Process(target=_search_loop, args=(str(index), stop, counts, errors))
-                for _ in range(args.processes)]
+        threading.Thread(target=_search_loop, args=(str(index), stop, counts, errors)) for _ in range(args.threads)
+    ]
+    workers += [
+        ctx.Process(target=_search_loop, args=(str(index), stop, counts, errors)) for _ in range(args.processes)
+    ]
     for w in workers:
         w.start()
     kills = survived = completed = 0
@@ -140,10 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     for w in workers:
         w.join(timeout=60)
     leftovers = sorted(p.name for p in index.iterdir() if ".tmp" in p.name)
-    report = {"rounds": args.kills, "kills": kills, "builds_completed_before_kill": completed,
-              "index_usable_after_round": survived, "final_build_ok": final_ok,
-              "searches_served_during_rebuilds": counts.value, "search_errors": errors.value,
-              "temporary_folders_left": leftovers, "build_seconds": round(build_s, 2), "problems": problems}
+    report = {
+        "rounds": args.kills,
+        "kills": kills,
+        "builds_completed_before_kill": completed,
+        "index_usable_after_round": survived,
+        "final_build_ok": final_ok,
+        "searches_served_during_rebuilds": counts.value,
+        "search_errors": errors.value,
+        "temporary_folders_left": leftovers,
+        "build_seconds": round(build_s, 2),
+        "problems": problems,
+    }
     print(json.dumps(report, ensure_ascii=False))
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -13,6 +13,7 @@ rows reads every document that a corpus's metadata.csv describes (a LawRefBook i
 documents whose metadata differs from their row in any non-empty level, date, validity or region cell.
 No index and no model are needed: the corpus is read and chunked in memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,11 +53,19 @@ class MetaScore:
         return self.extracted[name] / self.documents if self.documents else 0.0
 
     def to_dict(self) -> dict[str, object]:
-        return {"documents": self.documents,
-                "fields": {f: {"extracted": self.extracted[f], "right": self.right[f],
-                               "precision": round(self.precision(f), 4), "coverage": round(self.coverage(f), 4)}
-                           for f in META_FIELDS},
-                "misses": [{"doc_id": d, "field": f, "got": g, "gold": w} for d, f, g, w in self.misses]}
+        return {
+            "documents": self.documents,
+            "fields": {
+                f: {
+                    "extracted": self.extracted[f],
+                    "right": self.right[f],
+                    "precision": round(self.precision(f), 4),
+                    "coverage": round(self.coverage(f), 4),
+                }
+                for f in META_FIELDS
+            },
+            "misses": [{"doc_id": d, "field": f, "got": g, "gold": w} for d, f, g, w in self.misses],
+        }
 
 
 def score_meta(corpus: Path, gold: Path) -> MetaScore:
@@ -97,9 +106,16 @@ class XrefScore:
         return self.resolved / self.in_corpus if self.in_corpus else 0.0
 
     def to_dict(self) -> dict[str, object]:
-        return {"found": self.found, "in_corpus": self.in_corpus, "resolved": self.resolved,
-                "rate": round(self.rate, 4), "by_kind": dict(self.by_kind), "outside": dict(self.outside),
-                "failures": [list(f) for f in self.failures], "uncovered": [list(u) for u in self.uncovered]}
+        return {
+            "found": self.found,
+            "in_corpus": self.in_corpus,
+            "resolved": self.resolved,
+            "rate": round(self.rate, 4),
+            "by_kind": dict(self.by_kind),
+            "outside": dict(self.outside),
+            "failures": [list(f) for f in self.failures],
+            "uncovered": [list(u) for u in self.uncovered],
+        }
 
 
 def load_corpus(corpus: Path, within: str = "") -> tuple[dict[str, DocRow], list[Chunk]]:
@@ -133,9 +149,12 @@ def score_xref(corpus: Path, prefix: str, within: str = "") -> XrefScore:
         covered = [(r.ref.start, r.ref.end) for r in results]
         heads = {s for s, _, _ in find_articles(chunk.text)}
         for m in _MENTION.finditer(chunk.text):
-            if m.start() not in heads and cn_number(m.group(1)) is not None and \
-                    not any(s <= m.start() < e for s, e in covered):
-                score.uncovered.append((chunk.chunk_id, chunk.text[max(0, m.start() - 12):m.end() + 4]))
+            if (
+                m.start() not in heads
+                and cn_number(m.group(1)) is not None
+                and not any(s <= m.start() < e for s, e in covered)
+            ):
+                score.uncovered.append((chunk.chunk_id, chunk.text[max(0, m.start() - 12) : m.end() + 4]))
         for res in results:
             score.found += 1
             score.by_kind[res.ref.kind] += 1
@@ -171,8 +190,7 @@ def check_rows(corpus: Path) -> dict[str, object]:
                 filled[name] += 1
                 if getattr(meta, name) != row[name]:
                     differ.append((doc_id, name, getattr(meta, name), row[name]))
-    return {"rows": len(sidecars), "cells": dict(filled), "differ": [list(d) for d in differ],
-            "unreadable": unreadable}
+    return {"rows": len(sidecars), "cells": dict(filled), "differ": [list(d) for d in differ], "unreadable": unreadable}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result, ensure_ascii=False, indent=1))
                 return 0
             print(f"{result['rows']} rows; non-empty cells checked: {result['cells']}")
-            print(f"documents differing from their row: {len({d[0] for d in result['differ']})}; "  # type: ignore[union-attr]
-                  f"unreadable: {len(result['unreadable'])}")  # type: ignore[arg-type]
+            print(
+                f"documents differing from their row: {len({d[0] for d in result['differ']})}; "  # type: ignore[union-attr]
+                f"unreadable: {len(result['unreadable'])}"
+            )  # type: ignore[arg-type]
             for doc_id, name, got, want in result["differ"][:20]:  # type: ignore[index]
                 print(f"  {doc_id} {name}: got {got}, row {want}")
             return 0
@@ -211,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             print(f"{result.documents} documents")
             for name in META_FIELDS:
-                print(f"{name:<10} precision {result.right[name]}/{result.extracted[name]} = "
-                      f"{result.precision(name):.3f}   coverage {result.coverage(name):.3f}")
+                print(
+                    f"{name:<10} precision {result.right[name]}/{result.extracted[name]} = "
+                    f"{result.precision(name):.3f}   coverage {result.coverage(name):.3f}"
+                )
             for doc_id, name, got, want in result.misses:
                 print(f"  miss {doc_id} {name}: got {got}, gold {want or '(unknown)'}")
             return 0
@@ -221,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(score.to_dict(), ensure_ascii=False, indent=1))
             return 0
         print(f"references found {score.found} ({', '.join(f'{k} {v}' for k, v in score.by_kind.most_common())})")
-        print(f"naming a document in the corpus {score.in_corpus}; resolved to a chunk {score.resolved} "
-              f"= {score.rate:.3f}")
+        print(
+            f"naming a document in the corpus {score.in_corpus}; resolved to a chunk {score.resolved} "
+            f"= {score.rate:.3f}"
+        )
         print("cited, not in the corpus: " + ", ".join(f"{t} x{n}" for t, n in score.outside.most_common()))
         for chunk_id, text, reason in score.failures:
             print(f"  failed {chunk_id}: {text} ({reason})")

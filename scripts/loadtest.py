@@ -5,6 +5,7 @@ Reports, per concurrency level, throughput and p50 / p95 / p99 latency and the e
 
     .venv/bin/python scripts/loadtest.py [--index index] [--users 1 5 10 20] [--per-user 20] [--mode hybrid]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,11 +20,21 @@ from pathlib import Path
 from kb.search.searcher import Searcher
 
 QUESTIONS = [
-    "网购商品无理由退货期限", "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗", "电子商务平台经营者的责任",
-    "直播营销人员应当遵守哪些规定", "个人信息保护 平台", "跨境电子商务综合试验区", "农村电商 物流 县域",
-    "what measures address live-stream talent", "seven-day no-reason return of goods bought online",
-    "cross-border e-commerce pilot zones", "platform liability for counterfeit goods", "consumer personal information",
-    "rural e-commerce logistics", "live-streaming censorship", "Xiaohongshu community norms on advertising",
+    "网购商品无理由退货期限",
+    "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗",
+    "电子商务平台经营者的责任",
+    "直播营销人员应当遵守哪些规定",
+    "个人信息保护 平台",
+    "跨境电子商务综合试验区",
+    "农村电商 物流 县域",
+    "what measures address live-stream talent",
+    "seven-day no-reason return of goods bought online",
+    "cross-border e-commerce pilot zones",
+    "platform liability for counterfeit goods",
+    "consumer personal information",
+    "rural e-commerce logistics",
+    "live-streaming censorship",
+    "Xiaohongshu community norms on advertising",
 ]
 
 
@@ -64,11 +75,17 @@ def run_level(searcher: Searcher, users: int, per_user: int, mode: str, k: int, 
         t.join()
     wall = time.perf_counter() - t0
     ms = [x * 1000 for x in latencies]
-    return {"users": users, "searches": len(latencies), "errors": len(errors), "wall_s": round(wall, 2),
-            "throughput_qps": round(len(latencies) / wall, 1),
-            "p50_ms": round(statistics.median(ms), 1) if ms else None,
-            "p95_ms": round(percentile(ms, 95), 1) if ms else None,
-            "p99_ms": round(percentile(ms, 99), 1) if ms else None, "first_errors": errors[:3]}
+    return {
+        "users": users,
+        "searches": len(latencies),
+        "errors": len(errors),
+        "wall_s": round(wall, 2),
+        "throughput_qps": round(len(latencies) / wall, 1),
+        "p50_ms": round(statistics.median(ms), 1) if ms else None,
+        "p95_ms": round(percentile(ms, 95), 1) if ms else None,
+        "p99_ms": round(percentile(ms, 99), 1) if ms else None,
+        "first_errors": errors[:3],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,12 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
     else:
-        print(f"| concurrent users | searches | errors | throughput (q/s) | p50 ms | p95 ms | p99 ms |  ({args.mode}, "
-              f"k={args.k}, {os.cpu_count()} CPUs)")
+        print(
+            f"| concurrent users | searches | errors | throughput (q/s) | p50 ms | p95 ms | p99 ms |  ({args.mode}, "
+            f"k={args.k}, {os.cpu_count()} CPUs)"
+        )
         print("|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['users']} | {r['searches']} | {r['errors']} | {r['throughput_qps']} | {r['p50_ms']} | "
-                  f"{r['p95_ms']} | {r['p99_ms']} |")
+            print(
+                f"| {r['users']} | {r['searches']} | {r['errors']} | {r['throughput_qps']} | {r['p50_ms']} | "
+                f"{r['p95_ms']} | {r['p99_ms']} |"
+            )
     return 0 if all(r["errors"] == 0 for r in rows) else 1
 
 

@@ -3,6 +3,7 @@
 `make_bad_corpus(root)` writes the files and returns {doc_id: expectation}, where an expectation is
 ("landed", text that must be searchable) or ("skipped", start of the one-line reason).
 """
+
 from __future__ import annotations
 
 import io
@@ -54,17 +55,81 @@ def make_bad_corpus(root: Path, big: bool = True) -> dict[str, tuple[str, str]]:
 
     # Good documents in every encoding an office produces.
     put("good/utf8.txt", GOOD_ZH, "landed", "本规定适用于本市行政区域")
-    put("good/utf8_bom.txt", b"\xef\xbb\xbf" + "BOM 规定\n\n第一条 跨境电商企业应当依法申报。\n第二条 海关应当提供便利。\n第三条 本规定自公布之日起施行。\n".encode(), "landed", "海关应当提供便利")
-    put("good/gbk.txt", "地方办法\n\n第一条 农村电商服务站应当公示收费标准。\n第二条 县级商务部门负责监督。\n第三条 本办法自发布之日起施行。\n".encode("gbk"), "landed", "农村电商服务站应当公示收费标准")
-    put("good/gb18030.txt", "扩展字符规定\n\n第一条 𠀀字号商户应当亮照经营。\n第二条 市场监管部门负责检查。\n第三条 本规定自发布之日起施行。\n".encode("gb18030"), "landed", "市场监管部门负责检查")
-    put("good/utf16.txt", "UTF-16 notice\n\nCross-border parcels under the threshold clear customs in one day.\n".encode("utf-16"), "landed", "clear customs in one day")
-    put("good/utf16le_nobom.txt", "Rural couriers deliver to every village twice a week.\n".encode("utf-16-le"), "landed", "deliver to every village twice a week")
-    put("good/invalid_utf8.txt", b"Platform operators must keep transaction records for three years.\n" + b"\xff\xfe\xfa broken tail\n", "landed", "keep transaction records for three years")
-    put("good/long_lines.txt", ("Export subsidies for small sellers. " * 30_000) + "\nThe final sentence names warehouse bonds.\n", "landed", "warehouse bonds")
-    put("good/nested.html", "<html><body>" + "<div>" * 3000 + "<p>Deeply nested notice on livestream sales taxes.</p>" + "</div>" * 3000 + "</body></html>", "landed", "livestream sales taxes")
-    put("good/名称 含 空格.md", "# 名称含空格的通知\n\n各地应当加强直播电商人才培训，提升从业人员素质。\n", "landed", "加强直播电商人才培训")
-    put("good/dup_a.txt", "Duplicate circular\n\nPick-up points in villages must post opening hours.\n", "landed", "post opening hours")
-    put("good/dup b copy.txt", "Duplicate circular\n\nPick-up points in villages must post opening hours.\n", "landed", "post opening hours")
+    put(
+        "good/utf8_bom.txt",
+        b"\xef\xbb\xbf"
+        + "BOM 规定\n\n第一条 跨境电商企业应当依法申报。\n第二条 海关应当提供便利。\n第三条 本规定自公布之日起施行。\n".encode(),
+        "landed",
+        "海关应当提供便利",
+    )
+    put(
+        "good/gbk.txt",
+        "地方办法\n\n第一条 农村电商服务站应当公示收费标准。\n第二条 县级商务部门负责监督。\n第三条 本办法自发布之日起施行。\n".encode(
+            "gbk"
+        ),
+        "landed",
+        "农村电商服务站应当公示收费标准",
+    )
+    put(
+        "good/gb18030.txt",
+        "扩展字符规定\n\n第一条 𠀀字号商户应当亮照经营。\n第二条 市场监管部门负责检查。\n第三条 本规定自发布之日起施行。\n".encode(
+            "gb18030"
+        ),
+        "landed",
+        "市场监管部门负责检查",
+    )
+    put(
+        "good/utf16.txt",
+        "UTF-16 notice\n\nCross-border parcels under the threshold clear customs in one day.\n".encode("utf-16"),
+        "landed",
+        "clear customs in one day",
+    )
+    put(
+        "good/utf16le_nobom.txt",
+        "Rural couriers deliver to every village twice a week.\n".encode("utf-16-le"),
+        "landed",
+        "deliver to every village twice a week",
+    )
+    put(
+        "good/invalid_utf8.txt",
+        b"Platform operators must keep transaction records for three years.\n" + b"\xff\xfe\xfa broken tail\n",
+        "landed",
+        "keep transaction records for three years",
+    )
+    put(
+        "good/long_lines.txt",
+        ("Export subsidies for small sellers. " * 30_000) + "\nThe final sentence names warehouse bonds.\n",
+        "landed",
+        "warehouse bonds",
+    )
+    put(
+        "good/nested.html",
+        "<html><body>"
+        + "<div>" * 3000
+        + "<p>Deeply nested notice on livestream sales taxes.</p>"
+        + "</div>" * 3000
+        + "</body></html>",
+        "landed",
+        "livestream sales taxes",
+    )
+    put(
+        "good/名称 含 空格.md",
+        "# 名称含空格的通知\n\n各地应当加强直播电商人才培训，提升从业人员素质。\n",
+        "landed",
+        "加强直播电商人才培训",
+    )
+    put(
+        "good/dup_a.txt",
+        "Duplicate circular\n\nPick-up points in villages must post opening hours.\n",
+        "landed",
+        "post opening hours",
+    )
+    put(
+        "good/dup b copy.txt",
+        "Duplicate circular\n\nPick-up points in villages must post opening hours.\n",
+        "landed",
+        "post opening hours",
+    )
     make_pdf(root / "good/report.pdf", [["Bonded warehouses speed up cross-border returns."]])
     expect["good/report.pdf"] = ("landed", "Bonded warehouses speed up cross-border returns")
 
@@ -82,7 +147,12 @@ def make_bad_corpus(root: Path, big: bool = True) -> dict[str, tuple[str, str]]:
     put("bad/blank.md", "   \n\n\t\n", "skipped", "empty file")
     put("bad/binary.txt", os.urandom(20_000), "skipped", "binary data")
     put("bad/elf.html", b"\x7fELF\x02\x01\x01" + bytes(range(256)) * 40, "skipped", "binary data")
-    put("bad/pdf_named.docx", make_pdf(root / "tmp.pdf", [["not a docx"]]).read_bytes(), "skipped", "not a .docx: the content is a PDF; rename the file to .pdf")
+    put(
+        "bad/pdf_named.docx",
+        make_pdf(root / "tmp.pdf", [["not a docx"]]).read_bytes(),
+        "skipped",
+        "not a .docx: the content is a PDF; rename the file to .pdf",
+    )
     (root / "tmp.pdf").unlink()
     put("bad/tiff.tiff", b"II*\x00" + b"\x00" * 64, "skipped", "unsupported file type")
     if big:

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny real corpus, a hashing-embedder index built once per session."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,10 +34,17 @@ def make_pdf(path: Path, pages: list[list[str]]) -> Path:
     objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {n_pages} >>".encode())
     font_id = 3 + 2 * n_pages
     for i, lines in enumerate(pages):
-        content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(
-            "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines) + " ET"
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font_id} 0 R >> >> "
-                       f"/Contents {4 + 2 * i} 0 R >>".encode())
+        content = (
+            "BT /F1 12 Tf 72 720 Td 14 TL "
+            + " ".join(
+                "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines
+            )
+            + " ET"
+        )
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font_id} 0 R >> >> "
+            f"/Contents {4 + 2 * i} 0 R >>".encode()
+        )
         data = content.encode("latin-1")
         objects.append(b"<< /Length " + str(len(data)).encode() + b" >>\nstream\n" + data + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
@@ -56,10 +64,13 @@ def make_pdf(path: Path, pages: list[list[str]]) -> Path:
 def make_corpus(root: Path) -> Path:
     """Copy the tiny test corpus and add the generated PDF and DOCX."""
     shutil.copytree(DATA / "corpus", root)
-    make_pdf(root / "report.pdf", [
-        ["Cross-border e-commerce pilot zones", "support small exporters with customs data."],
-        ["Rural logistics networks reach every", "county, so farmers can sell online."],
-    ])
+    make_pdf(
+        root / "report.pdf",
+        [
+            ["Cross-border e-commerce pilot zones", "support small exporters with customs data."],
+            ["Rural logistics networks reach every", "county, so farmers can sell online."],
+        ],
+    )
     import docx
 
     document = docx.Document()
@@ -115,8 +126,9 @@ def build_and_open(backend: str, corpus: Path, out: Path, **searcher_args: objec
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def searcher(request: pytest.FixtureRequest, index: Path, corpus: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def searcher(
+    request: pytest.FixtureRequest, index: Path, corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
     """The shared index (FAISS), or the same corpus built into milvus-lite: a test using it runs on both."""
     from kb.search.searcher import Searcher
 

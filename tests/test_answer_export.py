@@ -1,4 +1,5 @@
 """Answer grouping and result export: what a reader takes away must be complete, cited and inert."""
+
 from __future__ import annotations
 
 import csv
@@ -30,7 +31,7 @@ def test_answer_groups_by_document_without_near_duplicates(searcher: Searcher) -
     first = groups[0].points[0]
     assert first.sentence == "Live-stream e-commerce bases train local talent in selling citrus online."
     doc, _ = searcher.source(first.hit.chunk.doc_id)
-    assert doc.text[first.sentence_start:first.sentence_end] == first.sentence
+    assert doc.text[first.sentence_start : first.sentence_end] == first.sentence
     assert [first.sentence[s:e] for s, e in first.highlights] == ["Live-stream", "talent"]
 
 
@@ -52,8 +53,12 @@ def test_exports_carry_citation_passage_path_and_page(searcher: Searcher) -> Non
     rows = list(csv.DictReader(io.StringIO(to_csv(hits).decode("utf-8-sig"))))
     assert len(rows) == len(hits)
     row = rows[pdf.rank - 1]
-    assert (row["citation"], row["passage"], row["source_path"], row["page"]) == (pdf.citation, pdf.chunk.text,
-                                                                                  "report.pdf", "1")
+    assert (row["citation"], row["passage"], row["source_path"], row["page"]) == (
+        pdf.citation,
+        pdf.chunk.text,
+        "report.pdf",
+        "1",
+    )
     assert to_csv(hits).startswith(b"\xef\xbb\xbf")  # spreadsheet programs need the BOM to read UTF-8
     md = to_markdown(hits, "cross-border pilot zones")
     assert md.startswith("# cross-border pilot zones\n")

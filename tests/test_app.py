@@ -1,4 +1,5 @@
 """The Streamlit app, driven headless: what a reader sees for questions, filters, views, sources and bad states."""
+
 from __future__ import annotations
 
 import datetime
@@ -33,8 +34,9 @@ def passage_text(at: AppTest) -> str:
     return html.unescape(re.sub(r"</?mark>", "", passages(at)))
 
 
-def run_app(monkeypatch: pytest.MonkeyPatch, index: Path, query: str | None = None,
-            params: dict[str, str] | None = None) -> AppTest:
+def run_app(
+    monkeypatch: pytest.MonkeyPatch, index: Path, query: str | None = None, params: dict[str, str] | None = None
+) -> AppTest:
     monkeypatch.setenv("KB_INDEX", str(index))
     at = AppTest.from_file(APP, default_timeout=60)
     for key, value in (params or {}).items():
@@ -85,7 +87,9 @@ def test_answer_view_groups_passages_by_document(monkeypatch: pytest.MonkeyPatch
 
 def test_open_source_shows_the_passage_with_its_neighbours(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
     at = run_app(monkeypatch, index, "七日内无理由退货")
-    at.button(key=next(b.key for b in at.button if b.key and b.key.startswith("open-zh/ecommerce_law.md"))).click().run()
+    at.button(
+        key=next(b.key for b in at.button if b.key and b.key.startswith("open-zh/ecommerce_law.md"))
+    ).click().run()
     assert not at.exception
     assert at.header[0].value == "示范电子商务法"
     text = shown(at)
@@ -143,8 +147,9 @@ def test_no_index_says_which_command_builds_it(monkeypatch: pytest.MonkeyPatch, 
     assert "python -m kb build" in at.warning[0].value
 
 
-def test_damaged_index_shows_the_reason_not_a_traceback(monkeypatch: pytest.MonkeyPatch, index: Path,
-                                                         tmp_path: Path) -> None:
+def test_damaged_index_shows_the_reason_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, index: Path, tmp_path: Path
+) -> None:
     broken = tmp_path / "index"
     shutil.copytree(index, broken)
     gen = (broken / "CURRENT").read_text().strip()
@@ -156,9 +161,12 @@ def test_damaged_index_shows_the_reason_not_a_traceback(monkeypatch: pytest.Monk
 
 
 def test_markup_inside_documents_is_shown_as_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    index = one_file_index(tmp_path, "tricky.txt",
-                           "# Not a heading\n\nThe notice says <script>alert(1)</script> and <b>bold</b> about customs "
-                           "rules.\n## Also not a heading\n\n* not a list [link](javascript:alert(2))\n")
+    index = one_file_index(
+        tmp_path,
+        "tricky.txt",
+        "# Not a heading\n\nThe notice says <script>alert(1)</script> and <b>bold</b> about customs "
+        "rules.\n## Also not a heading\n\n* not a list [link](javascript:alert(2))\n",
+    )
     at = run_app(monkeypatch, index, "customs rules notice")
     assert not at.exception
     body = passages(at)
@@ -178,7 +186,10 @@ def test_document_view_escapes_everything_but_its_own_scroll_script() -> None:
     from kb.present.render import document_html
 
     text = "# Title\n<script>alert(1)</script> first part. Second part <img src=x onerror=alert(2)>."
-    chunks = [Chunk("d#0", "d", "T", 0, text[8:45], 8, 45, "en"), Chunk("d#1", "d", "T", 1, text[30:], 30, len(text), "en")]
+    chunks = [
+        Chunk("d#0", "d", "T", 0, text[8:45], 8, 45, "en"),
+        Chunk("d#1", "d", "T", 1, text[30:], 30, len(text), "en"),
+    ]
     out = document_html(text, chunks, 1)
     assert out.count("<script>") == 1 and "getElementById('c1')" in out
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out and "<img" not in out
@@ -191,7 +202,10 @@ def test_quote_check_shows_verdict_location_and_diff(monkeypatch: pytest.MonkeyP
     assert not at.exception
     assert "Verbatim" in at.success[0].value
     assert "《示范电子商务法》第四条" in shown(at)
-    assert at.query_params["quote"] in ("消费者有权自收到商品之日起七日内退货", ["消费者有权自收到商品之日起七日内退货"])
+    assert at.query_params["quote"] in (
+        "消费者有权自收到商品之日起七日内退货",
+        ["消费者有权自收到商品之日起七日内退货"],
+    )
     at.text_area(key="quote").input("消费者有权自收到商品之日起十日内退货").run()
     assert not at.exception
     assert "Close but altered" in at.warning[0].value
@@ -221,7 +235,9 @@ def test_cited_articles_open_from_the_passage(monkeypatch: pytest.MonkeyPatch, t
     shutil.copytree(corpus, tmp_path / "corpus")
     (tmp_path / "corpus" / "zh" / "rules.txt").write_text(
         "网络交易实施细则\n\n第一条 经营者退货义务依照《示范电子商务法》第四条执行，另有约定的从其约定。\n"
-        "第二条 平台应当公示退货规则。\n第三条 本细则自发布之日起施行。\n", encoding="utf-8")
+        "第二条 平台应当公示退货规则。\n第三条 本细则自发布之日起施行。\n",
+        encoding="utf-8",
+    )
     build(tmp_path / "corpus", tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
     at = run_app(monkeypatch, tmp_path / "index", "经营者退货义务 实施细则")
     assert not at.exception
@@ -246,9 +262,14 @@ def test_readme_app_command_serves_the_app(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     root = Path(APP).parent
-    proc = subprocess.Popen(["bash", "scripts/app.sh", "--server.port", str(port), "--server.address", "127.0.0.1"],
-                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "KB_INDEX": str(root / "index")}, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "scripts/app.sh", "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "KB_INDEX": str(root / "index")},
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while True:

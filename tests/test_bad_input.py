@@ -1,4 +1,5 @@
 """A corpus with broken files: each is skipped (or read) with a one-line reason, the rest still lands."""
+
 from __future__ import annotations
 
 from pathlib import Path

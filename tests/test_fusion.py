@@ -1,4 +1,5 @@
 """The result list's head (weighted reciprocal rank) and tail (document boost, neighbouring articles)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,12 @@ from kb.index.build import build
 from kb.search.fusion import depth, document_boost, ordered, rrf, with_neighbours
 from kb.search.searcher import Searcher, row_neighbours
 
-QUESTIONS = ["网购商品七日内无理由退货", "电子商务平台经营者的责任", "live-stream talent training", "e-commerce 电子商务"]
+QUESTIONS = [
+    "网购商品七日内无理由退货",
+    "电子商务平台经营者的责任",
+    "live-stream talent training",
+    "e-commerce 电子商务",
+]
 
 
 def test_rrf_weights_ranks_and_prior() -> None:
@@ -54,7 +60,7 @@ def test_depth_reaches_deeper_only_for_a_tail() -> None:
 def test_tail_never_moves_the_head(searcher: Searcher, question: str) -> None:
     short = searcher.search(question, config.HEAD, xrefs=False)
     long = searcher.search(question, 40, xrefs=False)
-    assert [(h.chunk.chunk_id, h.score) for h in long[:config.HEAD]] == [(h.chunk.chunk_id, h.score) for h in short]
+    assert [(h.chunk.chunk_id, h.score) for h in long[: config.HEAD]] == [(h.chunk.chunk_id, h.score) for h in short]
     assert len(long) > config.HEAD
     scores = [h.score for h in long]
     assert scores == sorted(scores, reverse=True), "shown scores must fall down the list"
@@ -94,16 +100,18 @@ def test_tail_respects_filters(searcher: Searcher) -> None:
     assert {h.chunk.lang for h in searcher.search("e-commerce 电子商务", 40, lang="en")} == {"en"}
 
 
-def test_neighbour_of_a_hit_shown_in_another_version_names_that_hit(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_neighbour_of_a_hit_shown_in_another_version_names_that_hit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two versions of a law share an article; the later one, with more matching articles, is boosted, so the
     tail's parent is its copy while the head shows the earlier one. The lifted neighbours match no channel."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     articles = "第一条 总则甲。\n\n第二条 网购商品退货期限为七日。\n\n第三条 附则乙。\n"
     (corpus / "a.md").write_text("# 甲法\n\n" + articles, encoding="utf-8")
-    (corpus / "b.md").write_text("# 乙法\n\n" + articles + "\n第四条 网购商品退货运费由卖家承担，网购商品退货须完好。\n",
-                                 encoding="utf-8")
+    (corpus / "b.md").write_text(
+        "# 乙法\n\n" + articles + "\n第四条 网购商品退货运费由卖家承担，网购商品退货须完好。\n", encoding="utf-8"
+    )
     build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
     monkeypatch.setattr(config, "HEAD", 2)
     hits = Searcher(tmp_path / "index").search("网购商品退货", 10, mode="keyword", xrefs=False)

@@ -1,4 +1,5 @@
 """Incremental builds share unchanged parts, rank exactly as a fresh build, compact, pick ANN by size, stay atomic."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,14 @@ from kb.search.searcher import Searcher
 from kb.text.lexical import bm25s_module, tokenize_many
 from tests.conftest import ROOT, make_corpus
 
-QUERIES = ["网购商品七日内无理由退货", "电子商务经营者", "live-stream talent training", "rural logistics county",
-           "Sponsored listings advertisements", "直播营销人员"]
+QUERIES = [
+    "网购商品七日内无理由退货",
+    "电子商务经营者",
+    "live-stream talent training",
+    "rural logistics county",
+    "Sponsored listings advertisements",
+    "直播营销人员",
+]
 
 
 def _results(index: Path) -> list[list[tuple[str, str, float]]]:
@@ -32,14 +39,27 @@ def _results(index: Path) -> list[list[tuple[str, str, float]]]:
     out = []
     for q in QUERIES:
         for mode in ("hybrid", "keyword", "semantic"):
-            out.append([(h.chunk.chunk_id, h.chunk.text, round(h.score, 6))
-                        for h in searcher.search(q, 20, mode=mode, include_repealed=True)])
+            out.append(
+                [
+                    (h.chunk.chunk_id, h.chunk.text, round(h.score, 6))
+                    for h in searcher.search(q, 20, mode=mode, include_repealed=True)
+                ]
+            )
         # The legal filters read per-row columns, which must cover appended rows and skip replaced ones.
         levels = sorted({str(d["meta"]["level"]) for d in searcher.documents() if d["meta"].get("level")})
-        for filters in ({"levels": levels[:1]}, {"lang": "zh"}, {"as_of": "2020-01-01"}, {"date_from": "2018"},
-                        {"docs": ["zh/ecommerce_law.md"]}):
-            out.append([(h.chunk.chunk_id, [(r.ref.text, r.target.chunk_id if r.target else None) for r in h.xrefs])
-                        for h in searcher.search(q, 20, **filters)])
+        for filters in (
+            {"levels": levels[:1]},
+            {"lang": "zh"},
+            {"as_of": "2020-01-01"},
+            {"date_from": "2018"},
+            {"docs": ["zh/ecommerce_law.md"]},
+        ):
+            out.append(
+                [
+                    (h.chunk.chunk_id, [(r.ref.text, r.target.chunk_id if r.target else None) for r in h.xrefs])
+                    for h in searcher.search(q, 20, **filters)
+                ]
+            )
     out.append([(d["doc_id"], d["chunks"], json.dumps(d["meta"], sort_keys=True)) for d in searcher.documents()])
     out.append(repr(searcher.facets()))
     return out
@@ -49,7 +69,9 @@ def _edit(corpus: Path) -> None:
     """Change one file in the middle of the corpus, add one, delete one."""
     law = corpus / "zh" / "ecommerce_law.md"
     law.write_text(law.read_text(encoding="utf-8").replace("七日", "十五日"), encoding="utf-8")
-    (corpus / "zh" / "added.txt").write_text("新增文件\n\n第一条 网购商品退货。\n第二条 乙。\n第三条 丙。\n", encoding="utf-8")
+    (corpus / "zh" / "added.txt").write_text(
+        "新增文件\n\n第一条 网购商品退货。\n第二条 乙。\n第三条 丙。\n", encoding="utf-8"
+    )
     (corpus / "guide.docx").unlink()
 
 
@@ -80,13 +102,18 @@ def test_term_counts_write_and_read_back(tmp_path: Path) -> None:
     back = TermCounts.read(tmp_path / "p", 10)
 
     def bags(c: TermCounts) -> list[dict[str, int]]:
-        return [{c.vocab[t]: int(n) for t, n in zip(c.terms[a:b], c.counts[a:b])} for a, b in zip(c.offsets[:-1], c.offsets[1:])]
+        return [
+            {c.vocab[t]: int(n) for t, n in zip(c.terms[a:b], c.counts[a:b])}
+            for a, b in zip(c.offsets[:-1], c.offsets[1:])
+        ]
 
     assert bags(back) == bags(counts) == [{"a": 2, "b": 1}, {"\u2400": 1}, {"c": 1, "a": 1}]
     assert np.load(tmp_path / "p" / "rows.npy").min() == 10
 
 
-def test_update_shares_unchanged_parts_and_ranks_as_a_fresh_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_update_shares_unchanged_parts_and_ranks_as_a_fresh_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(config, "COMPACT_DEAD_SHARE", 0.9)  # the tiny corpus changes by more than the default share
     corpus = make_corpus(tmp_path / "corpus")
     out = tmp_path / "index"
@@ -106,7 +133,7 @@ def test_update_shares_unchanged_parts_and_ranks_as_a_fresh_build(tmp_path: Path
     assert _results(out) == _results(fresh)
     searcher = Searcher(out)
     doc, chunks = searcher.source("zh/ecommerce_law.md")
-    assert "十五日" in doc.text and all(doc.text[c.char_start:c.char_end] == c.text for c in chunks)
+    assert "十五日" in doc.text and all(doc.text[c.char_start : c.char_end] == c.text for c in chunks)
     assert "guide.docx" not in {d["doc_id"] for d in searcher.documents()}
     checker = QuoteChecker(out)
     assert checker.check("消费者有权自收到商品之日起十五日内退货").verdict == "verbatim"
@@ -156,10 +183,12 @@ def test_killed_build_leaves_the_previous_index_in_service(tmp_path: Path) -> No
     before = current_generation(out)
     _edit(corpus)
     # A build whose embedder hangs, killed with SIGKILL once its new generation folder exists.
-    script = ("import sys, time; sys.path.insert(0, sys.argv[1])\n"
-              "from pathlib import Path\nfrom kb.embed.models import HashingEmbedder\nfrom kb.index.build import build\n"
-              "class Slow(HashingEmbedder):\n    def passage(self, texts):\n        time.sleep(60)\n"
-              "build(Path(sys.argv[2]), Path(sys.argv[3]), {'dense': Slow()}, cache_dir=None)\n")
+    script = (
+        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from pathlib import Path\nfrom kb.embed.models import HashingEmbedder\nfrom kb.index.build import build\n"
+        "class Slow(HashingEmbedder):\n    def passage(self, texts):\n        time.sleep(60)\n"
+        "build(Path(sys.argv[2]), Path(sys.argv[3]), {'dense': Slow()}, cache_dir=None)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), str(corpus), str(out)])
     try:
         deadline = time.time() + 60
@@ -184,14 +213,17 @@ def test_old_index_format_says_rebuild(index: Path, tmp_path: Path) -> None:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["format"] = 1
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(IndexCorruptError, match=r"index format 1, this version reads format 2: rebuild with `python -m kb build"):
+    with pytest.raises(
+        IndexCorruptError, match=r"index format 1, this version reads format 2: rebuild with `python -m kb build"
+    ):
         Searcher(old)
     build(make_corpus(tmp_path / "corpus"), old, {"dense": HashingEmbedder()}, cache_dir=None)
     assert Searcher(old).search("直播营销人员", 1)[0].chunk.article == "第六条"
 
 
-def test_narrow_filter_on_an_approximate_index_scores_every_allowed_row(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_narrow_filter_on_an_approximate_index_scores_every_allowed_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kb.index import vectors
 
     corpus = make_corpus(tmp_path / "corpus")

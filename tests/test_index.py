@@ -1,4 +1,5 @@
 """Index folder: manifest, incremental builds, atomic publication, integrity and model checks."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,14 @@ def test_manifest_describes_the_index(index: Path, corpus: Path) -> None:
     dense = manifest["channels"]["dense"]
     assert (dense["model"], dense["dim"], dense["file"]) == ("hashing-256", 256, "dense.faiss")
     assert manifest["chunking"]["zh_max_chars"] > 0 and manifest["kb_version"]
-    assert set(manifest["files"]) == {"en/notes.txt", "en/rural_commerce.md", "guide.docx", "report.pdf",
-                                      "zh/ecommerce_law.md", "zh/policy_opinion.txt"}
+    assert set(manifest["files"]) == {
+        "en/notes.txt",
+        "en/rural_commerce.md",
+        "guide.docx",
+        "report.pdf",
+        "zh/ecommerce_law.md",
+        "zh/policy_opinion.txt",
+    }
     assert len(manifest["files"]["report.pdf"]) == 64
     loaded = load_index(index)
     assert loaded.n == manifest["counts"]["chunks"] == loaded.vectors["dense"].ntotal
@@ -56,8 +63,9 @@ def test_incremental_build_reembeds_only_changes(tmp_path: Path) -> None:
     assert emb.calls == first.chunks and not first.reused
     emb.calls = 0
     notes = corpus / "en" / "notes.txt"
-    notes.write_text(notes.read_text(encoding="utf-8") + "\n# Deposits\n\nDeposits are refunded within 30 days.\n",
-                     encoding="utf-8")
+    notes.write_text(
+        notes.read_text(encoding="utf-8") + "\n# Deposits\n\nDeposits are refunded within 30 days.\n", encoding="utf-8"
+    )
     (corpus / "guide.docx").unlink()
     (corpus / "zh" / "new.txt").write_text("新增文件\n\n第一条 甲。\n第二条 乙。\n第三条 丙。\n", encoding="utf-8")
     second = build(corpus, out, {"dense": emb}, cache_dir=None)

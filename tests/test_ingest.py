@@ -1,4 +1,5 @@
 """File -> Document: encodings, HTML cleaning, front matter, LawRefBook headers, sidecars, refusals."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,8 +70,9 @@ def test_docx_and_pdf(corpus: Path) -> None:
 
 def test_sidecar_overrides_metadata(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("Some heading words\n\nBody text here.", encoding="utf-8")
-    (tmp_path / "a.txt.meta.json").write_text('{"title": "Edited title", "level": "规范性文件", "issuer": "商务部"}',
-                                             encoding="utf-8")
+    (tmp_path / "a.txt.meta.json").write_text(
+        '{"title": "Edited title", "level": "规范性文件", "issuer": "商务部"}', encoding="utf-8"
+    )
     doc = read_document(tmp_path, "a.txt")
     assert (doc.title, doc.meta.level, doc.meta.issuer) == ("Edited title", "规范性文件", "商务部")
 
@@ -82,14 +84,17 @@ def test_bad_sidecar_names_the_file(tmp_path: Path) -> None:
         read_document(tmp_path, "a.txt")
 
 
-@pytest.mark.parametrize("name, data, reason", [
-    ("empty.txt", b"", "empty file"),
-    ("blank.md", b"  \n\n ", "empty file"),
-    ("binary.txt", bytes(range(256)) * 40, "binary data"),
-    ("photo.jpg", b"\xff\xd8\xff\xe0 JFIF", "unsupported file type '.jpg'"),
-    ("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog", "PDF"),
-    ("broken.docx", b"PK\x03\x04 not really a zip", ".docx"),
-])
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("empty.txt", b"", "empty file"),
+        ("blank.md", b"  \n\n ", "empty file"),
+        ("binary.txt", bytes(range(256)) * 40, "binary data"),
+        ("photo.jpg", b"\xff\xd8\xff\xe0 JFIF", "unsupported file type '.jpg'"),
+        ("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog", "PDF"),
+        ("broken.docx", b"PK\x03\x04 not really a zip", ".docx"),
+    ],
+)
 def test_unreadable_files_raise_with_reason(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
     (tmp_path / name).write_bytes(data)
     with pytest.raises(IngestError) as err:

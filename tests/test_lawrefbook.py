@@ -1,4 +1,5 @@
 """scripts/import_lawrefbook.py and kb/lawrefbook.py on a tiny fake LawRefBook checkout (and once on the real one)."""
+
 from __future__ import annotations
 
 import csv
@@ -39,16 +40,19 @@ def make_db(path: Path, categories: dict[str, str], laws: list[tuple]) -> None:
         con.execute("INSERT INTO category VALUES (?, ?, ?, 0, NULL, ?)", (f"c{n}", name, folder, n))
     cat_id = {folder: f"c{n}" for n, folder in enumerate(categories)}
     for n, (level, name, subtitle, publish, valid_from, expired, folder, *filename) in enumerate(laws):
-        con.execute("INSERT INTO law (id, level, name, filename, publish, expired, subtitle, valid_from, ver, "
-                    "category_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                    (f"l{n}", level, name, (filename or [None])[0], publish, expired, subtitle, valid_from,
-                     cat_id[folder]))
+        con.execute(
+            "INSERT INTO law (id, level, name, filename, publish, expired, subtitle, valid_from, ver, "
+            "category_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            (f"l{n}", level, name, (filename or [None])[0], publish, expired, subtitle, valid_from, cat_id[folder]),
+        )
     con.commit()
     con.close()
 
 
 def law_md(title: str, body: str = "第一条 测试。") -> str:
-    return f"# {title}\n\n2018年10月26日 第十三届全国人民代表大会常务委员会第六次会议修正\n\n<!-- INFO END -->\n\n{body}\n"
+    return (
+        f"# {title}\n\n2018年10月26日 第十三届全国人民代表大会常务委员会第六次会议修正\n\n<!-- INFO END -->\n\n{body}\n"
+    )
 
 
 FILES = {
@@ -77,8 +81,13 @@ ROOT_LAWS = [
     ("法律", "民法典 合同编", None, None, None, 0, "民法典", "合同编"),  # upstream sets filename only here
     ("案例", "经营者应退一赔三", "张某诉某公司买卖合同纠纷案", None, None, 0, "案例/消费购物"),
 ]
-ROOT_CATEGORIES = {"民法商法": "民法商法", "经济法": "经济法", "行政法规": "行政法规", "民法典": "民法典",
-                   "案例/消费购物": "消费购物"}
+ROOT_CATEGORIES = {
+    "民法商法": "民法商法",
+    "经济法": "经济法",
+    "行政法规": "行政法规",
+    "民法典": "民法典",
+    "案例/消费购物": "消费购物",
+}
 HEADER = "doc_id,title,level,issuer,doc_number,published,effective,validity,region,category,source"
 ROWS_NATIONAL = [
     "民法典/合同编.md,中华人民共和国民法典 合同编,法律,,,,,现行有效,,民法典,LawRefBook",
@@ -89,8 +98,10 @@ ROWS_NATIONAL = [
     "行政法规/新条例(2999-01-01).md,新条例,行政法规,,,2999-01-01,2999-06-01,尚未生效,,行政法规,LawRefBook",
     "行政法规/旧条例.md,旧条例,行政法规,,,,,已废止,,行政法规,LawRefBook",
 ]
-ROW_LOCAL = ("DLC/上海地方法规/地方性法规/上海/上海市测试条例(2020-05-14).md,上海市测试条例,地方性法规,,,2020-05-14,"
-             "2020-07-01,现行有效,上海,上海,LawRefBook")
+ROW_LOCAL = (
+    "DLC/上海地方法规/地方性法规/上海/上海市测试条例(2020-05-14).md,上海市测试条例,地方性法规,,,2020-05-14,"
+    "2020-07-01,现行有效,上海,上海,LawRefBook"
+)
 
 
 @pytest.fixture
@@ -101,8 +112,11 @@ def checkout(tmp_path: Path) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text, encoding="utf-8")
     make_db(root / "db.sqlite3", ROOT_CATEGORIES, ROOT_LAWS)
-    make_db(root / "DLC/上海地方法规/db.sqlite3", {"地方性法规/上海": "上海"},
-            [("地方性法规", "上海市测试条例", None, "2020-05-14", "2020-07-01", 0, "地方性法规/上海")])
+    make_db(
+        root / "DLC/上海地方法规/db.sqlite3",
+        {"地方性法规/上海": "上海"},
+        [("地方性法规", "上海市测试条例", None, "2020-05-14", "2020-07-01", 0, "地方性法规/上海")],
+    )
     return root
 
 
@@ -127,10 +141,17 @@ def test_folder_import_copies_laws_and_writes_metadata(checkout: Path, tmp_path:
     dest = tmp_path / "corpus" / "lawrefbook"
     code, err = run([checkout, dest], capsys)
     assert code == 0, err
-    laws = {"民法商法/公司法(2018-10-26).md", "民法商法/公司法(2023-12-29).md", "经济法/价格法(1997-12-29).md",
-            "经济法/公司法(2023-12-29).md", "行政法规/旧条例.md", "行政法规/新条例(2999-01-01).md",
-            "行政法规/孤儿条例.md", "民法典/合同编.md",
-            "DLC/上海地方法规/地方性法规/上海/上海市测试条例(2020-05-14).md"}
+    laws = {
+        "民法商法/公司法(2018-10-26).md",
+        "民法商法/公司法(2023-12-29).md",
+        "经济法/价格法(1997-12-29).md",
+        "经济法/公司法(2023-12-29).md",
+        "行政法规/旧条例.md",
+        "行政法规/新条例(2999-01-01).md",
+        "行政法规/孤儿条例.md",
+        "民法典/合同编.md",
+        "DLC/上海地方法规/地方性法规/上海/上海市测试条例(2020-05-14).md",
+    }
     assert corpus_files(dest) == laws | {"metadata.csv", "README.md"}
     assert (dest / "民法典/合同编.md").read_bytes() == (checkout / "民法典/合同编.md").read_bytes()
     lines = (dest / "metadata.csv").read_text(encoding="utf-8").splitlines()
@@ -157,8 +178,11 @@ def test_national_only_and_cases(checkout: Path, tmp_path: Path, capsys) -> None
     case = "案例/消费购物/张某诉某公司买卖合同纠纷案.md"
     assert case in corpus_files(cases)
     rows = {r["doc_id"]: r for r in csv.DictReader((cases / "metadata.csv").open(encoding="utf-8"))}
-    assert (rows[case]["title"], rows[case]["level"], rows[case]["category"]) == ("张某诉某公司买卖合同纠纷案", "案例",
-                                                                                  "消费购物")
+    assert (rows[case]["title"], rows[case]["level"], rows[case]["category"]) == (
+        "张某诉某公司买卖合同纠纷案",
+        "案例",
+        "消费购物",
+    )
 
 
 def test_tarball_import_matches_folder_import(checkout: Path, tmp_path: Path, capsys) -> None:
@@ -170,21 +194,27 @@ def test_tarball_import_matches_folder_import(checkout: Path, tmp_path: Path, ca
     assert (from_tar / "metadata.csv").read_bytes() == (from_folder / "metadata.csv").read_bytes()
 
 
-@pytest.mark.parametrize("name, kind, target", [
-    ("../evil.md", tarfile.REGTYPE, ""),
-    ("Laws-main/../../evil.md", tarfile.REGTYPE, ""),
-    ("/tmp/evil.md", tarfile.REGTYPE, ""),
-    ("Laws-main/link.md", tarfile.SYMTYPE, "../../../etc/passwd"),
-    ("Laws-main/abs-link.md", tarfile.SYMTYPE, "/etc/passwd"),
-])
-def test_unsafe_tarball_is_refused_whole(checkout: Path, tmp_path: Path, capsys, name: str, kind: bytes,
-                                         target: str) -> None:
+@pytest.mark.parametrize(
+    "name, kind, target",
+    [
+        ("../evil.md", tarfile.REGTYPE, ""),
+        ("Laws-main/../../evil.md", tarfile.REGTYPE, ""),
+        ("/tmp/evil.md", tarfile.REGTYPE, ""),
+        ("Laws-main/link.md", tarfile.SYMTYPE, "../../../etc/passwd"),
+        ("Laws-main/abs-link.md", tarfile.SYMTYPE, "/etc/passwd"),
+    ],
+)
+def test_unsafe_tarball_is_refused_whole(
+    checkout: Path, tmp_path: Path, capsys, name: str, kind: bytes, target: str
+) -> None:
     member = tarfile.TarInfo(name)
     member.type, member.linkname, member.size = kind, target, (0 if target else 4)
     archive = make_tarball(checkout, tmp_path / "evil.tar.xz", member)
     code, err = run([archive, tmp_path / "out" / "dest"], capsys)
     assert code == 1
-    assert err.startswith(f"error: {archive}: unsafe member (") and err.endswith("refusing to extract anything from it\n")
+    assert err.startswith(f"error: {archive}: unsafe member (") and err.endswith(
+        "refusing to extract anything from it\n"
+    )
     assert name.rsplit("/", 1)[-1] in err and err.count("\n") == 1
     assert not (tmp_path / "evil.md").exists() and not (tmp_path / "out").exists()
 
@@ -192,7 +222,9 @@ def test_unsafe_tarball_is_refused_whole(checkout: Path, tmp_path: Path, capsys,
 def test_bad_input_messages(checkout: Path, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "nope.tar.xz"
     assert run([missing, tmp_path / "d"], capsys) == (
-        1, f"error: SOURCE {missing} does not exist: pass a LawRefBook/Laws checkout or laws.tar.xz\n")
+        1,
+        f"error: SOURCE {missing} does not exist: pass a LawRefBook/Laws checkout or laws.tar.xz\n",
+    )
     text = tmp_path / "laws.txt"
     text.write_text("not a tarball", encoding="utf-8")
     code, err = run([text, tmp_path / "d"], capsys)
@@ -200,7 +232,9 @@ def test_bad_input_messages(checkout: Path, tmp_path: Path, capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run([empty, tmp_path / "d"], capsys) == (
-        1, f"error: {empty} has no db.sqlite3 at its top: pass a LawRefBook/Laws checkout or its tarball\n")
+        1,
+        f"error: {empty} has no db.sqlite3 at its top: pass a LawRefBook/Laws checkout or its tarball\n",
+    )
     assert not (tmp_path / "d").exists()
 
 
@@ -208,14 +242,18 @@ def test_dest_rules(checkout: Path, tmp_path: Path, capsys) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "mine.txt").write_text("keep me", encoding="utf-8")
-    assert run([checkout, dest], capsys) == (1, f"error: DEST {dest} exists and is not empty: pass --force to "
-                                                "replace it\n")
+    assert run([checkout, dest], capsys) == (
+        1,
+        f"error: DEST {dest} exists and is not empty: pass --force to replace it\n",
+    )
     code, err = run([checkout, dest, "--force"], capsys)
     assert code == 1 and "was not written by import_lawrefbook.py; refusing to replace it even with --force" in err
     assert (dest / "mine.txt").read_text(encoding="utf-8") == "keep me"
     inside = checkout / "out"
     code, err = run([checkout, inside], capsys)
-    assert code == 1 and err == f"error: DEST {inside} and SOURCE {checkout} overlap: choose a DEST outside the source\n"
+    assert (
+        code == 1 and err == f"error: DEST {inside} and SOURCE {checkout} overlap: choose a DEST outside the source\n"
+    )
 
     code, err = run([checkout, checkout.parent, "--force"], capsys)  # refused before anything is deleted
     assert code == 1 and checkout.is_dir()
@@ -230,9 +268,19 @@ def test_dest_rules(checkout: Path, tmp_path: Path, capsys) -> None:
 
 def test_validity_rules() -> None:
     def rec(publish: str | None, valid_from: str | None = None, expired: bool = False) -> lrb.LawRecord:
-        return lrb.LawRecord(name="法", subtitle=None, filename=None, level="法律", publish=publish,
-                             valid_from=valid_from, expired=expired, category="", folder="", db_folder="",
-                             region=None)
+        return lrb.LawRecord(
+            name="法",
+            subtitle=None,
+            filename=None,
+            level="法律",
+            publish=publish,
+            valid_from=valid_from,
+            expired=expired,
+            category="",
+            folder="",
+            db_folder="",
+            region=None,
+        )
 
     today = date(2025, 1, 1)
     old, new, future = rec("2018-01-01", expired=True), rec("2023-01-01", "2024-01-01"), rec("2024-12-01", "2025-06-01")

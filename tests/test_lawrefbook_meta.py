@@ -1,5 +1,6 @@
 """The real LawRefBook corpus: every sampled document carries its db.sqlite3 row's level, dates and validity;
 repealed texts are hidden unless asked for, and as-of search picks the version in force."""
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,10 @@ TARBALL = ROOT.parent / "shared" / "corpora" / "lawrefbook" / "laws.tar.xz"
 COMPANY_LAW = ("民法商法/公司法(2018-10-26).md", "民法商法/公司法(2023-12-29).md")
 SAMPLE_EVERY = 150  # every 150th imported file (23 of 3,423, national and local) plus the cases below
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not TARBALL.is_file(), reason=f"LawRefBook tarball not at {TARBALL} (../shared)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not TARBALL.is_file(), reason=f"LawRefBook tarball not at {TARBALL} (../shared)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,10 @@ def searcher(imported: tuple[Path, lrb.ImportPlan, list[str]], tmp_path_factory:
     for doc_id in sample:
         (corpus / doc_id).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(dest / doc_id, corpus / doc_id)
-    with (dest / "metadata.csv").open(encoding="utf-8") as src, \
-            (corpus / "metadata.csv").open("w", encoding="utf-8", newline="") as out:
+    with (
+        (dest / "metadata.csv").open(encoding="utf-8") as src,
+        (corpus / "metadata.csv").open("w", encoding="utf-8", newline="") as out,
+    ):
         reader = csv.DictReader(src)
         writer = csv.DictWriter(out, reader.fieldnames or [], lineterminator="\n")
         writer.writeheader()
@@ -87,8 +92,9 @@ def searcher(imported: tuple[Path, lrb.ImportPlan, list[str]], tmp_path_factory:
     return Searcher(index)
 
 
-def test_repealed_text_hidden_by_default_and_shown_with_status(searcher: Searcher,
-                                                               imported: tuple[Path, lrb.ImportPlan, list[str]]) -> None:
+def test_repealed_text_hidden_by_default_and_shown_with_status(
+    searcher: Searcher, imported: tuple[Path, lrb.ImportPlan, list[str]]
+) -> None:
     _, plan, sample = imported
     repealed = next(d for d in sample if searcher.index.docs[d].meta.validity == "已废止")
     title = searcher.index.docs[repealed].title
@@ -102,8 +108,10 @@ def test_as_of_picks_the_company_law_version_in_force(searcher: Searcher) -> Non
     question = "公司 注册资本 股东 出资"
     now = {h.chunk.doc_id for h in searcher.search(question, 20, docs=list(COMPANY_LAW), mode="keyword")}
     assert now == {COMPANY_LAW[1]}  # the 2018 text is 已修改
-    then = {h.chunk.doc_id for h in searcher.search(question, 20, docs=list(COMPANY_LAW), mode="keyword",
-                                                    as_of="2020-01-01")}
+    then = {
+        h.chunk.doc_id
+        for h in searcher.search(question, 20, docs=list(COMPANY_LAW), mode="keyword", as_of="2020-01-01")
+    }
     assert then == {COMPANY_LAW[0]}
     # The 2023 revision took effect on 2024-07-01 (its 施行 article; the db leaves valid_from empty).
     assert searcher.index.spans[COMPANY_LAW[1]].start == "2024-07-01"

@@ -4,6 +4,7 @@ Every `import kb.x` / `from kb.x import y` in kb/ (lazy ones inside functions to
 may import its own package's modules and any package of a lower layer; never one of its own layer or above.
 docs/ARCHITECTURE.md draws the same layers.
 """
+
 from __future__ import annotations
 
 import ast
@@ -50,8 +51,12 @@ def imports(path: Path, modules: set[str]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name == "kb" or a.name.startswith("kb.")}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
-                node.module == "kb" or node.module.startswith("kb.")):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and (node.module == "kb" or node.module.startswith("kb."))
+        ):
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
                 out.add(full if full in modules else node.module)
@@ -96,7 +101,7 @@ def cycles(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
         path.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                found.append([*path[path.index(nxt):], nxt])
+                found.append([*path[path.index(nxt) :], nxt])
             elif nxt not in state:
                 visit(nxt)
         path.pop()
@@ -122,10 +127,17 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_checks_catch_a_planted_cycle_and_a_backward_import() -> None:
-    planted = {"kb.chunk": {"kb.cli"}, "kb.cli": {"kb.chunk"}, "kb.index.loader": {"kb.index.build"},
-               "kb.index.build": {"kb.index.loader"}}
+    planted = {
+        "kb.chunk": {"kb.cli"},
+        "kb.cli": {"kb.chunk"},
+        "kb.index.loader": {"kb.index.build"},
+        "kb.index.build": {"kb.index.loader"},
+    }
     assert backward(planted) == ["kb.chunk (layer 3) imports kb.cli (layer 13)"]
-    assert cycles(planted) == [["kb.chunk", "kb.cli", "kb.chunk"], ["kb.index.build", "kb.index.loader", "kb.index.build"]]
+    assert cycles(planted) == [
+        ["kb.chunk", "kb.cli", "kb.chunk"],
+        ["kb.index.build", "kb.index.loader", "kb.index.build"],
+    ]
     with pytest.raises(AssertionError, match="belongs to no layer"):
         backward({"kb.newthing": {"kb.config"}})
 
@@ -138,8 +150,11 @@ def test_subpackages_reexport_nothing() -> None:
 
 
 def test_only_config_reads_the_environment() -> None:
-    offenders = [str(p.relative_to(ROOT)) for p in [*KB.rglob("*.py"), ROOT / "app.py"]
-                 if p.name != "config.py" and re.search(r"os\.environ|os\.getenv", p.read_text(encoding="utf-8"))]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in [*KB.rglob("*.py"), ROOT / "app.py"]
+        if p.name != "config.py" and re.search(r"os\.environ|os\.getenv", p.read_text(encoding="utf-8"))
+    ]
     assert offenders == []
 
 

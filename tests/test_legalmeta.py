@@ -1,4 +1,5 @@
 """kb.legal.meta on the bundled corpus (against a hand-made gold table) and on small texts."""
+
 from __future__ import annotations
 
 import csv
@@ -52,14 +53,23 @@ def test_issuer_follows_from_level_when_unstated() -> None:
 
 
 def test_repealed_titles_from_closing_articles() -> None:
-    body = ("第二十条 本规定自2022年7月1日起施行。2000年10月31日原国家计委令第8号发布的《关于商品和服务实行明码标价的规定》、"
-            "2001年11月7日原国家计委令第15号发布的《禁止价格欺诈行为的规定》同时废止。")
+    body = (
+        "第二十条 本规定自2022年7月1日起施行。2000年10月31日原国家计委令第8号发布的《关于商品和服务实行明码标价的规定》、"
+        "2001年11月7日原国家计委令第15号发布的《禁止价格欺诈行为的规定》同时废止。"
+    )
     assert repealed_titles(body) == ("关于商品和服务实行明码标价的规定", "禁止价格欺诈行为的规定")
     assert repealed_titles("第一条 依照《中华人民共和国价格法》制定本规定。") == ()
 
 
-@pytest.mark.parametrize("title", ["《中华人民共和国消费者权益保护法》", "消费者权益保护法", "消费者权益保护法（2013修正）",
-                                   "中华人民共和国 消费者权益保护法"])
+@pytest.mark.parametrize(
+    "title",
+    [
+        "《中华人民共和国消费者权益保护法》",
+        "消费者权益保护法",
+        "消费者权益保护法（2013修正）",
+        "中华人民共和国 消费者权益保护法",
+    ],
+)
 def test_title_key_matches_full_short_and_versioned_titles(title: str) -> None:
     assert title_key(title) == "消费者权益保护法"
 
@@ -70,7 +80,8 @@ def test_title_key_keeps_trial_and_part_markers() -> None:
 
 
 def test_english_text_is_commentary(tmp_path: Path) -> None:
-    (tmp_path / "a.md").write_text("---\ndate: 2023-07-19\n---\n# A note\n\nSome words on rural trade.\n",
-                                   encoding="utf-8")
+    (tmp_path / "a.md").write_text(
+        "---\ndate: 2023-07-19\n---\n# A note\n\nSome words on rural trade.\n", encoding="utf-8"
+    )
     meta = read_document(tmp_path, "a.md").meta
     assert (meta.level, meta.published) == ("commentary", "2023-07-19")

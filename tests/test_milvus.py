@@ -3,6 +3,7 @@
 The search contract itself (hits, citations, filters, CLI) is tested on both backends in test_search.py
 and test_filters.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,15 @@ from kb.milvus.search import MilvusSearcher
 from kb.milvus.store import target
 
 QUERIES = ["公司注册资本", "公司登记", "网购商品七日内无理由退货", "Company capital note", "e-commerce 电子商务"]
-FILTERS = [{}, {"include_repealed": True}, {"as_of": "2010-06-01"}, {"validity": ["已废止"]},
-           {"levels": ["行政法规"], "include_repealed": True}, {"mode": "keyword"}, {"lang": "en"}]
+FILTERS = [
+    {},
+    {"include_repealed": True},
+    {"as_of": "2010-06-01"},
+    {"validity": ["已废止"]},
+    {"levels": ["行政法规"], "include_repealed": True},
+    {"mode": "keyword"},
+    {"lang": "en"},
+]
 
 
 def results(searcher: MilvusSearcher) -> list[object]:
@@ -36,8 +44,22 @@ def results(searcher: MilvusSearcher) -> list[object]:
 
 def kb_build(uri: str, corpus: Path, *extra: str) -> subprocess.Popen[str]:
     """`python -m kb build --backend milvus` in its own process, as a deployment's worker would run it."""
-    cmd = [sys.executable, "-m", "kb", "build", "--backend", "milvus", "--uri", uri, "--corpus", str(corpus),
-           "--model", "hashing", "--no-progress", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kb",
+        "build",
+        "--backend",
+        "milvus",
+        "--uri",
+        uri,
+        "--corpus",
+        str(corpus),
+        "--model",
+        "hashing",
+        "--no-progress",
+        *extra,
+    ]
     env = {**os.environ, "KB_CACHE_DIR": str(Path(uri).parent / "cache")}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -78,8 +100,9 @@ def test_incremental_build_rewrites_only_what_changed(tmp_path: Path) -> None:
     assert again.indexed == [] and again.embedded == 0 and again.generation == first.generation
     # A new text repeals old.txt; a passage is edited; a document is deleted.
     (corpus / "new.txt").write_text(new_law, encoding="utf-8")
-    (corpus / "local.txt").write_text((corpus / "local.txt").read_text(encoding="utf-8") + "第四条 地方新增条款。\n",
-                                      encoding="utf-8")
+    (corpus / "local.txt").write_text(
+        (corpus / "local.txt").read_text(encoding="utf-8") + "第四条 地方新增条款。\n", encoding="utf-8"
+    )
     (corpus / "note.md").unlink()
     serving = MilvusSearcher(target(uri))  # an app keeps serving while a build runs in its process
     assert not serving.refresh()
@@ -93,7 +116,7 @@ def test_incremental_build_rewrites_only_what_changed(tmp_path: Path) -> None:
         assert updated.search("地方新增条款", 1)[0].chunk.article == "第四条"
         assert "note.md" not in {d["doc_id"] for d in updated.documents()}
         doc, chunks = updated.source("local.txt")
-        assert all(doc.text[c.char_start:c.char_end] == c.text for c in chunks) and len(chunks) == 4
+        assert all(doc.text[c.char_start : c.char_end] == c.text for c in chunks) and len(chunks) == 4
         fresh = build_and_open("milvus", corpus, tmp_path / "fresh")
         try:  # the updated collection answers exactly as one built from scratch
             assert results(updated) == results(fresh)  # type: ignore[arg-type]
@@ -120,8 +143,13 @@ def test_milvus_hybrid_search_fusion_is_plain_rrf(tmp_path: Path, corpus: Path) 
 def test_milvus_lite_file_is_one_process_at_a_time(tmp_path: Path, corpus: Path) -> None:
     searcher = build_and_open("milvus", corpus, tmp_path)
     try:
-        other = subprocess.run([sys.executable, "-m", "kb", "search", "x", "--backend", "milvus", "--uri",
-                                str(tmp_path / "kb.db")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        other = subprocess.run(
+            [sys.executable, "-m", "kb", "search", "x", "--backend", "milvus", "--uri", str(tmp_path / "kb.db")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert other.returncode == 1
         assert other.stderr.strip().splitlines()[-1].startswith("error: cannot open")
         assert "milvus-lite allows one process per file" in other.stderr
@@ -183,8 +211,14 @@ def test_cross_lingual_channel_is_a_second_vector_field(tmp_path: Path, corpus: 
 def test_build_progress_counts_each_channel_to_its_total(tmp_path: Path, corpus: Path) -> None:
     """The embedding progress names its channel and counts up to the passages embedded (as the FAISS build)."""
     seen: list[tuple[str, int, int]] = []
-    build_index("milvus", corpus, {"dense": HashingEmbedder()}, uri=str(tmp_path / "p.db"), cache_dir=None,
-                progress=lambda stage, done, total: seen.append((stage, done, total)))
+    build_index(
+        "milvus",
+        corpus,
+        {"dense": HashingEmbedder()},
+        uri=str(tmp_path / "p.db"),
+        cache_dir=None,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
     embed = [s for s in seen if s[0].startswith("embed")]
     assert embed and {stage for stage, _, _ in embed} == {"embed dense"}
     assert all(done <= total for _, done, total in embed) and embed[-1][1] == embed[-1][2] > 0

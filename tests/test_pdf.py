@@ -1,4 +1,5 @@
 """kb.ingest.pdf: page spans, known phrases on known pages, hyphen joining, run-on repair, errors."""
+
 from __future__ import annotations
 
 import pathlib

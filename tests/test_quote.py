@@ -1,4 +1,5 @@
 """Quote check: a table of quotes drawn from the bundled corpus, each with its verdict and location."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ EN12 = "en/en12_economist_drumtower_live_streamers_crackdown_SHORT.txt"
 ART25 = "经营者采用网络、电视、电话、邮购等方式销售商品，消费者有权自收到商品之日起七日内退货，且无需说明理由"
 PIPL9 = "个人信息处理者应当对其个人信息处理活动负责，并采取必要措施保障所处理的个人信息的安全。"
 EC17 = "电子商务经营者应当全面、真实、准确、及时地披露商品或者服务信息，保障消费者的知情权和选择权。"
-SEED = ("Its sustained and healthy development cannot be separated from a standardized, orderly, fair and "
-        "transparent ecological environment.")
+SEED = (
+    "Its sustained and healthy development cannot be separated from a standardized, orderly, fair and "
+    "transparent ecological environment."
+)
 JD = "It is employing 1.26 lakh employees and has earned 62.90 billion US $ as revenue."
 
 
@@ -52,65 +55,186 @@ CASES = [
     Case("zh exact article", PIPL9, "verbatim", ZH07, "第九条", PIPL9),
     Case("zh two characters (below one trigram)", "退货", "verbatim", ZH02, source="退货"),
     Case("en exact sentence", SEED, "verbatim", SEED0, source=SEED),
-    Case("en exact from the pdf book", "The share of J.D.Com Inc. revenue", "verbatim", PDF01,
-         source="The share of J.D.Com Inc. revenue"),
+    Case(
+        "en exact from the pdf book",
+        "The share of J.D.Com Inc. revenue",
+        "verbatim",
+        PDF01,
+        source="The share of J.D.Com Inc. revenue",
+    ),
     # verbatim after normalisation
-    Case("zh traditional characters", "電子商務經營者應當全面、真實、準確、及時地披露商品或者服務信息，保障消費者的知情權和選擇權。",
-         "normalized", ZH01, "第十七条", EC17),
-    Case("zh traditional characters 2", "個人信息處理者應當對其個人信息處理活動負責，並採取必要措施保障所處理的個人信息的安全。",
-         "normalized", ZH07, "第九条", PIPL9),
+    Case(
+        "zh traditional characters",
+        "電子商務經營者應當全面、真實、準確、及時地披露商品或者服務信息，保障消費者的知情權和選擇權。",
+        "normalized",
+        ZH01,
+        "第十七条",
+        EC17,
+    ),
+    Case(
+        "zh traditional characters 2",
+        "個人信息處理者應當對其個人信息處理活動負責，並採取必要措施保障所處理的個人信息的安全。",
+        "normalized",
+        ZH07,
+        "第九条",
+        PIPL9,
+    ),
     Case("zh half-width comma", ART25[:45].replace("，", ","), "normalized", ZH02, "第二十五条", ART25[:45]),
-    Case("zh full-width digits", "本规定自２００９年３月１日起施行", "normalized", "zh/zh14_shanghai_ecommerce_promotion.txt",
-         "第二十二条", "本规定自2009年3月1日起施行"),
-    Case("zh straight quotes", '通过大众传播媒介发布的广告应当显著标明"广告"，与其他非广告信息相区别', "normalized",
-         "zh/zh03_advertising_law.txt", "第十四条", "通过大众传播媒介发布的广告应当显著标明“广告”，与其他非广告信息相区别"),
-    Case("zh line break and spaces", "消费者有权自收到商品之日起\n七日内 退货", "normalized", ZH02, "第二十五条",
-         "消费者有权自收到商品之日起七日内退货"),
+    Case(
+        "zh full-width digits",
+        "本规定自２００９年３月１日起施行",
+        "normalized",
+        "zh/zh14_shanghai_ecommerce_promotion.txt",
+        "第二十二条",
+        "本规定自2009年3月1日起施行",
+    ),
+    Case(
+        "zh straight quotes",
+        '通过大众传播媒介发布的广告应当显著标明"广告"，与其他非广告信息相区别',
+        "normalized",
+        "zh/zh03_advertising_law.txt",
+        "第十四条",
+        "通过大众传播媒介发布的广告应当显著标明“广告”，与其他非广告信息相区别",
+    ),
+    Case(
+        "zh line break and spaces",
+        "消费者有权自收到商品之日起\n七日内 退货",
+        "normalized",
+        ZH02,
+        "第二十五条",
+        "消费者有权自收到商品之日起七日内退货",
+    ),
     Case("en case", SEED.replace("cannot", "CANNOT").lower(), "normalized", SEED0, source=SEED),
-    Case("en curly vs straight quotes", "Jiehao Chen, The Economist's China researcher and \"Drum Tower\" producer",
-         "normalized", EN12, source="Jiehao Chen, The Economist’s China researcher and “Drum Tower” producer"),
-    Case("en quote spanning pdf line breaks", "Having endured for billions of years, the Earth now faces",
-         "normalized", PDF02, source="Having endured for billions of\nyears, the Earth now faces"),
+    Case(
+        "en curly vs straight quotes",
+        'Jiehao Chen, The Economist\'s China researcher and "Drum Tower" producer',
+        "normalized",
+        EN12,
+        source="Jiehao Chen, The Economist’s China researcher and “Drum Tower” producer",
+    ),
+    Case(
+        "en quote spanning pdf line breaks",
+        "Having endured for billions of years, the Earth now faces",
+        "normalized",
+        PDF02,
+        source="Having endured for billions of\nyears, the Earth now faces",
+    ),
     Case("en pdf line break before a number", JD, "normalized", PDF01, source=JD.replace("earned ", "earned\n")),
-    Case("en hyphen broken across lines", "revenue is ac-\ncounted to be 32.97 per cent", "normalized", PDF01,
-         source="revenue is\naccounted to be 32.97 per cent"),
-    Case("en space the pdf lost", "(Table 5). When compared to the number", "normalized", PDF01,
-         source="(Table 5).When compared to the number"),
+    Case(
+        "en hyphen broken across lines",
+        "revenue is ac-\ncounted to be 32.97 per cent",
+        "normalized",
+        PDF01,
+        source="revenue is\naccounted to be 32.97 per cent",
+    ),
+    Case(
+        "en space the pdf lost",
+        "(Table 5). When compared to the number",
+        "normalized",
+        PDF01,
+        source="(Table 5).When compared to the number",
+    ),
     # with omissions
     Case("zh ellipsis", ART25[:23] + "……且无需说明理由", "omissions", ZH02, "第二十五条", ART25),
-    Case("zh three dots", EC17[:30] + "...电子商务经营者不得以虚构交易、编造用户评价等方式进行虚假或者引人误解的商业宣传", "omissions",
-         ZH01, "第十七条", EC17[:-1] + "。电子商务经营者不得以虚构交易、编造用户评价等方式进行虚假或者引人误解的商业宣传"),
-    Case("en ellipsis", "Live-streaming is big business in China … This digital gold rush has lifted many",
-         "omissions", EN12, source="Live-streaming is big business in China, with millions of broadcasts happening "
-         "daily, featuring everything from shopping deals to dating advice. This digital gold rush has lifted many"),
-    Case("en bracketed ellipsis", "Live-streaming is big business in China [...] it comes with risks.", "omissions",
-         EN12),
+    Case(
+        "zh three dots",
+        EC17[:30] + "...电子商务经营者不得以虚构交易、编造用户评价等方式进行虚假或者引人误解的商业宣传",
+        "omissions",
+        ZH01,
+        "第十七条",
+        EC17[:-1] + "。电子商务经营者不得以虚构交易、编造用户评价等方式进行虚假或者引人误解的商业宣传",
+    ),
+    Case(
+        "en ellipsis",
+        "Live-streaming is big business in China … This digital gold rush has lifted many",
+        "omissions",
+        EN12,
+        source="Live-streaming is big business in China, with millions of broadcasts happening "
+        "daily, featuring everything from shopping deals to dating advice. This digital gold rush has lifted many",
+    ),
+    Case(
+        "en bracketed ellipsis", "Live-streaming is big business in China [...] it comes with risks.", "omissions", EN12
+    ),
     # close but altered
-    Case("zh one number changed", ART25[23:].replace("七日", "十日"), "altered", ZH02, "第二十五条",
-         change=("changed", "十", "七")),
-    Case("zh one digit changed", "本规定自2009年3月2日起施行", "altered", "zh/zh14_shanghai_ecommerce_promotion.txt",
-         "第二十二条", change=("changed", "2", "1")),
-    Case("zh one word changed", PIPL9.replace("必要", "一切"), "altered", ZH07, "第九条",
-         change=("changed", "一切", "必要")),
-    Case("zh one word dropped", ART25[23:].replace("且", ""), "altered", ZH02, "第二十五条", change=("dropped", "", "且")),
-    Case("zh one word added", EC17.replace("服务信息", "服务的信息"), "altered", ZH01, "第十七条",
-         change=("added", "的", "")),
-    Case("en one word changed", SEED.replace("transparent", "open"), "altered", SEED0,
-         change=("changed", "open", "transparent")),
+    Case(
+        "zh one number changed",
+        ART25[23:].replace("七日", "十日"),
+        "altered",
+        ZH02,
+        "第二十五条",
+        change=("changed", "十", "七"),
+    ),
+    Case(
+        "zh one digit changed",
+        "本规定自2009年3月2日起施行",
+        "altered",
+        "zh/zh14_shanghai_ecommerce_promotion.txt",
+        "第二十二条",
+        change=("changed", "2", "1"),
+    ),
+    Case(
+        "zh one word changed",
+        PIPL9.replace("必要", "一切"),
+        "altered",
+        ZH07,
+        "第九条",
+        change=("changed", "一切", "必要"),
+    ),
+    Case(
+        "zh one word dropped", ART25[23:].replace("且", ""), "altered", ZH02, "第二十五条", change=("dropped", "", "且")
+    ),
+    Case(
+        "zh one word added",
+        EC17.replace("服务信息", "服务的信息"),
+        "altered",
+        ZH01,
+        "第十七条",
+        change=("added", "的", ""),
+    ),
+    Case(
+        "en one word changed",
+        SEED.replace("transparent", "open"),
+        "altered",
+        SEED0,
+        change=("changed", "open", "transparent"),
+    ),
     Case("en one word dropped", SEED.replace(" orderly,", ""), "altered", SEED0, change=("dropped", "", "orderly,")),
     Case("en one word added", SEED.replace("fair and", "fair, open and"), "altered", SEED0),
     Case("en one number changed", JD.replace("62.90", "62.91"), "altered", PDF01, change=("changed", "62.91", "62.90")),
-    Case("en year changed", "the percentage change in the number of digital buyers during the year 2020 over the "
-         "year 2018", "altered", PDF01, change=("changed", "2018", "2016")),
-    Case("zh two articles mixed", ART25 + "。经营者在经营活动中使用格式条款的，应当以显著方式提请消费者注意商品或者服务的数量和质量",
-         "altered", ZH02, "第二十五条"),
-    Case("zh ellipsis joining two laws", ART25[:23] + "……个人信息处理者应当对其个人信息处理活动负责", "altered", ZH02,
-         "第二十五条"),
+    Case(
+        "en year changed",
+        "the percentage change in the number of digital buyers during the year 2020 over the year 2018",
+        "altered",
+        PDF01,
+        change=("changed", "2018", "2016"),
+    ),
+    Case(
+        "zh two articles mixed",
+        ART25 + "。经营者在经营活动中使用格式条款的，应当以显著方式提请消费者注意商品或者服务的数量和质量",
+        "altered",
+        ZH02,
+        "第二十五条",
+    ),
+    Case(
+        "zh ellipsis joining two laws",
+        ART25[:23] + "……个人信息处理者应当对其个人信息处理活动负责",
+        "altered",
+        ZH02,
+        "第二十五条",
+    ),
     # not found
     Case("zh fabricated", "电子商务经营者应当在其首页显著位置公示其碳排放信息，并每年向社会公布。", "not_found"),
-    Case("zh fabricated 2", "平台内经营者销售的商品存在质量问题的，电子商务平台经营者应当先行赔付并承担连带责任。", "not_found"),
-    Case("en fabricated", "The Ministry of Commerce announced that all live-streamers must obtain a federal "
-         "broadcasting licence by 2025.", "not_found"),
+    Case(
+        "zh fabricated 2",
+        "平台内经营者销售的商品存在质量问题的，电子商务平台经营者应当先行赔付并承担连带责任。",
+        "not_found",
+    ),
+    Case(
+        "en fabricated",
+        "The Ministry of Commerce announced that all live-streamers must obtain a federal "
+        "broadcasting licence by 2025.",
+        "not_found",
+    ),
 ]
 
 
@@ -125,8 +249,8 @@ def checker(tmp_path_factory: pytest.TempPathFactory) -> QuoteChecker:
 def assert_provenance(checker: QuoteChecker, report: QuoteReport) -> None:
     for m in report.matches:
         doc = checker.parts.store.document(m.doc_id)
-        assert doc is not None and doc.text[m.char_start:m.char_end] == m.text
-        assert doc.text[m.context_start:m.context_start + len(m.context)] == m.context
+        assert doc is not None and doc.text[m.char_start : m.char_end] == m.text
+        assert doc.text[m.context_start : m.context_start + len(m.context)] == m.context
         if m.kind == "verbatim":
             assert m.text == report.quote or (m.quote_span and m.text == report.quote[slice(*m.quote_span)])
         if m.kind == "normalized":
@@ -185,8 +309,8 @@ def test_ellipsis_parts_too_far_apart_are_not_omissions(checker: QuoteChecker) -
     # 第一条 and 第五十五条 of the same law: both parts occur, thousands of characters apart.
     doc = checker.parts.store.document(ZH02)
     assert doc is not None
-    first = doc.text[doc.text.index("第一条") + 4:][:20]
-    late = doc.text[doc.text.index("第五十五条") + 6:][:20]
+    first = doc.text[doc.text.index("第一条") + 4 :][:20]
+    late = doc.text[doc.text.index("第五十五条") + 6 :][:20]
     report = checker.check(f"{first}……{late}")
     assert report.verdict != "omissions"
 
@@ -202,7 +326,7 @@ def test_one_character_or_number_off_is_never_verbatim(checker: QuoteChecker) ->
         assert doc is not None
         text = chunk.text
         start = rng.randrange(0, max(1, len(text) - 40))
-        quote = text[start:start + 40].strip()
+        quote = text[start : start + 40].strip()
         if len(fold(quote).text) < 12:
             continue
         report = checker.check(quote)
@@ -215,12 +339,14 @@ def test_one_character_or_number_off_is_never_verbatim(checker: QuoteChecker) ->
         new = "7" if ch.isdigit() and ch != "7" else "1" if ch.isdigit() else "七" if ch != "七" else "十"
         if ch.isascii() and ch.isalpha():
             new = "q" if ch.lower() != "q" else "z"
-        changed = quote[:i] + new + quote[i + 1:]
+        changed = quote[:i] + new + quote[i + 1 :]
         report = checker.check(changed)
         assert_provenance(checker, report)  # whatever it reports verbatim really is the changed text
         where = chunk.char_start + start
-        assert not any(m.kind in ("verbatim", "normalized") and m.char_start <= where + i < m.char_end
-                       and m.doc_id == chunk.doc_id for m in report.matches), (quote, changed, report.verdict)
+        assert not any(
+            m.kind in ("verbatim", "normalized") and m.char_start <= where + i < m.char_end and m.doc_id == chunk.doc_id
+            for m in report.matches
+        ), (quote, changed, report.verdict)
         checked += 1
     assert checked >= 30
 
@@ -236,8 +362,19 @@ def test_cli_json_and_batch(checker: QuoteChecker, tmp_path: Path, capsys: pytes
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "verbatim"
     m = out["matches"][0]
-    assert {"doc_id", "title", "citation", "page", "char_start", "char_end", "text", "similarity", "context",
-            "diff", "label"} <= set(m)
+    assert {
+        "doc_id",
+        "title",
+        "citation",
+        "page",
+        "char_start",
+        "char_end",
+        "text",
+        "similarity",
+        "context",
+        "diff",
+        "label",
+    } <= set(m)
     assert (m["doc_id"], m["citation"]) == (ZH07, "《中华人民共和国个人信息保护法》第九条")
     batch = tmp_path / "quotes.txt"
     batch.write_text(f"{PIPL9}\n\n{PIPL9.replace('必要', '一切')}\n", encoding="utf-8")
@@ -282,16 +419,20 @@ def test_quote_index_is_incremental_and_checked(corpus: Path, tmp_path: Path) ->
 def test_english_translation_of_chinese_article_is_a_possible_source() -> None:
     """On the shipped index (real e5 + USE): never verbatim, and the Chinese article is offered as the source."""
     checker = QuoteChecker(ROOT / "index")
-    report = checker.check("Where a business operator sells goods online, by television, by telephone or by mail "
-                           "order, the consumer has the right to return the goods within seven days of receiving "
-                           "them without giving any reason.")
+    report = checker.check(
+        "Where a business operator sells goods online, by television, by telephone or by mail "
+        "order, the consumer has the right to return the goods within seven days of receiving "
+        "them without giving any reason."
+    )
     assert report.verdict == "not_found"
     translations = [m for m in report.matches if m.kind == "translation"]
     assert (translations[0].doc_id, translations[0].article) == (ZH02, "第二十五条")
     assert translations[0].label == "possible source (translation)" and translations[0].similarity is None
-    report = checker.check("A personal information handler shall be responsible for its personal information "
-                           "handling activities and take the necessary measures to safeguard the security of the "
-                           "personal information it handles.")
+    report = checker.check(
+        "A personal information handler shall be responsible for its personal information "
+        "handling activities and take the necessary measures to safeguard the security of the "
+        "personal information it handles."
+    )
     assert report.verdict == "not_found"
     assert (ZH07, "第九条") in [(m.doc_id, m.article) for m in report.matches if m.kind == "translation"]
 

@@ -1,4 +1,5 @@
 """Reliability: bad input, per-file time limits, kills during builds, concurrent searches, hostile queries."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,27 @@ ROOT = Path(__file__).parent.parent
 
 
 def _cli_build(corpus: Path, index: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kb", "build", "--corpus", str(corpus), "--index", str(index),
-                           "--model", "hashing", "--xling", "none", "--no-progress"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kb",
+            "build",
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(index),
+            "--model",
+            "hashing",
+            "--xling",
+            "none",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_bad_input_corpus_lands_every_good_file_and_reports_every_bad_one(tmp_path: Path) -> None:
@@ -91,9 +110,24 @@ def test_a_file_that_takes_too_long_is_skipped(tmp_path: Path, monkeypatch: pyte
 
 def test_killed_builds_never_break_search(tmp_path: Path) -> None:
     """A short run of scripts/killtest.py (the full one: 50 kills, see docs/BENCHMARKS.md)."""
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "killtest.py"), "--kills", "12", "--docs", "400",
-                           "--seed", "7", "--workdir", str(tmp_path / "work")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "killtest.py"),
+            "--kills",
+            "12",
+            "--docs",
+            "400",
+            "--seed",
+            "7",
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 0, (report, done.stderr[-2000:])
     assert report["kills"] >= 8 and report["index_usable_after_round"] == 12
@@ -129,18 +163,43 @@ def test_documents_are_read_from_the_index_never_from_a_path(searcher: Searcher,
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=3000),
-       st.sampled_from(["zh", "en"]))
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=3000), st.sampled_from(["zh", "en"]))
 def test_chunker_keeps_exact_offsets_on_any_text(text: str, lang: str) -> None:
     doc = Document(doc_id="f.txt", path="f.txt", title="T", lang=lang, text=text, meta=DocMeta())
     for chunk in chunk_document(doc):
-        assert text[chunk.char_start:chunk.char_end] == chunk.text
+        assert text[chunk.char_start : chunk.char_end] == chunk.text
         assert chunk.text.strip()
 
 
-LEGALISH = st.lists(st.sampled_from(["第一条", "第十二条", "第一百零一条", "第二章 总则", "第一节", "一、", "（二）", "1.",
-                                     "本法第六十一条", "。", "；", "\n", "\n\n", "　", " ", "消费者", "依照", "# 标题",
-                                     "Article 3", "应当", "——", "\r\n"]), max_size=300).map("".join)
+LEGALISH = st.lists(
+    st.sampled_from(
+        [
+            "第一条",
+            "第十二条",
+            "第一百零一条",
+            "第二章 总则",
+            "第一节",
+            "一、",
+            "（二）",
+            "1.",
+            "本法第六十一条",
+            "。",
+            "；",
+            "\n",
+            "\n\n",
+            "　",
+            " ",
+            "消费者",
+            "依照",
+            "# 标题",
+            "Article 3",
+            "应当",
+            "——",
+            "\r\n",
+        ]
+    ),
+    max_size=300,
+).map("".join)
 
 
 @settings(max_examples=150, deadline=None)
@@ -148,14 +207,19 @@ LEGALISH = st.lists(st.sampled_from(["第一条", "第十二条", "第一百零�
 def test_chunker_keeps_exact_offsets_on_statute_like_text(text: str) -> None:
     doc = Document(doc_id="law.txt", path="law.txt", title="法", lang="zh", text=text, meta=DocMeta())
     for chunk in chunk_document(doc):
-        assert text[chunk.char_start:chunk.char_end] == chunk.text
+        assert text[chunk.char_start : chunk.char_end] == chunk.text
 
 
 @pytest.mark.model
 def test_twenty_concurrent_users_get_answers_without_errors() -> None:
     """A short run of scripts/loadtest.py on the shipped index (the full table is in docs/BENCHMARKS.md)."""
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "loadtest.py"), "--users", "20", "--per-user", "2",
-                           "--json"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "loadtest.py"), "--users", "20", "--per-user", "2", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 0, (row, done.stderr[-2000:])
     assert row["users"] == 20 and row["searches"] == 40 and row["errors"] == 0

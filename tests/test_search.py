@@ -1,4 +1,5 @@
 """Query -> Hits: fusion, filters, citations, highlights, JSON shape, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,19 @@ from kb.cli import main
 from kb.errors import QueryError
 from kb.search.searcher import Searcher
 
-JSON_KEYS = {"rank", "score", "doc_id", "title", "citation", "article", "section", "page", "char_start", "char_end", "text"}
+JSON_KEYS = {
+    "rank",
+    "score",
+    "doc_id",
+    "title",
+    "citation",
+    "article",
+    "section",
+    "page",
+    "char_start",
+    "char_end",
+    "text",
+}
 
 
 def test_chinese_question_finds_article_with_citation(searcher: Searcher) -> None:
@@ -102,8 +115,11 @@ def test_cli_search_json_and_batch(searcher: Searcher, tmp_path: Path, capsys: p
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cli_errors_are_one_line(backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    target = ["--index", str(tmp_path / "none")] if backend == "faiss" else ["--backend", "milvus", "--uri",
-                                                                             str(tmp_path / "none.db")]
+    target = (
+        ["--index", str(tmp_path / "none")]
+        if backend == "faiss"
+        else ["--backend", "milvus", "--uri", str(tmp_path / "none.db")]
+    )
     assert main(["search", "x", *target]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no index") and "\n" not in err
@@ -115,8 +131,11 @@ def test_cli_build_reports_skips(backend: str, tmp_path: Path, capsys: pytest.Ca
     corpus.mkdir()
     (corpus / "ok.txt").write_text("A fine title here\n\nUseful words about tariffs.", encoding="utf-8")
     (corpus / "empty.txt").write_bytes(b"")
-    target = ["--index", str(tmp_path / "i")] if backend == "faiss" else ["--backend", "milvus", "--uri",
-                                                                          str(tmp_path / "i.db")]
+    target = (
+        ["--index", str(tmp_path / "i")]
+        if backend == "faiss"
+        else ["--backend", "milvus", "--uri", str(tmp_path / "i.db")]
+    )
     code = main(["build", "--corpus", str(corpus), *target, "--model", "hashing", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
@@ -140,7 +159,9 @@ def test_identical_passages_show_once_with_their_other_documents(backend: str, t
 def test_repealed_texts_are_hidden_unless_asked_for(backend: str, tmp_path: Path) -> None:
     corpus = tmp_path / "c"
     corpus.mkdir()
-    (corpus / "old.txt").write_text("旧合同法\n\n第一条 合同应当采用书面形式。\n第二条 乙。\n第三条 丙。\n", encoding="utf-8")
+    (corpus / "old.txt").write_text(
+        "旧合同法\n\n第一条 合同应当采用书面形式。\n第二条 乙。\n第三条 丙。\n", encoding="utf-8"
+    )
     (corpus / "old.txt.meta.json").write_text('{"validity": "已废止"}', encoding="utf-8")
     searcher = build_and_open(backend, corpus, tmp_path)
     assert searcher.search("合同书面形式", 5) == []
@@ -148,8 +169,9 @@ def test_repealed_texts_are_hidden_unless_asked_for(backend: str, tmp_path: Path
     assert shown[0].chunk.doc_id == "old.txt" and shown[0].meta.validity == "已废止"
 
 
-def test_cli_batch_keeps_order_when_a_line_is_bad(searcher: Searcher, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_batch_keeps_order_when_a_line_is_bad(
+    searcher: Searcher, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     batch = tmp_path / "q.txt"
     batch.write_text("七日内无理由退货\n？？？\n\nlive-stream talent\n", encoding="utf-8")
     assert main(["search", "--batch", str(batch), *target_args(searcher), "-k", "1"]) == 1

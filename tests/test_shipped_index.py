@@ -1,4 +1,5 @@
 """The index committed under index/ is what a build of corpus/ produces, and answers the golden questions."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,8 +57,11 @@ def test_readme_search_example_is_real_output(capsys: pytest.CaptureFixture[str]
     from kb.cli import main
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    m = re.search(r"A real search on the bundled corpus \(`\.venv/bin/python -m kb (search [^`]+)`\):\n\n```\n(.*?)```",
-                  readme, re.S)
+    m = re.search(
+        r"A real search on the bundled corpus \(`\.venv/bin/python -m kb (search [^`]+)`\):\n\n```\n(.*?)```",
+        readme,
+        re.S,
+    )
     assert m, "README lost its real search example"
     assert main(shlex.split(m.group(1))) == 0
     assert capsys.readouterr().out == m.group(2)

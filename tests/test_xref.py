@@ -1,4 +1,5 @@
 """kb.legal.xref: references found in text, resolved to chunks; measured on the bundled zh* files against a gold list."""
+
 from __future__ import annotations
 
 import csv
@@ -24,11 +25,20 @@ def refs(text: str, known: tuple[str, ...] = ()) -> list[tuple[str, str | None, 
 
 def test_named_lists_ranges_and_paragraphs() -> None:
     assert refs("依照《中华人民共和国邮政法》第五十二条、第五十三条规定") == [
-        ("named", "中华人民共和国邮政法", 52, None), ("named", "中华人民共和国邮政法", 53, None)]
+        ("named", "中华人民共和国邮政法", 52, None),
+        ("named", "中华人民共和国邮政法", 53, None),
+    ]
     assert refs("违反本法第二十二条第三款、第四十一条至第四十三条规定") == [
-        ("self", None, 22, 3), ("self", None, 41, None), ("self", None, 42, None), ("self", None, 43, None)]
+        ("self", None, 22, 3),
+        ("self", None, 41, None),
+        ("self", None, 42, None),
+        ("self", None, 43, None),
+    ]
     assert refs("本法第二十二条第一款、第二款和第四十八条第一款") == [
-        ("self", None, 22, 1), ("self", None, 22, 2), ("self", None, 48, 1)]
+        ("self", None, 22, 1),
+        ("self", None, 22, 2),
+        ("self", None, 48, 1),
+    ]
     assert [r.item for r in find_references("违反本法第十六条第一款第四项规定")] == [4]
     assert refs("依照本条例第十条之一的规定")[0][2] == 10 and find_references("本条例第十条之一")[0].sub == 1
 
@@ -41,12 +51,15 @@ def test_article_headings_and_mentions_are_not_references() -> None:
 
 def test_relative_and_bare_references() -> None:
     assert refs("第三条 甲。\n违反前款规定的，依照本条第一款处罚。") == [
-        ("relative", None, None, None), ("relative", None, None, 1)]
+        ("relative", None, None, None),
+        ("relative", None, None, 1),
+    ]
     assert refs("第二十一条 有下列情形之一的，不属于第十九条规定的价格欺诈行为") == [("bare", None, 19, None)]
     # Another law's article, named without 《》: it is that law's, not this document's.
     assert refs("消费者依据食品安全法第一百三十一条主张") == [("short", "食品安全法", 131, None)]
     assert refs("就消费者权益保护法第二十五条第一款规定", ("消费者权益保护法",)) == [
-        ("short", "消费者权益保护法", 25, 1)]
+        ("short", "消费者权益保护法", 25, 1)
+    ]
 
 
 def _chunk(doc_id: str, n: int, label: str, no: int, text: str, part: int = 0, parts: int = 1) -> Chunk:
@@ -54,15 +67,22 @@ def _chunk(doc_id: str, n: int, label: str, no: int, text: str, part: int = 0, p
 
 
 def test_resolver_picks_article_paragraph_part_and_version() -> None:
-    law = [_chunk("law2018", 0, "第一条", 1, "第一条 甲。"), _chunk("law2018", 1, "第二条", 2, "第二条 乙。"),
-           _chunk("law2021", 0, "第一条", 1, "第一条 甲一。"),
-           _chunk("law2021", 1, "第二条", 2, "第二条 甲款。\n（一）项；\n乙款。", 0, 2),
-           _chunk("law2021", 2, "第二条", 2, "丙款。\n依照前款规定。", 1, 2)]
-    reg = [_chunk("reg", 0, "第一条", 1, "第一条 依照《示范法》第二条第三款，违反本规定第二条的。"),
-           _chunk("reg", 1, "第二条", 2, "第二条 丙。")]
-    docs = {"law2018": {"title": "示范法", "meta": {"published": "2018-01-01"}},
-            "law2021": {"title": "中华人民共和国示范法", "meta": {"published": "2021-01-01"}},
-            "reg": {"title": "示范规定", "meta": {"published": "2022-01-01"}}}
+    law = [
+        _chunk("law2018", 0, "第一条", 1, "第一条 甲。"),
+        _chunk("law2018", 1, "第二条", 2, "第二条 乙。"),
+        _chunk("law2021", 0, "第一条", 1, "第一条 甲一。"),
+        _chunk("law2021", 1, "第二条", 2, "第二条 甲款。\n（一）项；\n乙款。", 0, 2),
+        _chunk("law2021", 2, "第二条", 2, "丙款。\n依照前款规定。", 1, 2),
+    ]
+    reg = [
+        _chunk("reg", 0, "第一条", 1, "第一条 依照《示范法》第二条第三款，违反本规定第二条的。"),
+        _chunk("reg", 1, "第二条", 2, "第二条 丙。"),
+    ]
+    docs = {
+        "law2018": {"title": "示范法", "meta": {"published": "2018-01-01"}},
+        "law2021": {"title": "中华人民共和国示范法", "meta": {"published": "2021-01-01"}},
+        "reg": {"title": "示范规定", "meta": {"published": "2022-01-01"}},
+    }
     resolver = Resolver(_rows(docs), ChunkTable(law + reg))
     named, own = resolver.references(reg[0])
     assert named.target and (named.target.doc_id, named.target.chunk_id) == ("law2021", "law2021#2")
@@ -112,7 +132,9 @@ def test_hand_checked_references(score) -> None:
         found.setdefault((chunk.doc_id, chunk.article, res.ref.text), []).append(res.target)
     for row in gold:
         targets = found.get((row["doc_id"], row["article"], row["reference"]), [])
-        want = f"{row['target_article']}" + (f"第{'一二三四五'[int(row['paragraph']) - 1]}款" if row["paragraph"] else "")
+        want = f"{row['target_article']}" + (
+            f"第{'一二三四五'[int(row['paragraph']) - 1]}款" if row["paragraph"] else ""
+        )
         hits = [t for t in targets if t.doc_id == row["target_doc"] and t.citation.endswith("》" + want)]
         assert hits, (row, [t.citation for t in targets])
         if row["target_chunk"]:
@@ -126,35 +148,46 @@ def test_hits_carry_resolved_references(tmp_path: Path) -> None:
 
     corpus = tmp_path / "c"
     corpus.mkdir()
-    (corpus / "law.txt").write_text("中华人民共和国示范法\n\n第一条 甲。\n第二条 网络经营者应当公示退货规则。\n第三条 丙。\n",
-                                    encoding="utf-8")
-    (corpus / "rule.txt").write_text("示范规定\n\n第一条 乙。\n第二条 经营者违反《示范法》第二条、本规定第一条和"
-                                     "《不存在法》第九条的，予以处罚。\n第三条 丁。\n", encoding="utf-8")
+    (corpus / "law.txt").write_text(
+        "中华人民共和国示范法\n\n第一条 甲。\n第二条 网络经营者应当公示退货规则。\n第三条 丙。\n", encoding="utf-8"
+    )
+    (corpus / "rule.txt").write_text(
+        "示范规定\n\n第一条 乙。\n第二条 经营者违反《示范法》第二条、本规定第一条和"
+        "《不存在法》第九条的，予以处罚。\n第三条 丁。\n",
+        encoding="utf-8",
+    )
     build(corpus, tmp_path / "i", {"dense": HashingEmbedder()}, cache_dir=None)
     searcher = Searcher(tmp_path / "i")
     hit = searcher.search("违反 予以处罚", 1, mode="keyword")[0]
     assert hit.chunk.chunk_id == "rule.txt#2"
     xrefs = hit.to_dict()["xrefs"]
     assert [(x["text"], (x["target"] or {}).get("chunk_id"), x["reason"]) for x in xrefs] == [
-        ("《示范法》第二条", "law.txt#2", None), ("本规定第一条", "rule.txt#1", None),
-        ("《不存在法》第九条", None, "not in the index")]
+        ("《示范法》第二条", "law.txt#2", None),
+        ("本规定第一条", "rule.txt#1", None),
+        ("《不存在法》第九条", None, "not in the index"),
+    ]
     assert xrefs[0]["target"]["citation"] == "《中华人民共和国示范法》第二条"
     assert searcher.search("违反 予以处罚", 1, mode="keyword", xrefs=False)[0].xrefs == ()
     assert [r.target.chunk_id for r in searcher.references(hit.chunk) if r.target] == ["law.txt#2", "rule.txt#1"]
 
 
 def test_code_in_parts_amending_decisions_and_laws_named_in_titles() -> None:
-    code = [_chunk("code/contract", 0, "第四百六十三条", 463, "第四百六十三条 本编调整合同关系。"),
-            _chunk("code/tort", 0, "第一千一百六十五条", 1165, "第一千一百六十五条 过错责任。")]
+    code = [
+        _chunk("code/contract", 0, "第四百六十三条", 463, "第四百六十三条 本编调整合同关系。"),
+        _chunk("code/tort", 0, "第一千一百六十五条", 1165, "第一千一百六十五条 过错责任。"),
+    ]
     criminal = [_chunk("crim", 0, "第一百零二条", 102, "第一百零二条 背叛国家。")]
-    docs = {"code/contract": {"title": "中华人民共和国民法典 合同编", "meta": {}},
-            "code/tort": {"title": "中华人民共和国民法典 侵权责任编", "meta": {}},
-            "crim": {"title": "中华人民共和国刑法", "meta": {}},
-            "names": {"title": "关于适用刑法分则规定的犯罪的罪名的意见", "meta": {}},
-            "amend": {"title": "关于修改《中华人民共和国民法典 侵权责任编》的决定", "meta": {}}}
+    docs = {
+        "code/contract": {"title": "中华人民共和国民法典 合同编", "meta": {}},
+        "code/tort": {"title": "中华人民共和国民法典 侵权责任编", "meta": {}},
+        "crim": {"title": "中华人民共和国刑法", "meta": {}},
+        "names": {"title": "关于适用刑法分则规定的犯罪的罪名的意见", "meta": {}},
+        "amend": {"title": "关于修改《中华人民共和国民法典 侵权责任编》的决定", "meta": {}},
+    }
     resolver = Resolver(_rows(docs), ChunkTable(code + criminal))
-    cite = Chunk("j#0", "j", "某解释", 0, "第一条 依照民法典第一千一百六十五条和刑法第一百零二条。", 0, 30, "zh",
-                 "第一条", 1)
+    cite = Chunk(
+        "j#0", "j", "某解释", 0, "第一条 依照民法典第一千一百六十五条和刑法第一百零二条。", 0, 30, "zh", "第一条", 1
+    )
     assert [r.target.chunk_id for r in resolver.references(cite) if r.target] == ["code/tort#0", "crim#0"]
     names = Chunk("names#0", "names", docs["names"]["title"], 0, "1．背叛国家罪（第102条）", 0, 14, "zh")
     assert [r.target.chunk_id for r in resolver.references(names) if r.target] == ["crim#0"]

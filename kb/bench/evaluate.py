@@ -1,4 +1,5 @@
 """Benchmarks: BEIR SciFact (nDCG@10) and STARD on LawRefBook (Recall@k, MRR@10), through the real pipeline."""
+
 from __future__ import annotations
 
 import json
@@ -70,12 +71,25 @@ def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend:
     uri = backend.uri or str(BENCH_DIR / f"{name}-{model.replace('/', '_')}.db")
     embedders = build_embedders(model, "none")
     milvus = backend.name == "milvus"
-    report = build_index(backend.name, corpus, embedders, index=None if milvus else index, uri=uri if milvus else None,
-                         collection=backend.collection, progress=_log_progress)
-    log.info("benchmark index %s: %d passages (%d embedded) in %.0fs", uri if milvus else index, report.chunks,
-             report.embedded, report.seconds)
-    return open_searcher(backend.name, None if milvus else index, uri if milvus else None, backend.collection,
-                         fusion=backend.fusion)
+    report = build_index(
+        backend.name,
+        corpus,
+        embedders,
+        index=None if milvus else index,
+        uri=uri if milvus else None,
+        collection=backend.collection,
+        progress=_log_progress,
+    )
+    log.info(
+        "benchmark index %s: %d passages (%d embedded) in %.0fs",
+        uri if milvus else index,
+        report.chunks,
+        report.embedded,
+        report.seconds,
+    )
+    return open_searcher(
+        backend.name, None if milvus else index, uri if milvus else None, backend.collection, fusion=backend.fusion
+    )
 
 
 def _latency(times: list[float]) -> dict[str, float]:
@@ -90,8 +104,9 @@ def _log_progress(stage: str, done: int, total: int) -> None:
         log.info("%s %d/%d", stage, done, total)
 
 
-def run_scifact(limit: int | None, index: Path | None, model: str, mode: str,
-                backend: Target = Target()) -> dict[str, object]:
+def run_scifact(
+    limit: int | None, index: Path | None, model: str, mode: str, backend: Target = Target()
+) -> dict[str, object]:
     """nDCG@10 over the SciFact test queries; a document's rank is that of its best passage."""
     data = _benchmark_dir("scifact")
     corpus = scifact_corpus(BENCH_DIR / "scifact-corpus")
@@ -109,8 +124,14 @@ def run_scifact(limit: int | None, index: Path | None, model: str, mode: str,
         hits = searcher.search(q["text"], 100, mode=mode, xrefs=False)
         ranked = list(dict.fromkeys(Path(h.chunk.doc_id).stem for h in hits))
         scores.append(ndcg_at_10(ranked, qrels[q["_id"]]))
-    return {"benchmark": "scifact", "model": model, "mode": mode, "queries": len(queries),
-            "ndcg@10": round(sum(scores) / len(scores), 4), "seconds_per_query": round((time.time() - t0) / len(queries), 3)}
+    return {
+        "benchmark": "scifact",
+        "model": model,
+        "mode": mode,
+        "queries": len(queries),
+        "ndcg@10": round(sum(scores) / len(scores), 4),
+        "seconds_per_query": round((time.time() - t0) / len(queries), 3),
+    }
 
 
 _WS = re.compile(r"\s+")
@@ -143,17 +164,21 @@ def _stard_scores(rows: list[dict], shown: list[list[str]]) -> dict[str, float]:
     return {**{f"recall@{k}": round(v / n, 4) for k, v in total.items()}, "mrr@10": round(mrr / n, 4)}
 
 
-def _stard_index(corpus: Path | None, model: str, index: Path | None,
-                 backend: Target = Target()) -> tuple[Path, Backend]:
+def _stard_index(
+    corpus: Path | None, model: str, index: Path | None, backend: Target = Target()
+) -> tuple[Path, Backend]:
     corpus = corpus or BENCH_CORPORA / "lawrefbook-national"
     if not corpus.is_dir():
-        raise CorpusError(f"{corpus} not found: import it with `python scripts/import_lawrefbook.py "
-                          f"../shared/corpora/lawrefbook/laws.tar.xz {corpus} --national-only`")
+        raise CorpusError(
+            f"{corpus} not found: import it with `python scripts/import_lawrefbook.py "
+            f"../shared/corpora/lawrefbook/laws.tar.xz {corpus} --national-only`"
+        )
     return corpus, _index_for(f"stard-{corpus.name}", corpus, model, index, backend)
 
 
-def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str,
-              backend: Target = Target()) -> dict[str, object]:
+def run_stard(
+    limit: int | None, index: Path | None, corpus: Path | None, model: str, mode: str, backend: Target = Target()
+) -> dict[str, object]:
     """Recall@5/10/100 and MRR@10 on STARD train against a LawRefBook corpus folder, with latency percentiles."""
     corpus, searcher = _stard_index(corpus, model, index, backend)
     rows = _stard_rows(limit)
@@ -169,14 +194,27 @@ def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model:
         lengths.extend(len(h.chunk.text) for h in hits[:10])
         shown.append([h.chunk.text for h in hits])
     n = len(rows)
-    return {"benchmark": "stard", "corpus": str(corpus), "model": model, "mode": mode, "backend": backend.name,
-            **({"fusion": backend.fusion or "client"} if backend.name == "milvus" else {}), "queries": n,
-            **_stard_scores(rows, shown), "mean_passage_chars": round(sum(lengths) / max(len(lengths), 1), 1),
-            "seconds_per_query": round((time.time() - t0) / n, 3), **_latency(times)}
+    return {
+        "benchmark": "stard",
+        "corpus": str(corpus),
+        "model": model,
+        "mode": mode,
+        "backend": backend.name,
+        **({"fusion": backend.fusion or "client"} if backend.name == "milvus" else {}),
+        "queries": n,
+        **_stard_scores(rows, shown),
+        "mean_passage_chars": round(sum(lengths) / max(len(lengths), 1), 1),
+        "seconds_per_query": round((time.time() - t0) / n, 3),
+        **_latency(times),
+    }
 
 
-def tune_stard(grid: list[dict[str, float]], limit: int | None = None, corpus: Path | None = None,
-               model: str = config.DEFAULT_MODEL) -> list[dict[str, object]]:
+def tune_stard(
+    grid: list[dict[str, float]],
+    limit: int | None = None,
+    corpus: Path | None = None,
+    model: str = config.DEFAULT_MODEL,
+) -> list[dict[str, object]]:
     """Recall for each channel-weight setting, ranking every question once and fusing it many times."""
     _, searcher = _stard_index(corpus, model, None)
     rows = _stard_rows(limit)
@@ -189,9 +227,18 @@ def tune_stard(grid: list[dict[str, float]], limit: int | None = None, corpus: P
     return out
 
 
-def run(benchmark: str, limit: int | None = None, index: Path | None = None, corpus: Path | None = None,
-        model: str = config.DEFAULT_MODEL, mode: str = "hybrid", backend: str = "faiss", uri: str | None = None,
-        collection: str | None = None, fusion: str | None = None) -> dict[str, object]:
+def run(
+    benchmark: str,
+    limit: int | None = None,
+    index: Path | None = None,
+    corpus: Path | None = None,
+    model: str = config.DEFAULT_MODEL,
+    mode: str = "hybrid",
+    backend: str = "faiss",
+    uri: str | None = None,
+    collection: str | None = None,
+    fusion: str | None = None,
+) -> dict[str, object]:
     """Run one benchmark and return its figures (backend, uri, collection, fusion: see kb.backends)."""
     where = Target(backend, uri, collection, fusion)
     if benchmark == "scifact":

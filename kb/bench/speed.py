@@ -3,6 +3,7 @@
 Each measured phase runs in its own process, so its peak RSS is its own (os.wait4), and the serving figures
 come from a process that never built anything.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best / 1e9
+    return 2 * size**3 / best / 1e9
 
 
 def encoder_flops(token_counts: list[int], window: int = 512) -> float:
@@ -62,7 +63,9 @@ def encoder_flops(token_counts: list[int], window: int = 512) -> float:
 
 
 def _percentiles(ms: list[float]) -> dict[str, float]:
-    return {f"p{p}": round(float(np.percentile(ms, p)), 1) for p in (50, 95, 99)} | {"mean": round(float(np.mean(ms)), 1)}
+    return {f"p{p}": round(float(np.percentile(ms, p)), 1) for p in (50, 95, 99)} | {
+        "mean": round(float(np.mean(ms)), 1)
+    }
 
 
 def phase_ingest(corpus: Path) -> dict[str, object]:
@@ -86,8 +89,13 @@ def phase_ingest(corpus: Path) -> dict[str, object]:
     t1 = time.perf_counter()
     tokenize_many(texts)
     t2 = time.perf_counter()
-    return {"documents": docs, "passages": len(texts), "passage_chars": chars,
-            "ingest_chunk_s": round(t1 - t0, 1), "tokenize_s": round(t2 - t1, 1)}
+    return {
+        "documents": docs,
+        "passages": len(texts),
+        "passage_chars": chars,
+        "ingest_chunk_s": round(t1 - t0, 1),
+        "tokenize_s": round(t2 - t1, 1),
+    }
 
 
 def phase_encoder(corpus: Path, sample: int) -> dict[str, object]:
@@ -117,25 +125,35 @@ def phase_encoder(corpus: Path, sample: int) -> dict[str, object]:
     flops = encoder_flops(tokens)
     engines = {"processes": E5Embedder(engine="torch"), "threads": E5Embedder(engine="torch", workers=1)}
     for engine in engines.values():
-        engine.passage(texts[:2 * config.EMBED_BATCH])  # start workers, load weights
+        engine.passage(texts[: 2 * config.EMBED_BATCH])  # start workers, load weights
     peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
     secs = {}
     for name, engine in engines.items():
         t0 = time.perf_counter()
         for i in range(0, len(texts), 16 * config.EMBED_BATCH):
-            engine.passage(texts[i:i + 16 * config.EMBED_BATCH])
+            engine.passage(texts[i : i + 16 * config.EMBED_BATCH])
         secs[name] = time.perf_counter() - t0
     peaks = {k: max(v, matmul_peak(k)) for k, v in peaks.items()}
     out: dict[str, object] = {
-        "precision": counter.precision, "cores": os.cpu_count(), "workers": config.EMBED_WORKERS,
-        "torch_threads": torch.get_num_threads(), "passages": len(texts), "mean_tokens": round(float(np.mean(tokens)), 1),
+        "precision": counter.precision,
+        "cores": os.cpu_count(),
+        "workers": config.EMBED_WORKERS,
+        "torch_threads": torch.get_num_threads(),
+        "passages": len(texts),
+        "mean_tokens": round(float(np.mean(tokens)), 1),
         "tokenizer_s_per_passage_ms": round(1000 * t_tok / len(texts), 2),
-        "peak_fp32_gflops": round(peaks["float32"], 1), "peak_bf16_gflops": round(peaks["bfloat16"], 1)}
+        "peak_fp32_gflops": round(peaks["float32"], 1),
+        "peak_bf16_gflops": round(peaks["bfloat16"], 1),
+    }
     for name, s in secs.items():
         gflops = flops / s / 1e9
-        out[name] = {"passages_per_s": round(len(texts) / s, 1), "tokens_per_s": round(sum(tokens) / s),
-                     "encoder_gflops": round(gflops, 1), "share_of_fp32_peak": round(gflops / peaks["float32"], 3),
-                     "share_of_bf16_peak": round(gflops / peaks["bfloat16"], 3)}
+        out[name] = {
+            "passages_per_s": round(len(texts) / s, 1),
+            "tokens_per_s": round(sum(tokens) / s),
+            "encoder_gflops": round(gflops, 1),
+            "share_of_fp32_peak": round(gflops / peaks["float32"], 3),
+            "share_of_bf16_peak": round(gflops / peaks["bfloat16"], 3),
+        }
     return out
 
 
@@ -144,9 +162,15 @@ def phase_build(corpus: Path, index: Path, model: str, xling: str, compact: bool
     from kb.index.build import build
 
     report = build(corpus, index, build_embedders(model, xling), compact=compact)
-    return {"seconds": round(report.seconds, 2), "stages": {k: round(v, 2) for k, v in report.stages.items()},
-            "indexed": len(report.indexed), "reused": len(report.reused), "passages": report.chunks,
-            "embedded": report.embedded, "compacted": report.compacted}
+    return {
+        "seconds": round(report.seconds, 2),
+        "stages": {k: round(v, 2) for k, v in report.stages.items()},
+        "indexed": len(report.indexed),
+        "reused": len(report.reused),
+        "passages": report.chunks,
+        "embedded": report.embedded,
+        "compacted": report.compacted,
+    }
 
 
 def phase_serve(index: Path, n_stard: int) -> dict[str, object]:
@@ -195,8 +219,12 @@ def phase_ann(index: Path, n_stard: int) -> dict[str, object]:
         return rows, ms
 
     def recall(got: list[list[int]]) -> dict[str, float]:
-        return {f"recall@{k}": round(float(np.mean([len(set(g[:k]) & set(t[:k])) / max(len(t[:k]), 1)
-                                                    for g, t in zip(got, truth)])), 4) for k in (10, 100, 200)}
+        return {
+            f"recall@{k}": round(
+                float(np.mean([len(set(g[:k]) & set(t[:k])) / max(len(t[:k]), 1) for g, t in zip(got, truth)])), 4
+            )
+            for k in (10, 100, 200)
+        }
 
     truth, ms = run(exact, None)
     out["exact"] = _percentiles(ms)
@@ -250,7 +278,7 @@ def _one_changed_file(corpus: Path, scratch: Path) -> tuple[Path, str]:
     at = text.find("第二条")
     # A new sentence each run, so the edited passage is never in the embedding cache: the model must load.
     edit = f"第二条 本条于{time.time_ns()}为基准测试所改。"
-    path.write_text(text[:at] + edit + text[at + 3:] if at >= 0 else text + f"\n{edit}\n", encoding="utf-8")
+    path.write_text(text[:at] + edit + text[at + 3 :] if at >= 0 else text + f"\n{edit}\n", encoding="utf-8")
     return copy, doc_id
 
 
@@ -261,13 +289,25 @@ def _link(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def run(corpus: Path, index: Path, n_stard: int = 200, model: str = config.DEFAULT_MODEL, xling: str = "none",
-        sample: int = 512, skip: tuple[str, ...] = ()) -> dict[str, object]:
+def run(
+    corpus: Path,
+    index: Path,
+    n_stard: int = 200,
+    model: str = config.DEFAULT_MODEL,
+    xling: str = "none",
+    sample: int = 512,
+    skip: tuple[str, ...] = (),
+) -> dict[str, object]:
     """Every figure for one corpus and index (built or updated first); `skip` leaves phases out."""
     from kb.index.generations import current_generation
 
-    result: dict[str, object] = {"corpus": str(corpus), "index": str(index), "date": time.strftime("%Y-%m-%d %H:%M"),
-                                 "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()[0]}
+    result: dict[str, object] = {
+        "corpus": str(corpus),
+        "index": str(index),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg()[0],
+    }
     common = ["--model", model, "--xling", xling]
     if "ingest" not in skip:
         result["ingest"], _, _ = _child(["ingest", str(corpus)])
@@ -277,8 +317,10 @@ def run(corpus: Path, index: Path, n_stard: int = 200, model: str = config.DEFAU
         data, wall, rss = _child(["build", str(corpus), str(index), *common, "--compact"])
         result["build"] = {**data, "wall_s": round(wall, 1), "peak_rss_mb": round(rss)}
     gen = current_generation(index)
-    result["size_mb"] = {p.name: round(disk_usage(p) / 2**20, 2) if p.is_dir() else round(p.stat().st_size / 2**20, 2)
-                         for p in sorted(gen.iterdir())} | {"total": round(disk_usage(gen) / 2**20, 2)}
+    result["size_mb"] = {
+        p.name: round(disk_usage(p) / 2**20, 2) if p.is_dir() else round(p.stat().st_size / 2**20, 2)
+        for p in sorted(gen.iterdir())
+    } | {"total": round(disk_usage(gen) / 2**20, 2)}
     if "serve" not in skip:
         data, _, rss = _child(["serve", str(index), "--queries", str(n_stard)])
         result["serve"] = {**data, "peak_rss_mb": round(rss)}
@@ -308,9 +350,13 @@ def _phase_main(argv: list[str]) -> int:
     p.add_argument("--sample", type=int, default=512)
     p.add_argument("--queries", type=int, default=200)
     a = p.parse_args(argv)
-    fn = {"ingest": lambda: phase_ingest(a.paths[0]), "encoder": lambda: phase_encoder(a.paths[0], a.sample),
-          "build": lambda: phase_build(a.paths[0], a.paths[1], a.model, a.xling, a.compact),
-          "serve": lambda: phase_serve(a.paths[0], a.queries), "ann": lambda: phase_ann(a.paths[0], a.queries)}
+    fn = {
+        "ingest": lambda: phase_ingest(a.paths[0]),
+        "encoder": lambda: phase_encoder(a.paths[0], a.sample),
+        "build": lambda: phase_build(a.paths[0], a.paths[1], a.model, a.xling, a.compact),
+        "serve": lambda: phase_serve(a.paths[0], a.queries),
+        "ann": lambda: phase_ann(a.paths[0], a.queries),
+    }
     print(json.dumps(fn[a.phase](), ensure_ascii=False))
     return 0
 

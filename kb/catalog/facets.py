@@ -1,4 +1,5 @@
 """Facets: what a sidebar offers to filter on, with document counts, and the date ranges of the index."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -26,9 +27,17 @@ class Facets:
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON shape."""
-        return {"levels": dict(self.levels), "issuers": dict(self.issuers), "validity": dict(self.validity),
-                "regions": dict(self.regions), "langs": dict(self.langs), "published": list(self.published),
-                "effective": list(self.effective), "documents": self.documents, "unknown": dict(self.unknown)}
+        return {
+            "levels": dict(self.levels),
+            "issuers": dict(self.issuers),
+            "validity": dict(self.validity),
+            "regions": dict(self.regions),
+            "langs": dict(self.langs),
+            "published": list(self.published),
+            "effective": list(self.effective),
+            "documents": self.documents,
+            "unknown": dict(self.unknown),
+        }
 
 
 def facets(docs: Mapping[str, DocRow], spans: Mapping[str, Span]) -> Facets:
@@ -38,8 +47,13 @@ def facets(docs: Mapping[str, DocRow], spans: Mapping[str, Span]) -> Facets:
     unknown: Counter[str] = Counter()
     for doc_id, doc in docs.items():
         meta = doc.meta
-        values = {"level": meta.level, "issuer": meta.issuer, "region": meta.region,
-                  "validity": spans[doc_id].validity, "lang": doc.lang}
+        values = {
+            "level": meta.level,
+            "issuer": meta.issuer,
+            "region": meta.region,
+            "validity": spans[doc_id].validity,
+            "lang": doc.lang,
+        }
         for key, value in values.items():
             if value:
                 count[key][str(value)] += 1
@@ -58,6 +72,14 @@ def facets(docs: Mapping[str, DocRow], spans: Mapping[str, Span]) -> Facets:
     def span_of(key: str) -> tuple[str | None, str | None]:
         return (min(dates[key]), max(dates[key])) if dates[key] else (None, None)
 
-    return Facets(levels=ranked("level"), issuers=ranked("issuer"), validity=ranked("validity"),
-                  regions=ranked("region"), langs=ranked("lang"), published=span_of("published"),
-                  effective=span_of("effective"), documents=len(docs), unknown=dict(unknown))
+    return Facets(
+        levels=ranked("level"),
+        issuers=ranked("issuer"),
+        validity=ranked("validity"),
+        regions=ranked("region"),
+        langs=ranked("lang"),
+        published=span_of("published"),
+        effective=span_of("effective"),
+        documents=len(docs),
+        unknown=dict(unknown),
+    )

@@ -3,6 +3,7 @@
 A query's filters become a mask over chunk rows by a few vectorised comparisons on these columns, so
 filtering costs the same on 200 rows or 200,000 and nothing per document at query time.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -89,17 +90,32 @@ def parse_date(value: str, name: str, end: bool = False) -> int:
         raise QueryError(f"{name}: '{value}' is not a date; use YYYY-MM-DD (or YYYY-MM, YYYY)") from None
 
 
-def build_columns(docs: Mapping[str, DocRow], doc_rows: Mapping[str, np.ndarray], n: int,
-                  langs: Sequence[object], spans: Mapping[str, Span]) -> Columns:
+def build_columns(
+    docs: Mapping[str, DocRow],
+    doc_rows: Mapping[str, np.ndarray],
+    n: int,
+    langs: Sequence[object],
+    spans: Mapping[str, Span],
+) -> Columns:
     """Spread each document's metadata and in-force span over its chunk rows."""
     levels, issuers = known_values(docs)
     level_code = {v: i for i, v in enumerate(levels)}
     issuer_code = {v: i for i, v in enumerate(issuers)}
     validity_code = {v: i for i, v in enumerate(VALIDITY)}
-    cols = {name: np.full(n, fill, dtype=dtype) for name, fill, dtype in (
-        ("level", -1, np.int32), ("issuer", -1, np.int32), ("validity", -1, np.int8),
-        ("published", 0, np.int32), ("effective", 0, np.int32), ("start", _UNKNOWN_START, np.int32),
-        ("end", OPEN_END, np.int32), ("gone", False, bool), ("hidden", False, bool))}
+    cols = {
+        name: np.full(n, fill, dtype=dtype)
+        for name, fill, dtype in (
+            ("level", -1, np.int32),
+            ("issuer", -1, np.int32),
+            ("validity", -1, np.int8),
+            ("published", 0, np.int32),
+            ("effective", 0, np.int32),
+            ("start", _UNKNOWN_START, np.int32),
+            ("end", OPEN_END, np.int32),
+            ("gone", False, bool),
+            ("hidden", False, bool),
+        )
+    }
     for doc_id, rows in doc_rows.items():
         meta, span = docs[doc_id].meta, spans[doc_id]
         cols["level"][rows] = level_code.get(str(meta.level), -1)
@@ -157,9 +173,16 @@ def check_filters(f: Filters, docs: Collection[str], levels: tuple[str, ...], is
         if low > high:
             raise QueryError(f"date_from {f.date_from} is after date_to {f.date_to}: swap them")
         dates = (f.date_field, low, high)
-    return Checked(zh=None if f.lang is None else f.lang == "zh", docs=f.docs, levels=f.levels, issuers=names,
-                   validity=f.validity, dates=dates, as_of=parse_date(f.as_of, "as_of") if f.as_of else None,
-                   keep_hidden=f.include_repealed or bool(f.validity))
+    return Checked(
+        zh=None if f.lang is None else f.lang == "zh",
+        docs=f.docs,
+        levels=f.levels,
+        issuers=names,
+        validity=f.validity,
+        dates=dates,
+        as_of=parse_date(f.as_of, "as_of") if f.as_of else None,
+        keep_hidden=f.include_repealed or bool(f.validity),
+    )
 
 
 def known_values(docs: Mapping[str, DocRow]) -> tuple[tuple[str, ...], tuple[str, ...]]:

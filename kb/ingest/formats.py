@@ -1,4 +1,5 @@
 """Byte decoding and format conversion: raw files to plain text with light Markdown structure."""
+
 from __future__ import annotations
 
 import codecs
@@ -96,7 +97,7 @@ def split_front_matter(text: str) -> tuple[dict[str, object], str]:
         return {}, text
     if not isinstance(data, dict):
         return {}, text
-    return {str(k): v for k, v in data.items()}, text[m.end():]
+    return {str(k): v for k, v in data.items()}, text[m.end() :]
 
 
 # Raw HTML inside Markdown or text (WordPress exports): a few real block tags are enough.
@@ -108,11 +109,57 @@ def looks_like_html(text: str) -> bool:
     return len(_HTML_HINT.findall(text[:200_000])) >= 3
 
 
-_DROP = {"script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg",
-         "button", "template", "head", "meta", "link", "select", "input", "canvas", "object", "embed"}
-_BLOCK = {"p", "div", "section", "article", "main", "blockquote", "pre", "li", "ul", "ol", "table",
-          "tr", "figure", "figcaption", "dl", "dt", "dd", "body", "html", "hr", "address", "details",
-          "summary", "thead", "tbody", "tfoot", "caption"}
+_DROP = {
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "iframe",
+    "svg",
+    "button",
+    "template",
+    "head",
+    "meta",
+    "link",
+    "select",
+    "input",
+    "canvas",
+    "object",
+    "embed",
+}
+_BLOCK = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "blockquote",
+    "pre",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "figure",
+    "figcaption",
+    "dl",
+    "dt",
+    "dd",
+    "body",
+    "html",
+    "hr",
+    "address",
+    "details",
+    "summary",
+    "thead",
+    "tbody",
+    "tfoot",
+    "caption",
+}
 _HEADING = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _SPACES = re.compile(r"[ \t\u00a0\u200b]+")
 # Deep nesting (hostile or generated HTML) must not exhaust Python's recursion limit.
@@ -181,8 +228,14 @@ def _walk_or_flat(node: Tag, blocks: list[str], buf: list[str], depth: int) -> N
 
 
 # File signatures of what most often hides behind a wrong extension.
-_MAGIC = {b"%PDF": "a PDF", b"\xd0\xcf\x11\xe0": "an old Word (.doc) or Excel file", b"{\\rt": "RTF",
-          b"\x89PNG": "a PNG image", b"\xff\xd8\xff\xe0": "a JPEG image", b"\xff\xd8\xff\xe1": "a JPEG image"}
+_MAGIC = {
+    b"%PDF": "a PDF",
+    b"\xd0\xcf\x11\xe0": "an old Word (.doc) or Excel file",
+    b"{\\rt": "RTF",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff\xe0": "a JPEG image",
+    b"\xff\xd8\xff\xe1": "a JPEG image",
+}
 _RENAME = {"a PDF": ".pdf"}
 
 
@@ -202,8 +255,11 @@ def read_docx(path: Path) -> tuple[str, str | None]:
         head = fh.read(8)
     if not head.startswith(b"PK"):
         kind = _MAGIC.get(head[:4], "not a ZIP package")
-        raise IngestError(path.name, f"not a .docx: the content is {kind}"
-                          + (f"; rename the file to {_RENAME[kind]}" if kind in _RENAME else ""))
+        raise IngestError(
+            path.name,
+            f"not a .docx: the content is {kind}"
+            + (f"; rename the file to {_RENAME[kind]}" if kind in _RENAME else ""),
+        )
     try:
         document = docx.Document(str(path))
     except (PackageNotFoundError, KeyError, ValueError, OSError) as exc:

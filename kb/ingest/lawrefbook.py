@@ -14,6 +14,7 @@ already in force; ``现行有效`` when not expired, or expired only in favour o
 with no later version; empty for an undated row beside dated rows of the same name (the db cannot order
 them). The db keeps no other status column.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,19 @@ log = logging.getLogger(__name__)
 SOURCE = "LawRefBook"
 UPSTREAM = "LawRefBook/Laws"
 UPSTREAM_COMMIT = "2f4c5c23716267af9dbebbbbd6cbbf732b101981"
-CSV_COLUMNS = ("doc_id", "title", "level", "issuer", "doc_number", "published", "effective", "validity",
-               "region", "category", "source")
+CSV_COLUMNS = (
+    "doc_id",
+    "title",
+    "level",
+    "issuer",
+    "doc_number",
+    "published",
+    "effective",
+    "validity",
+    "region",
+    "category",
+    "source",
+)
 # Repository notes that sit beside the laws; compared on the lower-cased stem.
 NOTE_STEMS = frozenset({"readme", "changelog", "contributing", "license", "code_of_conduct"})
 MAX_UNPACKED_BYTES = 2 << 30  # the real checkout unpacks to ~60 MB; anything near this is not LawRefBook
@@ -144,16 +156,31 @@ def read_db(root: Path, db_folder: str = "", region: str | None = None) -> list[
     """Rows of ``<root>/<db_folder>/db.sqlite3``, opened read-only (CorpusError if it is not a LawRefBook db)."""
     path = root / db_folder / "db.sqlite3" if db_folder else root / "db.sqlite3"
     prefix = f"{db_folder}/" if db_folder else ""
-    query = ("SELECT l.name, l.subtitle, l.filename, l.level, l.publish, l.valid_from, l.expired, "
-             "c.name, c.folder FROM law l LEFT JOIN category c ON c.id = l.category_id ORDER BY l.id")
+    query = (
+        "SELECT l.name, l.subtitle, l.filename, l.level, l.publish, l.valid_from, l.expired, "
+        "c.name, c.folder FROM law l LEFT JOIN category c ON c.id = l.category_id ORDER BY l.id"
+    )
     try:
         with closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True)) as con:
             rows = con.execute(query).fetchall()
     except sqlite3.Error as exc:
         raise CorpusError(f"{path}: not a LawRefBook database ({exc}); expected tables law and category") from exc
-    return [LawRecord(name=r[0], subtitle=r[1] or None, filename=r[2] or None, level=r[3] or "",
-                      publish=_iso(r[4]), valid_from=_iso(r[5]), expired=bool(r[6]), category=r[7] or "",
-                      folder=prefix + (r[8] or "").strip("/"), db_folder=db_folder, region=region) for r in rows]
+    return [
+        LawRecord(
+            name=r[0],
+            subtitle=r[1] or None,
+            filename=r[2] or None,
+            level=r[3] or "",
+            publish=_iso(r[4]),
+            valid_from=_iso(r[5]),
+            expired=bool(r[6]),
+            category=r[7] or "",
+            folder=prefix + (r[8] or "").strip("/"),
+            db_folder=db_folder,
+            region=region,
+        )
+        for r in rows
+    ]
 
 
 def read_all_dbs(root: Path) -> list[LawRecord]:
@@ -226,6 +253,7 @@ def _match_by_name(rel: str, by_name: dict[tuple[str, str, str | None], list[Law
 
 def validity_of(record: LawRecord, same_name: list[LawRecord], today: date) -> str:
     """现行有效 / 已修改 / 已废止 / 尚未生效, or "" when unknown, for record (rule in the module docstring)."""
+
     def in_force(r: LawRecord) -> bool:
         start = r.valid_from or r.publish
         return start is None or start <= today.isoformat()
@@ -273,11 +301,20 @@ def copy_documents(root: Path, dest: Path, plan: ImportPlan, today: date) -> lis
             title = header_title(data.decode("utf-8-sig"))
         except UnicodeDecodeError:  # kb.ingest.read reports the file; its row keeps the db name
             title = None
-        rows.append(MetaRow(
-            doc_id=rel, title=title or " ".join(filter(None, (record.name, record.subtitle))), level=record.level,
-            issuer="", doc_number="", published=record.publish or "", effective=record.valid_from or "",
-            validity=validity_of(record, versions[(record.db_folder, record.name)], today),
-            region=record.region or "", category=categories.get(rel.rsplit("/", 1)[0], record.category)))
+        rows.append(
+            MetaRow(
+                doc_id=rel,
+                title=title or " ".join(filter(None, (record.name, record.subtitle))),
+                level=record.level,
+                issuer="",
+                doc_number="",
+                published=record.publish or "",
+                effective=record.valid_from or "",
+                validity=validity_of(record, versions[(record.db_folder, record.name)], today),
+                region=record.region or "",
+                category=categories.get(rel.rsplit("/", 1)[0], record.category),
+            )
+        )
     return sorted(rows, key=lambda row: row.doc_id)
 
 

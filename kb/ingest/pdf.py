@@ -2,6 +2,7 @@
 
 pypdf runs in a child Python, killed after a deadline; its warnings come back as log records.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,36 @@ _LONG_PART_MIN_COUNT = 2e4
 _KNOWN_COUNT = 1e6
 # Two- and one-letter entries are mostly abbreviations ("th", "ve"); only these may be parts.
 _SHORT_WORDS = frozenset(
-    ["a", "i", "an", "am", "as", "at", "be", "by", "do", "go", "he", "if", "in", "is", "it", "me", "my", "no", "of", "on", "or", "so", "to", "up", "us", "we"]
+    [
+        "a",
+        "i",
+        "an",
+        "am",
+        "as",
+        "at",
+        "be",
+        "by",
+        "do",
+        "go",
+        "he",
+        "if",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "no",
+        "of",
+        "on",
+        "or",
+        "so",
+        "to",
+        "up",
+        "us",
+        "we",
+    ]
 )
-_MIN_RUN = 6          # shorter run-ons ("ofa", "isa") are too ambiguous to split blind
+_MIN_RUN = 6  # shorter run-ons ("ofa", "isa") are too ambiguous to split blind
 SUSPICIOUS_LEN = 15
 
 # A run of ASCII letters not touching any other letter (so "café", CJK text and mixed-script
@@ -157,7 +185,7 @@ def split_run(run: str) -> list[str] | None:
         return None
     parts, pos = [], 0
     for word in words:
-        part = run[pos:pos + len(word)]
+        part = run[pos : pos + len(word)]
         pos += len(word)
         # Capitals may only open a part: "CollegeofEconomics" yes, "iPhoneX" no.
         if part[1:] != word[1:] or not _is_word(word):
@@ -203,7 +231,7 @@ def _segment(low: str) -> tuple[str, ...]:
                 best[end], back[end] = best[start] + score, start
     words, end = [], len(low)
     while end:
-        words.append(low[back[end]:end])
+        words.append(low[back[end] : end])
         end = back[end]
     return tuple(reversed(words))
 
@@ -233,7 +261,9 @@ def _extract_bounded(path: pathlib.Path) -> list[str]:
     try:
         done = subprocess.run(
             [sys.executable, "-c", code, root, str(path)],
-            capture_output=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         reason = f"corrupt PDF: text extraction exceeded {TIMEOUT_S:g} s"

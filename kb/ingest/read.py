@@ -1,4 +1,5 @@
 """File -> Document: read txt, md, html, pdf and docx from the corpus folder with their metadata."""
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,9 @@ def file_sha256(path: Path) -> str:
 
 def is_candidate(path: Path) -> bool:
     """Files the walker considers at all (sidecars and corpus notes are not documents)."""
-    return not (path.name in config.IGNORED_NAMES or path.name.endswith(config.IGNORED_SUFFIXES)
-                or path.name.startswith("."))
+    return not (
+        path.name in config.IGNORED_NAMES or path.name.endswith(config.IGNORED_SUFFIXES) or path.name.startswith(".")
+    )
 
 
 def walk_corpus(root: Path) -> Iterator[tuple[str, Path]]:
@@ -149,14 +151,17 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
     check_inside(root, path)
     suffix = path.suffix.lower()
     if suffix not in config.SUPPORTED_SUFFIXES:
-        raise IngestError(doc_id, f"unsupported file type '{suffix or '(none)'}' "
-                                  f"(supported: {' '.join(config.SUPPORTED_SUFFIXES)})")
+        raise IngestError(
+            doc_id, f"unsupported file type '{suffix or '(none)'}' (supported: {' '.join(config.SUPPORTED_SUFFIXES)})"
+        )
     size = path.stat().st_size
     if size == 0:
         raise IngestError(doc_id, "empty file")
     if size > config.MAX_FILE_BYTES:
-        raise IngestError(doc_id, f"file is {size // 2**20} MB, over the {config.MAX_FILE_BYTES // 2**20} MB "
-                                  "limit (KB_MAX_FILE_BYTES)")
+        raise IngestError(
+            doc_id,
+            f"file is {size // 2**20} MB, over the {config.MAX_FILE_BYTES // 2**20} MB limit (KB_MAX_FILE_BYTES)",
+        )
     sha = file_sha256(path)
     extra: dict[str, str] = {}
     pages: tuple[tuple[int, int, int], ...] = ()
@@ -181,8 +186,9 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         text, encoding = decode(path.read_bytes(), doc_id)
         front, body = split_front_matter(text)
         # YAML reads an unquoted 2023-07-19 as a date object; it is kept as its ISO text.
-        extra.update({k: str(v) for k, v in front.items()
-                      if isinstance(v, (str, int, float, datetime.date)) and str(v).strip()})
+        extra.update(
+            {k: str(v) for k, v in front.items() if isinstance(v, (str, int, float, datetime.date)) and str(v).strip()}
+        )
         title = str(front["title"]).strip() if front.get("title") else None
         fmt = "html" if suffix in config.HTML_SUFFIXES else suffix.lstrip(".")
         if fmt == "html" or looks_like_html(body):
@@ -210,8 +216,7 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
     lang = side.pop("lang", "") or lang
     values.update({k: v for k, v in side.items() if k in META_FIELDS})
     extra.update({k: v for k, v in side.items() if k not in META_FIELDS})
-    meta = DocMeta(**values, source_format=fmt, encoding=encoding, sha256=sha,
-                   extra=tuple(sorted(extra.items())))
+    meta = DocMeta(**values, source_format=fmt, encoding=encoding, sha256=sha, extra=tuple(sorted(extra.items())))
     return Document(doc_id=doc_id, path=str(path), title=title, lang=lang, text=text, meta=meta, page_spans=pages)
 
 
@@ -248,7 +253,9 @@ def _front_matter_date(extra: dict[str, str]) -> str | None:
         m = re.search(r"(\w{3}) (\w{3}) (\d{1,2}) (\d{4})", value)
         if m:
             try:
-                return datetime.datetime.strptime(f"{m.group(2)} {m.group(3)} {m.group(4)}", "%b %d %Y").date().isoformat()
+                return (
+                    datetime.datetime.strptime(f"{m.group(2)} {m.group(3)} {m.group(4)}", "%b %d %Y").date().isoformat()
+                )
             except ValueError:
                 return None
     return None
@@ -257,6 +264,7 @@ def _front_matter_date(extra: dict[str, str]) -> str | None:
 def source_key(path: Path, overrides: dict[str, str]) -> str:
     """File hash plus its metadata overrides and META_VERSION: editing metadata.csv or a .meta.json, or a
     change in what is read from texts, re-reads the file."""
-    extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
-                       ensure_ascii=False)
+    extra = json.dumps(
+        {**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True, ensure_ascii=False
+    )
     return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]

@@ -9,6 +9,7 @@ date), in which case the amendment date: most amending decisions take effect on 
 (行政法规 are the State Council's by definition; a local 地方性法规 is assumed to be its people's
 congress standing committee's, which passes nearly all of them).
 """
+
 from __future__ import annotations
 
 import re
@@ -23,20 +24,55 @@ _DOC_NUMBER = re.compile(
     r"|(?:中华人民共和国)?[\u4e00-\u9fa5]{2,20}?(?:令|公告)第\s*\d+\s*号)"
 )
 _PROVINCES = (
-    "北京", "天津", "上海", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江", "安徽", "福建",
-    "江西", "山东", "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州", "云南", "陕西", "甘肃", "青海",
-    "台湾", "内蒙古", "广西", "西藏", "宁夏", "新疆", "香港", "澳门",
+    "北京",
+    "天津",
+    "上海",
+    "重庆",
+    "河北",
+    "山西",
+    "辽宁",
+    "吉林",
+    "黑龙江",
+    "江苏",
+    "浙江",
+    "安徽",
+    "福建",
+    "江西",
+    "山东",
+    "河南",
+    "湖北",
+    "湖南",
+    "广东",
+    "海南",
+    "四川",
+    "贵州",
+    "云南",
+    "陕西",
+    "甘肃",
+    "青海",
+    "台湾",
+    "内蒙古",
+    "广西",
+    "西藏",
+    "宁夏",
+    "新疆",
+    "香港",
+    "澳门",
 )
 _LOCAL_PREFIX = re.compile(
     r"^((?:" + "|".join(_PROVINCES) + r")(?:省|市|自治区|特别行政区)?"
     r"(?:[\u4e00-\u9fa5]{1,6}?(?:自治州|市|州|盟|地区|县|区))?)"
 )
 # "浙江省第十三届人民代表大会常务委员会第三十一次会议通过" -> 浙江省人民代表大会常务委员会
-_SESSION_ISSUER = re.compile(r"^([\u4e00-\u9fa5]{0,12}?)(?:第[一二三四五六七八九十百]+届)?([\u4e00-\u9fa5]+?)第[一二三四五六七八九十百]+次(?:全体)?会议")
+_SESSION_ISSUER = re.compile(
+    r"^([\u4e00-\u9fa5]{0,12}?)(?:第[一二三四五六七八九十百]+届)?([\u4e00-\u9fa5]+?)第[一二三四五六七八九十百]+次(?:全体)?会议"
+)
 _ISSUER_REGION = re.compile(r"^(.{2,12}?(?:省|自治区|特别行政区|市|自治州|州|盟|县|区))人民(?:代表大会|政府)")
 _ORDER_ISSUER = re.compile(r"^(?:中华人民共和国)?(.+?)(?:令|公告)第\s*\d+\s*号")
 # "（2013年10月25日第十二届全国人民代表大会常务委员会第五次会议通过　根据…修正）" under a plain-text title.
-_BODY_EVENT = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日([^　，；。（）()\d]{0,60}?(?:通过|公布|发布|施行|修正|修订|批准))")
+_BODY_EVENT = re.compile(
+    r"(\d{4})年(\d{1,2})月(\d{1,2})日([^　，；。（）()\d]{0,60}?(?:通过|公布|发布|施行|修正|修订|批准))"
+)
 # "…本条例自2021年3月1日起施行。《浙江省信息化促进条例》同时废止。" and lists whose titles are separated
 # by their dates and numbers ("2000年…令第8号发布的《X》、2001年…发布的《Y》同时废止"): every title in the
 # sentence that ends in 废止.
@@ -118,7 +154,7 @@ def issuer_from_event(text: str) -> str | None:
 def _canonical_issuer(name: str) -> str:
     name = re.sub(r"第[一二三四五六七八九十百]+届", "", name.strip())
     if name.startswith("中华人民共和国") and name != "中华人民共和国":
-        name = name[len("中华人民共和国"):]
+        name = name[len("中华人民共和国") :]
     return name
 
 
@@ -213,5 +249,5 @@ def title_key(title: str) -> str:
     key = re.sub(r"[\s《》〈〉<>]", "", title)
     key = _VERSION_NOTE.sub("", key)
     if key.startswith("中华人民共和国") and len(key) > len("中华人民共和国"):
-        key = key[len("中华人民共和国"):]
+        key = key[len("中华人民共和国") :]
     return key

@@ -1,4 +1,5 @@
 """Chinese legal structure: 编 / 章 / 节 headings, 第X条 articles, and numbered policy headings."""
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,10 @@ _ARTICLE = re.compile(
     re.M,
 )
 # Numbered headings of 意见 / 方案 / 规划: 一、 （一） 1. 1、 (1)
-_POLICY_HEADING = re.compile(r"^[ \t\u3000]*(?:#+[ \t]*)?([一二三四五六七八九十百]+、|[（(][一二三四五六七八九十百]+[）)]|\d{1,2}[.、．](?!\d))", re.M)
+_POLICY_HEADING = re.compile(
+    r"^[ \t\u3000]*(?:#+[ \t]*)?([一二三四五六七八九十百]+、|[（(][一二三四五六七八九十百]+[）)]|\d{1,2}[.、．](?!\d))",
+    re.M,
+)
 
 
 def cn_number(text: str) -> int | None:
@@ -93,7 +97,9 @@ def legal_segments(text: str) -> list[Segment]:
     """Split a statute into preamble + one segment per article, each with its 编/章/节 path."""
     articles = find_articles(text)
     headings = _heading_spans(text)
-    boundaries = sorted([(a[0], "a", i) for i, a in enumerate(articles)] + [(h[0], "h", i) for i, h in enumerate(headings)])
+    boundaries = sorted(
+        [(a[0], "a", i) for i, a in enumerate(articles)] + [(h[0], "h", i) for i, h in enumerate(headings)]
+    )
     segments: list[Segment] = []
     first = boundaries[0][0] if boundaries else len(text)
     if text[:first].strip():
@@ -127,7 +133,7 @@ def policy_segments(text: str) -> list[Segment]:
     for j, (start, mark) in enumerate(marks):
         end = marks[j + 1][0] if j + 1 < len(marks) else len(text)
         line_end = text.find("\n", start)
-        line = text[start: line_end if line_end != -1 else end].strip().lstrip("#").strip()
+        line = text[start : line_end if line_end != -1 else end].strip().lstrip("#").strip()
         # Policy headings run up to their first full stop: "（一）培育农村电商人才。开展……".
         heading = re.split(r"[。：:；]", line, maxsplit=1)[0][:40]
         if mark.endswith("、") and not mark[0].isdigit():

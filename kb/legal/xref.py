@@ -8,6 +8,7 @@ document written without 《》 (消费者权益保护法第二十五条, common
 (a bare 第N条 inside an article means this document). 前款 / 前两款 / 前条 / 本条第M款 / a bare 第M款 are
 relative to the article they stand in.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,8 +55,6 @@ class Reference:
     back: int = 0  # 前款 = 1, 前两款 = 2, 前条 = 1 (article back)
 
 
-
-
 def find_references(text: str, known: Iterable[str] = ()) -> list[Reference]:
     """Every article reference in text (article headings excluded); known: title keys of indexed documents."""
     heads = {start for start, _, _ in find_articles(text)}
@@ -73,15 +72,27 @@ def find_references(text: str, known: Iterable[str] = ()) -> list[Reference]:
         else:
             if m.start() in heads:
                 continue
-            before = text[max(0, m.start() - 30):m.start()]
+            before = text[max(0, m.start() - 30) : m.start()]
             short = _known_suffix(before, keys)
             if short:
                 refs = _list(text, m.start(), m.start() - len(short), "short", short)
             elif NAME_END.search(before) and not _SELF_BEFORE.search(before):
                 # Another instrument's article (食品安全法第一百三十一条) that no indexed title matches.
                 refs = _list(text, m.start(), m.start(), "short", _guess_name(before))
-                refs = [Reference(m.start() - len(r.law or ""), r.end, (r.law or "") + r.text, r.kind, r.law,
-                                  r.article_no, r.sub, r.paragraph, r.item) for r in refs]
+                refs = [
+                    Reference(
+                        m.start() - len(r.law or ""),
+                        r.end,
+                        (r.law or "") + r.text,
+                        r.kind,
+                        r.law,
+                        r.article_no,
+                        r.sub,
+                        r.paragraph,
+                        r.item,
+                    )
+                    for r in refs
+                ]
             else:
                 refs = _list(text, m.start(), m.start(), "bare", None)
         if refs:
@@ -123,7 +134,9 @@ def _list(text: str, pos: int, cite_start: int, kind: str, law: str | None) -> l
                 break
             first = items[-1]["article_no"] if pending_range and items else None
             if first is not None and number > first:  # 第八条至第十一条: the articles in between too
-                items += [{"article_no": n, "sub": None, "paragraph": None, "item": None} for n in range(first + 1, number)]
+                items += [
+                    {"article_no": n, "sub": None, "paragraph": None, "item": None} for n in range(first + 1, number)
+                ]
             sub = cn_number(m.group("sub")) if m.group("sub") else None
             items.append({"article_no": number, "sub": sub, "paragraph": None, "item": None})
             pending_range = False
@@ -147,9 +160,20 @@ def _list(text: str, pos: int, cite_start: int, kind: str, law: str | None) -> l
         return []
     cite = text[cite_start:end]
     kind_of = "relative" if kind == "bare" and items[0]["article_no"] is None else kind
-    return [Reference(start=cite_start, end=end, text=cite, kind=kind_of, law=law,
-                      article_no=it["article_no"], sub=it["sub"], paragraph=it["paragraph"], item=it["item"])
-            for it in items]
+    return [
+        Reference(
+            start=cite_start,
+            end=end,
+            text=cite,
+            kind=kind_of,
+            law=law,
+            article_no=it["article_no"],
+            sub=it["sub"],
+            paragraph=it["paragraph"],
+            item=it["item"],
+        )
+        for it in items
+    ]
 
 
 def _relative(text: str, m: re.Match[str]) -> list[Reference]:
@@ -159,5 +183,8 @@ def _relative(text: str, m: re.Match[str]) -> list[Reference]:
     if word.endswith("款") and word != "本款":
         return [Reference(m.start(), m.end(), word, "relative", None, None, back=_COUNTS.get(word, 1))]
     refs = _list(text, m.end(), m.start(), "bare", None)  # 本条第一款
-    return [Reference(r.start, r.end, r.text, "relative", None, None, paragraph=r.paragraph, item=r.item)
-            for r in refs if r.article_no is None and r.paragraph is not None]
+    return [
+        Reference(r.start, r.end, r.text, "relative", None, None, paragraph=r.paragraph, item=r.item)
+        for r in refs
+        if r.article_no is None and r.paragraph is not None
+    ]

@@ -15,6 +15,7 @@ milvus-lite allows one process per file, so workers take turns (kb.milvus.store.
 with per-segment statistics, so after a write into a non-empty collection the passages are copied into a
 fresh generation in reading order (one segment, as a build from scratch makes) and the alias moved to it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +48,6 @@ from kb.milvus.write import consolidate, write_changes
 log = logging.getLogger(__name__)
 
 
-
 def in_part(doc_id: str, part: tuple[int, int] | None) -> bool:
     """Whether a document belongs to worker i of n (a stable hash, so every run splits the corpus alike)."""
     if part is None:
@@ -57,17 +57,28 @@ def in_part(doc_id: str, part: tuple[int, int] | None) -> bool:
 
 def manifest_for(embedders: dict[str, Embedder]) -> dict[str, object]:
     """What a collection must have been built with to be reused (the FAISS manifest's counterpart)."""
-    return {"format": FORMAT, "kb_version": config.VERSION, "chunking": chunking_settings(),
-            "analyzer": ANALYZER_VERSION, "bm25": {"k1": config.BM25_K1, "b": config.BM25_B},
-            "channels": {ch: {"model": e.name, "dim": e.dim} for ch, e in embedders.items()}}
+    return {
+        "format": FORMAT,
+        "kb_version": config.VERSION,
+        "chunking": chunking_settings(),
+        "analyzer": ANALYZER_VERSION,
+        "bm25": {"k1": config.BM25_K1, "b": config.BM25_B},
+        "channels": {ch: {"model": e.name, "dim": e.dim} for ch, e in embedders.items()},
+    }
 
 
 def _same(old: dict[str, object], new: dict[str, object]) -> bool:
     return all(old.get(k) == new.get(k) for k in ("format", "chunking", "analyzer", "bm25", "channels"))
 
 
-def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], progress: Progress | None = None,
-          cache_dir: Path | None = config.CACHE_DIR, part: tuple[int, int] | None = None) -> BuildReport:
+def build(
+    corpus: Path,
+    where: MilvusTarget,
+    embedders: dict[str, Embedder],
+    progress: Progress | None = None,
+    cache_dir: Path | None = config.CACHE_DIR,
+    part: tuple[int, int] | None = None,
+) -> BuildReport:
     """Build or update the Milvus index of a corpus (or of one part of it).
 
     Args:
@@ -110,8 +121,9 @@ def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], pro
             consolidate(db, {ch: e.dim for ch, e in embedders.items()}, step)
         report.generation = db.generation()
         if wrote:  # searchers compare the stamp to learn that the index changed (MilvusSearcher.refresh)
-            db.client.upsert(db.meta, [{"key": "stamp", "value": f"{time.time_ns()} {report.generation}",
-                                        "marker": MARKER}])
+            db.client.upsert(
+                db.meta, [{"key": "stamp", "value": f"{time.time_ns()} {report.generation}", "marker": MARKER}]
+            )
     report.seconds = time.time() - t0
     return report
 
@@ -122,9 +134,11 @@ def _prepare(db: MilvusDB, manifest: dict[str, object], channels: dict[str, int]
     if old is not None and _same(old, manifest) and db.has_alias(db.chunks):
         return
     if old is not None and part is not None:
-        raise KbError(f"'{db.target.collection}' at {db.target.uri} was built with other settings (models, "
-                      "chunking or analyzer); rebuild it whole first: `python -m kb build --backend milvus "
-                      f"--uri {db.target.uri}` without --part")
+        raise KbError(
+            f"'{db.target.collection}' at {db.target.uri} was built with other settings (models, "
+            "chunking or analyzer); rebuild it whole first: `python -m kb build --backend milvus "
+            f"--uri {db.target.uri}` without --part"
+        )
     if part is None:  # leftovers of another setup or of a killed first build
         if old is not None:
             log.info("settings changed since the last build: rebuilding '%s' from scratch", db.target.collection)
@@ -136,14 +150,20 @@ def _stored_vectors(db: MilvusDB, doc_ids: list[str], channels: list[str]) -> di
     """Vectors of passages about to be replaced, by text hash: an edited law re-embeds only its edited articles."""
     known: dict[str, dict[str, np.ndarray]] = {ch: {} for ch in channels}
     for start in range(0, len(doc_ids), 100):
-        for row in iterate(db, db.chunks, in_clause("doc_id", doc_ids[start:start + 100]), ["hash", *channels]):
+        for row in iterate(db, db.chunks, in_clause("doc_id", doc_ids[start : start + 100]), ["hash", *channels]):
             for ch in channels:
                 known[ch][str(row["hash"])] = np.asarray(row[ch], dtype=np.float32)
     return known
 
 
-def _read(corpus: Path, changed: list[str], keys: dict[str, str], sidecars: dict[str, dict[str, str]],
-          report: BuildReport, step: Progress) -> list[tuple[Document, str, list[Chunk]]]:
+def _read(
+    corpus: Path,
+    changed: list[str],
+    keys: dict[str, str],
+    sidecars: dict[str, dict[str, str]],
+    report: BuildReport,
+    step: Progress,
+) -> list[tuple[Document, str, list[Chunk]]]:
     out = []
     for n, doc_id in enumerate(changed):
         step("read", n, len(changed))
@@ -163,13 +183,20 @@ def _read(corpus: Path, changed: list[str], keys: dict[str, str], sidecars: dict
     return out
 
 
-def _embed(embedders: dict[str, Embedder], fresh: list[tuple[Document, str, list[Chunk]]],
-           known: dict[str, dict[str, np.ndarray]], cache_dir: Path | None, report: BuildReport,
-           step: Progress) -> dict[str, np.ndarray]:
+def _embed(
+    embedders: dict[str, Embedder],
+    fresh: list[tuple[Document, str, list[Chunk]]],
+    known: dict[str, dict[str, np.ndarray]],
+    cache_dir: Path | None,
+    report: BuildReport,
+    step: Progress,
+) -> dict[str, np.ndarray]:
     texts = [c.index_text() for _, _, chunks in fresh for c in chunks]
     out = {}
     for channel, embedder in embedders.items():
-        cache = EmbeddingCache(cache_dir / f"embeddings-{embedder.name.replace('/', '_')}.sqlite" if cache_dir else None)
+        cache = EmbeddingCache(
+            cache_dir / f"embeddings-{embedder.name.replace('/', '_')}.sqlite" if cache_dir else None
+        )
 
         def tick(done: int, total: int, channel: str = channel) -> None:
             step(f"embed {channel}", done, total)

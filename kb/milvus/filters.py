@@ -5,6 +5,7 @@ Statuses that follow from dates (a superseded version becomes 已修改 once its
 decided here with today's date, from the date-independent columns kb.milvus.build stores (stated validity,
 in-force span, the status its end implies).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -24,9 +25,9 @@ def _status_is(status: str, day: int) -> str:
     """Rows whose validity on `day` (stated, else derived from their span) is `status` (kb.catalog.timeline.spans)."""
     stated = f"stated == {quote(status)}"
     if status in config.HIDDEN_VALIDITY:
-        return f"({stated} or (stated == \"\" and in_force_until <= {day} and implied == {quote(status)}))"
+        return f'({stated} or (stated == "" and in_force_until <= {day} and implied == {quote(status)}))'
     if status == PENDING:
-        return f"({stated} or (stated == \"\" and in_force_until > {day} and in_force_from > {day}))"
+        return f'({stated} or (stated == "" and in_force_until > {day} and in_force_from > {day}))'
     return stated
 
 

@@ -7,6 +7,7 @@
 - `<name>_texts`: each document's full text in pieces under Milvus's VARCHAR limit (the source view).
 - `<name>_meta`: the manifest (models, dimensions, chunking, analyzer) and the last build's stamp.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,31 @@ TEXT_PIECE_CHARS = 16_000  # 4 bytes per character at most in UTF-8, so a piece 
 MARKER_DIM = 2  # Milvus wants a vector field in every collection; docs, texts and meta carry a constant one
 MARKER = [0.0] * MARKER_DIM
 # Passage fields read back into a Chunk (kb.chunk.Chunk's own names).
-CHUNK_FIELDS = ("chunk_id", "doc_id", "title", "ordinal", "text", "char_start", "char_end", "lang", "article",
-                "article_no", "section", "part", "parts", "page", "page_end")
+CHUNK_FIELDS = (
+    "chunk_id",
+    "doc_id",
+    "title",
+    "ordinal",
+    "text",
+    "char_start",
+    "char_end",
+    "lang",
+    "article",
+    "article_no",
+    "section",
+    "part",
+    "parts",
+    "page",
+    "page_end",
+)
 # Milvus's jieba tokenizer emits punctuation as tokens; stopping them keeps BM25's document lengths honest.
 _PUNCT = "，。、；：？！“”‘’（）《》【】〔〕「」『』—…·,.;:?!\"'()[]{}<>-_/\\|@#$%^&*+=~`"
 STOP_WORDS = sorted(ZH_STOPWORDS | EN_STOPWORDS | set(_PUNCT) | {"——", "……"})
 # milvus-lite 3.2.2 applies only the stop filter (it skips filters it lacks); a server also removes punctuation.
-ANALYZER = {"tokenizer": {"type": "jieba", "mode": "search"},
-            "filter": ["removepunct", {"type": "stop", "stop_words": STOP_WORDS}]}
+ANALYZER = {
+    "tokenizer": {"type": "jieba", "mode": "search"},
+    "filter": ["removepunct", {"type": "stop", "stop_words": STOP_WORDS}],
+}
 ANALYZER_VERSION = "jieba-search+stop+client-snowball-en/1"
 _EN_RUN = re.compile(r"[a-z0-9]+(?:['’][a-z0-9]+)*")
 
@@ -91,8 +109,9 @@ def create_collections(db: MilvusDB, manifest: dict[str, object], channels: dict
     for name, fields in ((db.docs, _DOC_FIELDS), (db.texts, _TEXT_FIELDS), (db.meta, _META_FIELDS)):
         if not db.client.has_collection(name):
             db.tolerate_exists(lambda name=name, fields=fields: _create_plain(db, name, fields))
-    db.client.upsert(db.meta, [{"key": "manifest", "value": json.dumps(manifest, ensure_ascii=False),
-                                "marker": MARKER}])
+    db.client.upsert(
+        db.meta, [{"key": "manifest", "value": json.dumps(manifest, ensure_ascii=False), "marker": MARKER}]
+    )
 
 
 def create_chunks(db: MilvusDB, name: str, channels: dict[str, int]) -> None:
@@ -102,14 +121,22 @@ def create_chunks(db: MilvusDB, name: str, channels: dict[str, int]) -> None:
     schema = db.client.create_schema(auto_id=False, enable_dynamic_field=False)
     for field, kind, extra in _CHUNK_FIELDS:
         schema.add_field(field, kind(DataType), **extra)
-    schema.add_field("bm25_text", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True,
-                     analyzer_params=ANALYZER)
+    schema.add_field(
+        "bm25_text", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True, analyzer_params=ANALYZER
+    )
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["bm25_text"],
-                                 output_field_names=["sparse"]))
+    schema.add_function(
+        Function(
+            name="bm25", function_type=FunctionType.BM25, input_field_names=["bm25_text"], output_field_names=["sparse"]
+        )
+    )
     index = db.client.prepare_index_params()
-    index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                    params={"bm25_k1": config.BM25_K1, "bm25_b": config.BM25_B})
+    index.add_index(
+        "sparse",
+        index_type="SPARSE_INVERTED_INDEX",
+        metric_type="BM25",
+        params={"bm25_k1": config.BM25_K1, "bm25_b": config.BM25_B},
+    )
     index_kind = db.target.index_type
     # Build settings for the approximate types; FLAT needs none. Search-time settings: kb.milvus.search.
     params = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024}}.get(index_kind, {})
@@ -152,24 +179,48 @@ _I = lambda t: t.INT64
 Field = tuple[str, Callable[[Any], Any], dict[str, Any]]
 _CHUNK_FIELDS: tuple[Field, ...] = (
     ("chunk_id", _S, {"is_primary": True, "max_length": 4096}),
-    ("doc_id", _S, _v(4096)), ("ordinal", _I, {}), ("title", _S, _v(VARCHAR_MAX)), ("text", _S, _v(VARCHAR_MAX)),
-    ("char_start", _I, {}), ("char_end", _I, {}), ("lang", _S, _v(8)),
-    ("article", _S, _v(1024, nullable=True)), ("article_no", _I, {"nullable": True}),
-    ("section", _S, _v(VARCHAR_MAX, nullable=True)), ("part", _I, {}), ("parts", _I, {}),
-    ("page", _I, {"nullable": True}), ("page_end", _I, {"nullable": True}), ("hash", _S, _v(64)),
+    ("doc_id", _S, _v(4096)),
+    ("ordinal", _I, {}),
+    ("title", _S, _v(VARCHAR_MAX)),
+    ("text", _S, _v(VARCHAR_MAX)),
+    ("char_start", _I, {}),
+    ("char_end", _I, {}),
+    ("lang", _S, _v(8)),
+    ("article", _S, _v(1024, nullable=True)),
+    ("article_no", _I, {"nullable": True}),
+    ("section", _S, _v(VARCHAR_MAX, nullable=True)),
+    ("part", _I, {}),
+    ("parts", _I, {}),
+    ("page", _I, {"nullable": True}),
+    ("page_end", _I, {"nullable": True}),
+    ("hash", _S, _v(64)),
     # Filter columns: the document's metadata on each of its passages (Milvus filters rows, it has no joins).
-    ("level", _S, _v(256)), ("issuer", _S, _v(2048)), ("published", _I, {}), ("effective", _I, {}),
+    ("level", _S, _v(256)),
+    ("issuer", _S, _v(2048)),
+    ("published", _I, {}),
+    ("effective", _I, {}),
     ("stated", _S, _v(32)),  # validity as the metadata states it ('' when it states none)
-    ("in_force_from", _I, {}), ("in_force_until", _I, {}),  # YYYYMMDD; 0 unknown start, OPEN_END no end
+    ("in_force_from", _I, {}),
+    ("in_force_until", _I, {}),  # YYYYMMDD; 0 unknown start, OPEN_END no end
     ("implied", _S, _v(32)),  # the status the end implies once passed: 已修改 or 已废止 ('' without an end)
     ("gone", lambda t: t.BOOL, {}),  # repealed or superseded with no known end date
 )
 _DOC_FIELDS: tuple[Field, ...] = (
-    ("doc_id", _S, {"is_primary": True, "max_length": 4096}), ("path", _S, _v(4096)), ("title", _S, _v(VARCHAR_MAX)),
-    ("lang", _S, _v(8)), ("meta", _S, _v(VARCHAR_MAX)), ("page_spans", _S, _v(VARCHAR_MAX)),
-    ("source_key", _S, _v(256)), ("n_chunks", _I, {}), ("n_parts", _I, {}),
+    ("doc_id", _S, {"is_primary": True, "max_length": 4096}),
+    ("path", _S, _v(4096)),
+    ("title", _S, _v(VARCHAR_MAX)),
+    ("lang", _S, _v(8)),
+    ("meta", _S, _v(VARCHAR_MAX)),
+    ("page_spans", _S, _v(VARCHAR_MAX)),
+    ("source_key", _S, _v(256)),
+    ("n_chunks", _I, {}),
+    ("n_parts", _I, {}),
     ("span", _S, _v(256)),  # the span columns as last written to the passages (kb.milvus.build)
 )
-_TEXT_FIELDS: tuple[Field, ...] = (("key", _S, {"is_primary": True, "max_length": 4200}), ("doc_id", _S, _v(4096)),
-                ("part", _I, {}), ("text", _S, _v(VARCHAR_MAX)))
+_TEXT_FIELDS: tuple[Field, ...] = (
+    ("key", _S, {"is_primary": True, "max_length": 4200}),
+    ("doc_id", _S, _v(4096)),
+    ("part", _I, {}),
+    ("text", _S, _v(VARCHAR_MAX)),
+)
 _META_FIELDS: tuple[Field, ...] = (("key", _S, {"is_primary": True, "max_length": 64}), ("value", _S, _v(VARCHAR_MAX)))

@@ -11,6 +11,7 @@ language condition. Fusion:
   returns no per-channel ranks, so hits carry no `channels`; the level preference and the collapsing of
   identical passages still apply here.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,16 +48,23 @@ FUSIONS = ("client", "milvus")
 class MilvusSearcher(SearcherBase):
     """Connects to a Milvus index once and answers queries like kb.search.searcher.Searcher (kb.search.contract)."""
 
-    def __init__(self, where: MilvusTarget, model: str | None = None, embedders: dict[str, Embedder] | None = None,
-                 weights: dict[str, float] | None = None, fusion: str = "client") -> None:
+    def __init__(
+        self,
+        where: MilvusTarget,
+        model: str | None = None,
+        embedders: dict[str, Embedder] | None = None,
+        weights: dict[str, float] | None = None,
+        fusion: str = "client",
+    ) -> None:
         if fusion not in FUSIONS:
             raise QueryError(f"unknown fusion '{fusion}': use one of {', '.join(FUSIONS)}")
         super().__init__(where.uri, f"python -m kb build --backend milvus --uri {where.uri}", embedders, weights)
         self.target, self.fusion = where, fusion
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-milvus")
         if where.lite and not Path(where.uri).exists():  # opening would create an empty one
-            raise IndexMissingError(f"no index at {where.uri}: run `python -m kb build --backend milvus "
-                                    f"--uri {where.uri}`")
+            raise IndexMissingError(
+                f"no index at {where.uri}: run `python -m kb build --backend milvus --uri {where.uri}`"
+            )
         self.db = MilvusDB(where)
         try:
             channels: dict[str, dict[str, object]] = self.db.require_manifest().get("channels") or {}
@@ -70,8 +78,10 @@ class MilvusSearcher(SearcherBase):
     def _open(self) -> None:
         """Read the document table (metadata for filters, facets, spans and cross-references)."""
         rows = doc_rows(self.db)
-        self.docs = {d: DocRow(d, str(r["title"]), str(r["lang"]), DocMeta.from_dict(r["meta"]),
-                               int(str(r["n_chunks"]))) for d, r in sorted(rows.items())}
+        self.docs = {
+            d: DocRow(d, str(r["title"]), str(r["lang"]), DocMeta.from_dict(r["meta"]), int(str(r["n_chunks"])))
+            for d, r in sorted(rows.items())
+        }
         self.spans = spans(self.docs)
         self.levels, self.issuers = known_values(self.docs)
         self.prior = {d: config.LEVEL_PRIOR.get(r.meta.level or "", 1.0) for d, r in self.docs.items()}
@@ -119,26 +129,40 @@ class MilvusSearcher(SearcherBase):
         Raises:
             QueryError: no such document in the index.
         """
-        rows = self.db.client.query(self.db.docs, ids=[doc_id], output_fields=["doc_id", "path", "title", "lang",
-                                                                                "meta", "page_spans"])
+        rows = self.db.client.query(
+            self.db.docs, ids=[doc_id], output_fields=["doc_id", "path", "title", "lang", "meta", "page_spans"]
+        )
         if not rows:
             raise QueryError(f"no such document in the index: {doc_id}")
         row = rows[0]
-        pieces = sorted(iterate(self.db, self.db.texts, f"doc_id == {quote(doc_id)}", ["part", "text"]),
-                        key=lambda r: int(r["part"]))
-        doc = Document(doc_id=doc_id, path=str(row["path"]), title=str(row["title"]), lang=str(row["lang"]),
-                       text="".join(str(p["text"]) for p in pieces), meta=DocMeta.from_dict(json.loads(row["meta"])),
-                       page_spans=tuple(tuple(p) for p in json.loads(row["page_spans"])))
-        chunks = [chunk_from_row(r) for r in iterate(self.db, self.db.chunks, f"doc_id == {quote(doc_id)}",
-                                                     list(CHUNK_FIELDS))]
+        pieces = sorted(
+            iterate(self.db, self.db.texts, f"doc_id == {quote(doc_id)}", ["part", "text"]),
+            key=lambda r: int(r["part"]),
+        )
+        doc = Document(
+            doc_id=doc_id,
+            path=str(row["path"]),
+            title=str(row["title"]),
+            lang=str(row["lang"]),
+            text="".join(str(p["text"]) for p in pieces),
+            meta=DocMeta.from_dict(json.loads(row["meta"])),
+            page_spans=tuple(tuple(p) for p in json.loads(row["page_spans"])),
+        )
+        chunks = [
+            chunk_from_row(r)
+            for r in iterate(self.db, self.db.chunks, f"doc_id == {quote(doc_id)}", list(CHUNK_FIELDS))
+        ]
         return doc, sorted(chunks, key=lambda c: c.ordinal)
 
     def article_chunks(self, doc_id: str, article_no: int) -> list[Chunk]:
         """The chunks of one article of one document (cross-reference targets; kb.catalog.resolve.ArticleSource)."""
         key = (doc_id, article_no)
         if key not in self._articles:
-            rows = self.db.client.query(self.db.chunks, filter=f"doc_id == {quote(doc_id)} and article_no == "
-                                        f"{int(article_no)}", output_fields=list(CHUNK_FIELDS))
+            rows = self.db.client.query(
+                self.db.chunks,
+                filter=f"doc_id == {quote(doc_id)} and article_no == {int(article_no)}",
+                output_fields=list(CHUNK_FIELDS),
+            )
             self._articles[key] = sorted((chunk_from_row(r) for r in rows), key=lambda c: c.ordinal)
         return self._articles[key]
 
@@ -193,24 +217,48 @@ class MilvusSearcher(SearcherBase):
 
     def _search_one(self, field: str, data: object, expr: str, limit: int) -> list[str]:
         """One channel: chunk_ids, best first."""
-        res = self.db.client.search(self.db.chunks, data=[data], anns_field=field, limit=limit, filter=expr,
-                                    output_fields=[], search_params=self._params(field, limit),
-                                    consistency_level=self.target.consistency)
+        res = self.db.client.search(
+            self.db.chunks,
+            data=[data],
+            anns_field=field,
+            limit=limit,
+            filter=expr,
+            output_fields=[],
+            search_params=self._params(field, limit),
+            consistency_level=self.target.consistency,
+        )
         return [str(hit["chunk_id"]) for hit in res[0]]
 
     def _hybrid(self, requests: dict[str, Request]) -> dict[str, float]:
         """All channels in one hybrid_search, fused by Milvus's (unweighted) RRF."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
-        reqs = [AnnSearchRequest(data=[data], anns_field=field, param=self._params(field, limit), limit=limit,
-                                 expr=expr or None) for field, data, expr, limit in requests.values()]
+        reqs = [
+            AnnSearchRequest(
+                data=[data], anns_field=field, param=self._params(field, limit), limit=limit, expr=expr or None
+            )
+            for field, data, expr, limit in requests.values()
+        ]
         limit = min(sum(r[3] for r in requests.values()), 16_383)
-        res = self.db.client.hybrid_search(self.db.chunks, reqs, RRFRanker(config.RRF_K), limit=limit,
-                                           output_fields=[], consistency_level=self.target.consistency)
+        res = self.db.client.hybrid_search(
+            self.db.chunks,
+            reqs,
+            RRFRanker(config.RRF_K),
+            limit=limit,
+            output_fields=[],
+            consistency_level=self.target.consistency,
+        )
         return {str(hit["chunk_id"]): float(hit["distance"]) for hit in res[0]}
 
-    def _hits(self, ranked: dict[str, list[str]], fused: dict[str, float] | None, query: str, k: int,
-              lang: str | None, xrefs: bool) -> list[Hit]:
+    def _hits(
+        self,
+        ranked: dict[str, list[str]],
+        fused: dict[str, float] | None,
+        query: str,
+        k: int,
+        lang: str | None,
+        xrefs: bool,
+    ) -> list[Hit]:
         # Passages of documents this searcher has not loaded (written by a build since) wait for refresh().
         ranked = {ch: [c for c in ids if parse_chunk_id(c)[0] in self.prior] for ch, ids in ranked.items()}
         if fused is not None:
@@ -223,16 +271,25 @@ class MilvusSearcher(SearcherBase):
             return chunk_id(doc_id, n + offset) if 0 <= n + offset < self.docs[doc_id].chunks else None
 
         # Ties fall to reading order (the FAISS index's row order): earlier documents and articles first.
-        result = fuse(ranked, self.weights, k, prior=lambda c: self.prior[parse_chunk_id(c)[0]],
-                      tie=lambda c: (reading_order(parse_chunk_id(c)[0]), parse_chunk_id(c)[1]), doc_of=lambda c: parse_chunk_id(c)[0],
-                      neighbour=neighbour, fetch=lambda ids: self._fetch(ids, lang), fused=fused)
+        result = fuse(
+            ranked,
+            self.weights,
+            k,
+            prior=lambda c: self.prior[parse_chunk_id(c)[0]],
+            tie=lambda c: (reading_order(parse_chunk_id(c)[0]), parse_chunk_id(c)[1]),
+            doc_of=lambda c: parse_chunk_id(c)[0],
+            neighbour=neighbour,
+            fetch=lambda ids: self._fetch(ids, lang),
+            fused=fused,
+        )
         return hits_of(result, query, self.docs, self.spans, self.resolver if xrefs else None)
 
     def _fetch(self, ids: list[str], lang: str | None) -> dict[str, Chunk]:
         """Chunks by id (those of another language than the filter's left out: a lifted neighbour may be one)."""
         if not ids:
             return {}
-        rows = self.db.client.query(self.db.chunks, ids=ids, output_fields=list(CHUNK_FIELDS),
-                                    consistency_level=self.target.consistency)
+        rows = self.db.client.query(
+            self.db.chunks, ids=ids, output_fields=list(CHUNK_FIELDS), consistency_level=self.target.consistency
+        )
         chunks = (chunk_from_row(r) for r in rows)
         return {c.chunk_id: c for c in chunks if lang is None or (c.lang == "zh") == (lang == "zh")}

@@ -1,6 +1,7 @@
 """Milvus as the index: where it is (a milvus-lite file or a server URL), the connection, reading rows back,
 and the turns milvus-lite's builders take. The collections themselves: kb.milvus.schema.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +20,7 @@ from kb import config
 from kb.errors import IndexMissingError, KbError
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class MilvusTarget:
@@ -47,8 +49,10 @@ def target(uri: str | None, collection: str | None = None) -> MilvusTarget:
     """
     uri = uri or config.env("KB_MILVUS_URI") or ""
     if not uri:
-        raise KbError("the milvus backend needs --uri: a local file such as kb.db (milvus-lite) or a server "
-                      "URL such as http://localhost:19530 (or set KB_MILVUS_URI)")
+        raise KbError(
+            "the milvus backend needs --uri: a local file such as kb.db (milvus-lite) or a server "
+            "URL such as http://localhost:19530 (or set KB_MILVUS_URI)"
+        )
     probe = MilvusTarget(uri)
     if probe.lite:
         if not uri.endswith(".db"):
@@ -57,10 +61,14 @@ def target(uri: str | None, collection: str | None = None) -> MilvusTarget:
     name = collection or config.env("KB_MILVUS_COLLECTION") or "policy_kb"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
         raise KbError(f"collection name '{name}': use letters, digits and underscores, starting with a letter")
-    return MilvusTarget(uri=uri, collection=name, index_type=(config.env("KB_MILVUS_INDEX") or "FLAT").upper(),
-                        shards=int(config.env("KB_MILVUS_SHARDS") or 1),
-                        consistency=config.env("KB_MILVUS_CONSISTENCY") or "Bounded",
-                        token=config.env("KB_MILVUS_TOKEN") or "")
+    return MilvusTarget(
+        uri=uri,
+        collection=name,
+        index_type=(config.env("KB_MILVUS_INDEX") or "FLAT").upper(),
+        shards=int(config.env("KB_MILVUS_SHARDS") or 1),
+        consistency=config.env("KB_MILVUS_CONSISTENCY") or "Bounded",
+        token=config.env("KB_MILVUS_TOKEN") or "",
+    )
 
 
 # milvus-lite runs in-process, one process per .db folder; the gRPC server pymilvus starts for a path is
@@ -90,9 +98,11 @@ class MilvusDB:
         except MilvusException as exc:
             self._release()
             if where.lite:
-                raise KbError(f"cannot open {where.uri}: another process has it open (a build, a search or the "
-                              "app; milvus-lite allows one process per file). Wait for it, or serve the index "
-                              "from a Milvus server") from exc
+                raise KbError(
+                    f"cannot open {where.uri}: another process has it open (a build, a search or the "
+                    "app; milvus-lite allows one process per file). Wait for it, or serve the index "
+                    "from a Milvus server"
+                ) from exc
             raise KbError(f"cannot reach Milvus at {where.uri}: {exc}") from exc
         self.chunks, self.docs, self.texts, self.meta = (where.name(p) for p in ("chunks", "docs", "texts", "meta"))
         self._load()
@@ -142,8 +152,10 @@ class MilvusDB:
         """
         manifest = self.manifest()
         if manifest is None or not self.has_alias(self.chunks):
-            raise IndexMissingError(f"no index '{self.target.collection}' at {self.target.uri}: run `python -m kb "
-                                    f"build --backend milvus --uri {self.target.uri}`")
+            raise IndexMissingError(
+                f"no index '{self.target.collection}' at {self.target.uri}: run `python -m kb "
+                f"build --backend milvus --uri {self.target.uri}`"
+            )
         return manifest
 
     def generation(self) -> str:
@@ -170,6 +182,7 @@ class MilvusDB:
             if "exist" not in str(exc).lower():
                 raise
             log.info("created by another worker meanwhile: %s", exc)
+
 
 def iterate(db: MilvusDB, collection: str, expr: str, fields: list[str], batch: int = 1000) -> Iterator[dict]:
     """Every row matching expr, a page at a time (a server caps one query's results at 16,384 rows).
@@ -233,7 +246,9 @@ def turn(where: MilvusTarget, timeout: float | None = None) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise KbError(f"another build has been writing {where.uri} for over {wait:.0f}s; "
-                                  "wait for it or raise KB_MILVUS_LOCK_TIMEOUT") from None
+                    raise KbError(
+                        f"another build has been writing {where.uri} for over {wait:.0f}s; "
+                        "wait for it or raise KB_MILVUS_LOCK_TIMEOUT"
+                    ) from None
                 time.sleep(0.2)
         yield

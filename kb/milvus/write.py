@@ -1,4 +1,5 @@
 """Applying a build's changes to the Milvus collections: documents, passages, texts, in-force spans."""
+
 from __future__ import annotations
 
 import datetime
@@ -43,8 +44,12 @@ def span_fields(table: dict[str, dict[str, Any]]) -> dict[str, tuple[int, int, s
     for doc_id, span in far.items():
         stated = docs[doc_id].meta.validity or ""
         implied = str(span.validity) if span.end and not stated else ""
-        out[doc_id] = (date_int(span.start), date_int(span.end) or OPEN_END, implied,
-                       span.end is None and stated in config.HIDDEN_VALIDITY)
+        out[doc_id] = (
+            date_int(span.start),
+            date_int(span.end) or OPEN_END,
+            implied,
+            span.end is None and stated in config.HIDDEN_VALIDITY,
+        )
     return out
 
 
@@ -52,8 +57,14 @@ def _span_key(fields: tuple[int, int, str, bool]) -> str:
     return "|".join(str(x) for x in fields)
 
 
-def write_changes(db: MilvusDB, table: dict[str, dict[str, Any]], fresh: list[tuple[Document, str, list[Chunk]]],
-           vectors: dict[str, np.ndarray], drop: list[str], step: Progress) -> tuple[int, bool]:
+def write_changes(
+    db: MilvusDB,
+    table: dict[str, dict[str, Any]],
+    fresh: list[tuple[Document, str, list[Chunk]]],
+    vectors: dict[str, np.ndarray],
+    drop: list[str],
+    step: Progress,
+) -> tuple[int, bool]:
     """Apply a build's changes to the stored doc table.
 
     Returns:
@@ -81,27 +92,40 @@ def write_changes(db: MilvusDB, table: dict[str, dict[str, Any]], fresh: list[tu
             db.client.delete(db.chunks, filter=f"doc_id == {quote(doc.doc_id)} and ordinal >= {len(chunks)}")
     replaced = [doc.doc_id for doc, _, _ in fresh if doc.doc_id in before]
     for start in range(0, max(len(drop), len(replaced)), 100):
-        if drop[start:start + 100]:
-            db.client.delete(db.chunks, filter=in_clause("doc_id", drop[start:start + 100]))
-            db.client.delete(db.texts, filter=in_clause("doc_id", drop[start:start + 100]))
-        if replaced[start:start + 100]:
-            db.client.delete(db.texts, filter=in_clause("doc_id", replaced[start:start + 100]))
+        if drop[start : start + 100]:
+            db.client.delete(db.chunks, filter=in_clause("doc_id", drop[start : start + 100]))
+            db.client.delete(db.texts, filter=in_clause("doc_id", drop[start : start + 100]))
+        if replaced[start : start + 100]:
+            db.client.delete(db.texts, filter=in_clause("doc_id", replaced[start : start + 100]))
     texts, docs, size = [], [], 0
     for n, (doc, key, chunks) in enumerate(fresh, start=1):
-        pieces = [doc.text[p:p + TEXT_PIECE_CHARS] for p in range(0, max(len(doc.text), 1), TEXT_PIECE_CHARS)]
-        texts += [{"key": f"{doc.doc_id}#{k}", "doc_id": doc.doc_id, "part": k, "text": piece, "marker": MARKER}
-                  for k, piece in enumerate(pieces)]
+        pieces = [doc.text[p : p + TEXT_PIECE_CHARS] for p in range(0, max(len(doc.text), 1), TEXT_PIECE_CHARS)]
+        texts += [
+            {"key": f"{doc.doc_id}#{k}", "doc_id": doc.doc_id, "part": k, "text": piece, "marker": MARKER}
+            for k, piece in enumerate(pieces)
+        ]
         size += len(doc.text)
-        docs.append({"doc_id": doc.doc_id, "path": doc.path, "title": doc.title, "lang": doc.lang,
-                     "meta": json.dumps(doc.meta.to_dict(), ensure_ascii=False),
-                     "page_spans": json.dumps(doc.page_spans), "source_key": key, "n_chunks": len(chunks),
-                     "n_parts": len(pieces), "span": _span_key(derived[doc.doc_id]), "marker": MARKER})
+        docs.append(
+            {
+                "doc_id": doc.doc_id,
+                "path": doc.path,
+                "title": doc.title,
+                "lang": doc.lang,
+                "meta": json.dumps(doc.meta.to_dict(), ensure_ascii=False),
+                "page_spans": json.dumps(doc.page_spans),
+                "source_key": key,
+                "n_chunks": len(chunks),
+                "n_parts": len(pieces),
+                "span": _span_key(derived[doc.doc_id]),
+                "marker": MARKER,
+            }
+        )
         if size > 1_000_000 or len(texts) >= BATCH or n == len(fresh):  # a few MB per request
             db.client.upsert(db.texts, texts)
             texts, size = [], 0
     # Document rows last: each is its document's commit marker (a killed build leaves the old key behind).
     for start in range(0, len(docs), BATCH):
-        db.client.upsert(db.docs, docs[start:start + BATCH])
+        db.client.upsert(db.docs, docs[start : start + BATCH])
     if drop:
         db.client.delete(db.docs, ids=drop)
     stale = _update_spans(db, table, derived, {doc.doc_id for doc, _, _ in fresh})
@@ -113,27 +137,44 @@ def write_changes(db: MilvusDB, table: dict[str, dict[str, Any]], fresh: list[tu
 def _chunk_row(c: Chunk, doc: Document, span: tuple[int, int, str, bool], vecs: dict[str, np.ndarray]) -> dict:
     meta = doc.meta
     row: dict[str, object] = {f: getattr(c, f) for f in CHUNK_FIELDS}
-    row.update(bm25_text=bm25_text(c.index_text()), hash=EmbeddingCache.key(c.index_text()),
-               level=meta.level or "", issuer=meta.issuer or "", published=date_int(meta.published),
-               effective=date_int(meta.effective), stated=meta.validity or "", in_force_from=span[0],
-               in_force_until=span[1], implied=span[2], gone=span[3])
+    row.update(
+        bm25_text=bm25_text(c.index_text()),
+        hash=EmbeddingCache.key(c.index_text()),
+        level=meta.level or "",
+        issuer=meta.issuer or "",
+        published=date_int(meta.published),
+        effective=date_int(meta.effective),
+        stated=meta.validity or "",
+        in_force_from=span[0],
+        in_force_until=span[1],
+        implied=span[2],
+        gone=span[3],
+    )
     row.update({ch: v.tolist() for ch, v in vecs.items()})
     return row
 
 
-def _update_spans(db: MilvusDB, table: dict[str, dict[str, Any]], derived: dict[str, tuple[int, int, str, bool]],
-                  written: set[str]) -> int:
+def _update_spans(
+    db: MilvusDB, table: dict[str, dict[str, Any]], derived: dict[str, tuple[int, int, str, bool]], written: set[str]
+) -> int:
     """Rewrite the span columns of stored documents whose span changed (a new version ends the old one)."""
     stale = sorted(d for d in table if d not in written and table[d].get("span") != _span_key(derived[d]))
     for start in range(0, len(stale), 100):
-        part = stale[start:start + 100]
+        part = stale[start : start + 100]
         rows = []
         for row in iterate(db, db.chunks, in_clause("doc_id", part), ["chunk_id", "doc_id"]):
             f = derived[str(row["doc_id"])]
-            rows.append({"chunk_id": row["chunk_id"], "in_force_from": f[0], "in_force_until": f[1],
-                         "implied": f[2], "gone": f[3]})
+            rows.append(
+                {
+                    "chunk_id": row["chunk_id"],
+                    "in_force_from": f[0],
+                    "in_force_until": f[1],
+                    "implied": f[2],
+                    "gone": f[3],
+                }
+            )
         for s in range(0, len(rows), 1000):
-            db.client.upsert(db.chunks, rows[s:s + 1000], partial_update=True)
+            db.client.upsert(db.chunks, rows[s : s + 1000], partial_update=True)
         db.client.upsert(db.docs, [{"doc_id": d, "span": _span_key(derived[d])} for d in part], partial_update=True)
     if stale:
         log.info("in-force spans changed for %d stored documents", len(stale))
@@ -152,10 +193,10 @@ def consolidate(db: MilvusDB, channels: dict[str, int], step: Progress) -> None:
     fields = [f for f in _copy_fields(db, old) if f != "sparse"]
     done = 0
     for start in range(0, len(order), 200):
-        rows = list(iterate(db, old, in_clause("doc_id", order[start:start + 200]), fields))
+        rows = list(iterate(db, old, in_clause("doc_id", order[start : start + 200]), fields))
         rows.sort(key=lambda r: (reading_order(str(r["doc_id"])), int(r["ordinal"])))
         for s in range(0, len(rows), BATCH):
-            db.client.insert(new, rows[s:s + BATCH])
+            db.client.insert(new, rows[s : s + BATCH])
         done += len(rows)
         step("consolidate", done, done)
     db.client.flush(new)

@@ -1,4 +1,5 @@
 """Hits -> an answer: the few passages that best answer a question, grouped by document, each with its key sentence."""
+
 from __future__ import annotations
 
 import re
@@ -101,8 +102,13 @@ def key_point(hit: Hit, query: str) -> Point:
         end -= 1
     sentence = text[start:end]
     base = hit.chunk.char_start
-    return Point(hit=hit, sentence=sentence, sentence_start=base + start, sentence_end=base + end,
-                 highlights=highlight_spans(sentence, query))
+    return Point(
+        hit=hit,
+        sentence=sentence,
+        sentence_start=base + start,
+        sentence_end=base + end,
+        highlights=highlight_spans(sentence, query),
+    )
 
 
 def _overlap(a: frozenset[str], b: frozenset[str]) -> float:

@@ -1,4 +1,5 @@
 """Hits -> text a reader takes away: plain citations, Markdown with quoted passages, CSV for spreadsheets."""
+
 from __future__ import annotations
 
 import csv
@@ -7,8 +8,24 @@ import re
 
 from kb.search.searcher import Hit
 
-CSV_COLUMNS = ("rank", "citation", "passage", "source_path", "page", "page_end", "doc_id", "title", "article",
-               "section", "char_start", "char_end", "level", "issuer", "published", "score")
+CSV_COLUMNS = (
+    "rank",
+    "citation",
+    "passage",
+    "source_path",
+    "page",
+    "page_end",
+    "doc_id",
+    "title",
+    "article",
+    "section",
+    "char_start",
+    "char_end",
+    "level",
+    "issuer",
+    "published",
+    "score",
+)
 
 
 def citations_text(hits: list[Hit]) -> str:
@@ -44,9 +61,26 @@ def to_csv(hits: list[Hit]) -> bytes:
     writer.writerow(CSV_COLUMNS)
     for h in hits:
         c, m = h.chunk, h.meta
-        writer.writerow([h.rank, h.citation, c.text, h.path, c.page or "", c.page_end or "", c.doc_id, c.title,
-                         c.article or "", c.section or "", c.char_start, c.char_end, m.level or "", m.issuer or "",
-                         m.published or "", f"{h.score:.6f}"])
+        writer.writerow(
+            [
+                h.rank,
+                h.citation,
+                c.text,
+                h.path,
+                c.page or "",
+                c.page_end or "",
+                c.doc_id,
+                c.title,
+                c.article or "",
+                c.section or "",
+                c.char_start,
+                c.char_end,
+                m.level or "",
+                m.issuer or "",
+                m.published or "",
+                f"{h.score:.6f}",
+            ]
+        )
     return out.getvalue().encode("utf-8-sig")
 
 

@@ -1,16 +1,21 @@
 """Interface text in English and Chinese; the app follows the question's language unless the reader picks one."""
+
 from __future__ import annotations
 
 LANGS = ("en", "zh")
 
 # key -> (English, Chinese). Placeholders use str.format names.
 STRINGS: dict[str, tuple[str, str]] = {
-    "tagline": ("Search Chinese laws, regulations and policy commentary. Every passage is cited to its document, "
-                "article or section, and page.",
-                "检索中国法律法规、政策文件与评论。每段结果均注明出处：文件、条款或章节、页码。"),
+    "tagline": (
+        "Search Chinese laws, regulations and policy commentary. Every passage is cited to its document, "
+        "article or section, and page.",
+        "检索中国法律法规、政策文件与评论。每段结果均注明出处：文件、条款或章节、页码。",
+    ),
     "question": ("Question / 问题", "Question / 问题"),
-    "placeholder": ("e.g. 网购商品无理由退货期限 / what measures address live-stream talent",
-                    "例如：网购商品无理由退货期限 / what measures address live-stream talent"),
+    "placeholder": (
+        "e.g. 网购商品无理由退货期限 / what measures address live-stream talent",
+        "例如：网购商品无理由退货期限 / what measures address live-stream talent",
+    ),
     "type_question": ("Type a question in Chinese or English.", "请输入中文或英文问题。"),
     "interface": ("Interface", "界面语言"),
     "auto": ("Auto", "自动"),
@@ -18,14 +23,23 @@ STRINGS: dict[str, tuple[str, str]] = {
     "page_search": ("Search", "检索"),
     "page_docs": ("Documents", "文件库"),
     "page_quote": ("Quote check", "核对引文"),
-    "quote_header": ("Is this quote really in the documents, verbatim, and where?", "这句引文是否确实出自文件、是否一字不差、出自何处？"),
+    "quote_header": (
+        "Is this quote really in the documents, verbatim, and where?",
+        "这句引文是否确实出自文件、是否一字不差、出自何处？",
+    ),
     "quote_label": ("Quote to check", "待核对的引文"),
-    "quote_placeholder": ("Paste a sentence, or a passage with … where words are left out",
-                          "粘贴一句话，或用……标出省略的段落"),
-    "quote_info": ("Paste a quote to see whether it is in the documents, verbatim, and where.",
-                   "粘贴引文，查看它是否出自文件、是否一字不差、出自何处。"),
-    "quote_faiss_only": ("The quote check reads the index folder's quote index; with the Milvus backend it is "
-                         "not available.", "引文核对依赖索引目录中的引文索引；使用 Milvus 后端时不可用。"),
+    "quote_placeholder": (
+        "Paste a sentence, or a passage with … where words are left out",
+        "粘贴一句话，或用……标出省略的段落",
+    ),
+    "quote_info": (
+        "Paste a quote to see whether it is in the documents, verbatim, and where.",
+        "粘贴引文，查看它是否出自文件、是否一字不差、出自何处。",
+    ),
+    "quote_faiss_only": (
+        "The quote check reads the index folder's quote index; with the Milvus backend it is not available.",
+        "引文核对依赖索引目录中的引文索引；使用 Milvus 后端时不可用。",
+    ),
     "similarity": ("similarity", "相似度"),
     "characters": ("characters {start}–{end}", "字符 {start}–{end}"),
     "page_n": ("page {page}", "第 {page} 页"),
@@ -38,8 +52,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "date_from": ("Published from", "发布日期自"),
     "date_to": ("Published until", "发布日期至"),
     "as_of": ("In force on", "时点（有效于）"),
-    "as_of_help": ("Only texts in force on this date, in the version then in force.",
-                   "仅显示该日有效的文本（当时施行的版本）。"),
+    "as_of_help": (
+        "Only texts in force on this date, in the version then in force.",
+        "仅显示该日有效的文本（当时施行的版本）。",
+    ),
     "cites": ("This passage cites:", "本段引用："),
     "not_indexed": ("Not in the index: {refs}", "未收录：{refs}"),
     "include_repealed": ("Include repealed and superseded texts", "包括已废止、已修改的文本"),
@@ -52,8 +68,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "view": ("View", "视图"),
     "view_passages": ("Passages", "段落"),
     "view_answer": ("Answer", "答案"),
-    "no_index": ("No index at `{index}` yet. Build it with `python -m kb build` and reload this page.",
-                 "`{index}` 尚无索引。请运行 `python -m kb build` 后刷新本页。"),
+    "no_index": (
+        "No index at `{index}` yet. Build it with `python -m kb build` and reload this page.",
+        "`{index}` 尚无索引。请运行 `python -m kb build` 后刷新本页。",
+    ),
     "load_failed": ("The index could not be loaded: {reason}", "索引无法加载：{reason}"),
     "rebuilt": ("The index was rebuilt; now searching the new one.", "索引已重建，正在检索新索引。"),
     "no_results": ("No passages matched.", "没有匹配的段落。"),
@@ -67,8 +85,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ch_dense_x": ("cross-language semantic #{rank}", "跨语言语义 #{rank}"),
     "ch_xling": ("cross-language #{rank}", "跨语言 #{rank}"),
     "ch_near": ("next to result #{rank}", "邻近第 {rank} 条结果"),
-    "answer_intro": ("The passages that best answer the question, grouped by document:",
-                     "最能回答该问题的段落，按文件分组："),
+    "answer_intro": (
+        "The passages that best answer the question, grouped by document:",
+        "最能回答该问题的段落，按文件分组：",
+    ),
     "export": ("Export these results", "导出结果"),
     "copy_citations": ("Citations (use the copy button at the top right)", "引用（点击右上角复制按钮）"),
     "download_md": ("Download Markdown", "下载 Markdown"),

@@ -1,4 +1,5 @@
 """Passages and documents as inert HTML: every character of the source escaped, only our own tags added."""
+
 from __future__ import annotations
 
 import html
@@ -28,21 +29,26 @@ def document_html(text: str, chunks: list[Chunk], focus: int) -> str:
     parts, pos = [], 0
     for n, chunk in enumerate(chunks):
         if chunk.char_start > pos:
-            parts.append(html.escape(text[pos:chunk.char_start]))
+            parts.append(html.escape(text[pos : chunk.char_start]))
         style = " style='background:#fff3c4;outline:2px solid #c9a227'" if n == focus else ""
         # English chunks overlap; each character is drawn once, in the first chunk that holds it.
-        parts.append(f"<span id='c{n}'{style}>{html.escape(text[max(pos, chunk.char_start):chunk.char_end])}</span>")
+        parts.append(f"<span id='c{n}'{style}>{html.escape(text[max(pos, chunk.char_start) : chunk.char_end])}</span>")
         pos = max(pos, chunk.char_end)
     parts.append(html.escape(text[pos:]))
-    return ("<div style='white-space:pre-wrap;font:15px/1.7 \"Noto Sans CJK SC\",sans-serif'>" + "".join(parts)
-            + _SCROLL.replace("FOCUS", f"c{focus}"))
+    return (
+        "<div style='white-space:pre-wrap;font:15px/1.7 \"Noto Sans CJK SC\",sans-serif'>"
+        + "".join(parts)
+        + _SCROLL.replace("FOCUS", f"c{focus}")
+    )
 
 
 # Scrolls only the frame's own view (scrollIntoView would also move the page around it), again whenever the
 # frame is resized: it has no size while its expander is closed, and gets one when opened.
-_SCROLL = ("<script>function kbGo(){var e=document.getElementById('FOCUS');if(e&&window.innerHeight){"
-           "document.scrollingElement.scrollTop=e.offsetTop-window.innerHeight/3;}}"
-           "window.addEventListener('resize',kbGo);window.addEventListener('load',kbGo);kbGo();</script>")
+_SCROLL = (
+    "<script>function kbGo(){var e=document.getElementById('FOCUS');if(e&&window.innerHeight){"
+    "document.scrollingElement.scrollTop=e.offsetTop-window.innerHeight/3;}}"
+    "window.addEventListener('resize',kbGo);window.addEventListener('load',kbGo);kbGo();</script>"
+)
 
 
 def quote_match_html(match: QuoteMatch) -> str:
@@ -62,6 +68,5 @@ def quote_match_html(match: QuoteMatch) -> str:
         ctx = match.context
         start = max(0, match.char_start - match.context_start)
         end = max(start, match.char_end - match.context_start)
-        body = (html.escape(ctx[:start]) + "<mark>" + html.escape(ctx[start:end]) + "</mark>"
-                + html.escape(ctx[end:]))
+        body = html.escape(ctx[:start]) + "<mark>" + html.escape(ctx[start:end]) + "</mark>" + html.escape(ctx[end:])
     return f"<div class='kb-passage' style='{_PASSAGE_STYLE}'>{body}</div>"

@@ -4,6 +4,7 @@ Exact and normalised checks are phrase queries on the trigram quote index (kb/qu
 aligned by rapidfuzz only inside the candidate documents that index names; only a quote found nowhere goes to the
 hybrid search, whose passages are offered as a possible paraphrase or translation, never as the source.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,13 +88,25 @@ class QuoteChecker:
         if best < 0.95:
             joined = self._joined(parts, raw, pieces)
             if joined:
-                return QuoteReport(raw, "altered", joined, 0, f"each part occurs, but not together: the quote "
-                                   f"joins text from {len(joined)} places")
+                return QuoteReport(
+                    raw,
+                    "altered",
+                    joined,
+                    0,
+                    f"each part occurs, but not together: the quote joins text from {len(joined)} places",
+                )
         if best >= config.QUOTE_ALTERED_MIN:
-            return QuoteReport(raw, "altered", tuple(m for m in altered if (m.similarity or 0.0) >= config.QUOTE_ALTERED_MIN))
-        return QuoteReport(raw, "not_found", self._nearest(body, fq, k), 0,
-                           "nothing close in the documents; the passages listed are what the search finds nearest: "
-                           "a possible paraphrase, or a possible source the quote translates")
+            return QuoteReport(
+                raw, "altered", tuple(m for m in altered if (m.similarity or 0.0) >= config.QUOTE_ALTERED_MIN)
+            )
+        return QuoteReport(
+            raw,
+            "not_found",
+            self._nearest(body, fq, k),
+            0,
+            "nothing close in the documents; the passages listed are what the search finds nearest: "
+            "a possible paraphrase, or a possible source the quote translates",
+        )
 
     def _exact(self, parts: QuoteParts, raw: str, fq: str, k: int) -> tuple[tuple[QuoteMatch, ...], int]:
         rows = parts.quote.containing(fq, config.QUOTE_MAX_DOCS)
@@ -109,23 +122,29 @@ class QuoteChecker:
             else:
                 folded = parts.quote.folded(row)
                 spans = [folded.span(p, p + len(fq)) for p in find_all(folded.text, fq, 3)]
-            out.extend(locate(parts.store, doc, "verbatim" if doc.text[s:e] == raw else "normalized", s, e, 1.0)
-                       for s, e in spans)
+            out.extend(
+                locate(parts.store, doc, "verbatim" if doc.text[s:e] == raw else "normalized", s, e, 1.0)
+                for s, e in spans
+            )
             if len(out) >= _EXAMINE:
                 break
         out.sort(key=lambda m: m.kind != "verbatim")
         return collapse(out, k), len(rows)
 
-    def _omissions(self, parts: QuoteParts, raw: str, pieces: list[tuple[int, int]],
-                   k: int) -> tuple[tuple[QuoteMatch, ...], int]:
+    def _omissions(
+        self, parts: QuoteParts, raw: str, pieces: list[tuple[int, int]], k: int
+    ) -> tuple[tuple[QuoteMatch, ...], int]:
         quoted = [raw[a:b] for a, b in pieces]
         folded_parts = [fold(p).text for p in quoted]
         if not all(folded_parts):
             return (), 0
         long = [p for p in folded_parts if len(p) >= 3]
         q, ids = parts.quote, parts.quote.ids
-        rows = (q.containing_all(long, config.QUOTE_MAX_DOCS) if long
-                else q.containing(max(folded_parts, key=len), config.QUOTE_MAX_DOCS))
+        rows = (
+            q.containing_all(long, config.QUOTE_MAX_DOCS)
+            if long
+            else q.containing(max(folded_parts, key=len), config.QUOTE_MAX_DOCS)
+        )
         out: list[QuoteMatch] = []
         located = 0
         for row in sorted(rows, key=lambda r: self._rank(ids[r]))[:_EXAMINE]:
@@ -137,10 +156,20 @@ class QuoteChecker:
                 diff: list[DiffOp] = []
                 for n, ((s, e), text) in enumerate(zip(spans, quoted)):
                     if n:  # what the ellipsis stands for
-                        diff.append(DiffOp("dropped", "…", doc.text[spans[n - 1][1]:s]))
+                        diff.append(DiffOp("dropped", "…", doc.text[spans[n - 1][1] : s]))
                     diff.append(DiffOp("equal", text, doc.text[s:e]))
-                out.append(locate(parts.store, doc, "omissions", spans[0][0], spans[-1][1], 1.0,
-                                       diff=tuple(diff), pieces=tuple(spans)))
+                out.append(
+                    locate(
+                        parts.store,
+                        doc,
+                        "omissions",
+                        spans[0][0],
+                        spans[-1][1],
+                        1.0,
+                        diff=tuple(diff),
+                        pieces=tuple(spans),
+                    )
+                )
         return collapse(out, k), located
 
     def _near(self, parts: QuoteParts, body: str, fq: str, k: int) -> list[QuoteMatch]:
@@ -159,8 +188,8 @@ class QuoteChecker:
         for a, b in pieces:
             for s, e in sentences(raw[a:b]):
                 # A sentence cut short in the quote ends with 。 where the source goes on after a comma.
-                e = s + len(raw[a + s:a + e].rstrip(_CLOSERS))
-                if len(fold(raw[a + s:a + e]).text) >= 4:
+                e = s + len(raw[a + s : a + e].rstrip(_CLOSERS))
+                if len(fold(raw[a + s : a + e]).text) >= 4:
                     segments.append((a + s, a + e))
         if len(segments) < 2:
             return ()
@@ -179,16 +208,33 @@ class QuoteChecker:
         hits = searcher.search(query, k)
         seen = {h.chunk.chunk_id for h in hits}
         # The other language always gets a look: an English quote may translate a Chinese article.
-        hits += [h for h in searcher.search(query, 2, lang="en" if lang == "zh" else "zh")
-                 if h.chunk.chunk_id not in seen]
+        hits += [
+            h for h in searcher.search(query, 2, lang="en" if lang == "zh" else "zh") if h.chunk.chunk_id not in seen
+        ]
         out = []
         for h in hits:
             c = h.chunk
             same = c.lang == lang
             sim = fuzz.partial_ratio(fq, fold(c.text).text) / 100 if same else None
-            out.append(QuoteMatch("paraphrase" if same else "translation", c.doc_id, c.title, h.citation, c.article,
-                                  c.section, c.page, c.page_end, c.char_start, c.char_end, c.text, sim, c.text,
-                                  c.char_start, c.lang))
+            out.append(
+                QuoteMatch(
+                    "paraphrase" if same else "translation",
+                    c.doc_id,
+                    c.title,
+                    h.citation,
+                    c.article,
+                    c.section,
+                    c.page,
+                    c.page_end,
+                    c.char_start,
+                    c.char_end,
+                    c.text,
+                    sim,
+                    c.text,
+                    c.char_start,
+                    c.lang,
+                )
+            )
         return tuple(out)
 
     def _search(self) -> Backend:
@@ -203,8 +249,7 @@ class QuoteChecker:
         meta = row.meta if row else DocMeta()
         return (meta.validity in config.HIDDEN_VALIDITY, -config.LEVEL_PRIOR.get(meta.level or "", 1.0), doc_id)
 
+
 def check_quote(quote: str, index_dir: Path = config.DEFAULT_INDEX, k: int = 5) -> QuoteReport:
     """Check one quote against an index folder (opens it each time: use QuoteChecker for many quotes)."""
     return QuoteChecker(index_dir).check(quote, k)
-
-

@@ -1,5 +1,6 @@
 """What a quote changed against its source, word by word (English) and character by character (Chinese),
 and the sentence around a location."""
+
 from __future__ import annotations
 
 import re
@@ -48,8 +49,8 @@ def word_diff(quote: str, source: str) -> tuple[DiffOp, ...]:
     sk = [fs[a:b] for a, b in st]
     out: list[DiffOp] = []
     for op in Levenshtein.opcodes(qk, sk):
-        q_text = _join(quote, qt[op.src_start:op.src_end])
-        s_text = _join(source, st[op.dest_start:op.dest_end])
+        q_text = _join(quote, qt[op.src_start : op.src_end])
+        s_text = _join(source, st[op.dest_start : op.dest_end])
         kind = {"equal": "equal", "replace": "changed", "delete": "added", "insert": "dropped"}[op.tag]
         out.append(DiffOp(kind, q_text, s_text))
     return tuple(out)
@@ -57,7 +58,7 @@ def word_diff(quote: str, source: str) -> tuple[DiffOp, ...]:
 
 def _join(text: str, spans: list[tuple[int, int]]) -> str:
     """The original text from the first to the last token (spacing kept as it was)."""
-    return text[spans[0][0]:spans[-1][1]] if spans else ""
+    return text[spans[0][0] : spans[-1][1]] if spans else ""
 
 
 def render(diff: tuple[DiffOp, ...]) -> str:

@@ -3,6 +3,7 @@
 Everything here works in folded offsets on candidate documents the quote index returns; kb/quote.py maps the
 results back to original offsets and decides the verdict.
 """
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,9 @@ def chains(text: str, parts: list[str], max_gap: int, cap: int = 3) -> list[tupl
     if not all(occurrences):
         return []
     # For each occurrence of the current part, the tightest chain of the parts before it that can reach it.
-    paths: list[tuple[int, tuple[tuple[int, int], ...]]] = [(p + len(parts[0]), ((p, p + len(parts[0])),))
-                                                              for p in occurrences[0]]
+    paths: list[tuple[int, tuple[tuple[int, int], ...]]] = [
+        (p + len(parts[0]), ((p, p + len(parts[0])),)) for p in occurrences[0]
+    ]
     for part, starts in zip(parts[1:], occurrences[1:]):
         nxt = []
         for p in starts:
@@ -85,7 +87,7 @@ def seeds(fq: str) -> list[tuple[int, str]]:
     last = len(fq) - width
     n = min(MAX_SEEDS, last + 1)
     offsets = sorted({round(i * last / (n - 1)) for i in range(n)}) if n > 1 else [0]
-    return [(o, fq[o:o + width]) for o in offsets]
+    return [(o, fq[o : o + width]) for o in offsets]
 
 
 def near(index: QuoteIndex, fq: str, extra_rows: tuple[int, ...] = (), docs: int = FUZZY_DOCS) -> list[Located]:

@@ -1,4 +1,5 @@
 """What the quote check reports: a verdict, and each location with its citation, offsets, context and diff."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,9 +14,15 @@ from kb.ingest.document import Document
 from kb.quote.diff import DiffOp, sentence_span
 
 VERDICTS = ("verbatim", "normalized", "omissions", "altered", "not_found")
-LABELS = {"verbatim": "verbatim", "normalized": "verbatim after normalisation", "omissions": "with omissions",
-          "altered": "close but altered", "not_found": "not found", "paraphrase": "possible paraphrase",
-          "translation": "possible source (translation)"}
+LABELS = {
+    "verbatim": "verbatim",
+    "normalized": "verbatim after normalisation",
+    "omissions": "with omissions",
+    "altered": "close but altered",
+    "not_found": "not found",
+    "paraphrase": "possible paraphrase",
+    "translation": "possible source (translation)",
+}
 
 
 @dataclass(frozen=True)
@@ -79,12 +86,26 @@ class QuoteReport:
 
     def to_dict(self) -> dict[str, object]:
         """The JSON object of `python -m kb quote --json`."""
-        return {"quote": self.quote, "verdict": self.verdict, "label": self.label, "note": self.note,
-                "total": self.total, "matches": [m.to_dict() for m in self.matches]}
+        return {
+            "quote": self.quote,
+            "verdict": self.verdict,
+            "label": self.label,
+            "note": self.note,
+            "total": self.total,
+            "matches": [m.to_dict() for m in self.matches],
+        }
 
 
-def locate(store: Store, doc: Document, kind: str, s: int, e: int, similarity: float | None,
-           diff: tuple[DiffOp, ...] = (), pieces: tuple[tuple[int, int], ...] = ()) -> QuoteMatch:
+def locate(
+    store: Store,
+    doc: Document,
+    kind: str,
+    s: int,
+    e: int,
+    similarity: float | None,
+    diff: tuple[DiffOp, ...] = (),
+    pieces: tuple[tuple[int, int], ...] = (),
+) -> QuoteMatch:
     """A match at original offsets [s, e) of doc, cited to its article or section and to the page it is on."""
     chunks = _doc_chunks(store, doc.doc_id)
     first, last = _chunk_at(chunks, s, e), _chunk_at(chunks, e - 1, e)
@@ -95,9 +116,25 @@ def locate(store: Store, doc: Document, kind: str, s: int, e: int, similarity: f
         if last is not None and _place(last) and _place(last) != _place(first):
             cite += f" – {_place(last)}"
     cs, ce = sentence_span(doc.text, s, e)
-    return QuoteMatch(kind, doc.doc_id, doc.title, cite, first.article if first else None,
-                      first.section if first else None, page, page_end, s, e, doc.text[s:e], similarity,
-                      doc.text[cs:ce], cs, doc.lang, diff, pieces)
+    return QuoteMatch(
+        kind,
+        doc.doc_id,
+        doc.title,
+        cite,
+        first.article if first else None,
+        first.section if first else None,
+        page,
+        page_end,
+        s,
+        e,
+        doc.text[s:e],
+        similarity,
+        doc.text[cs:ce],
+        cs,
+        doc.lang,
+        diff,
+        pieces,
+    )
 
 
 def collapse(matches: list[QuoteMatch], k: int) -> tuple[QuoteMatch, ...]:
@@ -127,6 +164,7 @@ def _chunk_at(chunks: list[Chunk], s: int, e: int) -> Chunk | None:
 
 def word_bounds(text: str, s: int, e: int) -> tuple[int, int]:
     """Widen [s, e) so it neither starts nor ends inside an English word."""
+
     def word(ch: str) -> bool:
         return ch.isalnum() and ch < "\u2e80"
 
@@ -142,8 +180,9 @@ def document(store: Store, doc_id: str) -> Document:
     """A stored document (the last few are kept in memory: a quote often lands in the same law again)."""
     doc = store.document(doc_id)
     if doc is None:
-        raise IndexCorruptError(f"{doc_id} is in the quote index but not in the chunk store: "
-                                "rebuild with `python -m kb build`")
+        raise IndexCorruptError(
+            f"{doc_id} is in the quote index but not in the chunk store: rebuild with `python -m kb build`"
+        )
     return doc
 
 

@@ -4,6 +4,7 @@ the model check, embedders loaded on first use, the document table's views, and 
 A backend subclasses SearcherBase, sets `docs`, `spans`, `resolver` and `channels` when it opens, and
 implements the engine-specific part: `_rankings`, `_fuse`, `refresh`, `source`, `passages` and `generation`.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,8 +43,9 @@ class SearcherBase:
     resolver: Resolver
     channels: dict[str, Channel]
 
-    def __init__(self, where: str, rebuild: str, embedders: dict[str, Embedder] | None,
-                 weights: dict[str, float] | None) -> None:
+    def __init__(
+        self, where: str, rebuild: str, embedders: dict[str, Embedder] | None, weights: dict[str, float] | None
+    ) -> None:
         self.where, self.rebuild = where, rebuild
         self.weights = dict(weights or config.WEIGHTS)
         self._given = dict(embedders or {})
@@ -56,13 +58,15 @@ class SearcherBase:
         if model and dense and model not in (dense.model, _SHORT.get(dense.model, dense.model)):
             raise ModelMismatchError(
                 f"{self.where} was built with model '{dense.model}', not '{model}': search without "
-                f"--model, or rebuild with `{self.rebuild} --model {model}`")
+                f"--model, or rebuild with `{self.rebuild} --model {model}`"
+            )
         for channel, embedder in self._given.items():
             info = self.channels.get(channel)
             if info and (info.model != embedder.name or info.dim != embedder.dim):
                 raise ModelMismatchError(
                     f"{self.where} channel '{channel}' was built with '{info.model}' ({info.dim} dims), "
-                    f"not '{embedder.name}' ({embedder.dim}): rebuild with `{self.rebuild}`")
+                    f"not '{embedder.name}' ({embedder.dim}): rebuild with `{self.rebuild}`"
+                )
 
     def embedder(self, channel: str) -> Embedder:
         """The embedder the index recorded for a channel, loaded on first use."""
@@ -86,11 +90,24 @@ class SearcherBase:
         """The cross-references made in a passage, resolved to chunks of this index where it holds them."""
         return self.resolver.references(chunk)
 
-    def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: Sequence[str] | None = None,
-               mode: str = "hybrid", include_repealed: bool = False, levels: Sequence[str] | None = None,
-               issuers: Sequence[str] | None = None, validity: Sequence[str] | None = None,
-               date_from: str | None = None, date_to: str | None = None, date_field: str = "published",
-               as_of: str | None = None, xrefs: bool = True) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        lang: str | None = None,
+        docs: Sequence[str] | None = None,
+        mode: str = "hybrid",
+        include_repealed: bool = False,
+        levels: Sequence[str] | None = None,
+        issuers: Sequence[str] | None = None,
+        validity: Sequence[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        date_field: str = "published",
+        as_of: str | None = None,
+        xrefs: bool = True,
+    ) -> list[Hit]:
         """Rank passages for a question in Chinese or English.
 
         Args:
@@ -110,19 +127,37 @@ class SearcherBase:
                 lists the known values.
         """
         query = clean_query(query)
-        filters = Filters(lang=lang, docs=tuple(docs or ()), levels=tuple(levels or ()), issuers=tuple(issuers or ()),
-                          validity=tuple(validity or ()), date_from=date_from, date_to=date_to,
-                          date_field=date_field, as_of=as_of, include_repealed=include_repealed)
+        filters = Filters(
+            lang=lang,
+            docs=tuple(docs or ()),
+            levels=tuple(levels or ()),
+            issuers=tuple(issuers or ()),
+            validity=tuple(validity or ()),
+            date_from=date_from,
+            date_to=date_to,
+            date_field=date_field,
+            as_of=as_of,
+            include_repealed=include_repealed,
+        )
         check_query(query, mode)
         return self._search(query, k, filters, mode, xrefs)
 
-    def rankings(self, query: str, want: int, *, lang: str | None = None, docs: Sequence[str] | None = None,
-                 mode: str = "hybrid", include_repealed: bool = False) -> Rankings:
+    def rankings(
+        self,
+        query: str,
+        want: int,
+        *,
+        lang: str | None = None,
+        docs: Sequence[str] | None = None,
+        mode: str = "hybrid",
+        include_repealed: bool = False,
+    ) -> Rankings:
         """Each channel's chunk ids, best first, before fusion (benchmarks tune the fusion on these)."""
         query = clean_query(query)
         check_query(query, mode)
-        return self._rankings(query, want, Filters(lang=lang, docs=tuple(docs or ()),
-                                                   include_repealed=include_repealed), mode)
+        return self._rankings(
+            query, want, Filters(lang=lang, docs=tuple(docs or ()), include_repealed=include_repealed), mode
+        )
 
     def fuse(self, ranked: Rankings, query: str, k: int, *, include_repealed: bool = False) -> list[Hit]:
         """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for `search`'s list)."""
@@ -144,8 +179,9 @@ def check_query(query: str, mode: str) -> None:
     if not query.strip():
         raise QueryError("empty query: type a question or some keywords")
     if not _WORDISH.search(query):
-        raise QueryError("nothing to search for: the question has only punctuation or symbols; "
-                         "type some words in Chinese or English")
+        raise QueryError(
+            "nothing to search for: the question has only punctuation or symbols; type some words in Chinese or English"
+        )
     if mode not in MODES:
         raise QueryError(f"unknown mode '{mode}': use one of {', '.join(MODES)}")
 

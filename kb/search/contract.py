@@ -4,6 +4,7 @@
 and filter checks, the model check, embedder loading, hit assembly); kb.search.searcher (the FAISS index
 folder) and kb.milvus.search (a Milvus collection) only translate a query into their engine's searches.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -40,11 +41,24 @@ class Backend(Protocol):
         """Take up what a build has written since this was opened; True when anything changed."""
         ...
 
-    def search(self, query: str, k: int = 10, *, lang: str | None = None, docs: Sequence[str] | None = None,
-               mode: str = "hybrid", include_repealed: bool = False, levels: Sequence[str] | None = None,
-               issuers: Sequence[str] | None = None, validity: Sequence[str] | None = None,
-               date_from: str | None = None, date_to: str | None = None, date_field: str = "published",
-               as_of: str | None = None, xrefs: bool = True) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        lang: str | None = None,
+        docs: Sequence[str] | None = None,
+        mode: str = "hybrid",
+        include_repealed: bool = False,
+        levels: Sequence[str] | None = None,
+        issuers: Sequence[str] | None = None,
+        validity: Sequence[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        date_field: str = "published",
+        as_of: str | None = None,
+        xrefs: bool = True,
+    ) -> list[Hit]:
         """Rank passages for a question in Chinese or English (arguments: kb.search.base.SearcherBase.search).
 
         Raises:
@@ -52,8 +66,16 @@ class Backend(Protocol):
         """
         ...
 
-    def rankings(self, query: str, want: int, *, lang: str | None = None, docs: Sequence[str] | None = None,
-                 mode: str = "hybrid", include_repealed: bool = False) -> Rankings:
+    def rankings(
+        self,
+        query: str,
+        want: int,
+        *,
+        lang: str | None = None,
+        docs: Sequence[str] | None = None,
+        mode: str = "hybrid",
+        include_repealed: bool = False,
+    ) -> Rankings:
         """Each channel's chunk ids, best first, before fusion (benchmarks tune the fusion on these)."""
         ...
 

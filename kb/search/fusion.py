@@ -11,6 +11,7 @@ Passages are keys of any kind: row numbers in the FAISS backend, chunk ids in th
 what a key's document, level prior and reading position are, which key stands a few places before or after
 another in the same document, and how to fetch chunks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
@@ -28,8 +29,9 @@ def depth(k: int) -> int:
     return max(k, config.CANDIDATES if k <= config.HEAD else config.TAIL_CANDIDATES)
 
 
-def rrf(ranked: Mapping[str, Sequence[K]], weights: Mapping[str, float], prior: Callable[[K], float],
-        depth: int) -> dict[K, float]:
+def rrf(
+    ranked: Mapping[str, Sequence[K]], weights: Mapping[str, float], prior: Callable[[K], float], depth: int
+) -> dict[K, float]:
     """Weighted reciprocal-rank fusion of each channel's first `depth` passages, times the passage's level prior.
 
     The prior is a soft preference for higher-level texts (法律 over 行政法规 over rules): about five places at the
@@ -48,8 +50,13 @@ def ordered(scores: Mapping[K, float], tie: Callable[[K], object]) -> list[K]:
     return sorted(scores, key=lambda key: (-scores[key], tie(key)))
 
 
-def document_boost(scores: Mapping[K, float], doc_of: Callable[[K], Hashable], tie: Callable[[K], object],
-                   top: int = config.TAIL_BOOST_TOP, strength: float = config.TAIL_DOC_BOOST) -> dict[K, float]:
+def document_boost(
+    scores: Mapping[K, float],
+    doc_of: Callable[[K], Hashable],
+    tie: Callable[[K], object],
+    top: int = config.TAIL_BOOST_TOP,
+    strength: float = config.TAIL_DOC_BOOST,
+) -> dict[K, float]:
     """Each score times 1 + strength x (its document's share of the best `top` passages' score mass)."""
     mass: dict[Hashable, float] = {}
     for key in ordered(scores, tie)[:top]:
@@ -59,9 +66,13 @@ def document_boost(scores: Mapping[K, float], doc_of: Callable[[K], Hashable], t
     return {key: v * (1.0 + strength * mass.get(doc_of(key), 0.0) / most) for key, v in scores.items()}
 
 
-def with_neighbours(scores: Mapping[K, float], parents: Sequence[K], neighbour: Callable[[K, int], K | None],
-                    reach: int = config.TAIL_NEIGHBOURS, decay: float = config.TAIL_NEIGHBOUR_DECAY
-                    ) -> tuple[dict[K, float], dict[K, K]]:
+def with_neighbours(
+    scores: Mapping[K, float],
+    parents: Sequence[K],
+    neighbour: Callable[[K, int], K | None],
+    reach: int = config.TAIL_NEIGHBOURS,
+    decay: float = config.TAIL_NEIGHBOUR_DECAY,
+) -> tuple[dict[K, float], dict[K, K]]:
     """The passages up to `reach` places before and after each parent scored decay**distance times the parent's
     score, where that is higher than their own.
 
@@ -75,7 +86,7 @@ def with_neighbours(scores: Mapping[K, float], parents: Sequence[K], neighbour: 
     lifted: dict[K, K] = {}
     for p in parents:
         for d in range(1, reach + 1):
-            score = scores[p] * decay ** d
+            score = scores[p] * decay**d
             for key in (neighbour(p, -d), neighbour(p, d)):
                 if key is not None and score > out.get(key, 0.0):
                     out[key] = score
@@ -98,7 +109,7 @@ class Passages(Generic[K]):
 
     def _in_order(self, keys: list[K], batch: int) -> Iterator[K]:
         for start in range(0, len(keys), batch):
-            part = keys[start:start + batch]
+            part = keys[start : start + batch]
             todo = [key for key in part if key not in self.chunks]
             for key, chunk in self.fetch(todo).items():
                 self.chunks[key] = chunk
@@ -152,9 +163,18 @@ class Fused(Generic[K]):
         return tuple(self.passages.also[self.passages.keys[key]])
 
 
-def fuse(ranked: Mapping[str, Sequence[K]], weights: Mapping[str, float], k: int, *, prior: Callable[[K], float],
-         tie: Callable[[K], object], doc_of: Callable[[K], Hashable], neighbour: Callable[[K, int], K | None],
-         fetch: Callable[[list[K]], Mapping[K, Chunk]], fused: Mapping[K, float] | None = None) -> Fused[K]:
+def fuse(
+    ranked: Mapping[str, Sequence[K]],
+    weights: Mapping[str, float],
+    k: int,
+    *,
+    prior: Callable[[K], float],
+    tie: Callable[[K], object],
+    doc_of: Callable[[K], Hashable],
+    neighbour: Callable[[K, int], K | None],
+    fetch: Callable[[list[K]], Mapping[K, Chunk]],
+    fused: Mapping[K, float] | None = None,
+) -> Fused[K]:
     """The k best distinct passages: the head by weighted reciprocal rank, the tail by document and neighbourhood.
 
     Args:

@@ -1,5 +1,6 @@
 """The FAISS backend: query -> Hits over an index folder (BM25, e5 and cross-lingual USE channels, fused by
 weighted reciprocal rank). What both backends share is in kb.search.base; this module only ranks rows."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,13 @@ log = logging.getLogger(__name__)
 class Searcher(SearcherBase):
     """Loads an index folder once and answers queries; reloads when a rebuild publishes a new generation."""
 
-    def __init__(self, index_dir: Path = config.DEFAULT_INDEX, model: str | None = None,
-                 embedders: dict[str, Embedder] | None = None, weights: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        index_dir: Path = config.DEFAULT_INDEX,
+        model: str | None = None,
+        embedders: dict[str, Embedder] | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> None:
         self.index_dir = Path(index_dir)
         super().__init__(str(self.index_dir), f"python -m kb build --index {self.index_dir}", embedders, weights)
         self.index: LoadedIndex = load_index(self.index_dir)
@@ -89,8 +95,7 @@ class Searcher(SearcherBase):
         rows = {channel: index.rows_of(ids) for channel, ids in ranked.items()}
         return self._fuse_rows(index, rows, query, k, allowed_rows(index, filters), xrefs)
 
-    def _rows(self, index: LoadedIndex, query: str, want: int, allowed: np.ndarray,
-                  mode: str) -> dict[str, list[int]]:
+    def _rows(self, index: LoadedIndex, query: str, want: int, allowed: np.ndarray, mode: str) -> dict[str, list[int]]:
         q_lang = detect_lang(query)
         ranked: dict[str, list[int]] = {}
         if mode in ("hybrid", "keyword"):
@@ -118,12 +123,19 @@ class Searcher(SearcherBase):
         scores = index.bm25.scores(tokenize(query))
         return [] if scores is None else _top(scores, allowed, want, index.row_order)
 
-    def _fuse_rows(self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int, allowed: np.ndarray,
-                   xrefs: bool) -> list[Hit]:
-        result = fuse(ranked, self.weights, k, prior=lambda r: float(index.row_prior[r]),
-                      tie=lambda r: int(index.row_order[r]), doc_of=lambda r: int(index.row_doc[r]),
-                      neighbour=row_neighbours(index.row_doc, allowed),
-                      fetch=lambda rows: dict(zip(rows, index.store.chunks(rows))))
+    def _fuse_rows(
+        self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int, allowed: np.ndarray, xrefs: bool
+    ) -> list[Hit]:
+        result = fuse(
+            ranked,
+            self.weights,
+            k,
+            prior=lambda r: float(index.row_prior[r]),
+            tie=lambda r: int(index.row_order[r]),
+            doc_of=lambda r: int(index.row_doc[r]),
+            neighbour=row_neighbours(index.row_doc, allowed),
+            fetch=lambda rows: dict(zip(rows, index.store.chunks(rows))),
+        )
         return hits_of(result, query, index.docs, index.spans, index.resolver if xrefs else None)
 
 

@@ -5,6 +5,7 @@ characters (Unicode NFKC), curly vs straight quotes, traditional vs simplified C
 character), or letter case. Any other difference, one character or one digit, survives folding. Every folded
 character keeps the offset of the original character it came from, so matches are reported in original offsets.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -61,8 +62,9 @@ def _t2s() -> dict[str, str]:
 @cache
 def _tables() -> tuple[dict[int, str], dict[str, str], re.Pattern[str], re.Pattern[str]]:
     """(one-to-one translate table, multi-character foldings, scanner, scanner that also joins hyphens)."""
-    codepoints = [c for lo, hi in ((0, 0xD7FF), (0xE000, 0xFFFF), *_CJK_RANGES[3:], (0x2F800, 0x2FA1F))
-                  for c in range(lo, hi + 1)]
+    codepoints = [
+        c for lo, hi in ((0, 0xD7FF), (0xE000, 0xFFFF), *_CJK_RANGES[3:], (0x2F800, 0x2FA1F)) for c in range(lo, hi + 1)
+    ]
     chars = [chr(c) for c in codepoints if chr(c) not in _INVISIBLE and not chr(c).isspace() and c != 10]
     # All characters in one pass, each on its own line (so nothing composes across characters): the
     # per-character loop this replaces cost 0.3 s at every start of the CLI.
@@ -132,8 +134,9 @@ def _origin(starts: list[int], lengths: list[int], steps: list[int]) -> np.ndarr
     lens = np.asarray(lengths, dtype=np.int64)
     first = np.concatenate(([0], np.cumsum(lens)[:-1]))
     within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(first, lens)
-    return (np.repeat(np.asarray(starts, dtype=np.int64), lens) + within * np.repeat(np.asarray(steps), lens)
-            ).astype(np.int32)
+    return (np.repeat(np.asarray(starts, dtype=np.int64), lens) + within * np.repeat(np.asarray(steps), lens)).astype(
+        np.int32
+    )
 
 
 def trim(text: str) -> str:
