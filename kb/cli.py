@@ -1,4 +1,4 @@
-"""`python -m kb build | search | quote | check | docs | eval`: thin wrappers over the library."""
+"""`python -m kb build | search | quote | check | docs | eval | bench`: the parser and exit codes (kb.commands runs them)."""
 
 from __future__ import annotations
 
