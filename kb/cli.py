@@ -167,11 +167,18 @@ def _build(args: argparse.Namespace) -> int:
           f"{report.embedded} embedded, {report.seconds:.1f}s -> {args.index}/{report.generation}"
           f"{' (compacted)' if report.compacted else ''}")
     print("stages: " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in report.stages.items()))
-    for doc_id, reason in sorted(report.skipped.items()):
-        print(f"  skipped {doc_id}: {reason}")
-    for doc_id in report.removed:
-        print(f"  removed {doc_id}")
+    _print_skipped(report)
     return 0
+
+
+def _print_skipped(report: object) -> None:
+    """One line per skipped or removed file; control characters in names escaped (kb.guard.printable)."""
+    from kb.guard import printable
+
+    for doc_id, reason in sorted(report.skipped.items()):  # type: ignore[attr-defined]
+        print(f"  skipped {printable(doc_id)}: {printable(reason)}")
+    for doc_id in report.removed:  # type: ignore[attr-defined]
+        print(f"  removed {printable(doc_id)}")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -266,8 +273,10 @@ def _check(args: argparse.Namespace) -> int:
     from kb.verify import verify
 
     problems = verify(args.corpus, args.index, sample=args.sample, quick=args.quick)
+    from kb.guard import printable
+
     for line in problems:
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)
     if problems:
         print(f"index {args.index} does not match {args.corpus}: rebuild with "
               f"`python -m kb build --corpus {args.corpus} --index {args.index}`", file=sys.stderr)
@@ -285,10 +294,14 @@ def _docs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(docs, ensure_ascii=False, indent=1))
         return 0
+    from kb.guard import printable
+
     for d in docs:
         meta = d["meta"]
-        print("\t".join(str(x or "") for x in (d["doc_id"], d["lang"], d["chunks"], meta.get("level"),
-                                              meta.get("validity"), meta.get("published"), d["title"])))
+        # A tab or newline in a file name or title is escaped too: one document, one row of the TSV.
+        print("\t".join(printable(str(x or "")) for x in (
+            d["doc_id"], d["lang"], d["chunks"], meta.get("level"), meta.get("validity"), meta.get("published"),
+            d["title"])))
     return 0
 
 
@@ -345,8 +358,5 @@ def _build_milvus(args: argparse.Namespace) -> int:
     print(f"indexed {len(report.indexed)} files, reused {len(report.reused)} unchanged, "
           f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages in the "
           f"collection, {report.embedded} embedded, {report.seconds:.1f}s -> {args.uri} ({report.generation})")
-    for doc_id, reason in sorted(report.skipped.items()):
-        print(f"  skipped {doc_id}: {reason}")
-    for doc_id in report.removed:
-        print(f"  removed {doc_id}")
+    _print_skipped(report)
     return 0

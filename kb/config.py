@@ -19,6 +19,11 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + (".pdf", ".docx")
 IGNORED_NAMES = ("README.md", "SOURCES.md", "metadata.csv", "LICENSE")
 IGNORED_SUFFIXES = (".meta.json",)
 MAX_FILE_BYTES = int(os.environ.get("KB_MAX_FILE_BYTES", 64 * 1024 * 1024))
+# Pages of one PDF: more is refused before extraction (2,000 pages of spans fit Milvus's 65,535-byte field).
+MAX_PAGES = int(os.environ.get("KB_MAX_PAGES", 2000))
+# What a .docx (a ZIP) may unpack to, and the paragraphs and tables it may hold, checked before parsing.
+MAX_UNZIPPED_BYTES = int(os.environ.get("KB_MAX_UNZIPPED_BYTES", 64 * 1024 * 1024))
+MAX_DOCX_BLOCKS = int(os.environ.get("KB_MAX_DOCX_BLOCKS", 200_000))
 # Seconds one file may take to read and convert before it is skipped (PDFs: see also KB_PDF_TIMEOUT).
 FILE_TIMEOUT_S = float(os.environ.get("KB_FILE_TIMEOUT", 600))
 

@@ -9,7 +9,6 @@ is killed leaves the previous index in service.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -30,7 +29,8 @@ from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexCorruptError, IndexMissingError, IngestError
 from kb.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)
-from kb.ingest import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
+from kb.guard import guarded, skip, source_key
+from kb.ingest import Document, load_sidecars, walk_corpus
 from kb.lexical import TOKENIZER_VERSION, tokenize_many
 from kb.quoteindex import QUOTE_FILE, write_quote_index
 from kb.store import Segment, Store, link_or_copy, merge_ranges, open_store, write_segment
@@ -115,22 +115,19 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
             for n, (doc_id, path) in enumerate(files):
                 step("read", n, len(files))
                 try:
-                    key = _source_key(path, sidecars.get(doc_id, {}))
-                    if doc_id in entries and entries[doc_id].source_key == key:
-                        report.reused.append(doc_id)
-                        keys[doc_id] = key
-                        continue
-                    if warm:
-                        _warm_up(embedders)
-                        warm = False
-                    doc, doc_chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
-                    doc_tokens = tokenize_many([c.index_text() for c in doc_chunks])
+                    with guarded(doc_id):  # any error of this one file skips it (kb.guard)
+                        key = source_key(corpus, doc_id, path, sidecars.get(doc_id, {}))
+                        if doc_id in entries and entries[doc_id].source_key == key:
+                            report.reused.append(doc_id)
+                            keys[doc_id] = key
+                            continue
+                        if warm:
+                            _warm_up(embedders)
+                            warm = False
+                        doc, doc_chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
+                        doc_tokens = tokenize_many([c.index_text() for c in doc_chunks])
                 except IngestError as exc:
-                    report.skipped[doc_id] = exc.reason
-                    log.warning("skipped %s: %s", doc_id, exc.reason)
-                    continue
-                except OSError as exc:  # the source key's hashing failed (a link loop, a vanished file)
-                    report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
+                    skip(report.skipped, exc, doc_id)
                     continue
                 report.indexed.append(doc_id)
                 keys[doc_id] = key
@@ -341,10 +338,3 @@ def _warm_up(embedders: dict[str, Embedder]) -> None:
         if warm is not None:
             threading.Thread(target=warm, name="kb-warm-up", daemon=True).start()
 
-
-def _source_key(path: Path, overrides: dict[str, str]) -> str:
-    """File hash plus its metadata overrides and META_VERSION: editing metadata.csv or a .meta.json, or a
-    change in what is read from texts, re-reads the file."""
-    extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
-                       ensure_ascii=False)
-    return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]

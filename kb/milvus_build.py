@@ -33,9 +33,10 @@ from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IngestError, KbError
 from kb.filters import date_int
 from kb.index import BuildReport, chunking_settings
-from kb.ingest import Document, file_sha256, load_sidecars, read_sidecar, walk_corpus
+from kb.guard import guarded, skip, source_key
+from kb.ingest import Document, load_sidecars, walk_corpus
 from kb.milvus_schema import (ANALYZER_VERSION, CHUNK_FIELDS, FORMAT, MARKER, OPEN_END, TEXT_PIECE_CHARS,
-                              VARCHAR_MAX, bm25_text, create_chunks, create_collections, generation_name)
+                              bm25_text, create_chunks, create_collections, generation_name)
 from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote, turn
 from kb.timeline import spans
 
@@ -49,7 +50,7 @@ def in_part(doc_id: str, part: tuple[int, int] | None) -> bool:
     """Whether a document belongs to worker i of n (a stable hash, so every run splits the corpus alike)."""
     if part is None:
         return True
-    return int(hashlib.sha1(doc_id.encode("utf-8")).hexdigest(), 16) % part[1] == part[0]
+    return int(hashlib.sha1(doc_id.encode("utf-8", "surrogateescape")).hexdigest(), 16) % part[1] == part[0]
 
 
 def reading_order(doc_id: str) -> tuple[str, ...]:
@@ -87,11 +88,10 @@ def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], pro
     for doc_id, path in walk_corpus(corpus):
         if in_part(doc_id, part):
             try:
-                keys[doc_id] = _source_key(path, sidecars.get(doc_id, {}))
+                with guarded(doc_id):  # any error of this one file skips it (kb.guard)
+                    keys[doc_id] = source_key(corpus, doc_id, path, sidecars.get(doc_id, {}))
             except IngestError as exc:
-                report.skipped[doc_id] = exc.reason
-            except OSError as exc:
-                report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
+                skip(report.skipped, exc, doc_id)
     manifest = manifest_for(embedders)
     with turn(where), MilvusDB(where) as db:
         _prepare(db, manifest, {ch: e.dim for ch, e in embedders.items()}, part)
@@ -116,13 +116,6 @@ def build(corpus: Path, where: MilvusTarget, embedders: dict[str, Embedder], pro
                                         "marker": MARKER}])
     report.seconds = time.time() - t0
     return report
-
-
-def _source_key(path: Path, overrides: dict[str, str]) -> str:
-    """As kb.index: the file's hash plus its metadata overrides and META_VERSION."""
-    extra = json.dumps({**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True,
-                       ensure_ascii=False)
-    return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]
 
 
 def _prepare(db: MilvusDB, manifest: dict[str, object], channels: dict[str, int], part: tuple[int, int] | None) -> None:
@@ -157,13 +150,10 @@ def _read(corpus: Path, changed: list[str], keys: dict[str, str], sidecars: dict
     for n, doc_id in enumerate(changed):
         step("read", n, len(changed))
         try:
-            doc, chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
-            too_long = [c.chunk_id for c in chunks if len(c.index_text().encode()) > VARCHAR_MAX]
-            if too_long:
-                raise IngestError(doc_id, f"passage {too_long[0]} exceeds Milvus's {VARCHAR_MAX}-byte text limit")
+            with guarded(doc_id):
+                doc, chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
         except IngestError as exc:
-            report.skipped[doc_id] = exc.reason
-            log.warning("skipped %s: %s", doc_id, exc.reason)
+            skip(report.skipped, exc, doc_id)
             continue
         out.append((doc, keys[doc_id], chunks))
         report.indexed.append(doc_id)

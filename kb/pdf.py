@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 PAGE_SEP = "\n\n"
 TIMEOUT_S = float(os.environ.get("KB_PDF_TIMEOUT", 300))
+MAX_PAGES = int(os.environ.get("KB_MAX_PAGES", 2000))  # as kb.config.MAX_PAGES (the child imports only this)
 
 # wordsegment's 333k-word list comes from web n-gram counts, so it knows brands and names
 # ("Alibaba", "Foxconn", "Dongguan") and rarer real words ("traceability") that wordninja
@@ -277,6 +278,9 @@ def _extract_pages(path: str) -> tuple[str, list[str] | str]:
                     return "error", "encrypted PDF (password required)"
             except DependencyError:
                 return "error", "encrypted PDF (AES: install the 'cryptography' package)"
+        n_pages = len(reader.pages)
+        if n_pages > MAX_PAGES:
+            return "error", f"PDF has {n_pages} pages, over the {MAX_PAGES}-page limit (KB_MAX_PAGES)"
         pages = list(reader.pages)
     except Exception as exc:  # pypdf raises many types (PdfReadError, ValueError, KeyError...)
         return "error", f"corrupt PDF: {_one_line(exc)}"

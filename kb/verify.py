@@ -11,7 +11,8 @@ from kb.chunk import chunk_document
 from kb.embed import EmbeddingCache, load_embedder
 from kb.fold import fold, fold_signature
 from kb.index import chunking_settings, current_generation, read_manifest
-from kb.ingest import file_sha256, load_sidecars, read_document, walk_corpus
+from kb.guard import report_id, safe_hash
+from kb.ingest import load_sidecars, read_document, walk_corpus
 from kb.loader import load_index
 from kb.vectors import rows_of
 
@@ -35,7 +36,8 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
     quote = manifest.get("quote") or {}
     if quote.get("fold") != fold_signature():
         problems.append(f"quote index folded with {quote.get('fold')!r}, this code folds with {fold_signature()!r}")
-    files = {doc_id: file_sha256(path) for doc_id, path in walk_corpus(corpus)}
+    # A FIFO or a link to a device is refused unopened (None), as the build refused it (kb.guard).
+    files = {report_id(doc_id): safe_hash(corpus, doc_id, path) for doc_id, path in walk_corpus(corpus)}
     recorded = {**manifest.get("files", {}), **{d: None for d in manifest.get("skipped", {})}}
     for doc_id in sorted(set(files) - set(recorded)):
         problems.append(f"{doc_id}: in the corpus, not in the index")

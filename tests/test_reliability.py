@@ -16,9 +16,11 @@ from kb import config
 from kb.chunk import chunk_document
 from kb.embed import HashingEmbedder
 from kb.errors import QueryError
+from kb.guard import printable
 from kb.index import build, current_generation, read_manifest
 from kb.ingest import DocMeta, Document
 from kb.search import Searcher
+from kb.sidecars import MAX_META_CHARS
 from tests.badcorpus import make_bad_corpus
 
 ROOT = Path(__file__).parent.parent
@@ -50,8 +52,28 @@ def test_bad_input_corpus_lands_every_good_file_and_reports_every_bad_one(tmp_pa
     assert set(landed) | set(skipped) == set(expect)  # nothing silently ignored, nothing read twice via dir_loop
     assert all("\n" not in r and str(tmp_path) not in r for r in skipped.values())  # one line, no absolute path
     for doc_id in skipped:
-        assert f"skipped {doc_id}: " in done.stdout  # the build summary names each file and its reason
+        # the build summary names each file once with its reason, control characters escaped
+        assert done.stdout.count(f"skipped {printable(doc_id)}: ") == 1, doc_id
     assert peak_mb < 1500, f"build peaked at {peak_mb:.0f} MB"  # a 100 MB file is refused, not loaded
+    _check_hostile(searcher, done)
+    listing = subprocess.run([sys.executable, "-m", "kb", "docs", "--index", str(tmp_path / "index")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    rows = listing.stdout.splitlines()
+    assert len(rows) == len(landed) and all(len(r.split("\t")) == 7 for r in rows)  # a newline in a name splits nothing
+    assert "hostile/new\\nline.txt\t" in listing.stdout and "\x1b" not in listing.stdout
+
+
+def _check_hostile(searcher: object, done: subprocess.CompletedProcess) -> None:
+    """Issue 14's hostile files: metadata read and capped, nothing leaked, no traceback, no raw control bytes."""
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not any(c in done.stdout for c in "\x1b\x07"), "raw control characters printed"
+    docs = {d["doc_id"]: d for d in searcher.documents()}
+    assert docs["good/utf8.txt"]["meta"]["issuer"] == "北京市商务局"  # metadata.csv saved as GBK is read
+    assert len(docs["good/gbk.txt"]["meta"]["issuer"]) <= MAX_META_CHARS  # a 200,000-character cell is capped
+    assert len(docs["hostile/big_issuer.txt"]["meta"]["issuer"]) <= MAX_META_CHARS
+    assert len(docs["hostile/laughs.md"]["title"]) <= MAX_META_CHARS  # the alias bomb did not expand
+    assert len(json.dumps(docs["hostile/wide_meta.md"]["meta"], ensure_ascii=False).encode()) <= 65_535
+    assert all("LEAKED" not in d["title"] for d in docs.values())
 
 
 def test_rebuild_with_bad_files_added_keeps_what_was_stored(tmp_path: Path) -> None:
