@@ -31,7 +31,7 @@ from kb.ingest import DocMeta, Document, detect_lang
 from kb.milvus_build import reading_order
 from kb.milvus_filters import expression
 from kb.milvus_schema import CHUNK_FIELDS, bm25_text, chunk_from_row
-from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
+from kb.milvus_store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote
 from kb.search import Hit, check_query, clean_query, hits_of
 from kb.timeline import documents_in_force, spans
 from kb.xref_resolve import Resolved, Resolver
@@ -150,8 +150,9 @@ class MilvusSearcher:
         Raises:
             QueryError: no such document in the index.
         """
-        rows = self.db.client.query(self.db.docs, ids=[doc_id], output_fields=["doc_id", "path", "title", "lang",
-                                                                                "meta", "page_spans"])
+        # Not ids=: pymilvus quotes ids without escaping, and a doc_id comes from a file name or a URL.
+        rows = self.db.client.query(self.db.docs, filter=in_clause("doc_id", [doc_id]),
+                                    output_fields=["doc_id", "path", "title", "lang", "meta", "page_spans"])
         if not rows:
             raise QueryError(f"no such document in the index: {doc_id}")
         row = rows[0]
@@ -281,7 +282,7 @@ class MilvusSearcher:
         """Chunks by id (those of another language than the filter's left out: a lifted neighbour may be one)."""
         if not ids:
             return {}
-        rows = self.db.client.query(self.db.chunks, ids=ids, output_fields=list(CHUNK_FIELDS),
+        rows = self.db.client.query(self.db.chunks, filter=in_clause("chunk_id", ids), output_fields=list(CHUNK_FIELDS),
                                     consistency_level=self.target.consistency)
         chunks = (chunk_from_row(r) for r in rows)
         return {c.chunk_id: c for c in chunks if lang is None or (c.lang == "zh") == (lang == "zh")}
