@@ -204,7 +204,7 @@ def _search(args: argparse.Namespace) -> int:
                 hits, failed = [], failed + 1
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False), flush=True)
         return 1 if failed else 0
-    hits = searcher.search(args.question, args.k, **filters)
+    hits = searcher.search(_arg_text(args.question), args.k, **filters)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return 0
@@ -223,12 +223,18 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _batch_lines(path: Path) -> list[str] | None:
-    """The lines of a --batch file, or None after saying on stderr why it cannot be read."""
+    """The lines of a --batch file (undecodable bytes as U+FFFD, so every line gets its answer), or None after
+    saying on stderr why it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        return path.read_bytes().decode("utf-8-sig", errors="replace").splitlines()
+    except OSError as exc:
         print(f"error: cannot read {path}: {exc}", file=sys.stderr)
         return None
+
+
+def _arg_text(text: str) -> str:
+    """A command-line argument as text: bytes the locale could not decode (lone surrogates) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _quote(args: argparse.Namespace) -> int:
@@ -243,12 +249,18 @@ def _quote(args: argparse.Namespace) -> int:
         lines = _batch_lines(args.batch)
         if lines is None:
             return 2
-        for line in lines:
-            # A blank line keeps its place in the output, so line n of the answers is quote n.
-            out = checker.check(line, args.k).to_dict() if line.strip() else {"quote": "", "verdict": None}
+        failed = 0
+        for n, line in enumerate(lines, start=1):
+            # A blank or unanswerable line keeps its place in the output, so line n of the answers is quote n.
+            out: dict[str, object] = {"quote": "", "verdict": None}
+            try:
+                out = checker.check(line, args.k).to_dict() if line.strip() else out
+            except QueryError as exc:  # as search --batch: one bad line must not cost the answers to the others
+                print(f"line {n}: {exc}", file=sys.stderr)
+                out, failed = {**out, "error": str(exc)}, failed + 1
             print(json.dumps(out, ensure_ascii=False), flush=True)
-        return 0
-    report = checker.check(args.text, args.k)
+        return 1 if failed else 0
+    report = checker.check(_arg_text(args.text), args.k)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
         return 0
