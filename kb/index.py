@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from kb import config, vectors
 from kb.bm25 import CountsBuilder, TermCounts
 from kb.chunk import Chunk, read_passages
 from kb.embed import Embedder, EmbeddingCache, embed_passages
-from kb.errors import IndexCorruptError, IndexMissingError, IngestError
+from kb.errors import IndexCorruptError, IndexMissingError, IndexWriteError, IngestError
 from kb.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)
 from kb.guard import guarded, skip, source_key
@@ -104,7 +105,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
     report = BuildReport()
     step = progress or (lambda stage, done, total: None)
     files = list(walk_corpus(corpus))
-    with build_lock(index_dir):
+    with _writing(index_dir), build_lock(index_dir):
         prev_gen, prev_manifest, prev = _previous(index_dir)
         entries = prev.entries if prev else {}
         keys: dict[str, str] = {}  # live doc_id -> source key, in reading order
@@ -184,6 +185,22 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
     report.generation = name
     report.seconds = time.time() - t0
     return report
+
+
+@contextmanager
+def _writing(index_dir: Path) -> Iterator[None]:
+    """A build that cannot write (disk full, read-only folder) ends with one line; the previous index is kept.
+
+    Raises:
+        IndexWriteError: an OSError or SQLite error while writing; per-file read errors never get here (kb.guard).
+    """
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        raise IndexWriteError(f"cannot write the index at {index_dir}: {what}{where}; the previous index is kept: "
+                              "free disk space or make the folder writable, then build again") from exc
 
 
 def _previous(index_dir: Path) -> tuple[Path | None, dict, Store | None]:

@@ -197,3 +197,37 @@ def test_quote_folding_maps_every_character_back_to_the_original(text: str, join
         # Folding the original span again gives the same folded text: offsets point at the right characters.
         assert fold(text[start:end], join_hyphens=join_hyphens).text == folded.text
     assert isinstance(fold_chars(text), str)
+
+
+@pytest.mark.parametrize("failure", ["disk full", "read-only"])
+def test_a_build_that_cannot_write_says_why_in_one_line_and_keeps_the_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], failure: str) -> None:
+    import errno
+    import sqlite3
+
+    import kb.index
+    from kb.cli import main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Bonded warehouses speed up returns.\n", encoding="utf-8")
+    index = tmp_path / "index"
+    build(corpus, index, {"dense": HashingEmbedder()}, cache_dir=None)
+    (corpus / "b.txt").write_text("Village stations sell produce online.\n", encoding="utf-8")
+    if failure == "disk full":
+        def full(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+        monkeypatch.setattr(kb.index, "write_segment", full)
+        said = "database or disk is full"
+    else:
+        def read_only(index_dir: Path) -> object:
+            raise OSError(errno.EROFS, "Read-only file system", str(index_dir / ".lock"))
+        monkeypatch.setattr(kb.index, "build_lock", read_only)
+        said = "Read-only file system"
+    code = main(["build", "--corpus", str(corpus), "--index", str(index), "--model", "hashing", "--xling", "none",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert said in err and "the previous index is kept" in err
+    hits = Searcher(index).search("bonded warehouses", 1, mode="keyword")
+    assert hits and hits[0].chunk.doc_id == "a.txt"
