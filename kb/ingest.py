@@ -17,7 +17,7 @@ from kb import config
 from kb.errors import CorpusError, IngestError
 from kb.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
 from kb.legalmeta import iso_date, legal_meta, repealed_titles
-from kb.sidecars import cap, check_inside, check_values, fit_json, load_sidecars, read_sidecar
+from kb.sidecars import cap, cap_extra, check_inside, check_values, fit_json, load_sidecars, read_sidecar
 
 __all__ = ["DocMeta", "Document", "Skipped", "check_file", "check_inside", "detect_lang", "file_sha256",
            "load_sidecars", "read_document", "read_sidecar", "time_limit", "walk_corpus"]
@@ -245,7 +245,7 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         text, encoding = decode(path.read_bytes(), doc_id)
         front, body = split_front_matter(text)
         # YAML reads an unquoted 2023-07-19 as a date object; it is kept as its ISO text.
-        extra.update({cap(k, 100): cap(str(v)) for k, v in front.items()
+        extra.update({cap(k, 100): cap_extra(str(v)) for k, v in front.items()
                       if isinstance(v, (str, int, float, datetime.date)) and str(v).strip()})
         title = cap(str(front["title"])) if isinstance(front.get("title"), (str, int, float)) else None
         fmt = "html" if suffix in config.HTML_SUFFIXES else suffix.lstrip(".")

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # One metadata value (title, issuer, a front-matter field): longer ones are cut to this many characters, which
 # keeps every stored field within Milvus's VARCHAR limits (issuer: 2,048 bytes) on both backends alike.
 MAX_META_CHARS = 500
+# A front-matter value kept in the record's extra fields (a URL, a summary): longer ones are cut; the record as a
+# whole is bounded by MAX_META_JSON.
+MAX_EXTRA_CHARS = 10_000
 # A level is a short category name ('法律', 'commentary'); Milvus stores it in 256 bytes.
 MAX_LEVEL_CHARS = 60
 # The whole metadata record as JSON, in UTF-8 bytes: Milvus keeps it in one 65,535-byte VARCHAR.
@@ -53,6 +56,11 @@ def cap(value: str, limit: int = MAX_META_CHARS) -> str:
     """A metadata value on one line, without control characters, at most `limit` characters."""
     flat = " ".join(_CONTROL.sub(" ", value).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def cap_extra(value: str) -> str:
+    """An extra (front-matter) value at most MAX_EXTRA_CHARS characters, otherwise as written."""
+    return value if len(value) <= MAX_EXTRA_CHARS else value[: MAX_EXTRA_CHARS - 1] + "…"
 
 
 def check_values(values: dict[str, str], source: str) -> dict[str, str]:
