@@ -237,3 +237,15 @@ def test_dotdot_names_are_walked_so_they_are_reported(tmp_path: Path) -> None:
     assert [d for d, _ in walk_corpus(tmp_path)] == ["..odd.txt"]
     with pytest.raises(IngestError, match="starts with '..'"):
         read_document(tmp_path, "..odd.txt")
+
+
+def test_a_bad_metadata_csv_value_skips_only_its_document(tmp_path: Path) -> None:
+    from kb.ingest import load_sidecars
+
+    (tmp_path / "a.txt").write_text("Some heading words\n\nBody text here.", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Other heading words\n\nMore body text.", encoding="utf-8")
+    (tmp_path / "metadata.csv").write_text("doc_id,published\na.txt,2023-13-01\nb.txt,2023-01-02\n", encoding="utf-8")
+    table = load_sidecars(tmp_path)
+    with pytest.raises(IngestError, match=r"metadata.csv line 2: published '2023-13-01' is not a date"):
+        read_document(tmp_path, "a.txt", table.get("a.txt"))
+    assert read_document(tmp_path, "b.txt", table.get("b.txt")).meta.published == "2023-01-02"
