@@ -183,6 +183,7 @@ def _print_skipped(report: object) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     from kb.cite import mark
+    from kb.guard import printable
 
     if bool(args.question) == bool(args.batch):
         print("error: give a question or --batch FILE (not both)", file=sys.stderr)
@@ -215,7 +216,7 @@ def _search(args: argparse.Namespace) -> int:
         print("no results" + (f" (try without {'/'.join(narrowed)})" if narrowed else ""))
     for h in hits:
         text = " ".join(mark(h.chunk.text, h.highlights).split())
-        print(f"{h.rank:>2}. {h.citation}  [{h.chunk.doc_id}]  score {h.score:.4f}")
+        print(f"{h.rank:>2}. {printable(h.citation)}  [{printable(h.chunk.doc_id)}]  score {h.score:.4f}")
         if h.meta.validity in config.HIDDEN_VALIDITY or h.meta.validity == "尚未生效":
             print(f"    ({h.meta.validity})")
         print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
@@ -238,6 +239,7 @@ def _arg_text(text: str) -> str:
 
 
 def _quote(args: argparse.Namespace) -> int:
+    from kb.guard import printable
     from kb.quote import QuoteChecker
     from kb.quotediff import render
 
@@ -267,7 +269,8 @@ def _quote(args: argparse.Namespace) -> int:
     print(report.label.upper() + (f" ({report.note})" if report.note else ""))
     for n, m in enumerate(report.matches, start=1):
         sim = "" if m.similarity is None else f", similarity {m.similarity:.2f}"
-        print(f"{n:>2}. {m.label}: {m.citation}  [{m.doc_id}]  chars {m.char_start}-{m.char_end}{sim}")
+        print(f"{n:>2}. {m.label}: {printable(m.citation)}  [{printable(m.doc_id)}]  "
+              f"chars {m.char_start}-{m.char_end}{sim}")
         if m.also_in:
             print(f"    also in {len(m.also_in)} more: {', '.join(m.also_in[:3])}{' …' if len(m.also_in) > 3 else ''}")
         shown = render(m.diff) if m.kind in ("altered", "omissions") else _marked(m.context, m.char_start - m.context_start,

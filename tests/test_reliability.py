@@ -61,6 +61,9 @@ def test_bad_input_corpus_lands_every_good_file_and_reports_every_bad_one(tmp_pa
     rows = listing.stdout.splitlines()
     assert len(rows) == len(landed) and all(len(r.split("\t")) == 7 for r in rows)  # a newline in a name splits nothing
     assert "hostile/new\\nline.txt\t" in listing.stdout and "\x1b" not in listing.stdout
+    found = subprocess.run([sys.executable, "-m", "kb", "search", "--index", str(tmp_path / "index"), "-k", "1",
+                            "Customs brokers renew licences"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "[hostile/esc\\x1b[31mred\\x07.txt]" in found.stdout and "\x1b" not in found.stdout
 
 
 def _check_hostile(searcher: object, done: subprocess.CompletedProcess) -> None:
