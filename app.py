@@ -19,7 +19,7 @@ from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
 from kb.ingest.read import detect_lang
 from kb.present.answer import answer
-from kb.present.export import citations_text, md_escape, to_csv, to_markdown
+from kb.present.export import citations_text, md_text, to_csv, to_markdown
 from kb.present.i18n import both, t
 from kb.present.render import document_html, passage_html, quote_match_html
 from kb.quote.check import QuoteChecker
@@ -68,7 +68,8 @@ def load_url_state() -> None:
     ss.in_docs = qp.get_all("in")
     ss.repealed = qp.get("repealed") == "1"
     ss.levels = qp.get_all("level")
-    ss.date_from, ss.date_to, ss.as_of = (_date(qp.get(key)) for key in ("from", "to", "as_of"))
+    ss._url_notes = []
+    ss.date_from, ss.date_to, ss.as_of = (_date(key, qp.get(key)) for key in ("from", "to", "as_of"))
     ss.quote = qp.get("quote", "")
     ss.src_doc = qp.get("doc")
     ss.src_chunk = _int(qp.get("chunk"), 0, 0, 10**6)
@@ -120,11 +121,21 @@ def _pick(value: str | None, allowed: tuple[str, ...], default: str) -> str:
     return value if value in allowed else default
 
 
-def _date(value: str | None) -> datetime.date | None:
-    try:
-        return datetime.date.fromisoformat(value) if value else None
-    except ValueError:
+def _date(name: str, value: str | None) -> datetime.date | None:
+    """A date from the URL; one outside DATE_RANGE (what the date pickers accept) or not a date is ignored with a
+    note for the reader (the picker would raise otherwise)."""
+    if not value:
         return None
+    low, high = DATE_RANGE
+    try:
+        day = datetime.date.fromisoformat(value)
+    except ValueError:
+        ss._url_notes.append(("bad_date", {"name": name, "value": value[:40]}))
+        return None
+    if not low <= day <= high:
+        ss._url_notes.append(("date_out_of_range", {"name": name, "value": value, "low": low, "high": high}))
+        return None
+    return day
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
@@ -157,9 +168,12 @@ def meta_line(meta: object, extra: tuple[str | None, ...] = ()) -> str:
 def sidebar(searcher: Backend, lang: str) -> None:
     docs = searcher.documents()
     titles = {d["doc_id"]: d["title"] for d in docs}
+    for key, values in ss.get("_url_notes") or ():
+        st.sidebar.warning(md_text(t(key, lang, **values)))
+    ss._url_notes = []  # said once
     unknown = [d for d in ss.in_docs if d not in titles]
     if unknown:
-        st.sidebar.warning(t("unknown_docs", lang, docs=", ".join(unknown[:3])))
+        st.sidebar.warning(md_text(t("unknown_docs", lang, docs=", ".join(unknown[:3]))))
         ss.in_docs = [d for d in ss.in_docs if d in titles]
     with st.sidebar:
         st.radio(
@@ -261,7 +275,7 @@ def search_page(searcher: Backend, lang: str) -> None:
     try:
         hits = run_search(searcher, max(ss.k, ANSWER_POOL) if ss.view == "answer" else ss.k)
     except KbError as exc:
-        st.error(str(exc))
+        st.error(md_text(str(exc)))  # messages quote the reader's values
         return
     if not hits:
         active = [
@@ -285,7 +299,7 @@ def search_page(searcher: Backend, lang: str) -> None:
         shown = hits[: ss.k]
     else:
         shown = hits[: ss.k]
-        st.caption(t("n_results", lang, n=len(shown), q=ss.q.strip()))
+        st.caption(md_text(t("n_results", lang, n=len(shown), q=ss.q.strip())))
         for hit in shown:
             hit_card(hit, lang)
     export_box(shown, lang)
@@ -293,11 +307,11 @@ def search_page(searcher: Backend, lang: str) -> None:
 
 def hit_card(hit: Hit, lang: str) -> None:
     with st.container(border=True):
-        st.markdown(f"**{hit.rank}\\. {md_escape(hit.citation)}**")
-        st.caption(md_escape(meta_line(hit.meta, (hit.chunk.doc_id, "中文" if hit.chunk.lang == "zh" else "English"))))
+        st.markdown(f"**{hit.rank}\\. {md_text(hit.citation)}**")
+        st.caption(md_text(meta_line(hit.meta, (hit.chunk.doc_id, "中文" if hit.chunk.lang == "zh" else "English"))))
         st.html(passage_html(hit.chunk.text, hit.highlights))
         if hit.also_in:
-            st.caption(md_escape(t("also_in", lang, docs=", ".join(hit.also_in))))
+            st.caption(md_text(t("also_in", lang, docs=", ".join(hit.also_in))))
         xref_links(hit, lang)
         left, right = st.columns([1, 4])
         left.button(
@@ -306,7 +320,7 @@ def hit_card(hit: Hit, lang: str) -> None:
             on_click=open_source,
             args=(hit.chunk.doc_id, hit.chunk.ordinal),
         )
-        right.caption(md_escape(t("why", lang, channels=channels_text(hit, lang))))
+        right.caption(md_text(t("why", lang, channels=channels_text(hit, lang))))
 
 
 def xref_links(hit: Hit, lang: str) -> None:
@@ -319,21 +333,21 @@ def xref_links(hit: Hit, lang: str) -> None:
     cols = st.columns(min(len(targets), 3) or 1)
     for n, target in enumerate(list(targets.values())[:6]):
         cols[n % len(cols)].button(
-            "→ " + target.citation,
+            "→ " + md_text(target.citation),
             key=f"xref-{hit.chunk.chunk_id}-{target.chunk_id}",
             on_click=open_source,
             args=parse_chunk_id(target.chunk_id),
         )
     if missing:
-        st.caption(md_escape(t("not_indexed", lang, refs="; ".join(missing[:4]))))
+        st.caption(md_text(t("not_indexed", lang, refs="; ".join(missing[:4]))))
 
 
 def answer_view(hits: list[Hit], lang: str) -> None:
     st.caption(t("answer_intro", lang))
     for group in answer(hits, ss.q):
         with st.container(border=True):
-            st.markdown(f"**{md_escape(group.title)}**")
-            st.caption(md_escape(meta_line(group.points[0].hit.meta, (group.doc_id,))))
+            st.markdown(f"**{md_text(group.title)}**")
+            st.caption(md_text(meta_line(group.points[0].hit.meta, (group.doc_id,))))
             for point in group.points:
                 st.html(
                     passage_html(
@@ -349,7 +363,7 @@ def answer_view(hits: list[Hit], lang: str) -> None:
                     on_click=open_source,
                     args=(point.hit.chunk.doc_id, point.hit.chunk.ordinal),
                 )
-                right.caption(f"{point.hit.rank}\\. {md_escape(point.hit.citation)}")
+                right.caption(f"{point.hit.rank}\\. {md_text(point.hit.citation)}")
 
 
 def export_box(hits: list[Hit], lang: str) -> None:
@@ -374,16 +388,16 @@ def source_page(searcher: Backend, lang: str) -> None:
     try:
         doc, chunks = searcher.source(ss.src_doc)
     except KbError:
-        st.error(t("no_such_doc", lang, doc=ss.src_doc))
+        st.error(md_text(t("no_such_doc", lang, doc=ss.src_doc)))
         return
     if not chunks:
-        st.header(md_escape(doc.title))
+        st.header(md_text(doc.title))
         st.html(passage_html(doc.text, ()))
         return
     ss.src_chunk = min(ss.src_chunk, len(chunks) - 1)
     current = chunks[ss.src_chunk]
-    st.header(md_escape(doc.title))
-    st.caption(md_escape(meta_line(doc.meta, (doc.doc_id, f"{doc.meta.source_format or ''}".upper() or None))))
+    st.header(md_text(doc.title))
+    st.caption(md_text(meta_line(doc.meta, (doc.doc_id, f"{doc.meta.source_format or ''}".upper() or None))))
     prev_col, where, next_col = st.columns([1, 3, 1])
     prev_col.button(t("previous", lang), disabled=ss.src_chunk == 0, on_click=_step, args=(-1,))
     where.caption(t("passage_of", lang, n=ss.src_chunk + 1, total=len(chunks)))
@@ -391,7 +405,7 @@ def source_page(searcher: Backend, lang: str) -> None:
     for chunk, role in _surroundings(chunks, ss.src_chunk):
         focus = role == "current"
         with st.container(border=focus):
-            st.markdown(("**" if focus else "") + md_escape(citation(chunk)) + ("**" if focus else ""))
+            st.markdown(("**" if focus else "") + md_text(citation(chunk)) + ("**" if focus else ""))
             spans = highlight_spans(chunk.text, ss.q) if focus and ss.q.strip() else ()
             st.html(passage_html(chunk.text, spans, "" if focus else "opacity:0.65;"))
     if focus_citation := citation(current):
@@ -433,7 +447,7 @@ def quote_page(lang: str) -> None:
         checker.refresh()
         report = checker.check(ss.quote)
     except KbError as exc:
-        st.error(str(exc))
+        st.error(md_text(str(exc)))
         return
     show = {
         "verbatim": st.success,
@@ -442,13 +456,13 @@ def quote_page(lang: str) -> None:
         "altered": st.warning,
         "not_found": st.error,
     }[report.verdict]
-    show(f"**{md_escape(report.label.capitalize())}**" + (f": {md_escape(report.note)}" if report.note else ""))
+    show(f"**{md_text(report.label.capitalize())}**" + (f": {md_text(report.note)}" if report.note else ""))
     for n, m in enumerate(report.matches, start=1):
         with st.container(border=True):
             sim = "" if m.similarity is None else f" · {t('similarity', lang)} {m.similarity:.2f}"
-            st.markdown(f"**{n}\\. {md_escape(m.citation)}** · {md_escape(m.label)}{sim}")
+            st.markdown(f"**{n}\\. {md_text(m.citation)}** · {md_text(m.label)}{sim}")
             st.caption(
-                md_escape(
+                md_text(
                     " · ".join(
                         x
                         for x in (
@@ -463,7 +477,7 @@ def quote_page(lang: str) -> None:
             )
             st.html(quote_match_html(m))
             if m.also_in:
-                st.caption(md_escape(t("also_in", lang, docs=", ".join(m.also_in))))
+                st.caption(md_text(t("also_in", lang, docs=", ".join(m.also_in))))
             st.button(
                 t("open_source", lang), key=f"quote-open-{n}", on_click=open_source_at, args=(m.doc_id, m.char_start)
             )
@@ -519,7 +533,7 @@ def main() -> None:
         st.warning(t("no_index", lang, index=INDEX if BACKEND == "faiss" else config.env("KB_MILVUS_URI")))
         st.stop()
     except KbError as exc:
-        st.error(t("load_failed", lang, reason=exc))
+        st.error(md_text(t("load_failed", lang, reason=exc)))
         st.stop()
     if searcher.refresh():
         st.toast(t("rebuilt", lang))

@@ -41,6 +41,8 @@ class Chunk:
         return f"{head}\n{self.text}" if head else self.text
 
 
+# Milvus's VARCHAR limit, in bytes: a passage's index text (title, headings, text) must fit it on every backend.
+MAX_PASSAGE_BYTES = 65_535
 # Sentence ends for Chinese (。；！？) and English (. ! ? followed by a space).
 _SENT_END = re.compile(r"[。；！？]|[.!?](?=\s)")
 _EN_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$|^(\S.{0,150})\n(?:=+|-{3,})[ \t]*$", re.M)
@@ -59,6 +61,15 @@ def read_passages(corpus: Path, doc_id: str, overrides: dict[str, str] | None = 
     chunks = chunk_document(doc)
     if not chunks:
         raise IngestError(doc_id, "no passages after chunking")
+    too_long = next(
+        (c for c in chunks if len(c.index_text().encode("utf-8", "surrogatepass")) > MAX_PASSAGE_BYTES), None
+    )
+    if too_long is not None:  # Milvus stores a passage in one 65,535-byte field; both backends refuse it alike
+        raise IngestError(
+            doc_id,
+            f"passage {too_long.ordinal} with its headings is over {MAX_PASSAGE_BYTES} bytes "
+            "(a heading thousands of characters long?)",
+        )
     return doc, chunks
 
 

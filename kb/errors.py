@@ -28,6 +28,10 @@ class IndexCorruptError(KbError):
     """An index file is missing, truncated or does not match the manifest."""
 
 
+class IndexWriteError(KbError):
+    """The index folder cannot be written (disk full, read-only); the previous index stays in service."""
+
+
 class ModelMismatchError(KbError):
     """The index was built with another embedding model than the one asked for."""
 

@@ -29,7 +29,8 @@ from kb.catalog.resolve import ChunkTable, Resolved, Resolver
 from kb.chunk import Chunk, chunk_document
 from kb.errors import KbError
 from kb.ingest.document import DocRow
-from kb.ingest.read import load_sidecars, read_document, walk_corpus
+from kb.ingest.read import read_document, walk_corpus
+from kb.ingest.sidecars import load_sidecars
 from kb.legal.structure import cn_number, find_articles
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -41,7 +42,139 @@ def _scanned_pdf(path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def make_bad_corpus(root: Path, big: bool = True) -> dict[str, tuple[str, str]]:
+def _docx_bomb(path: Path, megabytes: int) -> None:
+    """A small .docx whose document.xml unpacks to `megabytes` MB of empty paragraphs."""
+    import zipfile
+
+    head = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>'
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/'
+            'package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/'
+            'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>',
+        )
+        with zf.open("word/document.xml", "w") as fh:
+            fh.write(head.encode())
+            block = b"<w:p/>" * (2**20 // 6)
+            for _ in range(megabytes):
+                fh.write(block)
+            fh.write(b"</w:body></w:document>")
+
+
+def _hostile(root: Path, put: object, expect: dict[str, tuple[str, str]], big: bool) -> None:
+    """The files of the hostile probe (issue 14): each lands or is skipped with a reason, none ends the build."""
+    h = "hostile/"
+    put(h + "bom_surrogate.txt", b"\xff\xfe\x00\xd8", "skipped", "undecodable bytes")
+    put(
+        h + "feb30.md",
+        "---\ntitle: Leap notice\ndate: 2023-02-30\n---\nBonded zones publish leap-day tariffs.\n",
+        "landed",
+        "Bonded zones publish leap-day tariffs",
+    )
+    put(
+        h + "year0.md",
+        "---\ndate: 0000-01-01\n---\nAncient customs ledgers are archived.\n",
+        "landed",
+        "Ancient customs ledgers are archived",
+    )
+    aliases = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]\n"
+        for i in range(1, 6)
+    )
+    put(
+        h + "laughs.md",
+        f"---\n{aliases}title: *a5\n---\nSmall parcels clear customs within one hour.\n",
+        "landed",
+        "Small parcels clear customs within one hour",
+    )
+    raw = os.fsencode(root / "hostile") + b"/bad\xff\xfename.txt"
+    with open(raw, "wb") as fh:
+        fh.write(b"A file whose name is not UTF-8.\n")
+    expect[h + "bad\\xff\\xfename.txt"] = ("skipped", "file name is not valid UTF-8")
+    put(
+        h + "new\nline.txt",
+        "Warehouse receipts may be pledged as collateral.\n",
+        "landed",
+        "Warehouse receipts may be pledged as collateral",
+    )
+    put(
+        h + "esc\x1b[31mred\x07.txt",
+        "Customs brokers renew licences every three years.\n",
+        "landed",
+        "Customs brokers renew licences every three years",
+    )
+    put(
+        h + "quote'and\\slash.txt",
+        "Free trade zones waive stamp duty on leases.\n",
+        "landed",
+        "Free trade zones waive stamp duty on leases",
+    )
+    put(h + "..dotdot.txt", "A name that reads like a parent folder.\n", "skipped", "file name starts with '..'")
+    os.mkfifo(root / "hostile/pipe.txt")
+    expect[h + "pipe.txt"] = ("skipped", "not a regular file (a FIFO")
+    os.symlink("/dev/zero", root / "hostile/zero_link.txt")
+    expect[h + "zero_link.txt"] = ("skipped", "link points outside the corpus folder")
+    put(
+        h + "big_issuer.txt",
+        "Export credit insurance covers small sellers.\n",
+        "landed",
+        "Export credit insurance covers small sellers",
+    )
+    (root / "hostile/big_issuer.txt.meta.json").write_text(json.dumps({"issuer": "署" * 5_000_000}), encoding="utf-8")
+    front = "".join(f"k{i}: {'v' * 400}\n" for i in range(300))
+    put(
+        h + "wide_meta.md",
+        f"---\n{front}---\nPort fees are published each quarter.\n",
+        "landed",
+        "Port fees are published each quarter",
+    )
+    make_pdf(root / "hostile/many_pages.pdf", [[f"Page {n} of the tariff book."] for n in range(2001)])
+    expect[h + "many_pages.pdf"] = ("skipped", "PDF has 2001 pages, over the 2000-page limit")
+    put(
+        h + "embed.html",
+        '<html><body><p>Before the plugin.</p><embed src="movie.swf">'
+        "<p>Cold chain logistics get a subsidy.</p></body></html>",
+        "landed",
+        "Cold chain logistics get a subsidy",
+    )
+    put(
+        h + "aspnet.html",
+        '<html><body><form id="form1" method="post"><div><h1>Notice</h1><p>Village stations '
+        'sell agricultural products online.</p></div><input type="hidden" name="__VIEWSTATE" value="x"/></form>'
+        "</body></html>",
+        "landed",
+        "Village stations sell agricultural products online",
+    )
+    for name, side, reason in (
+        ("published", {"published": "9999-99-99"}, "published '9999-99-99' is not a date"),
+        ("validity", {"validity": "已废止<b>"}, "validity '已废止<b>' is not one of"),
+        ("lang", {"lang": "xx"}, "lang 'xx' is not one of"),
+        ("level", {"level": "nan"}, "level 'nan' is not a level name"),
+    ):
+        put(f"{h}side_{name}.txt", "A document with a bad sidecar value.\n", "skipped", reason)
+        (root / f"hostile/side_{name}.txt.meta.json").write_text(json.dumps(side, ensure_ascii=False), encoding="utf-8")
+    secret = root.parent / "secret.meta.json"
+    secret.write_text(json.dumps({"title": "LEAKED TITLE"}), encoding="utf-8")
+    put(
+        h + "side_link.txt",
+        "A document whose sidecar links out of the corpus.\n",
+        "skipped",
+        "link points outside the corpus folder",
+    )
+    os.symlink(secret, root / "hostile/side_link.txt.meta.json")
+    # metadata.csv as Excel saves it on Chinese Windows (GBK), one cell longer than csv's default field limit.
+    rows = "doc_id,issuer,title\r\ngood/utf8.txt,北京市商务局,跨境电商规定\r\n" + f"good/gbk.txt,{'局' * 200_000},\r\n"
+    (root / "metadata.csv").write_bytes(rows.encode("gbk"))
+    if big:
+        _docx_bomb(root / "hostile/paragraphs.docx", 100)
+        expect[h + "paragraphs.docx"] = ("skipped", ".docx unpacks to 100 MB, over the 64 MB limit")
+
+
+def make_bad_corpus(root: Path, big: bool = True, hostile: bool = True) -> dict[str, tuple[str, str]]:
     """Write the bad-input corpus under root; return what the build must do with each file."""
     root.mkdir(parents=True)
     expect: dict[str, tuple[str, str]] = {}
@@ -173,4 +306,6 @@ def make_bad_corpus(root: Path, big: bool = True) -> dict[str, tuple[str, str]]:
     os.symlink(root / "good/utf8.txt", root / "good/inside_link.txt")
     expect["good/inside_link.txt"] = ("landed", "本规定适用于本市行政区域")
     os.symlink(root / "bad", root / "bad/dir_loop")  # a folder link back to itself
+    if hostile:
+        _hostile(root, put, expect, big)
     return expect

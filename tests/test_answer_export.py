@@ -70,3 +70,28 @@ def test_markdown_export_keeps_document_markup_inert() -> None:
     assert md_escape("<script>alert(1)</script>") == "\\<script\\>alert(1)\\</script\\>"
     assert md_escape("1. first") == "1\\. first"
     assert md_escape("2023-07-01 *note* [x](y)") == "2023-07-01 \\*note\\* \\[x\\](y)"
+
+
+FORMULAS = [
+    '=HYPERLINK("http://127.0.0.1/x","click")',
+    "=cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_csv_export_neutralises_formulas(searcher: Searcher, formula: str) -> None:
+    """OWASP CSV injection: a cell starting with = + - @ tab or CR is prefixed with ' so it stays text."""
+    import dataclasses
+
+    hit = searcher.search("live-stream talent", 1)[0]
+    chunk = dataclasses.replace(hit.chunk, text=formula + " passage", title=formula, section=formula)
+    evil = dataclasses.replace(hit, chunk=chunk, citation=formula)
+    row = next(csv.DictReader(io.StringIO(to_csv([evil]).decode("utf-8-sig"), newline="")))
+    for column in ("passage", "title", "section", "citation"):
+        assert row[column].startswith("'") and row[column][1:].startswith(formula), (column, row[column])
+    assert row["rank"] == "1" and not row["score"].startswith("'")  # numbers stay numbers

@@ -285,3 +285,59 @@ def test_readme_app_command_serves_the_app(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=20)
+
+
+EVIL = "http://127.0.0.1:8765/a"
+HOSTILE_PARAMS = [
+    {"q": f"![x]({EVIL})"},
+    {"q": f"[Session expired - sign in again]({EVIL})"},
+    {"q": f"see {EVIL} or www.example.com or admin@example.com"},
+    {"in": f"![x]({EVIL})", "q": "退货"},
+    {"page": "source", "doc": f"![x]({EVIL})"},
+    {"page": "source", "doc": "x'"},
+    {"page": "source", "doc": "x\\"},
+]
+
+
+def markdown_sources(at: AppTest) -> list[str]:
+    """Every Markdown string the app hands Streamlit (text, captions, alerts, headers, button labels)."""
+    groups = (at.markdown, at.caption, at.error, at.warning, at.info, at.success, at.header, at.title, at.button)
+    return [str(getattr(e, "value", None) or getattr(e, "label", "")) for g in groups for e in g]
+
+
+@pytest.mark.parametrize("params", HOSTILE_PARAMS, ids=lambda p: "&".join(p))
+def test_url_parameters_never_render_as_links_or_images(
+    monkeypatch: pytest.MonkeyPatch, index: Path, params: dict[str, str]
+) -> None:
+    at = run_app(monkeypatch, index, params={"ui": "en", **params})
+    assert not at.exception
+    sources = markdown_sources(at)
+    assert any("127.0.0.1" in s or "x'" in s or "x\\" in s for s in sources)  # the value is shown, as text
+    for s in sources:
+        assert not re.search(r"(?<!\\)\]\(", s), s  # no [text](url) or ![alt](url) left for Markdown to read
+        assert not re.search(r"https?://|www\.|[^\u2060]@example", s), s  # no autolinks either (kb.export.md_text)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"as_of": "1066-10-14"},
+        {"from": "0001-01-01"},
+        {"to": "9999-12-31"},
+        {"as_of": "2020-02-30"},
+        {"k": "1e9"},
+        {"chunk": "-5", "page": "source"},
+    ],
+)
+def test_odd_url_values_give_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, index: Path, params: dict[str, str]
+) -> None:
+    at = run_app(monkeypatch, index, params={"ui": "en", "q": "退货", **params})
+    assert not at.exception
+    if any(k in params for k in ("as_of", "from", "to")):
+        assert any("ignored" in w.value for w in at.sidebar.warning), [w.value for w in at.sidebar.warning]
+
+
+def test_quote_with_a_nul_byte_from_the_url_is_answered(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run_app(monkeypatch, index, params={"ui": "en", "page": "quote", "quote": "消费者\x00有权"})
+    assert not at.exception

@@ -203,3 +203,31 @@ def test_markup_in_a_document_stays_text_in_the_browser(chromium: object, tmp_pa
         page.screenshot(path=str(ARTIFACTS / "app-markup.png"), full_page=True)
         assert not dialogs, dialogs
         page.close()
+
+
+def test_url_parameters_fetch_nothing_and_link_nowhere(chromium: object, tmp_path: Path) -> None:
+    """Issue 14: a shared link's q / in / doc shows as text; the browser fetches no image and gets no link."""
+    index = one_file_index(tmp_path, "notice.txt", "Customs Notice\n\nThe notice names customs rules for parcels.\n")
+    evil = f"http://127.0.0.1:{_free_port()}"
+    links = [
+        f"/?ui=en&q=![x]({evil}/img-q)",
+        f"/?ui=en&q=customs&in=![x]({evil}/img-in)",
+        f"/?ui=en&page=source&doc=![x]({evil}/img-doc)",
+        f"/?ui=en&q=[Session expired - sign in again]({evil}/phish) {evil}/bare www.example.com a@example.com",
+    ]
+    for url in _serve(index):
+        page = chromium.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
+        fetched: list[str] = []
+        page.on("request", lambda r: fetched.append(r.url) if r.url.startswith(evil) else None)
+        for link in links:
+            page.goto(url + link.replace(" ", "%20"))
+            page.get_by_text("Policy KB", exact=True).first.wait_for(timeout=60_000)
+            page.wait_for_function(IDLE, timeout=60_000)
+            page.wait_for_timeout(1000)
+            body = page.inner_text("body")
+            assert evil in body.replace("\u2060", ""), link  # the value is shown, as text (word joiners aside)
+            hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+            assert not [h for h in hrefs if not h.startswith(url) and (h.startswith(evil) or "example.com" in h)], hrefs
+            assert not page.query_selector_all(f"img[src^='{evil}']"), link
+        assert not fetched, fetched
+        page.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,134 @@ def test_detect_lang() -> None:
     assert detect_lang("电子商务经营者应当依法纳税") == "zh"
     assert detect_lang("E-commerce operators shall pay taxes") == "en"
     assert detect_lang("《电子商务法》 applies to e-commerce operators in China") == "en"
+
+
+# --- Issue 14: hostile files, each one read or refused on its own ---
+
+
+def test_html_keeps_text_after_an_unclosed_embed_and_inside_a_form() -> None:
+    from kb.ingest.formats import html_to_text
+
+    text, _ = html_to_text('<p>Before.</p><embed src="movie.swf"><p>After the plugin.</p><p>Last one.</p>')
+    assert "After the plugin." in text and "Last one." in text
+    text, _ = html_to_text(
+        '<body><form id="form1"><div><p>ASP.NET body text.</p><input value="x"/>'
+        "<select><option>menu</option></select></div></form></body>"
+    )
+    assert "ASP.NET body text." in text and "menu" not in text
+
+
+def test_bom_then_lone_surrogate_is_refused_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "s.txt").write_bytes(b"\xff\xfe\x00\xd8")
+    with pytest.raises(IngestError, match="undecodable bytes"):
+        read_document(tmp_path, "s.txt")
+
+
+@pytest.mark.parametrize("value", ["2023-02-30", "0000-01-01", "1.5e999", "!!python/object:os.system ls"])
+def test_impossible_front_matter_dates_leave_the_front_matter_as_text(tmp_path: Path, value: str) -> None:
+    (tmp_path / "d.md").write_text(f"---\ndate: {value}\n---\nBonded zones publish tariffs.\n", encoding="utf-8")
+    doc = read_document(tmp_path, "d.md")
+    assert "Bonded zones publish tariffs." in doc.text and doc.meta.published is None
+
+
+def test_yaml_aliases_cannot_blow_up_the_title(tmp_path: Path) -> None:
+    aliases = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 6)
+    )
+    (tmp_path / "l.md").write_text(f"---\n{aliases}title: *a5\n---\nSmall parcels clear customs.\n", encoding="utf-8")
+    doc = read_document(tmp_path, "l.md")
+    assert len(doc.title) <= 500 and len(doc.text) < 2000
+
+
+@pytest.mark.parametrize(
+    "side, reason",
+    [
+        ({"published": "9999-99-99"}, "published '9999-99-99' is not a date"),
+        ({"effective": "2023-02-30"}, "effective '2023-02-30' is not a date"),
+        ({"validity": "已废止<b>"}, "validity '已废止<b>' is not one of"),
+        ({"lang": "xx"}, "lang 'xx' is not one of zh, en"),
+        ({"level": "nan"}, "level 'nan' is not a level name"),
+    ],
+)
+def test_sidecar_values_are_checked(tmp_path: Path, side: dict[str, str], reason: str) -> None:
+    import json
+
+    (tmp_path / "a.txt").write_text("Some heading words\n\nBody text here.", encoding="utf-8")
+    (tmp_path / "a.txt.meta.json").write_text(json.dumps(side, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(IngestError, match=re.escape(reason)):
+        read_document(tmp_path, "a.txt")
+
+
+def test_sidecar_linking_out_of_the_corpus_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (tmp_path / "secret.json").write_text('{"title": "LEAKED"}', encoding="utf-8")
+    (root / "a.txt").write_text("Some heading words\n\nBody text here.", encoding="utf-8")
+    (root / "a.txt.meta.json").symlink_to(tmp_path / "secret.json")
+    with pytest.raises(IngestError, match="outside the corpus"):
+        read_document(root, "a.txt")
+
+
+def test_metadata_csv_in_gbk_with_a_huge_cell_is_read(tmp_path: Path) -> None:
+    from kb.ingest.sidecars import load_sidecars
+
+    rows = "doc_id,issuer,title\r\na.txt,北京市商务局,规定\r\nb.txt," + "局" * 200_000 + ",\r\nc.txt,,,\r\n"
+    (tmp_path / "metadata.csv").write_bytes(rows.encode("gbk"))
+    table = load_sidecars(tmp_path)
+    assert table["a.txt"] == {"issuer": "北京市商务局", "title": "规定"}
+    assert len(table["b.txt"]["issuer"]) == 500
+
+
+def test_fifo_and_device_links_are_refused_before_they_are_opened(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from kb.ingest.guard import source_key
+
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    t0 = time.time()
+    with pytest.raises(IngestError, match="not a regular file"):
+        source_key(tmp_path, "pipe.txt", tmp_path / "pipe.txt", {})
+    with pytest.raises(IngestError, match="outside the corpus"):
+        source_key(tmp_path, "zero.txt", tmp_path / "zero.txt", {})
+    assert time.time() - t0 < 5
+
+
+def test_docx_of_tiny_paragraphs_is_refused_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kb import config
+    from tests.badcorpus import _docx_bomb
+
+    _docx_bomb(tmp_path / "p.docx", 3)
+    monkeypatch.setattr(config, "MAX_UNZIPPED_BYTES", 2 * 2**20)
+    with pytest.raises(IngestError, match="unpacks to 3 MB, over the 2 MB limit"):
+        read_document(tmp_path, "p.docx")
+    import docx
+
+    many = docx.Document()
+    for _ in range(1001):
+        many.add_paragraph("x")
+    many.save(str(tmp_path / "many.docx"))
+    monkeypatch.setattr(config, "MAX_DOCX_BLOCKS", 1000)
+    with pytest.raises(IngestError, match="paragraphs and tables, over the 1000 limit"):
+        read_document(tmp_path, "many.docx")
+
+
+def test_dotdot_names_are_walked_so_they_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "..odd.txt").write_text("text", encoding="utf-8")
+    (tmp_path / ".hidden.txt").write_text("text", encoding="utf-8")
+    assert [d for d, _ in walk_corpus(tmp_path)] == ["..odd.txt"]
+    with pytest.raises(IngestError, match="starts with '..'"):
+        read_document(tmp_path, "..odd.txt")
+
+
+def test_a_bad_metadata_csv_value_skips_only_its_document(tmp_path: Path) -> None:
+    from kb.ingest.sidecars import load_sidecars
+
+    (tmp_path / "a.txt").write_text("Some heading words\n\nBody text here.", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Other heading words\n\nMore body text.", encoding="utf-8")
+    (tmp_path / "metadata.csv").write_text("doc_id,published\na.txt,2023-13-01\nb.txt,2023-01-02\n", encoding="utf-8")
+    table = load_sidecars(tmp_path)
+    with pytest.raises(IngestError, match=r"metadata.csv line 2: published '2023-13-01' is not a date"):
+        read_document(tmp_path, "a.txt", table.get("a.txt"))
+    assert read_document(tmp_path, "b.txt", table.get("b.txt")).meta.published == "2023-01-02"

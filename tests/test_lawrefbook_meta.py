@@ -13,7 +13,8 @@ import pytest
 from kb.embed.models import HashingEmbedder
 from kb.index.build import build
 from kb.ingest import lawrefbook as lrb
-from kb.ingest.read import load_sidecars, read_document
+from kb.ingest.read import read_document
+from kb.ingest.sidecars import load_sidecars
 from kb.search.searcher import Searcher
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -222,3 +222,36 @@ def test_build_progress_counts_each_channel_to_its_total(tmp_path: Path, corpus:
     embed = [s for s in seen if s[0].startswith("embed")]
     assert embed and {stage for stage, _, _ in embed} == {"embed dense"}
     assert all(done <= total for _, done, total in embed) and embed[-1][1] == embed[-1][2] > 0
+
+
+def test_hostile_corpus_lands_the_same_documents_as_faiss_and_every_search_answers(tmp_path: Path) -> None:
+    """Issue 14: names with newlines, quotes and backslashes, huge metadata, many pages, through milvus-lite."""
+    from kb.index.build import build
+    from kb.search.searcher import Searcher
+    from tests.badcorpus import make_bad_corpus
+
+    expect = make_bad_corpus(tmp_path / "corpus", big=False)
+    faiss = build(tmp_path / "corpus", tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    where = str(tmp_path / "kb.db")
+    done = kb_build(where, tmp_path / "corpus", "--xling", "none")
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err
+    assert "Traceback" not in out + err
+    milvus = open_searcher("milvus", None, where)
+    landed = {d["doc_id"] for d in milvus.documents()}
+    assert landed == {d["doc_id"] for d in Searcher(tmp_path / "index").documents()} == set(faiss.indexed)
+    assert landed == {d for d, (outcome, _) in expect.items() if outcome == "landed"}
+    for doc_id in sorted(landed):
+        detail = expect[doc_id][1]
+        hits = milvus.search(detail, 3, docs=[doc_id], mode="keyword")
+        assert hits and hits[0].chunk.doc_id == doc_id, doc_id
+        assert milvus.search(detail, 3, docs=[doc_id]), doc_id
+        doc, chunks = milvus.source(doc_id)
+        assert doc.doc_id == doc_id and chunks
+    for query in QUERIES:
+        for f in FILTERS:
+            if "levels" not in f:  # this corpus has no 行政法规
+                milvus.search(query, 10, **f)
+    for doc_id in ("x'", "x\\", 'x"', "a\nb", "![x](http://127.0.0.1:8765/a)"):
+        with pytest.raises(QueryError, match="no such document"):
+            milvus.source(doc_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -384,6 +385,34 @@ def test_cli_json_and_batch(checker: QuoteChecker, tmp_path: Path, capsys: pytes
     assert lines[2]["matches"][0]["diff"][1] == {"op": "changed", "quote": "一切", "source": "必要"}
     assert cli(["quote", "--index", str(index), ART25[23:].replace("七日", "十日")]) == 0
     assert "[-七-]{+十+}" in capsys.readouterr().out
+
+
+def test_cli_batch_answers_every_line_like_search(
+    checker: QuoteChecker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: a symbols-only, an overlong or an undecodable line no longer ends the batch."""
+    batch = tmp_path / "quotes.txt"
+    batch.write_bytes(
+        f"{PIPL9}\n？？！！\n{'长' * 6000}\n\xff\xfe{PIPL9}\n{PIPL9}\x00\n".encode().replace(
+            "\xc3\xbf\xc3\xbe".encode("latin-1"), b"\xff\xfe"
+        )
+    )
+    assert cli(["quote", "--index", str(checker.index_dir), "--batch", str(batch)]) == 1
+    out = capsys.readouterr()
+    lines = [json.loads(x) for x in out.out.splitlines()]
+    assert [x["verdict"] for x in lines] == ["verbatim", None, None, "verbatim", "verbatim"]
+    assert "line 2: nothing to search for" in out.err and "line 3: the quote has 6000 characters" in out.err
+    assert "error" in lines[1] and "error" in lines[2]
+
+
+def test_cli_quote_with_nul_or_undecodable_bytes_is_answered(
+    checker: QuoteChecker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(["quote", "--index", str(checker.index_dir), "--json", PIPL9[:12] + "\x00" + PIPL9[12:]]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] in ("verbatim", "normalized", "omissions", "altered")
+    undecodable = os.fsdecode(b"\xff\xfe") + PIPL9  # what Python makes of bytes the locale cannot decode
+    assert cli(["quote", "--index", str(checker.index_dir), "--json", undecodable]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] in ("verbatim", "normalized")
 
 
 def test_empty_quote_says_what_to_do(checker: QuoteChecker) -> None:

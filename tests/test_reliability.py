@@ -20,6 +20,8 @@ from kb.errors import QueryError
 from kb.index.build import build
 from kb.index.generations import current_generation, read_manifest
 from kb.ingest.document import DocMeta, Document
+from kb.ingest.guard import printable
+from kb.ingest.sidecars import MAX_META_CHARS
 from kb.search.searcher import Searcher
 from tests.badcorpus import make_bad_corpus
 
@@ -70,8 +72,51 @@ def test_bad_input_corpus_lands_every_good_file_and_reports_every_bad_one(tmp_pa
     assert set(landed) | set(skipped) == set(expect)  # nothing silently ignored, nothing read twice via dir_loop
     assert all("\n" not in r and str(tmp_path) not in r for r in skipped.values())  # one line, no absolute path
     for doc_id in skipped:
-        assert f"skipped {doc_id}: " in done.stdout  # the build summary names each file and its reason
+        # the build summary names each file once with its reason, control characters escaped
+        assert done.stdout.count(f"skipped {printable(doc_id)}: ") == 1, doc_id
     assert peak_mb < 1500, f"build peaked at {peak_mb:.0f} MB"  # a 100 MB file is refused, not loaded
+    _check_hostile(searcher, done)
+    listing = subprocess.run(
+        [sys.executable, "-m", "kb", "docs", "--index", str(tmp_path / "index")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    rows = listing.stdout.splitlines()
+    assert len(rows) == len(landed) and all(len(r.split("\t")) == 7 for r in rows)  # a newline in a name splits nothing
+    assert "hostile/new\\nline.txt\t" in listing.stdout and "\x1b" not in listing.stdout
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kb",
+            "search",
+            "--index",
+            str(tmp_path / "index"),
+            "-k",
+            "1",
+            "Customs brokers renew licences",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "[hostile/esc\\x1b[31mred\\x07.txt]" in found.stdout and "\x1b" not in found.stdout
+
+
+def _check_hostile(searcher: object, done: subprocess.CompletedProcess) -> None:
+    """Issue 14's hostile files: metadata read and capped, nothing leaked, no traceback, no raw control bytes."""
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not any(c in done.stdout for c in "\x1b\x07"), "raw control characters printed"
+    docs = {d["doc_id"]: d for d in searcher.documents()}
+    assert docs["good/utf8.txt"]["meta"]["issuer"] == "北京市商务局"  # metadata.csv saved as GBK is read
+    assert len(docs["good/gbk.txt"]["meta"]["issuer"]) <= MAX_META_CHARS  # a 200,000-character cell is capped
+    assert len(docs["hostile/big_issuer.txt"]["meta"]["issuer"]) <= MAX_META_CHARS
+    assert len(docs["hostile/laughs.md"]["title"]) <= MAX_META_CHARS  # the alias bomb did not expand
+    assert len(json.dumps(docs["hostile/wide_meta.md"]["meta"], ensure_ascii=False).encode()) <= 65_535
+    assert all("LEAKED" not in d["title"] for d in docs.values())
 
 
 def test_rebuild_with_bad_files_added_keeps_what_was_stored(tmp_path: Path) -> None:
@@ -240,3 +285,55 @@ def test_quote_folding_maps_every_character_back_to_the_original(text: str, join
         # Folding the original span again gives the same folded text: offsets point at the right characters.
         assert fold(text[start:end], join_hyphens=join_hyphens).text == folded.text
     assert isinstance(fold_chars(text), str)
+
+
+@pytest.mark.parametrize("failure", ["disk full", "read-only"])
+def test_a_build_that_cannot_write_says_why_in_one_line_and_keeps_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], failure: str
+) -> None:
+    import errno
+    import sqlite3
+
+    import kb.index.build
+    import kb.index.write
+    from kb.cli import main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Bonded warehouses speed up returns.\n", encoding="utf-8")
+    index = tmp_path / "index"
+    build(corpus, index, {"dense": HashingEmbedder()}, cache_dir=None)
+    (corpus / "b.txt").write_text("Village stations sell produce online.\n", encoding="utf-8")
+    if failure == "disk full":
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(kb.index.write, "write_segment", full)
+        said = "database or disk is full"
+    else:
+
+        def read_only(index_dir: Path) -> object:
+            raise OSError(errno.EROFS, "Read-only file system", str(index_dir / ".lock"))
+
+        monkeypatch.setattr(kb.index.build, "build_lock", read_only)
+        said = "Read-only file system"
+    code = main(
+        [
+            "build",
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(index),
+            "--model",
+            "hashing",
+            "--xling",
+            "none",
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert said in err and "the previous index is kept" in err
+    hits = Searcher(index).search("bonded warehouses", 1, mode="keyword")
+    assert hits and hits[0].chunk.doc_id == "a.txt"

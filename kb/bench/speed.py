@@ -71,7 +71,8 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 def phase_ingest(corpus: Path) -> dict[str, object]:
     """Read + chunk every file, then tokenize for BM25, timed apart."""
     from kb.chunk import chunk_document
-    from kb.ingest.read import load_sidecars, read_document, walk_corpus
+    from kb.ingest.read import read_document, walk_corpus
+    from kb.ingest.sidecars import load_sidecars
     from kb.text.lexical import tokenize_many
 
     t0 = time.perf_counter()
@@ -109,7 +110,8 @@ def phase_encoder(corpus: Path, sample: int) -> dict[str, object]:
     from kb.chunk import chunk_document
     from kb.embed.e5torch import TorchE5
     from kb.embed.models import E5Embedder
-    from kb.ingest.read import load_sidecars, read_document, walk_corpus
+    from kb.ingest.read import read_document, walk_corpus
+    from kb.ingest.sidecars import load_sidecars
 
     sidecars = load_sidecars(corpus)
     files = [d for d, _ in walk_corpus(corpus)]

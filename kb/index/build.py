@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,11 +31,13 @@ from kb.index.bm25 import CountsBuilder, TermCounts
 from kb.chunk import Chunk, read_passages
 from kb.embed.cache import EmbeddingCache, embed_passages
 from kb.embed.models import Embedder
-from kb.errors import IndexCorruptError, IndexMissingError, IngestError
+from kb.errors import IndexCorruptError, IndexMissingError, IndexWriteError, IngestError
 from kb.index.generations import (CURRENT, FORMAT, MANIFEST, build_lock, current_generation, next_generation, prune,
                             publish, read_manifest)
 from kb.ingest.document import Document
-from kb.ingest.read import load_sidecars, source_key, walk_corpus
+from kb.ingest.guard import guarded, skip, source_key
+from kb.ingest.read import walk_corpus
+from kb.ingest.sidecars import load_sidecars
 from kb.text.lexical import TOKENIZER_VERSION, tokenize_many
 from kb.index.quotes import QUOTE_FILE, write_quote_index
 from kb.index.manifest import Channel, Counts, Manifest, QuoteInfo, Segment
@@ -70,7 +73,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
     report = BuildReport()
     step = progress or (lambda stage, done, total: None)
     files = list(walk_corpus(corpus))
-    with build_lock(index_dir):
+    with _writing(index_dir), build_lock(index_dir):
         prev_gen, prev_manifest, prev = _previous(index_dir)
         entries = prev.entries if prev else {}
         keys: dict[str, str] = {}  # live doc_id -> source key, in reading order
@@ -81,22 +84,19 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
             for n, (doc_id, path) in enumerate(files):
                 step("read", n, len(files))
                 try:
-                    key = source_key(path, sidecars.get(doc_id, {}))
-                    if doc_id in entries and entries[doc_id].source_key == key:
-                        report.reused.append(doc_id)
-                        keys[doc_id] = key
-                        continue
-                    if warm:
-                        _warm_up(embedders)
-                        warm = False
-                    doc, doc_chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
-                    doc_tokens = tokenize_many([c.index_text() for c in doc_chunks])
+                    with guarded(doc_id):  # any error of this one file skips it (kb.ingest.guard)
+                        key = source_key(corpus, doc_id, path, sidecars.get(doc_id, {}))
+                        if doc_id in entries and entries[doc_id].source_key == key:
+                            report.reused.append(doc_id)
+                            keys[doc_id] = key
+                            continue
+                        if warm:
+                            _warm_up(embedders)
+                            warm = False
+                        doc, doc_chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
+                        doc_tokens = tokenize_many([c.index_text() for c in doc_chunks])
                 except IngestError as exc:
-                    report.skipped[doc_id] = exc.reason
-                    log.warning("skipped %s: %s", doc_id, exc.reason)
-                    continue
-                except OSError as exc:  # the source key's hashing failed (a link loop, a vanished file)
-                    report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
+                    skip(report.skipped, exc, doc_id)
                     continue
                 report.indexed.append(doc_id)
                 keys[doc_id] = key
@@ -150,6 +150,23 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
     report.generation = name
     report.seconds = time.time() - t0
     return report
+
+
+@contextmanager
+def _writing(index_dir: Path) -> Iterator[None]:
+    """A build that cannot write (disk full, read-only folder) ends with one line; the previous index is kept.
+
+    Raises:
+        IndexWriteError: an OSError or SQLite error while writing; per-file read errors never get here
+            (kb.ingest.guard).
+    """
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        raise IndexWriteError(f"cannot write the index at {index_dir}: {what}{where}; the previous index is kept: "
+                              "free disk space or make the folder writable, then build again") from exc
 
 
 def _previous(index_dir: Path) -> tuple[Path | None, Manifest | None, Store | None]:

@@ -5,6 +5,7 @@ adds a few vectors to the previous index instead of rebuilding it: an IVF index 
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -99,7 +100,11 @@ def all_rows(index: Index) -> np.ndarray:
 def write(index: Index, path: Path) -> None:
     faiss = _faiss()
 
-    faiss.write_index(index, str(path))
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as exc:  # FAISS reports a failed write (disk full) this way
+        raise OSError(errno.EIO, f"FAISS could not write the vectors ({str(exc).strip().splitlines()[0][:120]})",
+                      str(path)) from exc
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
 

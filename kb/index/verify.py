@@ -10,12 +10,15 @@ import numpy as np
 from kb.chunk import chunk_document
 from kb.embed.cache import EmbeddingCache
 from kb.embed.models import load_embedder
-from kb.text.fold import fold, fold_signature
-from kb.index.build import chunking_settings, current_generation, read_manifest
-from kb.ingest.read import file_sha256, load_sidecars, read_document, walk_corpus
+from kb.index.build import chunking_settings
+from kb.index.generations import current_generation, read_manifest
 from kb.index.loader import load_index
 from kb.index.manifest import Manifest
 from kb.index.vectors import rows_of
+from kb.ingest.guard import report_id, safe_hash
+from kb.ingest.read import read_document, walk_corpus
+from kb.ingest.sidecars import load_sidecars
+from kb.text.fold import fold, fold_signature
 
 # fp16 storage and two engines for the same weights differ by far less than this.
 MIN_COSINE = 0.98
@@ -37,7 +40,8 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
     fold_used = manifest.quote.fold if manifest.quote else None
     if fold_used != fold_signature():
         problems.append(f"quote index folded with {fold_used!r}, this code folds with {fold_signature()!r}")
-    files = {doc_id: file_sha256(path) for doc_id, path in walk_corpus(corpus)}
+    # A FIFO or a link to a device is refused unopened (None), as the build refused it (kb.ingest.guard).
+    files = {report_id(doc_id): safe_hash(corpus, doc_id, path) for doc_id, path in walk_corpus(corpus)}
     recorded: dict[str, str | None] = {**manifest.files, **dict.fromkeys(manifest.skipped)}
     for doc_id in sorted(set(files) - set(recorded)):
         problems.append(f"{doc_id}: in the corpus, not in the index")

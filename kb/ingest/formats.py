@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 
+from kb import config
 from kb.errors import IngestError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,14 @@ def decode(data: bytes, path: str) -> tuple[str, str]:
     encoding = _guess_encoding(data)
     if encoding is None:
         raise IngestError(path, "binary data, not text (no text encoding fits)")
-    text = data.decode(encoding)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:  # a BOM promised this encoding, then the bytes broke it (a lone surrogate)
+        text = data.decode(encoding, errors="replace")
+        if text.count("\ufffd") * 100 > len(text):
+            raise IngestError(
+                path, f"undecodable bytes: the file starts as {encoding} but is not valid {encoding}"
+            ) from None
     if len(_CONTROL.findall(text[:100_000])) > max(8, len(text[:100_000]) // 200):
         raise IngestError(path, f"binary data, not text (decodes as {encoding} but is mostly control characters)")
     return normalise_newlines(text).lstrip("\ufeff"), encoding
@@ -91,13 +99,28 @@ def split_front_matter(text: str) -> tuple[dict[str, object], str]:
     if not m:
         return {}, text
     try:
-        data = yaml.safe_load(m.group(1))
-    except yaml.YAMLError as exc:
-        log.warning("front matter is not valid YAML (%s); kept as text", exc)
+        data = yaml.load(m.group(1), Loader=_FrontMatterLoader)
+    except Exception as exc:  # YAMLError, and ValueError from a date like 2023-02-30 or 0000-01-01
+        log.warning("front matter is not valid YAML (%s); kept as text", " ".join(str(exc).split())[:200])
         return {}, text
     if not isinstance(data, dict):
         return {}, text
     return {str(k): v for k, v in data.items()}, text[m.end() :]
+
+
+# Aliases let a few hundred bytes of YAML expand into megabytes ("billion laughs"); front matter needs few.
+MAX_YAML_ALIASES = 20
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """SafeLoader that refuses front matter using more than MAX_YAML_ALIASES aliases."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases_seen = getattr(self, "aliases_seen", 0) + 1
+            if self.aliases_seen > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"over {MAX_YAML_ALIASES} YAML aliases")
+        return super().compose_node(parent, index)
 
 
 # Raw HTML inside Markdown or text (WordPress exports): a few real block tags are enough.
@@ -109,6 +132,8 @@ def looks_like_html(text: str) -> bool:
     return len(_HTML_HINT.findall(text[:200_000])) >= 3
 
 
+# Not <form>: ASP.NET pages wrap the whole body in one (its controls are dropped one by one). Not <embed> or
+# <object>: the parser nests everything after an unclosed <embed> inside it, and <object> holds fallback text.
 _DROP = {
     "script",
     "style",
@@ -117,7 +142,6 @@ _DROP = {
     "header",
     "footer",
     "aside",
-    "form",
     "iframe",
     "svg",
     "button",
@@ -128,8 +152,7 @@ _DROP = {
     "select",
     "input",
     "canvas",
-    "object",
-    "embed",
+    "textarea",
 }
 _BLOCK = {
     "p",
@@ -227,6 +250,26 @@ def _walk_or_flat(node: Tag, blocks: list[str], buf: list[str], depth: int) -> N
         _walk(node, blocks, buf, depth + 1)
 
 
+def _check_zip(path: Path) -> None:
+    """Refuse a .docx that unpacks to more than MAX_UNZIPPED_BYTES, before anything is unpacked.
+
+    zipfile stops reading a member at its declared size, so the declared sizes bound what parsing can unpack.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise IngestError(path.name, f"corrupt .docx ({type(exc).__name__})") from exc
+    if total > config.MAX_UNZIPPED_BYTES:
+        raise IngestError(
+            path.name,
+            f".docx unpacks to {total // 2**20} MB, over the "
+            f"{config.MAX_UNZIPPED_BYTES // 2**20} MB limit (KB_MAX_UNZIPPED_BYTES)",
+        )
+
+
 # File signatures of what most often hides behind a wrong extension.
 _MAGIC = {
     b"%PDF": "a PDF",
@@ -260,6 +303,7 @@ def read_docx(path: Path) -> tuple[str, str | None]:
             f"not a .docx: the content is {kind}"
             + (f"; rename the file to {_RENAME[kind]}" if kind in _RENAME else ""),
         )
+    _check_zip(path)
     try:
         document = docx.Document(str(path))
     except (PackageNotFoundError, KeyError, ValueError, OSError) as exc:
@@ -269,6 +313,12 @@ def read_docx(path: Path) -> tuple[str, str | None]:
     blocks: list[str] = []
     title = (document.core_properties.title or "").strip() or None
     body = document.element.body
+    if len(body) > config.MAX_DOCX_BLOCKS:
+        raise IngestError(
+            path.name,
+            f".docx holds {len(body)} paragraphs and tables, over the "
+            f"{config.MAX_DOCX_BLOCKS} limit (KB_MAX_DOCX_BLOCKS)",
+        )
     for element in body.iterchildren():
         tag = element.tag.rsplit("}", 1)[-1]
         if tag == "p":

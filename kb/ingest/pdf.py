@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 PAGE_SEP = "\n\n"
 TIMEOUT_S = config.PDF_TIMEOUT_S
+MAX_PAGES = config.MAX_PAGES
 
 # wordsegment's 333k-word list comes from web n-gram counts, so it knows brands and names
 # ("Alibaba", "Foxconn", "Dongguan") and rarer real words ("traceability") that wordninja
@@ -307,6 +308,9 @@ def _extract_pages(path: str) -> tuple[str, list[str] | str]:
                     return "error", "encrypted PDF (password required)"
             except DependencyError:
                 return "error", "encrypted PDF (AES: install the 'cryptography' package)"
+        n_pages = len(reader.pages)
+        if n_pages > MAX_PAGES:
+            return "error", f"PDF has {n_pages} pages, over the {MAX_PAGES}-page limit (KB_MAX_PAGES)"
         pages = list(reader.pages)
     except Exception as exc:  # pypdf raises many types (PdfReadError, ValueError, KeyError...)
         return "error", f"corrupt PDF: {_one_line(exc)}"

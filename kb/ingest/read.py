@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime
 import hashlib
-import json
 import logging
 import re
 import signal
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,13 @@ from kb import config
 from kb.errors import CorpusError, IngestError
 from kb.ingest.document import META_FIELDS, REPEALS_SEP, DocMeta, Document
 from kb.ingest.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
+from kb.ingest.sidecars import cap, cap_extra, check_inside, check_values, fit_json, read_sidecar
 from kb.legal.meta import iso_date, legal_meta, repealed_titles
 
 log = logging.getLogger(__name__)
+
+# A doc_id is stored in 4,096-byte fields by Milvus (chunk ids add '#n'): longer paths are refused on both backends.
+MAX_ID_BYTES = 4000
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
@@ -46,9 +49,12 @@ def file_sha256(path: Path) -> str:
 
 def is_candidate(path: Path) -> bool:
     """Files the walker considers at all (sidecars and corpus notes are not documents)."""
-    return not (
-        path.name in config.IGNORED_NAMES or path.name.endswith(config.IGNORED_SUFFIXES) or path.name.startswith(".")
-    )
+    return not (path.name in config.IGNORED_NAMES or path.name.endswith(config.IGNORED_SUFFIXES) or _hidden(path.name))
+
+
+def _hidden(name: str) -> bool:
+    """Dot files (.git, .DS_Store) are not documents; a name starting with '..' is walked so it is reported."""
+    return name.startswith(".") and not name.startswith("..")
 
 
 def walk_corpus(root: Path) -> Iterator[tuple[str, Path]]:
@@ -60,56 +66,47 @@ def walk_corpus(root: Path) -> Iterator[tuple[str, Path]]:
     if not root.is_dir():
         raise CorpusError(f"corpus folder {root} does not exist: create it or pass --corpus DIR")
     for path in sorted(root.rglob("*")):
-        if not is_candidate(path) or any(part.startswith(".") for part in path.relative_to(root).parts):
+        if not is_candidate(path) or any(_hidden(part) for part in path.relative_to(root).parts):
             continue
         if path.is_dir():
             continue
         yield path.relative_to(root).as_posix(), path
 
 
-def check_inside(root: Path, path: Path) -> None:
-    """Refuse symlinks that leave the corpus folder.
+def check_file(root: Path, doc_id: str, path: Path) -> None:
+    """Refuse, without opening it, a file a build must not read.
 
     Raises:
-        IngestError: path resolves outside root, or is a broken link.
+        IngestError: a link out of the corpus or a broken one, not a regular file (FIFO, device, socket),
+            over the size limit, or a name that cannot be stored (not UTF-8, starting with '..', too long).
     """
     try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise IngestError(path.name, f"broken or looping link ({exc.__class__.__name__})") from exc
-    if not real.is_relative_to(root.resolve()):
-        raise IngestError(path.name, "link points outside the corpus folder; not followed")
-
-
-def load_sidecars(root: Path) -> dict[str, dict[str, str]]:
-    """Read the corpus-level metadata.csv (doc_id plus any DocMeta / title column), if any."""
-    table: dict[str, dict[str, str]] = {}
-    csv_path = root / "metadata.csv"
-    if csv_path.is_file():
-        with csv_path.open(encoding="utf-8-sig", newline="") as fh:
-            for row in csv.DictReader(fh):
-                doc_id = (row.pop("doc_id", "") or "").strip()
-                if doc_id:
-                    table[doc_id] = {k: v.strip() for k, v in row.items() if k and v and v.strip()}
-    return table
-
-
-def read_sidecar(path: Path) -> dict[str, str]:
-    """Read '<file>.meta.json' beside a document, if present.
-
-    Raises:
-        IngestError: the sidecar exists but is not a JSON object.
-    """
-    side = path.with_name(path.name + ".meta.json")
-    if not side.is_file():
-        return {}
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IngestError(side.name, f"sidecar is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise IngestError(side.name, "sidecar must hold a JSON object")
-    return {str(k): str(v) for k, v in data.items() if v is not None}
+        size = len(doc_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise IngestError(doc_id, "file name is not valid UTF-8; rename the file") from None
+    if size > MAX_ID_BYTES:
+        raise IngestError(doc_id, f"path is {size} bytes, over the {MAX_ID_BYTES}-byte limit; shorten it")
+    if path.name.startswith(".."):
+        raise IngestError(doc_id, "file name starts with '..' (reads as a parent folder); rename the file")
+    check_inside(root, path)
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "not a file"
+        )
+        raise IngestError(doc_id, f"not a regular file ({kind}); not read")
+    if info.st_size > config.MAX_FILE_BYTES:
+        raise IngestError(
+            doc_id,
+            f"file is {info.st_size // 2**20} MB, over the {config.MAX_FILE_BYTES // 2**20} MB "
+            "limit (KB_MAX_FILE_BYTES)",
+        )
 
 
 def read_document(root: Path, doc_id: str, overrides: dict[str, str] | None = None) -> Document:
@@ -130,7 +127,7 @@ def time_limit(seconds: float, doc_id: str) -> Iterator[None]:
     PDFs also run in a child process with their own limit (kb.ingest.pdf), which this one backs up.
     """
     usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
+    if not usable or _TIMER.active:  # an outer limit (kb.ingest.guard) already covers this code
         yield
         return
 
@@ -139,29 +136,32 @@ def time_limit(seconds: float, doc_id: str) -> Iterator[None]:
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    _TIMER.active = True
     try:
         yield
     finally:
+        _TIMER.active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 
+class _Timer:
+    active = False
+
+
+_TIMER = _Timer()
+
+
 def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) -> Document:
     path = root / doc_id
-    check_inside(root, path)
+    check_file(root, doc_id, path)
     suffix = path.suffix.lower()
     if suffix not in config.SUPPORTED_SUFFIXES:
         raise IngestError(
             doc_id, f"unsupported file type '{suffix or '(none)'}' (supported: {' '.join(config.SUPPORTED_SUFFIXES)})"
         )
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise IngestError(doc_id, "empty file")
-    if size > config.MAX_FILE_BYTES:
-        raise IngestError(
-            doc_id,
-            f"file is {size // 2**20} MB, over the {config.MAX_FILE_BYTES // 2**20} MB limit (KB_MAX_FILE_BYTES)",
-        )
     sha = file_sha256(path)
     extra: dict[str, str] = {}
     pages: tuple[tuple[int, int, int], ...] = ()
@@ -187,9 +187,13 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         front, body = split_front_matter(text)
         # YAML reads an unquoted 2023-07-19 as a date object; it is kept as its ISO text.
         extra.update(
-            {k: str(v) for k, v in front.items() if isinstance(v, (str, int, float, datetime.date)) and str(v).strip()}
+            {
+                cap(k, 100): cap_extra(str(v))
+                for k, v in front.items()
+                if isinstance(v, (str, int, float, datetime.date)) and str(v).strip()
+            }
         )
-        title = str(front["title"]).strip() if front.get("title") else None
+        title = cap(str(front["title"])) if isinstance(front.get("title"), (str, int, float)) else None
         fmt = "html" if suffix in config.HTML_SUFFIXES else suffix.lstrip(".")
         if fmt == "html" or looks_like_html(body):
             body, html_title = html_to_text(body)
@@ -200,7 +204,7 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         title = title or text_title
     if not text.strip():
         raise IngestError(doc_id, "no text after conversion")
-    title = title or _guess_title(text) or path.stem
+    title = cap(title or _guess_title(text) or path.stem) or cap(path.stem)
     lang = detect_lang(text)
     values: dict[str, str | None] = dict.fromkeys(META_FIELDS)
     if lang == "zh":
@@ -211,12 +215,19 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
     else:
         values["level"] = "commentary"
         values["published"] = _front_matter_date(extra)
-    side = {**(overrides or {}), **read_sidecar(path)}
+    side = dict(overrides or {})
+    if "!error" in side:  # a metadata.csv row that failed kb.ingest.sidecars.check_values
+        raise IngestError(doc_id, side["!error"])
+    side = {**check_values(side, "metadata.csv"), **read_sidecar(path, root)}
     title = side.pop("title", "") or title
     lang = side.pop("lang", "") or lang
     values.update({k: v for k, v in side.items() if k in META_FIELDS})
     extra.update({k: v for k, v in side.items() if k not in META_FIELDS})
-    meta = DocMeta(**values, source_format=fmt, encoding=encoding, sha256=sha, extra=tuple(sorted(extra.items())))
+    values = {k: cap(v) if isinstance(v, str) else v for k, v in values.items()}
+    fixed = {**values, "source_format": fmt, "encoding": encoding, "sha256": sha}
+    meta = DocMeta(
+        **values, source_format=fmt, encoding=encoding, sha256=sha, extra=tuple(sorted(fit_json(extra, fixed).items()))
+    )
     return Document(doc_id=doc_id, path=str(path), title=title, lang=lang, text=text, meta=meta, page_spans=pages)
 
 
@@ -259,12 +270,3 @@ def _front_matter_date(extra: dict[str, str]) -> str | None:
             except ValueError:
                 return None
     return None
-
-
-def source_key(path: Path, overrides: dict[str, str]) -> str:
-    """File hash plus its metadata overrides and META_VERSION: editing metadata.csv or a .meta.json, or a
-    change in what is read from texts, re-reads the file."""
-    extra = json.dumps(
-        {**overrides, **read_sidecar(path), "meta_version": config.META_VERSION}, sort_keys=True, ensure_ascii=False
-    )
-    return file_sha256(path) + ":" + hashlib.sha1(extra.encode()).hexdigest()[:12]

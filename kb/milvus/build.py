@@ -33,12 +33,13 @@ from kb.errors import IngestError, KbError
 from kb.index.build import chunking_settings
 from kb.index.report import BuildReport, Progress
 from kb.ingest.document import Document
-from kb.ingest.read import load_sidecars, source_key, walk_corpus
+from kb.ingest.guard import guarded, skip, source_key
+from kb.ingest.read import walk_corpus
+from kb.ingest.sidecars import load_sidecars
 from kb.milvus.schema import (
     ANALYZER_VERSION,
     FORMAT,
     MARKER,
-    VARCHAR_MAX,
     create_collections,
     reading_order,
 )
@@ -52,7 +53,7 @@ def in_part(doc_id: str, part: tuple[int, int] | None) -> bool:
     """Whether a document belongs to worker i of n (a stable hash, so every run splits the corpus alike)."""
     if part is None:
         return True
-    return int(hashlib.sha1(doc_id.encode("utf-8")).hexdigest(), 16) % part[1] == part[0]
+    return int(hashlib.sha1(doc_id.encode("utf-8", "surrogateescape")).hexdigest(), 16) % part[1] == part[0]
 
 
 def manifest_for(embedders: dict[str, Embedder]) -> dict[str, object]:
@@ -96,11 +97,10 @@ def build(
     for doc_id, path in walk_corpus(corpus):
         if in_part(doc_id, part):
             try:
-                keys[doc_id] = source_key(path, sidecars.get(doc_id, {}))
+                with guarded(doc_id):  # any error of this one file skips it (kb.ingest.guard)
+                    keys[doc_id] = source_key(corpus, doc_id, path, sidecars.get(doc_id, {}))
             except IngestError as exc:
-                report.skipped[doc_id] = exc.reason
-            except OSError as exc:
-                report.skipped[doc_id] = f"unreadable ({exc.strerror or exc})"
+                skip(report.skipped, exc, doc_id)
     manifest = manifest_for(embedders)
     with turn(where), MilvusDB(where) as db:
         _prepare(db, manifest, {ch: e.dim for ch, e in embedders.items()}, part)
@@ -168,13 +168,10 @@ def _read(
     for n, doc_id in enumerate(changed):
         step("read", n, len(changed))
         try:
-            doc, chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
-            too_long = [c.chunk_id for c in chunks if len(c.index_text().encode()) > VARCHAR_MAX]
-            if too_long:
-                raise IngestError(doc_id, f"passage {too_long[0]} exceeds Milvus's {VARCHAR_MAX}-byte text limit")
+            with guarded(doc_id):
+                doc, chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
         except IngestError as exc:
-            report.skipped[doc_id] = exc.reason
-            log.warning("skipped %s: %s", doc_id, exc.reason)
+            skip(report.skipped, exc, doc_id)
             continue
         out.append((doc, keys[doc_id], chunks))
         report.indexed.append(doc_id)

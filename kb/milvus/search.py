@@ -31,7 +31,7 @@ from kb.ingest.document import DocMeta, DocRow, Document
 from kb.ingest.read import detect_lang
 from kb.milvus.filters import expression
 from kb.milvus.schema import CHUNK_FIELDS, bm25_text, chunk_from_row, reading_order
-from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, iterate, quote
+from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, quote
 from kb.search.base import SearcherBase
 from kb.search.contract import Rankings
 from kb.search.fusion import depth, fuse
@@ -129,8 +129,11 @@ class MilvusSearcher(SearcherBase):
         Raises:
             QueryError: no such document in the index.
         """
+        # Not ids=: pymilvus quotes ids without escaping, and a doc_id comes from a file name or a URL.
         rows = self.db.client.query(
-            self.db.docs, ids=[doc_id], output_fields=["doc_id", "path", "title", "lang", "meta", "page_spans"]
+            self.db.docs,
+            filter=in_clause("doc_id", [doc_id]),
+            output_fields=["doc_id", "path", "title", "lang", "meta", "page_spans"],
         )
         if not rows:
             raise QueryError(f"no such document in the index: {doc_id}")
@@ -289,7 +292,10 @@ class MilvusSearcher(SearcherBase):
         if not ids:
             return {}
         rows = self.db.client.query(
-            self.db.chunks, ids=ids, output_fields=list(CHUNK_FIELDS), consistency_level=self.target.consistency
+            self.db.chunks,
+            filter=in_clause("chunk_id", ids),
+            output_fields=list(CHUNK_FIELDS),
+            consistency_level=self.target.consistency,
         )
         chunks = (chunk_from_row(r) for r in rows)
         return {c.chunk_id: c for c in chunks if lang is None or (c.lang == "zh") == (lang == "zh")}

@@ -216,13 +216,18 @@ def doc_rows(db: MilvusDB) -> dict[str, dict[str, Any]]:
 
 
 def in_clause(field: str, values: list[str] | tuple[str, ...]) -> str:
-    """`field in [...]` with values quoted as JSON strings (Milvus's expression grammar reads them)."""
-    return f"{field} in [{', '.join(json.dumps(v, ensure_ascii=False) for v in values)}]"
+    """`field in [...]` with every value a quoted literal (see quote)."""
+    return f"{field} in [{', '.join(quote(v) for v in values)}]"
+
+
+# Milvus's expression grammar knows the escapes \\ \" \n \r \t and no others (not JSON's \uXXXX): a value from
+# a file name or a URL is escaped with exactly these, and any other character goes in as itself.
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
 
 
 def quote(value: str) -> str:
-    """A string literal for a Milvus filter expression."""
-    return json.dumps(value, ensure_ascii=False)
+    """A string literal for a Milvus filter expression, whatever the value holds (quotes, backslashes, newlines)."""
+    return '"' + value.translate(_ESCAPES) + '"'
 
 
 @contextlib.contextmanager

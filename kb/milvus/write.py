@@ -127,7 +127,8 @@ def write_changes(
     for start in range(0, len(docs), BATCH):
         db.client.upsert(db.docs, docs[start : start + BATCH])
     if drop:
-        db.client.delete(db.docs, ids=drop)
+        for start in range(0, len(drop), 100):  # not ids=: pymilvus does not escape them
+            db.client.delete(db.docs, filter=in_clause("doc_id", drop[start : start + 100]))
     stale = _update_spans(db, table, derived, {doc.doc_id for doc, _, _ in fresh})
     for name in (db.chunks, db.texts, db.docs):
         db.client.flush(name)

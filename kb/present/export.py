@@ -64,24 +64,26 @@ def to_csv(hits: list[Hit]) -> bytes:
         writer.writerow(
             [
                 h.rank,
-                h.citation,
-                c.text,
-                h.path,
+                *map(_cell, (h.citation, c.text, h.path)),
                 c.page or "",
                 c.page_end or "",
-                c.doc_id,
-                c.title,
-                c.article or "",
-                c.section or "",
+                *map(_cell, (c.doc_id, c.title, c.article or "", c.section or "")),
                 c.char_start,
                 c.char_end,
-                m.level or "",
-                m.issuer or "",
-                m.published or "",
+                *map(_cell, (m.level or "", m.issuer or "", m.published or "")),
                 f"{h.score:.6f}",
             ]
         )
     return out.getvalue().encode("utf-8-sig")
+
+
+# OWASP CSV injection: a spreadsheet runs a cell starting with one of these as a formula (=HYPERLINK, =cmd|...).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading ' keeps a formula-like start from being evaluated."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def md_escape(text: str) -> str:
@@ -94,5 +96,15 @@ def md_escape(text: str) -> str:
     return _BLOCK.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
 
 
+def md_text(text: str) -> str:
+    """md_escape, and no autolinks: for text from a document or a link shown in the app, which must never
+    make the browser fetch or link anything."""
+    return _AUTOLINK.sub(_JOINER, md_escape(text))
+
+
 _INLINE = re.compile(r"[\\`*_{}\[\]<>|~&$]")
+# GitHub-flavoured Markdown (Streamlit's) links bare URLs, www. names and e-mail addresses even when escaped; an
+# invisible word joiner inside '://', after 'www' and before '@' keeps them text.
+_AUTOLINK = re.compile(r"(?<=[A-Za-z0-9])(?=://)|(?<=[wW][wW][wW])(?=\.)|(?=@)")
+_JOINER = "\u2060"
 _BLOCK = re.compile(r"^(\s*\d*)((?<=\d)[.)]|(?<!\d)[#>+=-])")

@@ -112,6 +112,14 @@ STRINGS: dict[str, tuple[str, str]] = {
     "col_lang": ("Language", "语言"),
     "col_chunks": ("Passages", "段数"),
     "col_path": ("Path", "路径"),
+    "bad_date": (
+        "The link's {name}={value} is not a date (YYYY-MM-DD); ignored",
+        "链接中的 {name}={value} 不是日期（YYYY-MM-DD），已忽略",
+    ),
+    "date_out_of_range": (
+        "The link's {name}={value} is outside {low} to {high}; ignored",
+        "链接中的 {name}={value} 超出 {low} 至 {high}，已忽略",
+    ),
     "unknown_docs": ("Ignored unknown documents in the link: {docs}", "链接中的文件不存在，已忽略：{docs}"),
 }
 

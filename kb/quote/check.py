@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from kb.search.searcher import Searcher
 from kb.text.fold import fold, split_ellipsis, trim
 
 log = logging.getLogger(__name__)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffd]")
 
 __all__ = ["QuoteChecker", "QuoteMatch", "QuoteReport", "check_quote"]
 
@@ -65,7 +67,9 @@ class QuoteChecker:
         Raises:
             QueryError: empty or overlong quote.
         """
-        raw = trim(quote)
+        # A NUL cuts SQLite's FTS query short, and a lone surrogate (undecodable argv bytes) cannot be encoded:
+        # they and U+FFFD (what undecodable bytes became) are not part of any quote.
+        raw = trim(_CONTROL.sub(" ", quote))
         if len(raw) > config.QUOTE_MAX_CHARS:
             raise QueryError(f"the quote has {len(raw)} characters; check at most {config.QUOTE_MAX_CHARS} at a time")
         parts = self.parts  # one generation for the whole check, even if refresh() swaps it meanwhile
