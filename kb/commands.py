@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from kb import config
@@ -85,18 +86,7 @@ def search(args: argparse.Namespace) -> int:
         "date_field": args.date_field,
     }
     if args.batch:
-        lines = _batch_lines(args.batch)
-        if lines is None:
-            return 2
-        failed = 0
-        for n, line in enumerate(lines, start=1):
-            try:
-                hits = searcher.search(line, args.k, **filters) if line.strip() else []
-            except QueryError as exc:  # one bad line must not cost the answers to the others, or their order
-                print(f"line {n}: {exc}", file=sys.stderr)
-                hits, failed = [], failed + 1
-            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False), flush=True)
-        return 1 if failed else 0
+        return _batch(args.batch, lambda q: [h.to_dict() for h in searcher.search(q, args.k, **filters)], lambda _: [])
     hits = searcher.search(_arg_text(args.question), args.k, **filters)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
@@ -136,6 +126,24 @@ def _batch_lines(path: Path) -> list[str] | None:
         return None
 
 
+def _batch(path: Path, answer: Callable[[str], object], empty: Callable[[str | None], object]) -> int:
+    """One JSON line per line of a --batch file, in order, so line n of the answers is line n of the file: a
+    blank line gets empty(None); a line the library refuses gets empty(its reason), and the reason goes to stderr
+    (one bad line must not cost the answers to the others). Exit status 1 when any line was refused."""
+    lines = _batch_lines(path)
+    if lines is None:
+        return 2
+    failed = 0
+    for n, line in enumerate(lines, start=1):
+        try:
+            out = answer(line) if line.strip() else empty(None)
+        except QueryError as exc:
+            print(f"line {n}: {exc}", file=sys.stderr)
+            out, failed = empty(str(exc)), failed + 1
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+    return 1 if failed else 0
+
+
 def _arg_text(text: str) -> str:
     """A command-line argument as text: bytes the locale could not decode (lone surrogates) become U+FFFD."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -151,20 +159,11 @@ def quote(args: argparse.Namespace) -> int:
         return 2
     checker = QuoteChecker(args.index)
     if args.batch:
-        lines = _batch_lines(args.batch)
-        if lines is None:
-            return 2
-        failed = 0
-        for n, line in enumerate(lines, start=1):
-            # A blank or unanswerable line keeps its place in the output, so line n of the answers is quote n.
-            out: dict[str, object] = {"quote": "", "verdict": None}
-            try:
-                out = checker.check(line, args.k).to_dict() if line.strip() else out
-            except QueryError as exc:  # as search --batch: one bad line must not cost the answers to the others
-                print(f"line {n}: {exc}", file=sys.stderr)
-                out, failed = {**out, "error": str(exc)}, failed + 1
-            print(json.dumps(out, ensure_ascii=False), flush=True)
-        return 1 if failed else 0
+        return _batch(
+            args.batch,
+            lambda q: checker.check(q, args.k).to_dict(),
+            lambda error: {"quote": "", "verdict": None, **({"error": error} if error else {})},
+        )
     report = checker.check(_arg_text(args.text), args.k)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
