@@ -66,6 +66,7 @@ def load_url_state() -> None:
     ss.k = _int(qp.get("k"), 10, 1, MAX_K)
     ss.in_docs = qp.get_all("in")
     ss.repealed = qp.get("repealed") == "1"
+    ss.tuned = qp.get("tuned", "1" if config.TUNED else "0") == "1"
     ss.levels = qp.get_all("level")
     ss.date_from, ss.date_to, ss.as_of = (_date(qp.get(key)) for key in ("from", "to", "as_of"))
     ss.quote = qp.get("quote", "")
@@ -98,6 +99,8 @@ def save_url_state() -> None:
         params["quote"] = ss.quote.strip()
     if ss.repealed:
         params["repealed"] = "1"
+    if ss.tuned != config.TUNED:
+        params["tuned"] = "1" if ss.tuned else "0"
     if ss.levels:
         params["level"] = list(ss.levels)
     for key, name in (("date_from", "from"), ("date_to", "to"), ("as_of", "as_of")):
@@ -177,6 +180,7 @@ def sidebar(searcher: Searcher, lang: str) -> None:
         st.date_input(t("as_of", lang), key="as_of", min_value=low, max_value=high, format="YYYY-MM-DD",
                       help=t("as_of_help", lang))
         st.checkbox(t("include_repealed", lang), key="repealed")
+        st.checkbox(t("tuned", lang), key="tuned", help=t("tuned_help", lang))
         st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: both(f"mode_{m}"))
         st.slider(t("results_n", lang), 1, MAX_K, key="k")
         st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.index.n))
@@ -190,11 +194,11 @@ def run_search(searcher: Searcher, k: int) -> list[Hit]:
     """Search once per distinct question, filters and index generation; reruns reuse the result."""
     dates = {name: ss[key].isoformat() if ss.get(key) else None
              for key, name in (("date_from", "date_from"), ("date_to", "date_to"), ("as_of", "as_of"))}
-    key = (searcher.index.gen.name, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed,
+    key = (searcher.index.gen.name, ss.q.strip(), k, ss.lang, tuple(ss.in_docs), ss.mode, ss.repealed, ss.tuned,
            tuple(ss.levels), tuple(dates.values()))
     if ss.get("_hits_key") != key:
         ss._hits = searcher.search(ss.q, k, lang=None if ss.lang == "any" else ss.lang,
-                                   docs=list(ss.in_docs) or None, mode=ss.mode, include_repealed=ss.repealed,
+                                   docs=list(ss.in_docs) or None, mode=ss.mode, include_repealed=ss.repealed, tuned=ss.tuned,
                                    levels=list(ss.levels) or None, **dates)
         ss._hits_key = key
     return ss._hits

@@ -15,8 +15,10 @@ BACKENDS = ("faiss", "milvus")
 
 def open_searcher(backend: str = "faiss", index: Path | None = None, uri: str | None = None,
                   collection: str | None = None, model: str | None = None, fusion: str | None = None,
-                  embedders: dict[str, Embedder] | None = None) -> Searcher:
+                  embedders: dict[str, Embedder] | None = None, tuned: bool | None = None) -> Searcher:
     """A Searcher over an index folder, or a MilvusSearcher (same methods and Hits) over a Milvus URI.
+
+    tuned: the question tower (kb.qtower) on or off; None: config.TUNED.
 
     Raises:
         KbError: unknown backend, or Milvus settings given to the FAISS backend.
@@ -26,9 +28,9 @@ def open_searcher(backend: str = "faiss", index: Path | None = None, uri: str | 
         from kb.milvus_store import target
 
         return MilvusSearcher(target(uri, collection), model=model, embedders=embedders,  # type: ignore[return-value]
-                              fusion=fusion or "client")
+                              fusion=fusion or "client", tuned=tuned)
     _check_faiss(backend, uri, fusion)
-    return Searcher(index or config.DEFAULT_INDEX, model=model, embedders=embedders)
+    return Searcher(index or config.DEFAULT_INDEX, model=model, embedders=embedders, tuned=tuned)
 
 
 def build_index(backend: str, corpus: Path, embedders: dict[str, Embedder], index: Path | None = None,

@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--to", dest="date_to", metavar="DATE", help="keep texts dated on or before DATE")
     s.add_argument("--date-field", choices=("published", "effective"), default="published",
                    help="which date --from/--to compare (default: published)")
+    _tuned_option(s)
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
 
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--corpus", type=Path, default=None, help="STARD: corpus folder (default corpus/lawrefbook-national)")
     e.add_argument("--model", default=config.DEFAULT_MODEL)
     e.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
+    _tuned_option(e)
     e.add_argument("--json", action="store_true")
 
     m = sub.add_parser("bench", help="speed, size and memory figures for a corpus and its index (docs/BENCHMARKS.md)")
@@ -97,6 +99,16 @@ def _parser() -> argparse.ArgumentParser:
                    choices=("ingest", "encoder", "build", "serve", "ann", "update"), help="leave a phase out")
     m.add_argument("--out", type=Path, help="also write the JSON figures here")
     return p
+
+
+def _tuned_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--tuned", choices=("on", "off"), default=None,
+                         help="question tower trained on legal questions for Chinese questions (kb.qtower; default "
+                              "on, KB_TUNED=0 turns it off); off: the packaged e5 alone")
+
+
+def _on(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
 
 
 def _backend_options(command: argparse.ArgumentParser, fusion: bool) -> None:
@@ -180,7 +192,7 @@ def _search(args: argparse.Namespace) -> int:
     if bool(args.question) == bool(args.batch):
         print("error: give a question or --batch FILE (not both)", file=sys.stderr)
         return 2
-    searcher = _open(args, model=args.model)
+    searcher = _open(args, model=args.model, tuned=_on(args.tuned))
     filters = {"lang": args.lang, "docs": args.docs, "mode": args.mode, "include_repealed": args.include_repealed,
                "levels": args.levels, "issuers": args.issuers, "validity": args.validity, "as_of": args.as_of,
                "date_from": args.date_from, "date_to": args.date_to, "date_field": args.date_field}
@@ -296,7 +308,8 @@ def _eval(args: argparse.Namespace) -> int:
     from kb.evaluate import run
 
     result = run(args.benchmark, limit=args.limit, index=args.index, corpus=args.corpus, model=args.model,
-                 mode=args.mode, backend=args.backend, uri=args.uri, collection=args.collection, fusion=args.fusion)
+                 mode=args.mode, backend=args.backend, uri=args.uri, collection=args.collection, fusion=args.fusion,
+                 tuned=_on(args.tuned))
     print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else
           "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
@@ -316,11 +329,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 # --- Milvus backend (kb.backends, kb.milvus_*) ---
 
-def _open(args: argparse.Namespace, model: str | None = None):  # noqa: ANN202 - Searcher or MilvusSearcher
+def _open(args: argparse.Namespace, model: str | None = None,  # noqa: ANN202 - Searcher or MilvusSearcher
+          tuned: bool | None = None):
     from kb.backends import open_searcher
 
     return open_searcher(args.backend, args.index, args.uri, args.collection, model=model,
-                         fusion=getattr(args, "fusion", None))
+                         fusion=getattr(args, "fusion", None), tuned=tuned)
 
 
 def _build_milvus(args: argparse.Namespace) -> int:

@@ -69,6 +69,10 @@ TAIL_PARENTS = 10
 TAIL_NEIGHBOURS = 2
 TAIL_NEIGHBOUR_DECAY = 0.7
 
+# The question tower (kb.qtower): e5's last layers trained on Chinese legal questions, applied to Chinese
+# questions; passages keep the packaged vectors. KB_TUNED=0 (or --tuned off) searches with the packaged e5 alone.
+TUNED = os.environ.get("KB_TUNED", "1") not in ("0", "off", "false", "no")
+
 BM25_K1 = 1.2
 BM25_B = 0.75
 

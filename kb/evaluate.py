@@ -62,6 +62,7 @@ class Backend:
     uri: str | None = None  # milvus: default a milvus-lite file under BENCH_DIR
     collection: str | None = None
     fusion: str | None = None
+    tuned: bool | None = None  # the question tower (kb.qtower); None: config.TUNED
 
 
 def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend: Backend = Backend()) -> Searcher:
@@ -77,7 +78,7 @@ def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend:
     log.info("benchmark index %s: %d passages (%d embedded) in %.0fs", uri if milvus else index, report.chunks,
              report.embedded, report.seconds)
     return open_searcher(backend.name, None if milvus else index, uri if milvus else None, backend.collection,
-                         fusion=backend.fusion)
+                         fusion=backend.fusion, tuned=backend.tuned)
 
 
 def _latency(times: list[float]) -> dict[str, float]:
@@ -190,9 +191,9 @@ def tune_stard(grid: list[dict[str, float]], limit: int | None = None, corpus: P
 
 def run(benchmark: str, limit: int | None = None, index: Path | None = None, corpus: Path | None = None,
         model: str = config.DEFAULT_MODEL, mode: str = "hybrid", backend: str = "faiss", uri: str | None = None,
-        collection: str | None = None, fusion: str | None = None) -> dict[str, object]:
-    """Run one benchmark and return its figures (backend, uri, collection, fusion: see kb.backends)."""
-    where = Backend(backend, uri, collection, fusion)
+        collection: str | None = None, fusion: str | None = None, tuned: bool | None = None) -> dict[str, object]:
+    """Run one benchmark and return its figures (backend, uri, collection, fusion, tuned: see kb.backends)."""
+    where = Backend(backend, uri, collection, fusion, tuned)
     if benchmark == "scifact":
         return run_scifact(limit, index, model, mode, where)
     return run_stard(limit, index, corpus, model, mode, where)

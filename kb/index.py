@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb import config, vectors
+from kb import config, qtower, vectors
 from kb.bm25 import CountsBuilder, TermCounts
 from kb.chunk import Chunk, read_passages
 from kb.embed import Embedder, EmbeddingCache, embed_passages
@@ -167,6 +167,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 "bm25": {"k1": config.BM25_K1, "b": config.BM25_B, "method": "lucene",
                          "postings": "per segment, scored at query time over live rows"},
                 "channels": channels,
+                **qtower.manifest_fields(embedders),
                 "quote": quote,
                 "segments": [s.to_dict() for s in segments], "deleted": [list(r) for r in deleted],
                 "counts": {"documents": len(keys), "chunks": report.chunks, "rows": n_rows,

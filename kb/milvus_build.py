@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb import config
+from kb import config, qtower
 from kb.chunk import Chunk, read_passages
 from kb.embed import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IngestError, KbError
@@ -61,7 +61,8 @@ def manifest_for(embedders: dict[str, Embedder]) -> dict[str, object]:
     """What a collection must have been built with to be reused (the FAISS manifest's counterpart)."""
     return {"format": FORMAT, "kb_version": config.VERSION, "chunking": chunking_settings(),
             "analyzer": ANALYZER_VERSION, "bm25": {"k1": config.BM25_K1, "b": config.BM25_B},
-            "channels": {ch: {"model": e.name, "dim": e.dim} for ch, e in embedders.items()}}
+            "channels": {ch: {"model": e.name, "dim": e.dim} for ch, e in embedders.items()},
+            **qtower.manifest_fields(embedders)}
 
 
 def _same(old: dict[str, object], new: dict[str, object]) -> bool:

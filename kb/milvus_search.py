@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from kb import config
+from kb import config, qtower
 from kb.chunk import Chunk
 from kb.embed import Embedder, load_embedder
 from kb.errors import IndexMissingError, ModelMismatchError, QueryError
@@ -54,10 +54,11 @@ class MilvusSearcher:
     """Connects to a Milvus index once and answers queries like kb.search.Searcher."""
 
     def __init__(self, where: MilvusTarget, model: str | None = None, embedders: dict[str, Embedder] | None = None,
-                 weights: dict[str, float] | None = None, fusion: str = "client") -> None:
+                 weights: dict[str, float] | None = None, fusion: str = "client", tuned: bool | None = None) -> None:
         if fusion not in FUSIONS:
             raise QueryError(f"unknown fusion '{fusion}': use one of {', '.join(FUSIONS)}")
         self.target, self.fusion = where, fusion
+        self.tuned = config.TUNED if tuned is None else tuned  # the question tower (kb.qtower)
         self.weights = dict(weights or config.WEIGHTS)
         self._given = dict(embedders or {})
         self._embedders: dict[str, Embedder] = {}
@@ -131,14 +132,17 @@ class MilvusSearcher:
             self._open()
         return True
 
-    def embedder(self, channel: str) -> Embedder:
-        """The embedder the index recorded for a channel, loaded on first use."""
+    def embedder(self, channel: str, tuned: bool = False) -> Embedder:
+        """The embedder the index recorded for a channel, loaded on first use; tuned: with the question tower."""
         if channel in self._given:
             return self._given[channel]
         with self._lock:
             if channel not in self._embedders:
                 self._embedders[channel] = load_embedder(str(self.manifest["channels"][channel]["model"]))
-        return self._embedders[channel]
+            if tuned and channel == "dense" and "dense+tower" not in self._embedders:
+                self._embedders["dense+tower"] = qtower.wrap(self._embedders[channel], self.manifest,
+                                                             Path(self.target.uri))
+        return self._embedders["dense+tower" if tuned and channel == "dense" else channel]
 
     def documents(self) -> list[dict[str, object]]:
         """The indexed documents with metadata, chunk counts and when each is in force, as Searcher.documents."""
@@ -185,13 +189,13 @@ class MilvusSearcher:
                mode: str = "hybrid", include_repealed: bool = False, levels: Sequence[str] | None = None,
                issuers: Sequence[str] | None = None, validity: Sequence[str] | None = None,
                date_from: str | None = None, date_to: str | None = None, date_field: str = "published",
-               as_of: str | None = None, xrefs: bool = True) -> list[Hit]:
+               as_of: str | None = None, xrefs: bool = True, tuned: bool | None = None) -> list[Hit]:
         """Rank passages for a question; arguments, results and errors as kb.search.Searcher.search."""
         query = clean_query(query)
         filters = Filters(lang=lang, docs=tuple(docs or ()), levels=tuple(levels or ()), issuers=tuple(issuers or ()),
                           validity=tuple(validity or ()), date_from=date_from, date_to=date_to,
                           date_field=date_field, as_of=as_of, include_repealed=include_repealed)
-        requests = self._requests(query, depth(k), filters, mode)
+        requests = self._requests(query, depth(k), filters, mode, self.tuned if tuned is None else tuned)
         if self.fusion == "milvus" and len(requests) > 1:
             found, fused = {}, self._hybrid(requests)
         else:
@@ -202,10 +206,10 @@ class MilvusSearcher:
 
     def rankings(self, query: str, want: int, *, mode: str = "hybrid") -> dict[str, list[str]]:
         """Each channel's chunk_ids, best first, before fusion (kb.search.Searcher.rankings gives row numbers)."""
-        requests = self._requests(clean_query(query), want, Filters(), mode)
+        requests = self._requests(clean_query(query), want, Filters(), mode, self.tuned)
         return dict(zip(requests, self._pool.map(lambda req: self._search(*req), requests.values())))
 
-    def _requests(self, query: str, want: int, filters: Filters, mode: str) -> dict[str, tuple]:
+    def _requests(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> dict[str, tuple]:
         """channel -> (vector field, query data, filter expression, limit)."""
         check_query(query, mode)
         expr = expression(filters, self.docs, self.levels, self.issuers)
@@ -225,7 +229,7 @@ class MilvusSearcher:
         channels = self.manifest.get("channels") or {}
         if mode in ("hybrid", "semantic"):
             if "dense" in channels:
-                vec = self.embedder("dense").query([query])[0].tolist()
+                vec = self.embedder("dense", tuned).query([query])[0].tolist()
                 if has_same:
                     out["dense"] = ("dense", vec, both(same), want)
                 if has_other:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb import config
+from kb import config, qtower
 from kb.vectors import nearest
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
@@ -69,8 +69,11 @@ class Searcher:
     """Loads an index folder once and answers queries; reloads when a rebuild publishes a new generation."""
 
     def __init__(self, index_dir: Path = config.DEFAULT_INDEX, model: str | None = None,
-                 embedders: dict[str, Embedder] | None = None, weights: dict[str, float] | None = None) -> None:
+                 embedders: dict[str, Embedder] | None = None, weights: dict[str, float] | None = None,
+                 tuned: bool | None = None) -> None:
+        """tuned: question tower on Chinese questions (kb.qtower; default config.TUNED); False: packaged e5 only."""
         self.index_dir = Path(index_dir)
+        self.tuned = config.TUNED if tuned is None else tuned
         self.weights = dict(weights or config.WEIGHTS)
         self._given = dict(embedders or {})
         self._model = model
@@ -91,6 +94,8 @@ class Searcher:
                 raise ModelMismatchError(
                     f"{self.index_dir} channel '{channel}' was built with '{info['model']}' ({info['dim']} dims), "
                     f"not '{embedder.name}' ({embedder.dim}): rebuild with `python -m kb build`")
+        if self.tuned and dense and "dense" not in self._given and qtower.applies(str(dense["model"])):
+            qtower.check_manifest(self.index.manifest.get("question_tower"), qtower.shipped(), self.index_dir)
 
     def refresh(self) -> bool:
         """Reload if a build has published a newer generation; True when it did."""
@@ -104,8 +109,8 @@ class Searcher:
             self.index = load_index(self.index_dir)
         return True
 
-    def embedder(self, channel: str) -> Embedder:
-        """The embedder the index recorded for a channel, loaded on first use."""
+    def embedder(self, channel: str, tuned: bool = False) -> Embedder:
+        """The embedder the index recorded for a channel, loaded on first use; tuned: with the question tower."""
         if channel in self._given:
             return self._given[channel]
         if channel not in self._embedders:
@@ -113,6 +118,12 @@ class Searcher:
                 if channel not in self._embedders:
                     info = self.index.manifest["channels"][channel]
                     self._embedders[channel] = load_embedder(str(info["model"]))
+        if tuned and channel == "dense":
+            with self._lock:
+                if "dense+tower" not in self._embedders:
+                    self._embedders["dense+tower"] = qtower.wrap(self._embedders[channel], self.index.manifest,
+                                                                 self.index_dir)
+            return self._embedders["dense+tower"]
         return self._embedders[channel]
 
     def documents(self) -> list[dict[str, object]]:
@@ -143,7 +154,7 @@ class Searcher:
                mode: str = "hybrid", include_repealed: bool = False, levels: Sequence[str] | None = None,
                issuers: Sequence[str] | None = None, validity: Sequence[str] | None = None,
                date_from: str | None = None, date_to: str | None = None, date_field: str = "published",
-               as_of: str | None = None, xrefs: bool = True) -> list[Hit]:
+               as_of: str | None = None, xrefs: bool = True, tuned: bool | None = None) -> list[Hit]:
         """Rank passages for a question in Chinese or English.
 
         Args:
@@ -158,6 +169,7 @@ class Searcher:
                 'YYYY', 'YYYY-MM' or 'YYYY-MM-DD'; texts without that date are left out.
             as_of: keep the texts in force on this date, whichever version that was (kb.timeline).
             xrefs: resolve each hit's cross-references (a few milliseconds for ten hits).
+            tuned: the question tower for this search (kb.qtower); None: as the Searcher was opened.
         Raises:
             QueryError: empty query, unknown mode, or a filter value the index cannot answer; the message
                 lists the known values.
@@ -170,17 +182,19 @@ class Searcher:
         # and row numbers of one generation mean nothing in another.
         index = self.index
         allowed = allowed_rows(index, filters)
-        ranked = self._rankings(index, query, depth(k), allowed, mode)
+        ranked = self._rankings(index, query, depth(k), allowed, mode, self.tuned if tuned is None else tuned)
         return self._fuse(index, ranked, query, k, allowed, xrefs)
 
     def rankings(self, query: str, want: int, *, lang: str | None = None, docs: Sequence[str] | None = None,
-                 mode: str = "hybrid", include_repealed: bool = False) -> dict[str, list[int]]:
+                 mode: str = "hybrid", include_repealed: bool = False,
+                 tuned: bool | None = None) -> dict[str, list[int]]:
         """Each channel's ranked row numbers, before fusion (benchmarks tune the fusion on these)."""
         filters = Filters(lang=lang, docs=tuple(docs or ()), include_repealed=include_repealed)
-        return self._rankings(self.index, query, want, allowed_rows(self.index, filters), mode)
+        return self._rankings(self.index, query, want, allowed_rows(self.index, filters), mode,
+                              self.tuned if tuned is None else tuned)
 
     def _rankings(self, index: LoadedIndex, query: str, want: int, allowed: np.ndarray,
-                  mode: str) -> dict[str, list[int]]:
+                  mode: str, tuned: bool) -> dict[str, list[int]]:
         check_query(query, mode)
         q_lang = detect_lang(query)
         ranked: dict[str, list[int]] = {}
@@ -194,7 +208,7 @@ class Searcher:
             # the best same-language one when both semantic channels agree on it.
             same = index.columns.zh if q_lang == "zh" else ~index.columns.zh
             if "dense" in index.vectors:
-                vec = self.embedder("dense").query([query])[0]
+                vec = self.embedder("dense", tuned).query([query])[0]
                 for name, part in (("dense", same), ("dense_x", ~same)):
                     mask = allowed & part
                     if mask.any():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kb import qtower
 from kb.chunk import chunk_document
 from kb.embed import EmbeddingCache, load_embedder
 from kb.fold import fold, fold_signature
@@ -35,6 +36,10 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
     quote = manifest.get("quote") or {}
     if quote.get("fold") != fold_signature():
         problems.append(f"quote index folded with {quote.get('fold')!r}, this code folds with {fold_signature()!r}")
+    tower = manifest.get("question_tower")
+    if tower and qtower.WEIGHTS.is_file() and tower.get("sha256") != qtower.shipped().sha256:
+        problems.append(f"question tower {str(tower.get('sha256'))[:12]} recorded, {qtower.WEIGHTS.name} is "
+                        f"{qtower.shipped().sha256[:12]}")
     files = {doc_id: file_sha256(path) for doc_id, path in walk_corpus(corpus)}
     recorded = {**manifest.get("files", {}), **{d: None for d in manifest.get("skipped", {})}}
     for doc_id in sorted(set(files) - set(recorded)):
