@@ -112,7 +112,7 @@ def run_scifact(limit: int | None, index: Path | None, model: str, mode: str,
         hits = searcher.search(q["text"], 100, mode=mode, xrefs=False)
         ranked = list(dict.fromkeys(Path(h.chunk.doc_id).stem for h in hits))
         scores.append(ndcg_at_10(ranked, qrels[q["_id"]]))
-    return {"benchmark": "scifact", "model": model, "mode": mode, "queries": len(queries),
+    return {"benchmark": "scifact", "model": model, "mode": mode, "tuned": searcher.tuned, "queries": len(queries),
             "ndcg@10": round(sum(scores) / len(scores), 4), "seconds_per_query": round((time.time() - t0) / len(queries), 3)}
 
 
@@ -169,7 +169,8 @@ def run_stard(limit: int | None, index: Path | None, corpus: Path | None, model:
         lengths.extend(len(h.chunk.text) for h in hits[:10])
         shown.append([h.chunk.text for h in hits])
     n = len(rows)
-    return {"benchmark": "stard", "corpus": str(corpus), "model": model, "mode": mode, "backend": backend.name,
+    return {"benchmark": "stard", "corpus": str(corpus), "model": model, "mode": mode, "tuned": searcher.tuned,
+            "backend": backend.name,
             **({"fusion": backend.fusion or "client"} if backend.name == "milvus" else {}), "queries": n,
             **_stard_scores(rows, shown), "mean_passage_chars": round(sum(lengths) / max(len(lengths), 1), 1),
             "seconds_per_query": round((time.time() - t0) / n, 3), **_latency(times)}

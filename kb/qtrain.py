@@ -40,8 +40,8 @@ class TrainConfig:
     """Hyperparameters; the defaults are what scripts/train.py ships (docs/BENCHMARKS.md has the grid)."""
 
     layers: int = 2  # the last `layers` of e5's 12 are trained
-    epochs: int = 3
-    lr: float = 3e-5
+    epochs: int = 4
+    lr: float = 5e-5
     batch: int = 32
     temperature: float = 0.02
     hard: int = 64  # hard negatives per question from each channel's top of the current system
