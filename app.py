@@ -67,6 +67,7 @@ def load_url_state() -> None:
     ss.k = _int(qp.get("k"), 10, 1, MAX_K)
     ss.in_docs = qp.get_all("in")
     ss.repealed = qp.get("repealed") == "1"
+    ss.tuned = qp.get("tuned", "1" if config.TUNED else "0") == "1"
     ss.levels = qp.get_all("level")
     ss._url_notes = []
     ss.date_from, ss.date_to, ss.as_of = (_date(key, qp.get(key)) for key in ("from", "to", "as_of"))
@@ -106,6 +107,8 @@ def save_url_state() -> None:
         params["quote"] = ss.quote.strip()
     if ss.repealed:
         params["repealed"] = "1"
+    if ss.tuned != config.TUNED:
+        params["tuned"] = "1" if ss.tuned else "0"
     if ss.levels:
         params["level"] = list(ss.levels)
     for key, name in (("date_from", "from"), ("date_to", "to"), ("as_of", "as_of")):
@@ -221,6 +224,7 @@ def sidebar(searcher: Backend, lang: str) -> None:
             help=t("as_of_help", lang),
         )
         st.checkbox(t("include_repealed", lang), key="repealed")
+        st.checkbox(t("tuned", lang), key="tuned", help=t("tuned_help", lang))
         st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: both(f"mode_{m}"))
         st.slider(t("results_n", lang), 1, MAX_K, key="k")
         st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.passages))
@@ -244,6 +248,7 @@ def run_search(searcher: Backend, k: int) -> list[Hit]:
         tuple(ss.in_docs),
         ss.mode,
         ss.repealed,
+        ss.tuned,
         tuple(ss.levels),
         tuple(dates.values()),
     )
@@ -255,6 +260,7 @@ def run_search(searcher: Backend, k: int) -> list[Hit]:
             docs=list(ss.in_docs) or None,
             mode=ss.mode,
             include_repealed=ss.repealed,
+            tuned=ss.tuned,
             levels=list(ss.levels) or None,
             **dates,
         )

@@ -24,8 +24,11 @@ def open_searcher(
     model: str | None = None,
     fusion: str | None = None,
     embedders: dict[str, Embedder] | None = None,
+    tuned: bool | None = None,
 ) -> Backend:
     """The backend contract (kb.search.contract) over an index folder (Searcher) or a Milvus URI (MilvusSearcher).
+
+    tuned: the question tower (kb.embed.tower) on or off; None: config.TUNED.
 
     Raises:
         KbError: unknown backend, or Milvus settings given to the FAISS backend.
@@ -34,9 +37,11 @@ def open_searcher(
         from kb.milvus.search import MilvusSearcher
         from kb.milvus.store import target
 
-        return MilvusSearcher(target(uri, collection), model=model, embedders=embedders, fusion=fusion or "client")
+        return MilvusSearcher(
+            target(uri, collection), model=model, embedders=embedders, fusion=fusion or "client", tuned=tuned
+        )
     _check_faiss(backend, uri, fusion)
-    return Searcher(index or config.DEFAULT_INDEX, model=model, embedders=embedders)
+    return Searcher(index or config.DEFAULT_INDEX, model=model, embedders=embedders, tuned=tuned)
 
 
 def build_index(

@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         default="published",
         help="which date --from/--to compare (default: published)",
     )
+    _tuned_option(s)
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
 
@@ -117,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--model", default=config.DEFAULT_MODEL)
     e.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
+    _tuned_option(e)
     e.add_argument("--json", action="store_true")
 
     m = sub.add_parser("bench", help="speed, size and memory figures for a corpus and its index (docs/BENCHMARKS.md)")
@@ -135,6 +137,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--out", type=Path, help="also write the JSON figures here")
     return p
+
+
+def _tuned_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--tuned",
+        choices=("on", "off"),
+        default=None,
+        help="Chinese questions through the question tower trained on legal questions (kb.embed.tower; default "
+        "on, KB_TUNED=0 turns it off); off: the packaged e5 alone",
+    )
 
 
 def _backend_options(command: argparse.ArgumentParser, fusion: bool) -> None:

@@ -255,6 +255,7 @@ def evaluate(args: argparse.Namespace) -> int:
         uri=args.uri,
         collection=args.collection,
         fusion=args.fusion,
+        tuned=tuned_flag(args),
     )
     print(
         json.dumps(result, ensure_ascii=False, indent=1)
@@ -290,8 +291,20 @@ def _open(args: argparse.Namespace, model: str | None = None) -> Backend:
     from kb.backends import open_searcher
 
     return open_searcher(
-        args.backend, args.index, args.uri, args.collection, model=model, fusion=getattr(args, "fusion", None)
+        args.backend,
+        args.index,
+        args.uri,
+        args.collection,
+        model=model,
+        fusion=getattr(args, "fusion", None),
+        tuned=tuned_flag(args),
     )
+
+
+def tuned_flag(args: argparse.Namespace) -> bool | None:
+    """--tuned on|off as a bool; None (not given): config.TUNED decides."""
+    value = getattr(args, "tuned", None)
+    return None if value is None else value == "on"
 
 
 def _build_milvus(args: argparse.Namespace) -> int:

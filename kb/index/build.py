@@ -29,6 +29,7 @@ from kb import config
 from kb.index import vectors
 from kb.index.bm25 import CountsBuilder, TermCounts
 from kb.chunk import Chunk, read_passages
+from kb.embed import tower
 from kb.embed.cache import EmbeddingCache, embed_passages
 from kb.embed.models import Embedder
 from kb.errors import IndexCorruptError, IndexMissingError, IndexWriteError, IngestError
@@ -135,7 +136,8 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                       "postings": "per segment, scored at query time over live rows"},
                 channels=channels, quote=QuoteInfo.from_dict(quote), segments=tuple(segments),
                 deleted=tuple(deleted), counts=Counts(len(keys), report.chunks, n_rows, len(report.skipped)),
-                files={d: key.split(":")[0] for d, key in keys.items()}, skipped=dict(report.skipped))
+                files={d: key.split(":")[0] for d, key in keys.items()}, skipped=dict(report.skipped),
+                question_tower=tower.for_build(embedders))
             with report.timed("publish"):
                 (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=1),
                                             encoding="utf-8")

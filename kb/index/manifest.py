@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kb.embed.tower import TowerInfo
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -95,6 +97,7 @@ class Manifest:
     counts: Counts
     files: dict[str, str] = field(default_factory=dict)  # doc_id -> sha256 of the source file
     skipped: dict[str, str] = field(default_factory=dict)  # doc_id -> why it is not in the index
+    question_tower: TowerInfo | None = None  # the trained question layers the dense channel is searched with
 
     def to_dict(self) -> dict[str, object]:
         """The manifest.json shape."""
@@ -103,7 +106,8 @@ class Manifest:
                 "channels": {ch: c.to_dict() for ch, c in self.channels.items()},
                 "quote": self.quote.to_dict() if self.quote else None,
                 "segments": [s.to_dict() for s in self.segments], "deleted": [list(r) for r in self.deleted],
-                "counts": self.counts.to_dict(), "files": self.files, "skipped": self.skipped}
+                "counts": self.counts.to_dict(), "files": self.files, "skipped": self.skipped,
+                **({"question_tower": self.question_tower.to_dict()} if self.question_tower else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
@@ -120,4 +124,5 @@ class Manifest:
             deleted=tuple((int(a), int(b)) for a, b in data.get("deleted") or ()),
             counts=Counts(**{k: int(v) for k, v in counts.items() if k in Counts.__dataclass_fields__}),
             files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
-            skipped={str(k): str(v) for k, v in (data.get("skipped") or {}).items()})
+            skipped={str(k): str(v) for k, v in (data.get("skipped") or {}).items()},
+            question_tower=TowerInfo.from_dict(data.get("question_tower")))

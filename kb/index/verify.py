@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kb.chunk import chunk_document
+from kb.embed import tower
 from kb.embed.cache import EmbeddingCache
 from kb.embed.models import load_embedder
 from kb.index.build import chunking_settings
@@ -40,6 +41,11 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
     fold_used = manifest.quote.fold if manifest.quote else None
     if fold_used != fold_signature():
         problems.append(f"quote index folded with {fold_used!r}, this code folds with {fold_signature()!r}")
+    tower_info = manifest.question_tower
+    if tower_info and tower.WEIGHTS.is_file() and tower_info.sha256 != tower.shipped().sha256:
+        problems.append(
+            f"question tower {tower_info.sha256[:12]} recorded, {tower.WEIGHTS.name} is {tower.shipped().sha256[:12]}"
+        )
     # A FIFO or a link to a device is refused unopened (None), as the build refused it (kb.ingest.guard).
     files = {report_id(doc_id): safe_hash(corpus, doc_id, path) for doc_id, path in walk_corpus(corpus)}
     recorded: dict[str, str | None] = {**manifest.files, **dict.fromkeys(manifest.skipped)}

@@ -27,6 +27,7 @@ import numpy as np
 
 from kb import config
 from kb.chunk import Chunk, read_passages
+from kb.embed import tower
 from kb.embed.cache import EmbeddingCache, embed_passages
 from kb.embed.models import Embedder
 from kb.errors import IngestError, KbError
@@ -65,6 +66,7 @@ def manifest_for(embedders: dict[str, Embedder]) -> dict[str, object]:
         "analyzer": ANALYZER_VERSION,
         "bm25": {"k1": config.BM25_K1, "b": config.BM25_B},
         "channels": {ch: {"model": e.name, "dim": e.dim} for ch, e in embedders.items()},
+        **({"question_tower": info.to_dict()} if (info := tower.for_build(embedders)) else {}),
     }
 
 

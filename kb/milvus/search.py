@@ -25,6 +25,7 @@ from kb.catalog.resolve import Resolver
 from kb.catalog.timeline import spans
 from kb.chunk import Chunk, chunk_id, parse_chunk_id
 from kb.embed.models import Embedder
+from kb.embed.tower import TowerInfo
 from kb.errors import IndexMissingError, QueryError
 from kb.index.manifest import Channel
 from kb.ingest.document import DocMeta, DocRow, Document
@@ -55,10 +56,12 @@ class MilvusSearcher(SearcherBase):
         embedders: dict[str, Embedder] | None = None,
         weights: dict[str, float] | None = None,
         fusion: str = "client",
+        tuned: bool | None = None,
     ) -> None:
         if fusion not in FUSIONS:
             raise QueryError(f"unknown fusion '{fusion}': use one of {', '.join(FUSIONS)}")
-        super().__init__(where.uri, f"python -m kb build --backend milvus --uri {where.uri}", embedders, weights)
+        rebuild = f"python -m kb build --backend milvus --uri {where.uri}"
+        super().__init__(where.uri, rebuild, embedders, weights, tuned)
         self.target, self.fusion = where, fusion
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-milvus")
         if where.lite and not Path(where.uri).exists():  # opening would create an empty one
@@ -67,8 +70,10 @@ class MilvusSearcher(SearcherBase):
             )
         self.db = MilvusDB(where)
         try:
-            channels: dict[str, dict[str, object]] = self.db.require_manifest().get("channels") or {}
+            manifest = self.db.require_manifest()
+            channels: dict[str, dict[str, object]] = manifest.get("channels") or {}
             self.channels = {ch: Channel.from_dict(info) for ch, info in channels.items()}
+            self.question_tower = TowerInfo.from_dict(manifest.get("question_tower"))
             self.check_models(model)
             self._open()
         except BaseException:
@@ -169,14 +174,14 @@ class MilvusSearcher(SearcherBase):
             self._articles[key] = sorted((chunk_from_row(r) for r in rows), key=lambda c: c.ordinal)
         return self._articles[key]
 
-    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool) -> list[Hit]:
-        requests = self._requests(query, depth(k), filters, mode)
+    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool) -> list[Hit]:
+        requests = self._requests(query, depth(k), filters, mode, tuned)
         if self.fusion == "milvus" and len(requests) > 1:
             return self._hits({}, self._hybrid(requests), query, k, filters.lang, xrefs)
         return self._hits(self._run(requests), None, query, k, filters.lang, xrefs)
 
-    def _rankings(self, query: str, want: int, filters: Filters, mode: str) -> Rankings:
-        return self._run(self._requests(query, want, filters, mode))
+    def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
+        return self._run(self._requests(query, want, filters, mode, tuned))
 
     def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, xrefs: bool = False) -> list[Hit]:
         return self._hits(ranked, None, query, k, filters.lang, xrefs)
@@ -185,7 +190,7 @@ class MilvusSearcher(SearcherBase):
         """The channels' searches at once: a server answers them in parallel."""
         return dict(zip(requests, self._pool.map(lambda req: self._search_one(*req), requests.values())))
 
-    def _requests(self, query: str, want: int, filters: Filters, mode: str) -> dict[str, Request]:
+    def _requests(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> dict[str, Request]:
         """channel -> (vector field, query data, filter expression, limit)."""
         expr = expression(check_filters(filters, self.docs, self.levels, self.issuers))
         # Passages in the question's language and in the other are ranked apart, as in kb.search.searcher; a
@@ -203,7 +208,7 @@ class MilvusSearcher(SearcherBase):
             out["bm25"] = ("sparse", terms, expr, want)
         if mode in ("hybrid", "semantic"):
             if "dense" in self.channels:
-                vec = self.embedder("dense").query([query])[0].tolist()
+                vec = self.embedder("dense", tuned).query([query])[0].tolist()
                 if has_same:
                     out["dense"] = ("dense", vec, both(same), want)
                 if has_other:

@@ -59,6 +59,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "cites": ("This passage cites:", "本段引用："),
     "not_indexed": ("Not in the index: {refs}", "未收录：{refs}"),
     "include_repealed": ("Include repealed and superseded texts", "包括已废止、已修改的文本"),
+    "tuned": ("Model tuned for legal questions", "使用法律问答调优模型"),
+    "tuned_help": (
+        "Chinese questions go through e5 layers trained on real legal questions; off: the packaged model alone",
+        "中文问题经过用真实法律问题训练的 e5 层；关闭则只用原始模型",
+    ),
     "mode": ("Search mode", "检索方式"),
     "mode_hybrid": ("Hybrid", "混合"),
     "mode_keyword": ("Keyword", "关键词"),

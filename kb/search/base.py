@@ -18,7 +18,9 @@ from kb.catalog.filters import Filters
 from kb.catalog.resolve import Resolved, Resolver
 from kb.catalog.timeline import Span, documents_in_force
 from kb.chunk import Chunk
+from kb.embed import tower
 from kb.embed.models import Embedder, load_embedder
+from kb.embed.tower import TowerInfo
 from kb.errors import ModelMismatchError, QueryError
 from kb.index.manifest import Channel
 from kb.ingest.document import DocRow
@@ -42,11 +44,18 @@ class SearcherBase:
     spans: dict[str, Span]
     resolver: Resolver
     channels: dict[str, Channel]
+    question_tower: TowerInfo | None  # what the index recorded (kb.embed.tower)
 
     def __init__(
-        self, where: str, rebuild: str, embedders: dict[str, Embedder] | None, weights: dict[str, float] | None
+        self,
+        where: str,
+        rebuild: str,
+        embedders: dict[str, Embedder] | None,
+        weights: dict[str, float] | None,
+        tuned: bool | None = None,
     ) -> None:
         self.where, self.rebuild = where, rebuild
+        self.tuned = config.TUNED if tuned is None else tuned  # the question tower for Chinese questions
         self.weights = dict(weights or config.WEIGHTS)
         self._given = dict(embedders or {})
         self._embedders: dict[str, Embedder] = {}
@@ -67,16 +76,22 @@ class SearcherBase:
                     f"{self.where} channel '{channel}' was built with '{info.model}' ({info.dim} dims), "
                     f"not '{embedder.name}' ({embedder.dim}): rebuild with `{self.rebuild}`"
                 )
+        if self.tuned and dense and "dense" not in self._given and tower.applies(dense.model):
+            tower.check_manifest(self.question_tower, tower.shipped(), self.where)
 
-    def embedder(self, channel: str) -> Embedder:
-        """The embedder the index recorded for a channel, loaded on first use."""
+    def embedder(self, channel: str, tuned: bool = False) -> Embedder:
+        """The embedder the index recorded for a channel, loaded on first use; tuned: the dense channel's
+        questions go through the question tower (kb.embed.tower)."""
         if channel in self._given:
             return self._given[channel]
-        if channel not in self._embedders:
+        key = "dense+tower" if tuned and channel == "dense" else channel
+        if key not in self._embedders:
             with self._lock:
                 if channel not in self._embedders:
                     self._embedders[channel] = load_embedder(self.channels[channel].model)
-        return self._embedders[channel]
+                if key not in self._embedders:
+                    self._embedders[key] = tower.wrap(self._embedders[channel], self.question_tower, self.where)
+        return self._embedders[key]
 
     def documents(self) -> list[dict[str, Any]]:
         """The indexed documents with metadata, chunk counts, and when each is in force (kb.catalog.timeline)."""
@@ -107,6 +122,7 @@ class SearcherBase:
         date_field: str = "published",
         as_of: str | None = None,
         xrefs: bool = True,
+        tuned: bool | None = None,
     ) -> list[Hit]:
         """Rank passages for a question in Chinese or English.
 
@@ -122,6 +138,7 @@ class SearcherBase:
                 'YYYY', 'YYYY-MM' or 'YYYY-MM-DD'; texts without that date are left out.
             as_of: keep the texts in force on this date, whichever version that was (kb.catalog.timeline).
             xrefs: resolve each hit's cross-references (a few milliseconds for ten hits).
+            tuned: Chinese questions through the question tower (kb.embed.tower); None: as the searcher was opened.
         Raises:
             QueryError: empty query, unknown mode, or a filter value the index cannot answer; the message
                 lists the known values.
@@ -140,7 +157,7 @@ class SearcherBase:
             include_repealed=include_repealed,
         )
         check_query(query, mode)
-        return self._search(query, k, filters, mode, xrefs)
+        return self._search(query, k, filters, mode, xrefs, self.tuned if tuned is None else tuned)
 
     def rankings(
         self,
@@ -151,23 +168,23 @@ class SearcherBase:
         docs: Sequence[str] | None = None,
         mode: str = "hybrid",
         include_repealed: bool = False,
+        tuned: bool | None = None,
     ) -> Rankings:
         """Each channel's chunk ids, best first, before fusion (benchmarks tune the fusion on these)."""
         query = clean_query(query)
         check_query(query, mode)
-        return self._rankings(
-            query, want, Filters(lang=lang, docs=tuple(docs or ()), include_repealed=include_repealed), mode
-        )
+        filters = Filters(lang=lang, docs=tuple(docs or ()), include_repealed=include_repealed)
+        return self._rankings(query, want, filters, mode, self.tuned if tuned is None else tuned)
 
     def fuse(self, ranked: Rankings, query: str, k: int, *, include_repealed: bool = False) -> list[Hit]:
         """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for `search`'s list)."""
         return self._fuse(ranked, clean_query(query), k, Filters(include_repealed=include_repealed))
 
-    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool) -> list[Hit]:
+    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool) -> list[Hit]:
         """The channels `depth(k)` deep, fused into the k best (kb.search.fusion.depth)."""
         raise NotImplementedError
 
-    def _rankings(self, query: str, want: int, filters: Filters, mode: str) -> Rankings:
+    def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
         raise NotImplementedError
 
     def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, xrefs: bool = False) -> list[Hit]:

@@ -26,6 +26,7 @@ class Backend(Protocol):
     """A searchable index: ranked, cited passages and the documents behind them."""
 
     weights: dict[str, float]  # channel -> weight in the fusion (benchmarks tune them)
+    tuned: bool  # Chinese questions through the question tower (kb.embed.tower) unless a search says otherwise
 
     @property
     def passages(self) -> int:
@@ -58,6 +59,7 @@ class Backend(Protocol):
         date_field: str = "published",
         as_of: str | None = None,
         xrefs: bool = True,
+        tuned: bool | None = None,
     ) -> list[Hit]:
         """Rank passages for a question in Chinese or English (arguments: kb.search.base.SearcherBase.search).
 
@@ -75,6 +77,7 @@ class Backend(Protocol):
         docs: Sequence[str] | None = None,
         mode: str = "hybrid",
         include_repealed: bool = False,
+        tuned: bool | None = None,
     ) -> Rankings:
         """Each channel's chunk ids, best first, before fusion (benchmarks tune the fusion on these)."""
         ...
@@ -103,6 +106,6 @@ class Backend(Protocol):
         """The cross-references made in a passage, resolved to chunks of this index where it holds them."""
         ...
 
-    def embedder(self, channel: str) -> Embedder:
-        """The embedder the index recorded for a channel, loaded on first use."""
+    def embedder(self, channel: str, tuned: bool = False) -> Embedder:
+        """The embedder the index recorded for a channel, loaded on first use (tuned: with the question tower)."""
         ...

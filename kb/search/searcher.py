@@ -37,9 +37,11 @@ class Searcher(SearcherBase):
         model: str | None = None,
         embedders: dict[str, Embedder] | None = None,
         weights: dict[str, float] | None = None,
+        tuned: bool | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
-        super().__init__(str(self.index_dir), f"python -m kb build --index {self.index_dir}", embedders, weights)
+        rebuild = f"python -m kb build --index {self.index_dir}"
+        super().__init__(str(self.index_dir), rebuild, embedders, weights, tuned)
         self.index: LoadedIndex = load_index(self.index_dir)
         self._take(self.index)
         self.check_models(model)
@@ -48,6 +50,7 @@ class Searcher(SearcherBase):
         self.index = index
         self.docs, self.spans, self.resolver = index.docs, index.spans, index.resolver
         self.channels = index.manifest.channels
+        self.question_tower = index.manifest.question_tower
 
     @property
     def passages(self) -> int:
@@ -77,17 +80,17 @@ class Searcher(SearcherBase):
             raise QueryError(f"no such document in the index: {doc_id}")
         return doc, index.store.doc_chunks(doc_id)
 
-    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool) -> list[Hit]:
+    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool) -> list[Hit]:
         # One snapshot for ranking and fusion: refresh() may swap in a new generation meanwhile,
         # and row numbers of one generation mean nothing in another.
         index = self.index
         allowed = allowed_rows(index, filters)
-        ranked = self._rows(index, query, depth(k), allowed, mode)
+        ranked = self._rows(index, query, depth(k), allowed, mode, tuned)
         return self._fuse_rows(index, ranked, query, k, allowed, xrefs)
 
-    def _rankings(self, query: str, want: int, filters: Filters, mode: str) -> Rankings:
+    def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
         index = self.index
-        ranked = self._rows(index, query, want, allowed_rows(index, filters), mode)
+        ranked = self._rows(index, query, want, allowed_rows(index, filters), mode, tuned)
         return {channel: index.chunk_ids(rows) for channel, rows in ranked.items()}
 
     def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, xrefs: bool = False) -> list[Hit]:
@@ -95,7 +98,9 @@ class Searcher(SearcherBase):
         rows = {channel: index.rows_of(ids) for channel, ids in ranked.items()}
         return self._fuse_rows(index, rows, query, k, allowed_rows(index, filters), xrefs)
 
-    def _rows(self, index: LoadedIndex, query: str, want: int, allowed: np.ndarray, mode: str) -> dict[str, list[int]]:
+    def _rows(
+        self, index: LoadedIndex, query: str, want: int, allowed: np.ndarray, mode: str, tuned: bool
+    ) -> dict[str, list[int]]:
         q_lang = detect_lang(query)
         ranked: dict[str, list[int]] = {}
         if mode in ("hybrid", "keyword"):
@@ -108,7 +113,7 @@ class Searcher(SearcherBase):
             # the best same-language one when both semantic channels agree on it.
             same = index.columns.zh if q_lang == "zh" else ~index.columns.zh
             if "dense" in index.vectors:
-                vec = self.embedder("dense").query([query])[0]
+                vec = self.embedder("dense", tuned).query([query])[0]
                 for name, part in (("dense", same), ("dense_x", ~same)):
                     mask = allowed & part
                     if mask.any():

