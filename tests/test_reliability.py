@@ -28,23 +28,15 @@ from tests.badcorpus import make_bad_corpus
 ROOT = Path(__file__).parent.parent
 
 
+def _build_args(corpus: Path, index: Path) -> list[str]:
+    """`kb build` of a corpus with the fast hashing model and no cross-lingual channel."""
+    paths = ["--corpus", str(corpus), "--index", str(index)]
+    return ["build", *paths, "--model", "hashing", "--xling", "none", "--no-progress"]
+
+
 def _cli_build(corpus: Path, index: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kb",
-            "build",
-            "--corpus",
-            str(corpus),
-            "--index",
-            str(index),
-            "--model",
-            "hashing",
-            "--xling",
-            "none",
-            "--no-progress",
-        ],
+        [sys.executable, "-m", "kb", *_build_args(corpus, index)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -318,20 +310,7 @@ def test_a_build_that_cannot_write_says_why_in_one_line_and_keeps_the_index(
 
         monkeypatch.setattr(kb.index.build, "build_lock", read_only)
         said = "Read-only file system"
-    code = main(
-        [
-            "build",
-            "--corpus",
-            str(corpus),
-            "--index",
-            str(index),
-            "--model",
-            "hashing",
-            "--xling",
-            "none",
-            "--no-progress",
-        ]
-    )
+    code = main(_build_args(corpus, index))
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert said in err and "the previous index is kept" in err
