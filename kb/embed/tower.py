@@ -209,8 +209,9 @@ class TunedE5:
 
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        tuned = [i for i, t in enumerate(texts) if detect_lang(t) in TUNED_LANGS]
-        plain = [i for i in range(len(texts)) if i not in set(tuned)]
+        is_tuned = [detect_lang(t) in TUNED_LANGS for t in texts]
+        tuned = [i for i, flag in enumerate(is_tuned) if flag]
+        plain = [i for i, flag in enumerate(is_tuned) if not flag]
         if tuned:
             out[tuned] = self._tower().query([texts[i] for i in tuned])  # type: ignore[attr-defined]
         if plain:
