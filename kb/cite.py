@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from kb.chunk import Chunk
+from kb.legal.pinpoint import Place, item_starts, paragraph_starts
+from kb.legal.structure import cn_number
 from kb.text.lexical import token_spans, tokenize
 
+# The 款 (or 项) holding at least this share of the highlighted characters is where the question's words sit.
+PINPOINT_SHARE = 0.8
 
-def citation(chunk: Chunk, lang: str | None = None) -> str:
-    """A human citation: 《电子商务法》第三十八条, "Title", section 'X', or "Title", p. 37.
+
+def citation(chunk: Chunk, lang: str | None = None, place: Place | None = None) -> str:
+    """A human citation: 《电子商务法》第三十八条, 《电子商务法》第三十八条第二款 (with a pinpoint place),
+    "Title", section 'X', or "Title", p. 37.
 
     Chinese titles take 《》 and the article number; English ones the section and the page (range).
     """
     lang = lang or chunk.lang
     if lang == "zh" or chunk.article:
         out = f"《{chunk.title}》"
-        if chunk.article:
+        if chunk.article and place is not None:
+            out += place.label()
+        elif chunk.article:
             out += chunk.article
             if chunk.parts > 1:
                 out += f"（第{chunk.part + 1}部分，共{chunk.parts}部分）"
@@ -29,6 +37,48 @@ def citation(chunk: Chunk, lang: str | None = None) -> str:
     if chunk.page:
         out += f", {'pp.' if chunk.page_end and chunk.page_end != chunk.page else 'p.'} {_pages(chunk, '–')}"
     return out
+
+
+def pinpoint(chunk: Chunk, parts: list[Chunk], highlights: tuple[tuple[int, int], ...] = ()) -> Place | None:
+    """The 款 (and 项) a passage of an article cites: the 款 of a split article it holds, or the one 款 (项)
+    where the question's highlighted words sit; None when the article has a single 款 and no item is singled out.
+
+    Args:
+        parts: every chunk of the article in reading order (chunk among them; [chunk] for an unsplit article).
+    """
+    if chunk.article_no is None or not chunk.article:
+        return None
+    sub = cn_number(chunk.article.split("之")[1]) if "之" in chunk.article else None
+    before = sum(len(paragraph_starts(p.text, p.part > 0)) for p in parts if p.ordinal < chunk.ordinal)
+    total = sum(len(paragraph_starts(p.text, p.part > 0)) for p in parts) or 1
+    starts = paragraph_starts(chunk.text, chunk.part > 0)
+    spans = ([(0, before)] if not starts or starts[0] > 0 else []) + [(s, before + 1 + i) for i, s in enumerate(starts)]
+    bounds = [(s, spans[i + 1][0] if i + 1 < len(spans) else len(chunk.text), n) for i, (s, n) in enumerate(spans)]
+    where = _holding(highlights, [(s, e) for s, e, _ in bounds])
+    if where is not None:
+        s, e, number = bounds[where]
+        items = [(a, n) for a, n in item_starts(chunk.text) if s <= a < e]
+        item_bounds = [(a, items[i + 1][0] if i + 1 < len(items) else e) for i, (a, _) in enumerate(items)]
+        at = _holding(highlights, item_bounds) if items else None
+        item = items[at][1] if at is not None else None
+        if total > 1 or item is not None:
+            return Place(chunk.title, chunk.article_no, sub, (number,) if total > 1 else (), item)
+        return None
+    if chunk.parts > 1 and total > 1:
+        return Place(chunk.title, chunk.article_no, sub, tuple(n for _, _, n in bounds if n >= 1))
+    return None
+
+
+def _holding(highlights: tuple[tuple[int, int], ...], ranges: list[tuple[int, int]]) -> int | None:
+    """The range holding at least PINPOINT_SHARE of the highlighted characters, if one does."""
+    marked = sum(e - s for s, e in highlights)
+    if not marked:
+        return None
+    for i, (lo, hi) in enumerate(ranges):
+        inside = sum(max(0, min(e, hi) - max(s, lo)) for s, e in highlights)
+        if inside >= PINPOINT_SHARE * marked:
+            return i
+    return None
 
 
 def _pages(chunk: Chunk, dash: str) -> str:

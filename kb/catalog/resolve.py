@@ -18,12 +18,12 @@ from kb.catalog.timeline import version_start
 from kb.chunk import Chunk
 from kb.ingest.document import DocRow
 from kb.legal.meta import title_key
+from kb.legal.pinpoint import cn, paragraph_starts
 from kb.legal.structure import cn_number
 from kb.legal.xref import NAME_END, Reference, find_references
 
 _AMENDS = re.compile(r"修改《([^《》]{2,80})》")
 _TITLE_IN = re.compile(r"《([^《》]{2,80})》")
-_ITEM_LINE = re.compile(r"[ \t\u3000]*[（(][一二三四五六七八九十]+[）)]")
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,8 @@ class Resolver:
         else:
             return Resolved(ref, None, "no such article")
         target = _part_with_paragraph(parts, paragraph)
-        label = target.article or f"第{_cn(article_no)}条"
-        cite = f"《{self.titles[doc_id]}》{label}" + (f"第{_cn(paragraph)}款" if paragraph else "")
+        label = target.article or f"第{cn(article_no)}条"
+        cite = f"《{self.titles[doc_id]}》{label}" + (f"第{cn(paragraph)}款" if paragraph else "")
         return Resolved(ref, Target(doc_id, article_no, target.chunk_id, cite))
 
 
@@ -174,20 +174,10 @@ def _sub_of(label: str | None) -> int | None:
     return cn_number(m.group(1)) if m else None
 
 
-def _paragraphs(text: str, continued: bool = False) -> list[int]:
-    """Offsets where each paragraph (款) of an article text starts; item lines （一） belong to their 款,
-    and so does the opening item of a continued part (an overlong article split at its items)."""
-    starts = [] if continued and _ITEM_LINE.match(text) else [0]
-    for m in re.finditer(r"\n+", text):
-        if m.end() < len(text) and not _ITEM_LINE.match(text, m.end()):
-            starts.append(m.end())
-    return starts
-
-
 def _paragraph_at(parts: list[Chunk], chunk: Chunk, offset: int) -> int:
     """The 1-based paragraph number of an offset in chunk, counting the paragraphs of earlier parts."""
-    before = sum(len(_paragraphs(p.text, p.part > 0)) for p in parts if p.ordinal < chunk.ordinal)
-    return before + sum(1 for s in _paragraphs(chunk.text, chunk.part > 0) if s <= offset)
+    before = sum(len(paragraph_starts(p.text, p.part > 0)) for p in parts if p.ordinal < chunk.ordinal)
+    return before + sum(1 for s in paragraph_starts(chunk.text, chunk.part > 0) if s <= offset)
 
 
 def _part_with_paragraph(parts: list[Chunk], paragraph: int | None) -> Chunk:
@@ -195,16 +185,7 @@ def _part_with_paragraph(parts: list[Chunk], paragraph: int | None) -> Chunk:
         return parts[0]
     seen = 0
     for part in parts:
-        seen += len(_paragraphs(part.text, part.part > 0))
+        seen += len(paragraph_starts(part.text, part.part > 0))
         if paragraph <= seen:
             return part
     return parts[-1]
-
-
-def _cn(n: int) -> str:
-    digits = "零一二三四五六七八九"
-    if n < 10:
-        return digits[n]
-    if n < 20:
-        return "十" + (digits[n % 10] if n % 10 else "")
-    return digits[n // 10] + "十" + (digits[n % 10] if n % 10 else "")

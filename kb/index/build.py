@@ -41,6 +41,8 @@ from kb.ingest.read import walk_corpus
 from kb.ingest.sidecars import load_sidecars
 from kb.text.lexical import TOKENIZER_VERSION, tokenize_many
 from kb.index.quotes import QUOTE_FILE, write_quote_index
+from kb.index.citedby import CITEDBY_FILE, write_citedby
+from kb.catalog.resolve import Resolver
 from kb.index.manifest import Channel, Counts, Manifest, QuoteInfo, Segment
 from kb.index.report import BuildReport, Progress
 from kb.index.store import Store, open_store
@@ -126,6 +128,10 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                                           prev_gen / QUOTE_FILE if prev_gen else None,
                                           prev.document if prev is not None else None)
                 step("quote index", 1, 1)
+            with report.timed("cited-by"):
+                step("cited-by", 0, 1)
+                cited_by = _cited_by(tmp, segments, deleted, [d.doc_id for d, _ in new.docs], prev_gen, prev)
+                step("cited-by", 1, 1)
             n_rows = segments[-1].end if segments else 0
             report.chunks = n_rows - sum(b - a for a, b in deleted)
             manifest = Manifest(
@@ -137,7 +143,7 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 channels=channels, quote=QuoteInfo.from_dict(quote), segments=tuple(segments),
                 deleted=tuple(deleted), counts=Counts(len(keys), report.chunks, n_rows, len(report.skipped)),
                 files={d: key.split(":")[0] for d, key in keys.items()}, skipped=dict(report.skipped),
-                question_tower=tower.for_build(embedders))
+                question_tower=tower.for_build(embedders), cited_by=cited_by)
             with report.timed("publish"):
                 (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=1),
                                             encoding="utf-8")
@@ -192,6 +198,19 @@ def _previous(index_dir: Path) -> tuple[Path | None, Manifest | None, Store | No
     except Exception as exc:  # a damaged old store only costs a full rebuild
         log.warning("previous index at %s unreadable (%s): full rebuild", gen, exc)
         return None, None, None
+
+
+def _cited_by(tmp: Path, segments: list[Segment], deleted: list[tuple[int, int]], fresh: list[str],
+              prev_gen: Path | None, prev: Store | None) -> dict[str, object]:
+    """The new generation's cited-by table (kb.index.citedby), from the previous one where it can."""
+    store = Store(tmp, list(segments), list(deleted))
+    try:
+        docs = {d.doc_id: d for d in store.doc_table()}
+        before = {d.doc_id: d.title for d in prev.doc_table()} if prev is not None else {}
+        return write_citedby(tmp / CITEDBY_FILE, store, Resolver(docs, store), fresh,
+                             prev_gen / CITEDBY_FILE if prev_gen and prev is not None else None, before)
+    finally:
+        store.close()
 
 
 def _warm_up(embedders: dict[str, Embedder]) -> None:

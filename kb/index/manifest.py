@@ -98,6 +98,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # doc_id -> sha256 of the source file
     skipped: dict[str, str] = field(default_factory=dict)  # doc_id -> why it is not in the index
     question_tower: TowerInfo | None = None  # the trained question layers the dense channel is searched with
+    cited_by: dict[str, object] = field(default_factory=dict)  # the cited-by table: file, version, references
 
     def to_dict(self) -> dict[str, object]:
         """The manifest.json shape."""
@@ -107,7 +108,8 @@ class Manifest:
                 "quote": self.quote.to_dict() if self.quote else None,
                 "segments": [s.to_dict() for s in self.segments], "deleted": [list(r) for r in self.deleted],
                 "counts": self.counts.to_dict(), "files": self.files, "skipped": self.skipped,
-                **({"question_tower": self.question_tower.to_dict()} if self.question_tower else {})}
+                **({"question_tower": self.question_tower.to_dict()} if self.question_tower else {}),
+                **({"cited_by": self.cited_by} if self.cited_by else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
@@ -125,4 +127,5 @@ class Manifest:
             counts=Counts(**{k: int(v) for k, v in counts.items() if k in Counts.__dataclass_fields__}),
             files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
             skipped={str(k): str(v) for k, v in (data.get("skipped") or {}).items()},
-            question_tower=TowerInfo.from_dict(data.get("question_tower")))
+            question_tower=TowerInfo.from_dict(data.get("question_tower")),
+            cited_by=dict(data.get("cited_by") or {}))

@@ -290,7 +290,7 @@ class MilvusSearcher(SearcherBase):
             fetch=lambda ids: self._fetch(ids, lang),
             fused=fused,
         )
-        return hits_of(result, query, self.docs, self.spans, self.resolver if xrefs else None)
+        return hits_of(result, query, self.docs, self.spans, self.resolver if xrefs else None, self)
 
     def _fetch(self, ids: list[str], lang: str | None) -> dict[str, Chunk]:
         """Chunks by id (those of another language than the filter's left out: a lifted neighbour may be one)."""

@@ -18,6 +18,7 @@ from kb.catalog.filters import Filters
 from kb.catalog.resolve import Resolved, Resolver
 from kb.catalog.timeline import Span, documents_in_force
 from kb.chunk import Chunk
+from kb.index.citedby import Citing
 from kb.embed import tower
 from kb.embed.models import Embedder, load_embedder
 from kb.embed.tower import TowerInfo
@@ -104,6 +105,16 @@ class SearcherBase:
     def references(self, chunk: Chunk) -> list[Resolved]:
         """The cross-references made in a passage, resolved to chunks of this index where it holds them."""
         return self.resolver.references(chunk)
+
+    def citing(
+        self, doc_id: str, article_no: int, sub: int | None = None, paragraph: int | None = None
+    ) -> list[Citing]:
+        """Passages citing an article; a backend holding a cited-by table overrides this.
+
+        Raises:
+            QueryError: always here: this backend keeps no cited-by table.
+        """
+        raise QueryError(f"{self.where} keeps no cited-by table: use a FAISS index folder (python -m kb build)")
 
     def search(
         self,

@@ -14,6 +14,7 @@ from kb.catalog.facets import Facets
 from kb.catalog.resolve import Resolved
 from kb.chunk import Chunk
 from kb.embed.models import Embedder
+from kb.index.citedby import Citing
 from kb.ingest.document import Document
 from kb.search.hits import Hit
 
@@ -104,6 +105,17 @@ class Backend(Protocol):
 
     def references(self, chunk: Chunk) -> list[Resolved]:
         """The cross-references made in a passage, resolved to chunks of this index where it holds them."""
+        ...
+
+    def citing(
+        self, doc_id: str, article_no: int, sub: int | None = None, paragraph: int | None = None
+    ) -> list[Citing]:
+        """Passages of other documents citing an article (kb.index.citedby), references to the whole article
+        included when a 款 is asked for.
+
+        Raises:
+            QueryError: this index holds no cited-by table (built before it existed, or a Milvus collection).
+        """
         ...
 
     def embedder(self, channel: str, tuned: bool = False) -> Embedder:

@@ -6,11 +6,12 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kb.catalog.resolve import Resolved, Resolver
+from kb.catalog.resolve import ArticleSource, Resolved, Resolver
 from kb.catalog.timeline import Span
 from kb.chunk import Chunk
-from kb.cite import citation, highlight_spans
+from kb.cite import citation, highlight_spans, pinpoint
 from kb.ingest.document import DocMeta, DocRow
+from kb.legal.pinpoint import Place
 from kb.search.fusion import Fused
 
 
@@ -29,6 +30,7 @@ class Hit:
     also_in: tuple[str, ...] = ()
     span: Span | None = None  # when the text is in force, and the other versions of the same law
     xrefs: tuple[Resolved, ...] = ()  # references made in this passage and the chunks they point to
+    place: Place | None = None  # the 款 / 项 cited when the passage or the question's words single one out
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of `python -m kb search --json`."""
@@ -59,14 +61,24 @@ class Hit:
             "in_force": {"from": span.start if span else None, "until": span.end if span else None},
             "versions": list(span.versions) if span else [],
             "xrefs": [r.to_dict() for r in self.xrefs],
+            "pinpoint": self.place.to_dict() if self.place else None,
         }
 
 
 def hits_of(
-    result: Fused, query: str, docs: Mapping[str, DocRow], spans: Mapping[str, Span], resolver: Resolver | None
+    result: Fused,
+    query: str,
+    docs: Mapping[str, DocRow],
+    spans: Mapping[str, Span],
+    resolver: Resolver | None,
+    source: ArticleSource | None = None,
 ) -> list[Hit]:
-    """Hits for a fused list (either backend): citation, highlights, metadata as shown, in-force span, and the
-    passage's cross-references when a resolver is given."""
+    """Hits for a fused list (either backend): citation (with its 款 where one is singled out: kb.cite.pinpoint),
+    highlights, metadata as shown, in-force span, and the passage's cross-references when a resolver is given.
+
+    Args:
+        source: where the other parts of a split article are read, to number its 款.
+    """
     hits = []
     for rank, key in enumerate(result.order, start=1):
         chunk = result.chunk(key)
@@ -74,19 +86,26 @@ def hits_of(
         meta = doc.meta if doc else DocMeta()
         if span and meta.validity is None and span.validity:  # derived from later versions or repeals
             meta = dataclasses.replace(meta, validity=span.validity)
+        marks = highlight_spans(chunk.text, query)
+        parts = [chunk]
+        if chunk.parts > 1 and chunk.article_no is not None and source is not None:
+            parts = [p for p in source.article_chunks(chunk.doc_id, chunk.article_no) if p.article == chunk.article]
+            parts = parts or [chunk]
+        place = pinpoint(chunk, parts, marks)
         hits.append(
             Hit(
                 chunk=chunk,
                 score=result.scores[key],
                 rank=rank,
-                citation=citation(chunk),
-                highlights=highlight_spans(chunk.text, query),
+                citation=citation(chunk, place=place),
+                highlights=marks,
                 channels=tuple(result.channels.get(key, ())),
                 meta=meta,
                 path=chunk.doc_id,
                 also_in=result.also_in(key),
                 span=span,
                 xrefs=tuple(resolver.references(chunk)) if resolver is not None else (),
+                place=place,
             )
         )
     return hits

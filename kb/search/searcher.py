@@ -14,6 +14,7 @@ from kb.catalog.filters import Filters, check_filters, row_mask
 from kb.chunk import Chunk
 from kb.embed.models import Embedder
 from kb.errors import QueryError
+from kb.index.citedby import CitedByTable, Citing
 from kb.index.generations import published
 from kb.index.loader import LoadedIndex, load_index
 from kb.index.vectors import nearest
@@ -42,6 +43,7 @@ class Searcher(SearcherBase):
         self.index_dir = Path(index_dir)
         rebuild = f"python -m kb build --index {self.index_dir}"
         super().__init__(str(self.index_dir), rebuild, embedders, weights, tuned)
+        self._tables: dict[Path, CitedByTable] = {}  # generation -> its cited-by table, opened on first use
         self.index: LoadedIndex = load_index(self.index_dir)
         self._take(self.index)
         self.check_models(model)
@@ -67,6 +69,23 @@ class Searcher(SearcherBase):
         with self._lock:
             self._take(load_index(self.index_dir))
         return True
+
+    def citing(
+        self, doc_id: str, article_no: int, sub: int | None = None, paragraph: int | None = None
+    ) -> list[Citing]:
+        """Passages of other documents citing an article, from this generation's cited-by table.
+
+        Raises:
+            QueryError: the index was built before the cited-by table existed.
+        """
+        index = self.index
+        info = index.manifest.cited_by
+        if not info:
+            raise QueryError(f"{index.gen} has no cited-by table: rebuild with `{self.rebuild}`")
+        table = self._tables.get(index.gen)
+        if table is None:
+            table = self._tables[index.gen] = CitedByTable(index.gen / str(info["file"]))
+        return table.citing(doc_id, article_no, sub, paragraph)
 
     def source(self, doc_id: str) -> tuple[Document, list[Chunk]]:
         """A document's full text and its chunks in reading order, for showing a passage in place.
@@ -141,7 +160,7 @@ class Searcher(SearcherBase):
             neighbour=row_neighbours(index.row_doc, allowed),
             fetch=lambda rows: dict(zip(rows, index.store.chunks(rows))),
         )
-        return hits_of(result, query, index.docs, index.spans, index.resolver if xrefs else None)
+        return hits_of(result, query, index.docs, index.spans, index.resolver if xrefs else None, index.store)
 
 
 def allowed_rows(index: LoadedIndex, filters: Filters) -> np.ndarray:

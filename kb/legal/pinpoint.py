@@ -1,0 +1,100 @@
+"""款 (paragraphs) and 项 (items) inside an article, and pinpoint citations: 《电子商务法》第三十八条第二款.
+
+A 款 is a line of an article; item lines （一） belong to the 款 they follow. A pinpoint citation names the
+article, then the 款 and 项 where known; `parse_citation` reads one back (kb.legal.xref does the parsing), so
+a citation string and the place it names travel together.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kb.legal.structure import cn_number
+from kb.legal.xref import find_references
+
+ITEM_LINE = re.compile(r"[ \t\u3000]*[（(]([一二三四五六七八九十]+)[）)]")
+_DIGITS = "零一二三四五六七八九"
+
+
+def paragraph_starts(text: str, continued: bool = False) -> list[int]:
+    """Offsets where each 款 of an article text starts; item lines （一） belong to their 款, and so does the
+    opening item of a continued part (an overlong article split at its items)."""
+    starts = [] if continued and ITEM_LINE.match(text) else [0]
+    for m in re.finditer(r"\n+", text):
+        if m.end() < len(text) and not ITEM_LINE.match(text, m.end()):
+            starts.append(m.end())
+    return starts
+
+
+def item_starts(text: str) -> list[tuple[int, int]]:
+    """(offset, item number) of every item line （一） in a text."""
+    out = []
+    for m in re.finditer(r"(?:^|\n)([ \t\u3000]*[（(]([一二三四五六七八九十]+)[）)])", text):
+        number = cn_number(m.group(2))
+        if number:
+            out.append((m.start(1), number))
+    return out
+
+
+def cn(n: int) -> str:
+    """A Chinese numeral for 1..9999 as laws write it: 三十八, 一百零五, 一千一百六十五."""
+    if n < 10:
+        return _DIGITS[n]
+    out = ""
+    zero = False
+    for unit, name in ((1000, "千"), (100, "百"), (10, "十")):
+        d, n = divmod(n, unit)
+        if d:
+            if zero:
+                out += "零"
+            out += ("" if unit == 10 and d == 1 and not out else _DIGITS[d]) + name
+            zero = False
+        elif out:
+            zero = True
+    if n:
+        out += ("零" if zero else "") + _DIGITS[n]
+    return out
+
+
+@dataclass(frozen=True)
+class Place:
+    """A cited place: the law as written, its article (第十条之一: sub 1), and 款 / 项 when named."""
+
+    law: str | None
+    article_no: int
+    sub: int | None = None
+    paragraphs: tuple[int, ...] = ()
+    item: int | None = None
+
+    def label(self) -> str:
+        """第三十八条第二款 (第三十八条第二款、第三款; 第十条之一第一款第三项)."""
+        out = f"第{cn(self.article_no)}条" + (f"之{cn(self.sub)}" if self.sub else "")
+        out += "、".join(f"第{cn(p)}款" for p in self.paragraphs)
+        return out + (f"第{cn(self.item)}项" if self.item else "")
+
+    def citation(self) -> str:
+        """《law》第X条第M款第K项."""
+        return (f"《{self.law}》" if self.law else "") + self.label()
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON shape."""
+        return {
+            "law": self.law,
+            "article_no": self.article_no,
+            "sub": self.sub,
+            "paragraphs": list(self.paragraphs),
+            "item": self.item,
+        }
+
+
+def parse_citation(text: str) -> Place | None:
+    """The place a citation names (the first article of it): 《电子商务法》第三十八条第二款 -> article 38, 款 2;
+    None when the text names no article."""
+    refs = [r for r in find_references(text) if r.article_no is not None]
+    if not refs:
+        return None
+    first = refs[0]
+    same = [r for r in refs if (r.article_no, r.sub, r.start) == (first.article_no, first.sub, first.start)]
+    paragraphs = tuple(r.paragraph for r in same if r.paragraph is not None)
+    return Place(first.law, first.article_no, first.sub, paragraphs, first.item)

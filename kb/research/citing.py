@@ -1,0 +1,136 @@
+"""法条联想: for an article, the passages of other documents that cite it, grouped by level.
+
+The citing passages come from the index's cited-by table (kb.index.citedby), which resolved every reference
+once per generation; this module finds the article a reader names and arranges what cites it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kb.errors import QueryError
+from kb.index.citedby import Citing
+from kb.legal.pinpoint import Place, cn, paragraph_starts, parse_citation
+from kb.research.laws import Laws, Version
+from kb.search.contract import Backend
+
+# Levels in the order a researcher reads them: the law itself, how courts read it, then rules below it.
+LEVEL_ORDER = ("法律", "司法解释", "行政法规", "部门规章", "地方性法规", "地方政府规章", "规范性文件")
+OTHER_LEVEL = "其他"
+
+
+@dataclass(frozen=True)
+class CitingPassage:
+    """One citing passage with the document it belongs to."""
+
+    citing: Citing
+    title: str
+    level: str
+    date: str | None
+
+    @property
+    def citation(self) -> str:
+        """《title》第二条 (the citing passage's own place)."""
+        return f"《{self.title}》{self.citing.article or ''}"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON shape."""
+        return {
+            **self.citing.to_dict(),
+            "title": self.title,
+            "level": self.level,
+            "date": self.date,
+            "citation": self.citation,
+        }
+
+
+@dataclass(frozen=True)
+class CitedBy:
+    """An article and what cites it, by level (LEVEL_ORDER first, then others by name)."""
+
+    place: Place
+    version: Version
+    chunk_id: str | None  # the cited article's first passage
+    groups: tuple[tuple[str, tuple[CitingPassage, ...]], ...]
+
+    @property
+    def count(self) -> int:
+        """Citing passages (a passage citing the article twice counts once)."""
+        return len({p.citing.chunk_id for _, ps in self.groups for p in ps})
+
+    @property
+    def citation(self) -> str:
+        """《full title》第三十八条第二款."""
+        return Place(
+            self.version.title, self.place.article_no, self.place.sub, self.place.paragraphs, self.place.item
+        ).citation()
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of `python -m kb cites --json`."""
+        return {
+            "citation": self.citation,
+            "place": self.place.to_dict(),
+            "version": self.version.to_dict(),
+            "chunk_id": self.chunk_id,
+            "count": self.count,
+            "groups": [{"level": level, "passages": [p.to_dict() for p in ps]} for level, ps in self.groups],
+        }
+
+
+def find_article(backend: Backend, laws: Laws, citation: str, when: str | None = None) -> tuple[Place, Version, str]:
+    """The place a citation names and the indexed version and first chunk holding it.
+
+    Raises:
+        QueryError: no article named, no such law or version, or an article (款) the law does not have.
+    """
+    place = parse_citation(citation)
+    if place is None or not place.law:
+        raise QueryError(f"'{citation}' names no article of a law: write it as 《电子商务法》第三十八条")
+    numbers: list[int] = []
+    for version in laws.documents(place.law, when):
+        _, chunks = backend.source(version.doc_id)
+        numbers += [c.article_no for c in chunks if c.article_no is not None]
+        parts = [c for c in chunks if c.article_no == place.article_no and _sub(c.article) == place.sub]
+        if not parts:
+            continue
+        paragraphs = sum(len(paragraph_starts(c.text, c.part > 0)) for c in parts)
+        wrong = [p for p in place.paragraphs if p > paragraphs]
+        if wrong:
+            raise QueryError(f"{parts[0].article} of {version.title} has {paragraphs} 款, not 第{cn(wrong[0])}款")
+        return place, version, parts[0].chunk_id
+    if not numbers:
+        raise QueryError(f"{place.law} has no numbered articles in the index")
+    raise QueryError(
+        f"{place.law} has no {place.label()}: its articles run 第{cn(min(numbers))}条 to 第{cn(max(numbers))}条"
+    )
+
+
+def _sub(article: str | None) -> int | None:
+    from kb.legal.structure import cn_number
+
+    return cn_number(article.split("之")[1]) if article and "之" in article else None
+
+
+def cited_by(backend: Backend, citation: str, when: str | None = None, laws: Laws | None = None) -> CitedBy:
+    """What cites the article a citation names (《中华人民共和国电子商务法》第三十八条, 公司法第七条第一款).
+
+    Args:
+        when: the version's year or date (default: the latest version).
+        laws: the index's laws, when the caller keeps them (Laws(backend.documents())).
+    Raises:
+        QueryError: see find_article; or the index has no cited-by table.
+    """
+    laws = laws or Laws(backend.documents())
+    place, version, chunk_id = find_article(backend, laws, citation, when)
+    rows = backend.citing(
+        version.doc_id, place.article_no, place.sub, place.paragraphs[0] if len(place.paragraphs) == 1 else None
+    )
+    grouped: dict[str, list[CitingPassage]] = {}
+    for row in rows:
+        doc = laws.rows.get(row.doc_id)
+        level = (doc.level if doc else None) or OTHER_LEVEL
+        grouped.setdefault(level, []).append(
+            CitingPassage(row, doc.title if doc else row.doc_id, level, doc.date if doc else None)
+        )
+    order = sorted(grouped, key=lambda lv: (LEVEL_ORDER.index(lv) if lv in LEVEL_ORDER else len(LEVEL_ORDER), lv))
+    return CitedBy(place, version, chunk_id, tuple((lv, tuple(grouped[lv])) for lv in order))
