@@ -1,4 +1,4 @@
-"""`python -m kb build | search | quote | check | docs | eval | bench`: the parser and exit codes (kb.commands runs them)."""
+"""`python -m kb build | search | quote | check | docs | eval | bench | diff | cites | export`: the parser and exit codes (kb.commands runs them)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from kb import commands, config
+from kb import commands, commands_research, config
 from kb.errors import KbError
+from kb.present.references import FORMATS as REFERENCE_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _tuned_option(s)
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
+    s.add_argument("--format", choices=REFERENCE_FORMATS, help="print the hits as references (GB/T 7714, BibTeX, ...)")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
 
     q = sub.add_parser("quote", help="check a quote: verbatim, normalised, with omissions, altered, or not found")
@@ -136,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         help="leave a phase out",
     )
     m.add_argument("--out", type=Path, help="also write the JSON figures here")
+    commands_research.add_parsers(sub, config.DEFAULT_INDEX)
     return p
 
 
@@ -180,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             "docs": commands.docs,
             "eval": commands.evaluate,
             "bench": commands.bench,
+            "diff": commands_research.diff,
+            "cites": commands_research.cites,
+            "export": commands_research.export_refs,
         }[args.command](args)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)

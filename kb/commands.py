@@ -91,6 +91,12 @@ def search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return 0
+    if args.format:
+        from kb.present.references import export
+        from kb.research.works import work_of_hit
+
+        print(export([work_of_hit(h) for h in hits], args.format), end="")
+        return 0
     narrowed = [
         f
         for f, v in (

@@ -18,11 +18,11 @@ from kb.catalog.filters import Filters
 from kb.catalog.resolve import Resolved, Resolver
 from kb.catalog.timeline import Span, documents_in_force
 from kb.chunk import Chunk
-from kb.index.citedby import Citing
 from kb.embed import tower
 from kb.embed.models import Embedder, load_embedder
 from kb.embed.tower import TowerInfo
 from kb.errors import ModelMismatchError, QueryError
+from kb.index.citedby import Citing
 from kb.index.manifest import Channel
 from kb.ingest.document import DocRow
 from kb.search.contract import MODES, Rankings
