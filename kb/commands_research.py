@@ -6,13 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from kb.commands import _arg_text, _open
 from kb.ingest.guard import printable
+from kb.search.contract import Backend
 
 _SHOWN = 160  # characters of an added or deleted article shown in the text output
 
 
-def add_parsers(sub: argparse._SubParsersAction, index_default: Path) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction, index_default: Path) -> None:
     """The diff, cites and export subcommands."""
     from kb.present.references import FORMATS
 
@@ -39,6 +39,17 @@ def add_parsers(sub: argparse._SubParsersAction, index_default: Path) -> None:  
         command.add_argument("--backend", choices=("faiss", "milvus"), default="faiss")
         command.add_argument("--uri")
         command.add_argument("--collection")
+
+
+def _open(args: argparse.Namespace) -> Backend:
+    from kb.backends import open_searcher
+
+    return open_searcher(args.backend, args.index, args.uri, args.collection)
+
+
+def _arg_text(text: str) -> str:
+    """Bytes the locale could not decode (lone surrogates) become U+FFFD, as kb.commands does for a question."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def diff(args: argparse.Namespace) -> int:

@@ -28,10 +28,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("kb.index",),
     ("kb.search",),
     ("kb.milvus", "kb.quote"),
-    ("kb.backends",),
+    ("kb.backends", "kb.research"),
     ("kb.present",),
     ("kb.bench", "kb.train"),
-    ("kb.commands",),
+    ("kb.commands", "kb.commands_research"),
     ("kb.cli", "kb"),
     ("kb.__main__",),
 )

@@ -95,6 +95,7 @@ def parse_citation(text: str) -> Place | None:
     if not refs:
         return None
     first = refs[0]
+    assert first.article_no is not None
     same = [r for r in refs if (r.article_no, r.sub, r.start) == (first.article_no, first.sub, first.start)]
     paragraphs = tuple(r.paragraph for r in same if r.paragraph is not None)
     return Place(first.law, first.article_no, first.sub, paragraphs, first.item)
