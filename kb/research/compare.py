@@ -30,7 +30,9 @@ ALIGN_MIN = 0.5
 # Out of order, a pair must be closer still: a moved article is usually moved whole.
 MOVE_MIN = 0.6
 STATUSES = ("unchanged", "changed", "moved", "added", "deleted")
-_SPACE = re.compile(r"\s+")
+# Spacing and invisible characters (LawRefBook leaves zero-width spaces at some article ends) are not changes.
+_INVISIBLE = re.compile(r"[\u200b-\u200d\u2060\ufeff]")
+_SPACE = re.compile(r"[\s\u200b-\u200d\u2060\ufeff]+")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def articles(doc: Document, chunks: list[Chunk]) -> list[Article]:
     for seg in legal_segments(doc.text):
         if seg.article is None or seg.article_no is None:
             continue
-        body = doc.text[seg.start + len(seg.article) : seg.end].strip()
+        body = _INVISIBLE.sub("", doc.text[seg.start + len(seg.article) : seg.end]).strip()
         out.append(Article(seg.article, seg.article_no, body, first.get(seg.article)))
     return out
 
