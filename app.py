@@ -18,24 +18,36 @@ from kb.chunk import Chunk, parse_chunk_id
 from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
 from kb.ingest.read import detect_lang
+from kb.legal.meta import title_key
+from kb.legal.pinpoint import sub_of
 from kb.present.answer import answer
 from kb.present.export import citations_text, md_text, to_csv, to_markdown
 from kb.present.i18n import both, t
+from kb.present.references import FORMATS, LABEL, MIME, SUFFIX, export
 from kb.present.render import document_html, passage_html, quote_match_html
+from kb.present.research import diff_columns_html, status_html
 from kb.quote.check import QuoteChecker
+from kb.research.citing import citing_groups
+from kb.research.compare import STATUSES, compare_texts
+from kb.research.laws import Laws
+from kb.research.works import work_of_hit
 from kb.search.contract import MODES, Backend
 from kb.search.hits import Hit
 
 INDEX = Path(config.env("KB_INDEX") or config.DEFAULT_INDEX)
 # milvus: serve a Milvus collection instead, at KB_MILVUS_URI (a milvus-lite .db file or a server; docs/MILVUS.md).
 BACKEND = config.env("KB_BACKEND") or "faiss"
-PAGES = ("search", "docs", "quote", "source")
+PAGES = ("search", "docs", "quote", "source", "diff")
 VIEWS = ("passages", "answer")
 LANGS = ("any", "zh", "en")
 UI_LANGS = ("auto", "zh", "en")
 MAX_K = 50
 # Hits fetched for the answer view: enough distinct passages to group, few enough to stay fast.
 ANSWER_POOL = 20
+# Pairs of articles drawn on the version comparison page at once (a whole revision can be 300).
+MAX_PAIRS = 120
+# Citing passages listed per level on an article's "cited by" list.
+MAX_CITING = 30
 # What the date pickers accept: the oldest texts still cited, and laws passed now but in force years later.
 DATE_RANGE = (datetime.date(1900, 1, 1), datetime.date(datetime.date.today().year + 10, 12, 31))
 
@@ -76,6 +88,8 @@ def load_url_state() -> None:
     ss.src_chunk = _int(qp.get("chunk"), 0, 0, 10**6)
     if ss.page == "source" and not ss.src_doc:
         ss.page = "search"
+    ss.diff_law, ss.diff_from, ss.diff_to = qp.get("law"), qp.get("vfrom"), qp.get("vto")
+    ss.diff_focus = None
     ss._seeded = True
 
 
@@ -117,6 +131,10 @@ def save_url_state() -> None:
     if ss.page == "source" and ss.src_doc:
         params["doc"] = ss.src_doc
         params["chunk"] = str(ss.src_chunk)
+    if ss.page == "diff":
+        for key, name in (("diff_law", "law"), ("diff_from", "vfrom"), ("diff_to", "vto")):
+            if ss.get(key):
+                params[name] = ss[key]
     st.query_params.from_dict(params)
 
 
@@ -186,7 +204,7 @@ def sidebar(searcher: Backend, lang: str) -> None:
             horizontal=True,
             format_func={"auto": both("auto"), "zh": "中文", "en": "English"}.get,
         )
-        pages = ("search", "docs", "quote")
+        pages = ("search", "docs", "quote", "diff")
         st.radio(
             t("page", lang),
             pages,
@@ -319,6 +337,14 @@ def hit_card(hit: Hit, lang: str) -> None:
         if hit.also_in:
             st.caption(md_text(t("also_in", lang, docs=", ".join(hit.also_in))))
         xref_links(hit, lang)
+        span = hit.span
+        if span and len(span.versions) > 1 and span.versions[-1] != hit.chunk.doc_id and hit.chunk.article:
+            st.button(
+                t("changed_since", lang),
+                key=f"since-{hit.chunk.chunk_id}",
+                on_click=open_diff,
+                args=(title_key(hit.chunk.title), hit.chunk.doc_id, span.versions[-1], hit.chunk.article),
+            )
         left, right = st.columns([1, 4])
         left.button(
             t("open_source", lang),
@@ -387,6 +413,17 @@ def export_box(hits: list[Hit], lang: str) -> None:
         right.download_button(
             t("download_csv", lang), to_csv(hits), "policy-kb-results.csv", "text/csv", on_click="ignore"
         )
+        st.caption(t("export_refs", lang))
+        works = [work_of_hit(h) for h in hits]
+        for col, fmt in zip(st.columns(len(FORMATS)), FORMATS):
+            col.download_button(
+                LABEL[fmt],
+                export(works, fmt),
+                f"policy-kb-references.{SUFFIX[fmt]}",
+                MIME[fmt],
+                key=f"refs-{fmt}",
+                on_click="ignore",
+            )
 
 
 def source_page(searcher: Backend, lang: str) -> None:
@@ -416,8 +453,101 @@ def source_page(searcher: Backend, lang: str) -> None:
             st.html(passage_html(chunk.text, spans, "" if focus else "opacity:0.65;"))
     if focus_citation := citation(current):
         st.code(f"{focus_citation} ({doc.doc_id})", language=None)
+    cited_by_box(searcher, current, lang)
     with st.expander(t("whole_document", lang), expanded=False):
         components.html(document_html(doc.text, chunks, ss.src_chunk), height=520, scrolling=True)
+
+
+def cited_by_box(searcher: Backend, chunk: Chunk, lang: str) -> None:
+    """法条联想 on the article view: how many passages of other texts cite this article, by level, each openable."""
+    if chunk.article_no is None:
+        return
+    try:
+        laws = Laws(searcher.documents())
+        groups = citing_groups(searcher, laws, chunk.doc_id, chunk.article_no, sub_of(chunk.article))
+    except KbError:  # an index without the cited-by table (or a Milvus collection): nothing to show
+        return
+    n = sum(len(ps) for _, ps in groups)
+    with st.expander(t("cited_by", lang, n=n), expanded=n > 0):
+        if not n:
+            st.caption(t("cited_by_none", lang))
+        for level, passages in groups:
+            st.markdown(f"**{md_text(level)}** ({len(passages)})")
+            for p in passages[:MAX_CITING]:
+                st.button(
+                    "← " + md_text(p.citation),
+                    key=f"citedby-{p.citing.chunk_id}",
+                    on_click=open_source,
+                    args=parse_chunk_id(p.citing.chunk_id),
+                )
+                st.caption(md_text("…" + " ".join(p.citing.context.split()) + "…"))
+
+
+def open_diff(law: str, old_id: str, new_id: str, article: str | None = None) -> None:
+    """Open the version comparison of a law between two of its documents, the given old article first."""
+    ss.page, ss.page_choice = "diff", "diff"
+    ss.diff_law, ss.diff_from, ss.diff_to, ss.diff_focus = law, old_id, new_id, article
+
+
+def diff_page(searcher: Backend, lang: str) -> None:
+    """新旧对照: pick a law and two versions; each article pair in two columns, changes marked, each openable."""
+    st.header(t("diff_header", lang))
+    laws = Laws(searcher.documents())
+    multi = {key: versions for key, versions in laws.by_key.items() if len(versions) > 1}
+    if not multi:
+        st.info(t("diff_none", lang))
+        return
+    keys = sorted(multi, key=lambda k: multi[k][-1].title)
+    if ss.get("diff_law") not in multi:
+        ss.diff_law = keys[0]
+    st.selectbox(t("diff_law", lang), keys, key="diff_law", format_func=lambda k: multi[k][-1].title)
+    versions = multi[ss.diff_law]
+    ids = [v.doc_id for v in versions]
+    names = {v.doc_id: f"{v.year or '?'} ({v.date or '?'}, {v.validity or '?'})" for v in versions}
+    if ss.get("diff_to") not in ids:
+        ss.diff_to = ids[-1]
+    if ss.get("diff_from") not in ids:
+        ss.diff_from = ids[-2]
+    left, right = st.columns(2)
+    left.selectbox(t("diff_from", lang), ids, key="diff_from", format_func=names.get)
+    right.selectbox(t("diff_to", lang), ids, key="diff_to", format_func=names.get)
+    if ss.diff_from == ss.diff_to:
+        st.warning(t("diff_same", lang))
+        return
+    old, new = laws.rows[ss.diff_from], laws.rows[ss.diff_to]
+    result = compare_texts(old, new, searcher.source(old.doc_id), searcher.source(new.doc_id))
+    st.info(f"**{md_text(new.title)}** {old.year} → {new.year}: " + t("diff_summary", lang, **result.counts()))
+    shown = st.multiselect(
+        t("diff_status", lang),
+        STATUSES,
+        default=[s for s in STATUSES if s != "unchanged"],
+        format_func=lambda s: both(f"status_{s}"),
+        key="diff_statuses",
+    )
+    focus = ss.get("diff_focus")
+    pairs = [p for p in result.pairs if p.status in shown or (focus and p.old and p.old.label == focus)]
+    pairs.sort(key=lambda p: not (focus and p.old and p.old.label == focus))  # the article asked about first
+    for n, pair in enumerate(pairs[:MAX_PAIRS]):
+        with st.container(border=True):
+            st.html(status_html(pair, t(f"status_{pair.status}", lang)))
+            old_html, new_html = diff_columns_html(pair)
+            columns = st.columns(2)
+            for target, article, version, body, side in (
+                (columns[0], pair.old, old, old_html, "old"),
+                (columns[1], pair.new, new, new_html, "new"),
+            ):
+                if article is None:
+                    continue
+                target.html(body)
+                if article.chunk_id:
+                    target.button(
+                        t("diff_open", lang, article=article.label, year=version.year),
+                        key=f"diff-{side}-{n}",
+                        on_click=open_source,
+                        args=parse_chunk_id(article.chunk_id),
+                    )
+    if len(pairs) > MAX_PAIRS:
+        st.caption(t("diff_more", lang, n=MAX_PAIRS, total=len(pairs)))
 
 
 def _surroundings(chunks: list[Chunk], at: int) -> list[tuple[Chunk, str]]:
@@ -550,6 +680,8 @@ def main() -> None:
         docs_page(searcher, lang)
     elif ss.page == "quote":
         quote_page(lang)
+    elif ss.page == "diff":
+        diff_page(searcher, lang)
     else:
         search_page(searcher, lang)
     save_url_state()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from kb.chunk import Chunk
-from kb.legal.pinpoint import Place, item_starts, paragraph_starts
-from kb.legal.structure import cn_number
+from kb.legal.pinpoint import Place, item_starts, paragraph_starts, sub_of
 from kb.text.lexical import token_spans, tokenize
 
 # The 款 (or 项) holding at least this share of the highlighted characters is where the question's words sit.
@@ -48,7 +47,7 @@ def pinpoint(chunk: Chunk, parts: list[Chunk], highlights: tuple[tuple[int, int]
     """
     if chunk.article_no is None or not chunk.article:
         return None
-    sub = cn_number(chunk.article.split("之")[1]) if "之" in chunk.article else None
+    sub = sub_of(chunk.article)
     before = sum(len(paragraph_starts(p.text, p.part > 0)) for p in parts if p.ordinal < chunk.ordinal)
     total = sum(len(paragraph_starts(p.text, p.part > 0)) for p in parts) or 1
     starts = paragraph_starts(chunk.text, chunk.part > 0)

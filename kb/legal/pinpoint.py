@@ -37,6 +37,11 @@ def item_starts(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def sub_of(article: str | None) -> int | None:
+    """The 之N of an article label: 第十条之一 -> 1; None for a plain article."""
+    return cn_number(article.split("之")[1]) if article and "之" in article else None
+
+
 def cn(n: int) -> str:
     """A Chinese numeral for 1..9999 as laws write it: 三十八, 一百零五, 一千一百六十五."""
     if n < 10:

@@ -126,6 +126,39 @@ STRINGS: dict[str, tuple[str, str]] = {
         "链接中的 {name}={value} 超出 {low} 至 {high}，已忽略",
     ),
     "unknown_docs": ("Ignored unknown documents in the link: {docs}", "链接中的文件不存在，已忽略：{docs}"),
+    # Research tools (issue 19): version comparison, cited-by, reference export.
+    "page_diff": ("Compare versions", "新旧对照"),
+    "diff_header": ("What changed between two versions of a law", "法规新旧对照：两个版本之间改了什么"),
+    "diff_law": ("Law", "法规"),
+    "diff_from": ("Older version", "旧版本"),
+    "diff_to": ("Newer version", "新版本"),
+    "diff_none": (
+        "No law in this index has two versions to compare.",
+        "本索引中没有可以对照的多版本法规。",
+    ),
+    "diff_same": ("Pick two different versions.", "请选择两个不同的版本。"),
+    "diff_unchanged": ("Show unchanged articles", "显示未修改的条文"),
+    "diff_status": ("Show", "显示"),
+    "status_unchanged": ("unchanged", "未修改"),
+    "status_changed": ("changed", "修改"),
+    "status_moved": ("moved", "移动"),
+    "status_added": ("added", "新增"),
+    "status_deleted": ("deleted", "删除"),
+    "diff_summary": (
+        "{changed} changed, {added} added, {deleted} deleted, {moved} moved, {unchanged} unchanged "
+        "({renumbered} renumbered)",
+        "修改 {changed} 条，新增 {added} 条，删除 {deleted} 条，移动 {moved} 条，未修改 {unchanged} 条"
+        "（其中 {renumbered} 条序号变化）",
+    ),
+    "diff_open": ("Open {article} ({year})", "打开 {article}（{year}）"),
+    "diff_more": (
+        "Showing the first {n} of {total} articles: show fewer statuses to see the rest.",
+        "仅显示前 {n} 条（共 {total} 条）：减少显示的类别可查看其余条文。",
+    ),
+    "changed_since": ("What changed since this version", "此版本之后改了什么"),
+    "cited_by": ("Cited by {n}", "被引用 {n} 次"),
+    "cited_by_none": ("No other indexed text cites this article.", "索引中没有其他文件引用本条。"),
+    "export_refs": ("References", "参考文献"),
 }
 
 

@@ -16,6 +16,13 @@ from kb.research.works import Work
 
 FORMATS = ("gbt7714", "bibtex", "csl-json", "ris")
 SUFFIX = {"gbt7714": "txt", "bibtex": "bib", "csl-json": "json", "ris": "ris"}
+LABEL = {"gbt7714": "GB/T 7714", "bibtex": "BibTeX", "csl-json": "CSL-JSON", "ris": "RIS"}
+MIME = {
+    "gbt7714": "text/plain",
+    "bibtex": "application/x-bibtex",
+    "csl-json": "application/json",
+    "ris": "application/x-research-info-systems",
+}
 _BIB_SPECIAL = re.compile(r"([\\{}&%$#_^~])")
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from kb.errors import QueryError
 from kb.index.citedby import Citing
-from kb.legal.pinpoint import Place, cn, paragraph_starts, parse_citation
+from kb.legal.pinpoint import Place, cn, paragraph_starts, parse_citation, sub_of
 from kb.research.laws import Laws, Version
 from kb.search.contract import Backend
 
@@ -90,7 +90,7 @@ def find_article(backend: Backend, laws: Laws, citation: str, when: str | None =
     for version in laws.documents(place.law, when):
         _, chunks = backend.source(version.doc_id)
         numbers += [c.article_no for c in chunks if c.article_no is not None]
-        parts = [c for c in chunks if c.article_no == place.article_no and _sub(c.article) == place.sub]
+        parts = [c for c in chunks if c.article_no == place.article_no and sub_of(c.article) == place.sub]
         if not parts:
             continue
         paragraphs = sum(len(paragraph_starts(c.text, c.part > 0)) for c in parts)
@@ -105,12 +105,6 @@ def find_article(backend: Backend, laws: Laws, citation: str, when: str | None =
     )
 
 
-def _sub(article: str | None) -> int | None:
-    from kb.legal.structure import cn_number
-
-    return cn_number(article.split("之")[1]) if article and "之" in article else None
-
-
 def cited_by(backend: Backend, citation: str, when: str | None = None, laws: Laws | None = None) -> CitedBy:
     """What cites the article a citation names (《中华人民共和国电子商务法》第三十八条, 公司法第七条第一款).
 
@@ -122,15 +116,28 @@ def cited_by(backend: Backend, citation: str, when: str | None = None, laws: Law
     """
     laws = laws or Laws(backend.documents())
     place, version, chunk_id = find_article(backend, laws, citation, when)
-    rows = backend.citing(
-        version.doc_id, place.article_no, place.sub, place.paragraphs[0] if len(place.paragraphs) == 1 else None
-    )
+    paragraph = place.paragraphs[0] if len(place.paragraphs) == 1 else None
+    groups = citing_groups(backend, laws, version.doc_id, place.article_no, place.sub, paragraph)
+    return CitedBy(place, version, chunk_id, groups)
+
+
+def citing_groups(
+    backend: Backend, laws: Laws, doc_id: str, article_no: int, sub: int | None = None, paragraph: int | None = None
+) -> tuple[tuple[str, tuple[CitingPassage, ...]], ...]:
+    """The passages citing one article of an indexed document, by level (the app's article view).
+
+    Raises:
+        QueryError: the index has no cited-by table.
+    """
     grouped: dict[str, list[CitingPassage]] = {}
-    for row in rows:
+    seen: set[str] = set()
+    for row in backend.citing(doc_id, article_no, sub, paragraph):
+        if row.chunk_id in seen:  # one passage citing the article twice (第一款 … 第二款) is listed once
+            continue
+        seen.add(row.chunk_id)
         doc = laws.rows.get(row.doc_id)
         level = (doc.level if doc else None) or OTHER_LEVEL
-        grouped.setdefault(level, []).append(
-            CitingPassage(row, doc.title if doc else row.doc_id, level, doc.date if doc else None)
-        )
+        passage = CitingPassage(row, doc.title if doc else row.doc_id, level, doc.date if doc else None)
+        grouped.setdefault(level, []).append(passage)
     order = sorted(grouped, key=lambda lv: (LEVEL_ORDER.index(lv) if lv in LEVEL_ORDER else len(LEVEL_ORDER), lv))
-    return CitedBy(place, version, chunk_id, tuple((lv, tuple(grouped[lv])) for lv in order))
+    return tuple((lv, tuple(grouped[lv])) for lv in order)
