@@ -445,6 +445,7 @@ def source_page(searcher: Backend, lang: str) -> None:
     prev_col.button(t("previous", lang), disabled=ss.src_chunk == 0, on_click=_step, args=(-1,))
     where.caption(t("passage_of", lang, n=ss.src_chunk + 1, total=len(chunks)))
     next_col.button(t("next", lang), disabled=ss.src_chunk >= len(chunks) - 1, on_click=_step, args=(1,))
+    cited_by_box(searcher, current, lang)
     for chunk, role in _surroundings(chunks, ss.src_chunk):
         focus = role == "current"
         with st.container(border=focus):
@@ -453,7 +454,6 @@ def source_page(searcher: Backend, lang: str) -> None:
             st.html(passage_html(chunk.text, spans, "" if focus else "opacity:0.65;"))
     if focus_citation := citation(current):
         st.code(f"{focus_citation} ({doc.doc_id})", language=None)
-    cited_by_box(searcher, current, lang)
     with st.expander(t("whole_document", lang), expanded=False):
         components.html(document_html(doc.text, chunks, ss.src_chunk), height=520, scrolling=True)
 
@@ -468,14 +468,14 @@ def cited_by_box(searcher: Backend, chunk: Chunk, lang: str) -> None:
     except KbError:  # an index without the cited-by table (or a Milvus collection): nothing to show
         return
     n = sum(len(ps) for _, ps in groups)
-    with st.expander(t("cited_by", lang, n=n), expanded=n > 0):
+    with st.expander(f"{t('cited_by', lang, n=n)} · {chunk.article}", expanded=False):
         if not n:
             st.caption(t("cited_by_none", lang))
         for level, passages in groups:
             st.markdown(f"**{md_text(level)}** ({len(passages)})")
             for p in passages[:MAX_CITING]:
                 st.button(
-                    "← " + md_text(p.citation),
+                    "← " + md_text(p.citation) + (f" ({p.date})" if p.date else ""),
                     key=f"citedby-{p.citing.chunk_id}",
                     on_click=open_source,
                     args=parse_chunk_id(p.citing.chunk_id),

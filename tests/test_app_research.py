@@ -62,7 +62,7 @@ def test_the_article_view_says_what_cites_it(monkeypatch: pytest.MonkeyPatch, in
     at = run(monkeypatch, index, {"page": "source", "doc": ECOMMERCE, "chunk": "3", "ui": "en"})
     assert not at.exception
     assert "《中华人民共和国电子商务法》第三十八条" in shown(at)
-    assert [e.label for e in at.expander if e.label.startswith("Cited by")] == ["Cited by 4"]
+    assert [e.label for e in at.expander if e.label.startswith("Cited by")] == ["Cited by 4 · 第三十八条"]
     citing = [b for b in at.button if b.key and b.key.startswith("citedby-")]
     assert len(citing) == 4
     assert "司法解释" in shown(at) and "地方性法规" in shown(at)
@@ -73,7 +73,7 @@ def test_the_article_view_says_what_cites_it(monkeypatch: pytest.MonkeyPatch, in
 def test_an_article_nobody_cites_says_so(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
     at = run(monkeypatch, index, {"page": "source", "doc": ECOMMERCE, "chunk": "1", "ui": "en"})
     assert not at.exception
-    assert [e.label for e in at.expander if e.label.startswith("Cited by")] == ["Cited by 0"]
+    assert [e.label for e in at.expander if e.label.startswith("Cited by")] == ["Cited by 0 · 第一条"]
     assert "No other indexed text cites this article." in shown(at)
 
 
