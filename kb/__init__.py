@@ -24,14 +24,25 @@ from kb.index.report import BuildReport
 from kb.index.verify import verify
 from kb.ingest.document import DocMeta, Document
 from kb.ingest.read import read_document, walk_corpus
+from kb.legal.pinpoint import Place, parse_citation
 from kb.legal.xref import Reference, find_references
+from kb.present.references import FORMATS as REFERENCE_FORMATS
+from kb.present.references import export as export_references
 from kb.quote.check import QuoteChecker, QuoteMatch, QuoteReport, check_quote
 from kb.quote.diff import DiffOp
+from kb.research.citing import CitedBy, cited_by
+from kb.research.compare import Comparison, Pair
+from kb.research.laws import Laws, Version
+from kb.research.versions import compare_versions
+from kb.research.works import Work, work_of_hit, works_of_citations
 from kb.search.searcher import Hit, Searcher
 
 __all__ = [
+    "REFERENCE_FORMATS",
     "BuildReport",
     "Chunk",
+    "CitedBy",
+    "Comparison",
     "CorpusError",
     "DiffOp",
     "DocMeta",
@@ -45,8 +56,11 @@ __all__ = [
     "IndexMissingError",
     "IngestError",
     "KbError",
+    "Laws",
     "ModelLoadError",
     "ModelMismatchError",
+    "Pair",
+    "Place",
     "QueryError",
     "QuoteChecker",
     "QuoteMatch",
@@ -57,17 +71,25 @@ __all__ = [
     "Searcher",
     "Span",
     "Target",
+    "Version",
+    "Work",
     "__version__",
     "build",
     "build_index",  # kb.backends: the FAISS folder or Milvus (docs/MILVUS.md)
     "check_quote",
     "chunk_document",
     "citation",
+    "cited_by",  # 法条联想 (kb.research.citing)
+    "compare_versions",  # 新旧对照 (kb.research.versions)
+    "export_references",  # GB/T 7714, BibTeX, CSL-JSON, RIS (kb.present.references)
     "find_references",
     "highlight_spans",
     "load_embedder",
     "open_searcher",
+    "parse_citation",
     "read_document",
     "verify",
     "walk_corpus",
+    "work_of_hit",
+    "works_of_citations",
 ]

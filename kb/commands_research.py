@@ -66,7 +66,7 @@ def diff(args: argparse.Namespace) -> int:
             continue
         old, new = p.old.label if p.old else "—", p.new.label if p.new else "—"
         if p.status in ("changed", "moved"):
-            body = render(p.diff) if p.diff else "(same text)"
+            body = " ".join(render(p.diff).split()) if p.diff else "(same text)"
         elif p.status == "unchanged":
             body = "(same text)"
         else:

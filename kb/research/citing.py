@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from kb.errors import QueryError
 from kb.index.citedby import Citing
 from kb.legal.pinpoint import Place, cn, paragraph_starts, parse_citation, sub_of
-from kb.research.laws import Laws, Version
+from kb.research.laws import Laws, Version, cited_title
 from kb.search.contract import Backend
 
 # Levels in the order a researcher reads them: the law itself, how courts read it, then rules below it.
@@ -52,6 +52,7 @@ class CitedBy:
     version: Version
     chunk_id: str | None  # the cited article's first passage
     groups: tuple[tuple[str, tuple[CitingPassage, ...]], ...]
+    title: str = ""  # the law as cited (a code's name for a part of it); the version's title when empty
 
     @property
     def count(self) -> int:
@@ -62,7 +63,11 @@ class CitedBy:
     def citation(self) -> str:
         """《full title》第三十八条第二款."""
         return Place(
-            self.version.title, self.place.article_no, self.place.sub, self.place.paragraphs, self.place.item
+            self.title or self.version.title,
+            self.place.article_no,
+            self.place.sub,
+            self.place.paragraphs,
+            self.place.item,
         ).citation()
 
     def to_dict(self) -> dict[str, object]:
@@ -118,7 +123,7 @@ def cited_by(backend: Backend, citation: str, when: str | None = None, laws: Law
     place, version, chunk_id = find_article(backend, laws, citation, when)
     paragraph = place.paragraphs[0] if len(place.paragraphs) == 1 else None
     groups = citing_groups(backend, laws, version.doc_id, place.article_no, place.sub, paragraph)
-    return CitedBy(place, version, chunk_id, groups)
+    return CitedBy(place, version, chunk_id, groups, cited_title(version.title))
 
 
 def citing_groups(

@@ -7,6 +7,7 @@ the candidates, so a reader can retype.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from kb.legal.meta import title_key
 from kb.legal.xref import NAME_END
 
 _SHOWN = 5  # candidates named in an error message
+_PART = re.compile(r"(?:编|总则|附则)$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ class Version:
             "validity": self.validity,
             "level": self.level,
         }
+
+
+def cited_title(title: str) -> str:
+    """The title a citation uses: the code's for a part of a code filed in parts (中华人民共和国民法典, not
+    中华人民共和国民法典 侵权责任编: its articles are numbered across the parts), else the title itself."""
+    head, _, part = title.partition(" ")
+    return head if part and NAME_END.search(head) and _PART.search(part) else title
 
 
 class Laws:

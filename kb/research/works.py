@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kb.research.citing import find_article
-from kb.research.laws import Laws
+from kb.research.laws import Laws, cited_title
 from kb.search.contract import Backend
 from kb.search.hits import Hit
 
@@ -66,7 +66,16 @@ def work_of_hit(hit: Hit) -> Work:
         ]
         locator = ", ".join(b for b in bits if b) or None
     return Work(
-        c.title, c.lang, locator, bool(c.article), m.issuer, m.published, m.effective, m.doc_number, m.level, c.doc_id
+        cited_title(c.title) if c.article else c.title,
+        c.lang,
+        locator,
+        bool(c.article),
+        m.issuer,
+        m.published,
+        m.effective,
+        m.doc_number,
+        m.level,
+        c.doc_id,
     )
 
 
@@ -84,7 +93,7 @@ def works_of_citations(backend: Backend, citations: Iterable[str], laws: Laws | 
         meta = metas.get(version.doc_id, {})
         out.append(
             Work(
-                version.title,
+                cited_title(version.title),
                 "zh",
                 place.label(),
                 True,
