@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kb.chunk import Chunk
-from kb.legal.pinpoint import Place, item_starts, paragraph_starts, sub_of
+from kb.legal.pinpoint import Place, book_title, item_starts, paragraph_starts, sub_of
 from kb.text.lexical import token_spans, tokenize
 
 # The 款 (or 项) holding at least this share of the highlighted characters is where the question's words sit.
@@ -18,7 +18,7 @@ def citation(chunk: Chunk, lang: str | None = None, place: Place | None = None) 
     """
     lang = lang or chunk.lang
     if lang == "zh" or chunk.article:
-        out = f"《{chunk.title}》"
+        out = book_title(chunk.title)
         if chunk.article and place is not None:
             out += place.label()
         elif chunk.article:
@@ -39,8 +39,9 @@ def citation(chunk: Chunk, lang: str | None = None, place: Place | None = None) 
 
 
 def pinpoint(chunk: Chunk, parts: list[Chunk], highlights: tuple[tuple[int, int], ...] = ()) -> Place | None:
-    """The 款 (and 项) a passage of an article cites: the 款 of a split article it holds, or the one 款 (项)
-    where the question's highlighted words sit; None when the article has a single 款 and no item is singled out.
+    """The 款 (and 项) a passage of an article cites: the one 款 (项) where the question's highlighted words
+    sit, else for a part of a split article the 款 it holds (and the 项 it holds of a 款 split across parts);
+    None when nothing narrower than the article can be named.
 
     Args:
         parts: every chunk of the article in reading order (chunk among them; [chunk] for an unsplit article).
@@ -48,24 +49,43 @@ def pinpoint(chunk: Chunk, parts: list[Chunk], highlights: tuple[tuple[int, int]
     if chunk.article_no is None or not chunk.article:
         return None
     sub = sub_of(chunk.article)
-    before = sum(len(paragraph_starts(p.text, p.part > 0)) for p in parts if p.ordinal < chunk.ordinal)
-    total = sum(len(paragraph_starts(p.text, p.part > 0)) for p in parts) or 1
-    starts = paragraph_starts(chunk.text, chunk.part > 0)
-    spans = ([(0, before)] if not starts or starts[0] > 0 else []) + [(s, before + 1 + i) for i, s in enumerate(starts)]
-    bounds = [(s, spans[i + 1][0] if i + 1 < len(spans) else len(chunk.text), n) for i, (s, n) in enumerate(spans)]
+    bounds_of: dict[int, list[tuple[int, int, int]]] = {}
+    seen = 0
+    for p in parts:
+        bounds_of[p.ordinal] = _paragraph_bounds(p, seen)
+        seen += len(paragraph_starts(p.text, p.part > 0))
+    total = seen or 1
+    bounds = bounds_of.get(chunk.ordinal) or _paragraph_bounds(chunk, 0)
     where = _holding(highlights, [(s, e) for s, e, _ in bounds])
     if where is not None:
         s, e, number = bounds[where]
         items = [(a, n) for a, n in item_starts(chunk.text) if s <= a < e]
         item_bounds = [(a, items[i + 1][0] if i + 1 < len(items) else e) for i, (a, _) in enumerate(items)]
         at = _holding(highlights, item_bounds) if items else None
-        item = items[at][1] if at is not None else None
-        if total > 1 or item is not None:
+        item = (items[at][1],) if at is not None else ()
+        if total > 1 or item:
             return Place(chunk.title, chunk.article_no, sub, (number,) if total > 1 else (), item)
         return None
-    if chunk.parts > 1 and total > 1:
-        return Place(chunk.title, chunk.article_no, sub, tuple(n for _, _, n in bounds if n >= 1))
-    return None
+    if chunk.parts < 2:
+        return None
+    numbers = [n for _, _, n in bounds if n >= 1]
+    shared = len(numbers) == 1 and any(
+        numbers[0] in (n for _, _, n in b) for o, b in bounds_of.items() if o != chunk.ordinal
+    )
+    if shared:  # one 款 split across parts: name the 项 this part holds, if it holds items
+        held = tuple(n for _, n in item_starts(chunk.text))
+        if total > 1 or held:
+            return Place(chunk.title, chunk.article_no, sub, tuple(numbers) if total > 1 else (), held)
+        return None
+    return Place(chunk.title, chunk.article_no, sub, tuple(numbers)) if total > 1 else None
+
+
+def _paragraph_bounds(chunk: Chunk, before: int) -> list[tuple[int, int, int]]:
+    """(start, end, 款 number) of each 款 in a chunk, counting on from `before` 款 in earlier parts; a continued
+    part opening inside the previous part's last 款 starts with that 款."""
+    starts = paragraph_starts(chunk.text, chunk.part > 0)
+    spans = ([(0, before)] if not starts or starts[0] > 0 else []) + [(s, before + 1 + i) for i, s in enumerate(starts)]
+    return [(s, spans[i + 1][0] if i + 1 < len(spans) else len(chunk.text), n) for i, (s, n) in enumerate(spans)]
 
 
 def _holding(highlights: tuple[tuple[int, int], ...], ranges: list[tuple[int, int]]) -> int | None:

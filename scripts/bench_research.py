@@ -34,7 +34,7 @@ from kb.index.citedby import CITEDBY_FILE, CitedByTable, write_citedby
 from kb.index.generations import current_generation, read_manifest
 from kb.index.manifest import Manifest
 from kb.index.store import open_store
-from kb.legal.pinpoint import parse_citation
+from kb.legal.pinpoint import paragraph_starts, parse_citation
 from kb.research.citing import cited_by
 from kb.research.laws import Laws
 from kb.research.versions import compare_versions
@@ -218,25 +218,47 @@ def citedby(args: argparse.Namespace) -> dict[str, object]:
 
 
 def pinpoints(args: argparse.Namespace) -> dict[str, object]:
+    """Every part of every split article: cited with its 款 when the article has several, with its 项 when a
+    single 款 was split at its items; and each citation parsed back to the same place."""
     gen = current_generation(args.index)
     store = open_store(gen, Manifest.from_dict(read_manifest(gen)))
-    split = cited = parsed = 0
-    misses = []
+    counts = {
+        "parts": 0,
+        "multi_paragraph_parts": 0,
+        "cited_with_paragraph": 0,
+        "single_paragraph_parts": 0,
+        "cited_with_items": 0,
+        "sentence_split_no_pinpoint": 0,
+        "parsed_back": 0,
+        "cited": 0,
+    }
+    misses: list[str] = []
     for doc_id in store.entries:
         by_article: dict[str, list] = {}
         for c in store.doc_chunks(doc_id):
             if c.article and c.parts > 1:
                 by_article.setdefault(c.article, []).append(c)
         for parts in by_article.values():
+            paragraphs = sum(len(paragraph_starts(p.text, p.part > 0)) for p in parts)
             for c in parts:
-                split += 1
+                counts["parts"] += 1
                 place = pinpoint(c, parts)
-                if place is not None and place.paragraphs:
-                    cited += 1
-                    parsed += parse_citation(place.citation()) == place
-                elif len(misses) < 5:
-                    misses.append(c.chunk_id)
-    return {"split_parts": split, "cited_with_paragraph": cited, "parsed_back": parsed, "examples_missed": misses}
+                if paragraphs > 1:
+                    counts["multi_paragraph_parts"] += 1
+                    if place is not None and place.paragraphs:
+                        counts["cited_with_paragraph"] += 1
+                    elif len(misses) < 5:
+                        misses.append(c.chunk_id)
+                else:
+                    counts["single_paragraph_parts"] += 1
+                    if place is not None and place.items:
+                        counts["cited_with_items"] += 1
+                    else:
+                        counts["sentence_split_no_pinpoint"] += 1
+                if place is not None:
+                    counts["cited"] += 1
+                    counts["parsed_back"] += parse_citation(place.citation()) == place
+    return {**counts, "multi_paragraph_misses": misses}
 
 
 def main(argv: list[str] | None = None) -> int:

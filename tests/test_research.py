@@ -11,13 +11,14 @@ import pytest
 from conftest import DATA
 
 from kb import cli
-from kb.chunk import read_passages
+from kb.chunk import chunk_document, read_passages
 from kb.cite import pinpoint
 from kb.embed.models import HashingEmbedder
 from kb.errors import QueryError
 from kb.index.build import build
 from kb.index.citedby import CITEDBY_FILE
 from kb.index.generations import current_generation
+from kb.ingest.document import DocMeta, Document
 from kb.legal.pinpoint import Place, cn, parse_citation
 from kb.research.citing import cited_by
 from kb.research.compare import Article, align
@@ -267,6 +268,9 @@ PINPOINT_TABLE = [
     "《中华人民共和国反不正当竞争法》第十二条第二款第四项",
     "《中华人民共和国公司法》第二百六十六条",
     "《中华人民共和国食品安全法》第一百四十八条第二款",
+    "《最高人民法院关于适用〈中华人民共和国民法典〉时间效力的若干规定》第二十条",
+    "《人民检察院刑事诉讼规则》第三百三十条第一项至第十一项",
+    "《人民检察院刑事诉讼规则》第三百三十条第十二项、第十三项",
 ]
 
 
@@ -288,6 +292,29 @@ def test_every_part_of_a_split_article_is_cited_with_its_paragraphs() -> None:
     assert sorted(set(covered)) == [1, 2, 3]
     for c, p in zip(parts, places):
         assert p is not None and parse_citation(p.citation()) == p
+
+
+def test_a_single_paragraph_split_at_its_items_is_cited_with_its_items() -> None:
+    items = "".join(
+        f"（{cn(n)}）第{cn(n)}项规定的具体审查内容，包括有关事实、证据、程序和法律适用是否清楚、充分、合法、正确，有无遗漏；\n"
+        for n in range(1, 14)
+    )
+    text = f"第一条 总则。\n\n第二条 其他。\n\n第三百三十条 人民检察院审查移送起诉的案件，应当查明：\n{items}\n第三百三十一条 完。\n"
+    doc = Document("rules.md", "rules.md", "人民检察院刑事诉讼规则", "zh", text, DocMeta())
+    parts = [c for c in chunk_document(doc) if c.article == "第三百三十条"]
+    assert len(parts) > 1
+    places = [pinpoint(c, parts) for c in parts]
+    assert all(p is not None and p.items and not p.paragraphs for p in places)
+    assert [n for p in places if p for n in p.items] == list(range(1, 14))
+    assert places[0] is not None and places[0].label().startswith("第三百三十条第一项至第")
+    for p in places:
+        assert p is not None and parse_citation(p.citation()) == p
+
+
+def test_a_title_with_a_title_inside_is_cited_with_inner_brackets() -> None:
+    place = Place("最高人民法院关于适用《中华人民共和国民法典》时间效力的若干规定", 20)
+    assert place.citation() == "《最高人民法院关于适用〈中华人民共和国民法典〉时间效力的若干规定》第二十条"
+    assert parse_citation(place.citation()) == place
 
 
 def test_a_hit_names_the_paragraph_its_question_sits_in(research: Searcher) -> None:

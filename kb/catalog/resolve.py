@@ -18,7 +18,7 @@ from kb.catalog.timeline import version_start
 from kb.chunk import Chunk
 from kb.ingest.document import DocRow
 from kb.legal.meta import title_key
-from kb.legal.pinpoint import cn, paragraph_starts
+from kb.legal.pinpoint import book_title, cn, paragraph_starts
 from kb.legal.structure import cn_number
 from kb.legal.xref import NAME_END, Reference, find_references
 
@@ -165,7 +165,7 @@ class Resolver:
             return Resolved(ref, None, "no such article")
         target = _part_with_paragraph(parts, paragraph)
         label = target.article or f"第{cn(article_no)}条"
-        cite = f"《{self.titles[doc_id]}》{label}" + (f"第{cn(paragraph)}款" if paragraph else "")
+        cite = book_title(self.titles[doc_id]) + label + (f"第{cn(paragraph)}款" if paragraph else "")
         return Resolved(ref, Target(doc_id, article_no, target.chunk_id, cite))
 
 

@@ -62,25 +62,46 @@ def cn(n: int) -> str:
     return out
 
 
+def book_title(title: str) -> str:
+    """A title in 书名号, with the 《》 inside it as 〈〉 (GB/T 15834): 《最高人民法院关于适用〈中华人民共和国民法典〉
+    时间效力的若干规定》, which reads back as one title."""
+    return "《" + title.replace("《", "〈").replace("》", "〉") + "》"
+
+
+def _run(numbers: tuple[int, ...], unit: str) -> str:
+    """第一款、第二款 / 第一项至第十一项 (three or more consecutive numbers as a range)."""
+    out: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        if j - i >= 2:
+            out.append(f"第{cn(numbers[i])}{unit}至第{cn(numbers[j])}{unit}")
+        else:
+            out += [f"第{cn(n)}{unit}" for n in numbers[i : j + 1]]
+        i = j + 1
+    return "、".join(out)
+
+
 @dataclass(frozen=True)
 class Place:
-    """A cited place: the law as written, its article (第十条之一: sub 1), and 款 / 项 when named."""
+    """A cited place: the law as written, its article (第十条之一: sub 1), and the 款 and 项 named."""
 
     law: str | None
     article_no: int
     sub: int | None = None
     paragraphs: tuple[int, ...] = ()
-    item: int | None = None
+    items: tuple[int, ...] = ()
 
     def label(self) -> str:
-        """第三十八条第二款 (第三十八条第二款、第三款; 第十条之一第一款第三项)."""
+        """第三十八条第二款 (第三十八条第二款、第三款; 第十条之一第一款第三项; 第三百三十条第一项至第十一项)."""
         out = f"第{cn(self.article_no)}条" + (f"之{cn(self.sub)}" if self.sub else "")
-        out += "、".join(f"第{cn(p)}款" for p in self.paragraphs)
-        return out + (f"第{cn(self.item)}项" if self.item else "")
+        return out + _run(self.paragraphs, "款") + _run(self.items, "项")
 
     def citation(self) -> str:
         """《law》第X条第M款第K项."""
-        return (f"《{self.law}》" if self.law else "") + self.label()
+        return (book_title(self.law) if self.law else "") + self.label()
 
     def to_dict(self) -> dict[str, object]:
         """JSON shape."""
@@ -89,8 +110,11 @@ class Place:
             "article_no": self.article_no,
             "sub": self.sub,
             "paragraphs": list(self.paragraphs),
-            "item": self.item,
+            "items": list(self.items),
         }
+
+
+_PIECE = re.compile(r"(至|到)?第[（(]?([零〇一二三四五六七八九十百千两0-9]+)[）)]?(款|项)")
 
 
 def parse_citation(text: str) -> Place | None:
@@ -101,6 +125,18 @@ def parse_citation(text: str) -> Place | None:
         return None
     first = refs[0]
     assert first.article_no is not None
-    same = [r for r in refs if (r.article_no, r.sub, r.start) == (first.article_no, first.sub, first.start)]
-    paragraphs = tuple(r.paragraph for r in same if r.paragraph is not None)
-    return Place(first.law, first.article_no, first.sub, paragraphs, first.item)
+    # The 款 and 项 after the article, ranges (第一项至第十一项) spelled out; the list ends where the reference does.
+    tail = text[first.start : first.end]
+    tail = tail[tail.index("条", tail.rfind("》") + 1) + 1 :] if "条" in tail else ""
+    numbers: dict[str, list[int]] = {"款": [], "项": []}
+    for m in _PIECE.finditer(tail):
+        n = cn_number(m.group(2))
+        bucket = numbers[m.group(3)]
+        if n is None:
+            continue
+        if m.group(1) and bucket and n > bucket[-1]:
+            bucket.extend(range(bucket[-1] + 1, n + 1))
+        else:
+            bucket.append(n)
+    law = first.law.replace("〈", "《").replace("〉", "》") if first.law else None
+    return Place(law, first.article_no, first.sub, tuple(numbers["款"]), tuple(numbers["项"]))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from kb.errors import QueryError
 from kb.index.citedby import Citing
-from kb.legal.pinpoint import Place, cn, paragraph_starts, parse_citation, sub_of
+from kb.legal.pinpoint import Place, book_title, cn, paragraph_starts, parse_citation, sub_of
 from kb.research.laws import Laws, Version, cited_title
 from kb.search.contract import Backend
 
@@ -31,7 +31,7 @@ class CitingPassage:
     @property
     def citation(self) -> str:
         """《title》第二条 (the citing passage's own place)."""
-        return f"《{self.title}》{self.citing.article or ''}"
+        return book_title(self.title) + (self.citing.article or "")
 
     def to_dict(self) -> dict[str, object]:
         """JSON shape."""
@@ -67,7 +67,7 @@ class CitedBy:
             self.place.article_no,
             self.place.sub,
             self.place.paragraphs,
-            self.place.item,
+            self.place.items,
         ).citation()
 
     def to_dict(self) -> dict[str, object]:
