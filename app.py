@@ -30,6 +30,7 @@ from kb.quote.check import QuoteChecker
 from kb.research.citing import citing_groups
 from kb.research.compare import STATUSES, compare_texts
 from kb.research.laws import Laws
+from kb.research.versions import earlier_articles
 from kb.research.works import work_of_hit
 from kb.search.contract import MODES, Backend
 from kb.search.hits import Hit
@@ -464,7 +465,10 @@ def cited_by_box(searcher: Backend, chunk: Chunk, lang: str) -> None:
         return
     try:
         laws = Laws(searcher.documents())
-        groups = citing_groups(searcher, laws, chunk.doc_id, chunk.article_no, sub_of(chunk.article))
+        sub = sub_of(chunk.article)
+        version = laws.rows.get(chunk.doc_id)
+        before = earlier_articles(searcher, laws, version, chunk.article_no, sub) if version else []
+        groups = citing_groups(searcher, laws, chunk.doc_id, chunk.article_no, sub, earlier=before)
     except KbError:  # an index without the cited-by table (or a Milvus collection): nothing to show
         return
     n = sum(len(ps) for _, ps in groups)
@@ -480,7 +484,8 @@ def cited_by_box(searcher: Backend, chunk: Chunk, lang: str) -> None:
                     on_click=open_source,
                     args=parse_chunk_id(p.citing.chunk_id),
                 )
-                st.caption(md_text("…" + " ".join(p.citing.context.split()) + "…"))
+                via = t("cited_via", lang, via=p.via) + " " if p.via else ""
+                st.caption(md_text(via + "…" + " ".join(p.citing.context.split()) + "…"))
 
 
 def open_diff(law: str, old_id: str, new_id: str, article: str | None = None) -> None:

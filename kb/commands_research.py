@@ -93,7 +93,8 @@ def cites(args: argparse.Namespace) -> int:
         print(f"{level} ({len(passages)})")
         for p in passages:
             context = " ".join(p.citing.context.split())
-            print(f"  {printable(p.citation)}: …{printable(context)}…  [{printable(p.citing.chunk_id)}]")
+            via = f" (cites the earlier version, {p.via})" if p.via else ""
+            print(f"  {printable(p.citation)}{via}: …{printable(context)}…  [{printable(p.citing.chunk_id)}]")
     return 0
 
 

@@ -83,3 +83,10 @@ def test_results_export_as_references(monkeypatch: pytest.MonkeyPatch, index: Pa
     labels = [d.proto.label for d in at.get("download_button")]
     assert labels[-4:] == ["GB/T 7714", "BibTeX", "CSL-JSON", "RIS"]
     assert "References" in shown(at)
+
+
+def test_the_article_view_counts_what_cites_its_earlier_version(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    at = run(monkeypatch, index, {"page": "source", "doc": NEW, "chunk": "6", "ui": "en"})
+    assert not at.exception
+    assert [e.label for e in at.expander if e.label.startswith("Cited by")] == ["Cited by 1 · 第六条"]
+    assert "(cites the earlier version: 2018 第七条)" in shown(at)

@@ -125,6 +125,20 @@ def test_cited_by_follows_the_version_in_force_when_the_citing_text_was_made(res
     assert cited_by(research, "公司法第七条", "2023").count == 0
 
 
+def test_what_cites_the_same_article_in_an_earlier_version_counts(
+    research: Searcher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2023's 第六条 is 2018's 第七条 moved; the provincial rules cite 2018's 第七条.
+    result = cited_by(research, "公司法第六条")
+    assert result.version.year == "2023" and result.count == 1
+    passage = result.groups[0][1][0]
+    assert (passage.level, passage.via) == ("地方性法规", "2018 第七条")
+    assert cited_by(research, "公司法第六条", earlier=False).count == 0
+    assert cited_by(research, "公司法第七条").count == 0  # 2023's 第七条 was 2018's 第六条, which nobody cites
+    assert cli.main(["cites", "公司法第六条", "--index", str(research.index_dir)]) == 0
+    assert "(cites the earlier version, 2018 第七条)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("citation", "when", "message"),
     [

@@ -6,12 +6,15 @@ once per generation; this module finds the article a reader names and arranges w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kb.errors import QueryError
 from kb.index.citedby import Citing
 from kb.legal.pinpoint import Place, book_title, cn, paragraph_starts, parse_citation, sub_of
+from kb.research.compare import Article
 from kb.research.laws import Laws, Version, cited_title
+from kb.research.versions import earlier_articles
 from kb.search.contract import Backend
 
 # Levels in the order a researcher reads them: the law itself, how courts read it, then rules below it.
@@ -27,6 +30,7 @@ class CitingPassage:
     title: str
     level: str
     date: str | None
+    via: str | None = None  # the earlier version's article it cites ("2021 第一百二十二条"), None for this one
 
     @property
     def citation(self) -> str:
@@ -41,6 +45,7 @@ class CitingPassage:
             "level": self.level,
             "date": self.date,
             "citation": self.citation,
+            "via": self.via,
         }
 
 
@@ -110,39 +115,57 @@ def find_article(backend: Backend, laws: Laws, citation: str, when: str | None =
     )
 
 
-def cited_by(backend: Backend, citation: str, when: str | None = None, laws: Laws | None = None) -> CitedBy:
+def cited_by(
+    backend: Backend, citation: str, when: str | None = None, laws: Laws | None = None, earlier: bool = True
+) -> CitedBy:
     """What cites the article a citation names (《中华人民共和国电子商务法》第三十八条, 公司法第七条第一款).
 
     Args:
         when: the version's year or date (default: the latest version).
         laws: the index's laws, when the caller keeps them (Laws(backend.documents())).
+        earlier: also what cites the same article in earlier versions (found by aligning the versions; a
+            passage citing 民事诉讼法(2021)第一百二十二条 counts for 民事诉讼法(2023)第一百二十二条), marked `via`.
     Raises:
         QueryError: see find_article; or the index has no cited-by table.
     """
     laws = laws or Laws(backend.documents())
     place, version, chunk_id = find_article(backend, laws, citation, when)
     paragraph = place.paragraphs[0] if len(place.paragraphs) == 1 else None
-    groups = citing_groups(backend, laws, version.doc_id, place.article_no, place.sub, paragraph)
+    before = earlier_articles(backend, laws, version, place.article_no, place.sub) if earlier else []
+    groups = citing_groups(backend, laws, version.doc_id, place.article_no, place.sub, paragraph, before)
     return CitedBy(place, version, chunk_id, groups, cited_title(version.title))
 
 
 def citing_groups(
-    backend: Backend, laws: Laws, doc_id: str, article_no: int, sub: int | None = None, paragraph: int | None = None
+    backend: Backend,
+    laws: Laws,
+    doc_id: str,
+    article_no: int,
+    sub: int | None = None,
+    paragraph: int | None = None,
+    earlier: Sequence[tuple[Version, Article]] = (),
 ) -> tuple[tuple[str, tuple[CitingPassage, ...]], ...]:
-    """The passages citing one article of an indexed document, by level (the app's article view).
+    """The passages citing one article of an indexed document, by level (the app's article view), then those
+    citing its counterpart in each earlier version (kb.research.versions.earlier_articles; 款 numbers may
+    differ between versions, so there the whole article counts).
 
     Raises:
         QueryError: the index has no cited-by table.
     """
+    asked: list[tuple[list[Citing], str | None]] = [(backend.citing(doc_id, article_no, sub, paragraph), None)]
+    for old, article in earlier:
+        rows = backend.citing(old.doc_id, article.number, sub_of(article.label))
+        asked.append((rows, f"{old.year} {article.label}"))
     grouped: dict[str, list[CitingPassage]] = {}
     seen: set[str] = set()
-    for row in backend.citing(doc_id, article_no, sub, paragraph):
-        if row.chunk_id in seen:  # one passage citing the article twice (第一款 … 第二款) is listed once
-            continue
-        seen.add(row.chunk_id)
-        doc = laws.rows.get(row.doc_id)
-        level = (doc.level if doc else None) or OTHER_LEVEL
-        passage = CitingPassage(row, doc.title if doc else row.doc_id, level, doc.date if doc else None)
-        grouped.setdefault(level, []).append(passage)
+    for rows, via in asked:
+        for row in rows:
+            if row.chunk_id in seen:  # one passage citing the article twice (第一款 … 第二款) is listed once
+                continue
+            seen.add(row.chunk_id)
+            doc = laws.rows.get(row.doc_id)
+            level = (doc.level if doc else None) or OTHER_LEVEL
+            passage = CitingPassage(row, doc.title if doc else row.doc_id, level, doc.date if doc else None, via)
+            grouped.setdefault(level, []).append(passage)
     order = sorted(grouped, key=lambda lv: (LEVEL_ORDER.index(lv) if lv in LEVEL_ORDER else len(LEVEL_ORDER), lv))
     return tuple((lv, tuple(grouped[lv])) for lv in order)

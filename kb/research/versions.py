@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from kb.errors import QueryError
-from kb.research.compare import Comparison, compare_texts
-from kb.research.laws import Laws
+from kb.legal.pinpoint import sub_of
+from kb.research.compare import Article, Comparison, compare_texts
+from kb.research.laws import Laws, Version
 from kb.search.contract import Backend
 
 
@@ -34,3 +35,21 @@ def compare_versions(
             + ", ".join(v.year or "undated" for v in versions)
         )
     return compare_texts(old, new, backend.source(old.doc_id), backend.source(new.doc_id))
+
+
+def earlier_articles(
+    backend: Backend, laws: Laws, version: Version, article_no: int, sub: int | None = None
+) -> list[tuple[Version, Article]]:
+    """The article of each earlier version that became this one (aligned by content: kb.research.compare), so
+    what cites 民事诉讼法(2021)第一百二十二条 is found for 民事诉讼法(2023)第一百二十二条; versions where the
+    article is new are left out."""
+    out = []
+    for old in laws.versions(version.title):
+        if old.doc_id == version.doc_id or (old.start or old.date or "") >= (version.start or version.date or ""):
+            continue
+        result = compare_texts(old, version, backend.source(old.doc_id), backend.source(version.doc_id))
+        for pair in result.pairs:
+            new = pair.new
+            if pair.old and new and new.number == article_no and sub_of(new.label) == sub:
+                out.append((old, pair.old))
+    return out
