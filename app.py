@@ -485,6 +485,7 @@ def cited_by_box(searcher: Backend, chunk: Chunk, lang: str) -> None:
                     args=parse_chunk_id(p.citing.chunk_id),
                 )
                 via = t("cited_via", lang, via=p.via) + " " if p.via else ""
+                via += t("cited_older", lang) + " " if p.citing.older else ""
                 st.caption(md_text(via + "…" + " ".join(p.citing.context.split()) + "…"))
 
 

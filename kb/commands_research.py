@@ -88,12 +88,14 @@ def cites(args: argparse.Namespace) -> int:
     print(
         f"{printable(result.citation)} ({result.version.year or 'undated'} version): cited by {result.count} "
         f"passage{'s' if result.count != 1 else ''}"
+        + (f" ({result.older} made before this version came into force)" if result.older else "")
     )
     for level, passages in result.groups:
         print(f"{level} ({len(passages)})")
         for p in passages:
             context = " ".join(p.citing.context.split())
             via = f" (cites the earlier version, {p.via})" if p.via else ""
+            via += " (made before this version: may use an older numbering)" if p.citing.older else ""
             print(f"  {printable(p.citation)}{via}: …{printable(context)}…  [{printable(p.citing.chunk_id)}]")
     return 0
 

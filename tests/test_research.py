@@ -213,6 +213,22 @@ def test_laws_lookup_names_a_code_filed_in_parts() -> None:
         laws.versions("民法典")
 
 
+def test_a_text_older_than_the_version_it_cites_is_marked(tmp_path: Path) -> None:
+    shutil.copytree(RESEARCH, tmp_path / "corpus")
+    corpus = tmp_path / "corpus"
+    (corpus / "部门规章" / "旧办法(2015-01-01).md").write_text(
+        "# 旧办法\n\n第一条 依照电子商务法第三十八条处理。\n\n第二条 其他。\n\n第三条 完。\n", encoding="utf-8"
+    )
+    with (corpus / "metadata.csv").open("a", encoding="utf-8") as fh:
+        fh.write("部门规章/旧办法(2015-01-01).md,旧办法,部门规章,,,2015-01-01,2015-01-01,,\n")
+    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    result = cited_by(Searcher(tmp_path / "index"), "《中华人民共和国电子商务法》第三十八条")
+    assert (result.count, result.older) == (5, 1)
+    rules = dict(result.groups)["部门规章"]
+    assert [p.citing.older for p in rules] == [False, True]  # the older text listed last
+    assert rules[-1].to_dict()["older"] is True
+
+
 def _table(index: Path) -> set[tuple[object, ...]]:
     db = sqlite3.connect(current_generation(index) / CITEDBY_FILE)
     try:

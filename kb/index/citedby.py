@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 
 CITEDBY_FILE = "citedby.sqlite"
 # Bumped when reference finding or resolution changes what the table holds: a build then re-scans everything.
-CITEDBY_VERSION = "1"
+CITEDBY_VERSION = "2"
 CONTEXT = 60
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE refs (citing_chunk TEXT NOT NULL, citing_doc TEXT NOT NULL, law_key TEXT, target_doc TEXT,
                    article_no INTEGER, sub INTEGER, paragraph INTEGER, item INTEGER, text TEXT, start INTEGER,
-                   end INTEGER, citing_article TEXT, context TEXT);
+                   end INTEGER, citing_article TEXT, context TEXT, older INTEGER);
 CREATE INDEX refs_target ON refs (target_doc, article_no);
 CREATE INDEX refs_citing ON refs (citing_doc);
 CREATE INDEX refs_key ON refs (law_key);
@@ -55,6 +55,9 @@ class Citing:
     item: int | None
     article: str | None  # the citing passage's own article (第二条), None outside articles
     context: str  # the reference with up to CONTEXT characters of the passage on each side
+    # The citing text is older than the version it was resolved to (no indexed version was in force when it was
+    # made): it cites an earlier text, whose article numbers may differ.
+    older: bool = False
 
     def to_dict(self) -> dict[str, object]:
         """JSON shape."""
@@ -68,6 +71,7 @@ class Citing:
             "item": self.item,
             "article": self.article,
             "context": self.context,
+            "older": self.older,
         }
 
 
@@ -99,7 +103,14 @@ def _rows(resolver: Resolver, chunks: Iterable[Chunk]) -> Iterable[tuple[object,
                 ref.end,
                 chunk.article,
                 chunk.text[max(0, ref.start - CONTEXT) : ref.end + CONTEXT],
+                int(target is not None and _older(resolver, chunk.doc_id, target.doc_id)),
             )
+
+
+def _older(resolver: Resolver, citing: str, target: str) -> bool:
+    """The citing text was made before the cited version came into force (both dates known)."""
+    made, cited = resolver.starts.get(citing), resolver.starts.get(target)
+    return bool(made and cited and made < cited)
 
 
 def write_citedby(
@@ -161,7 +172,7 @@ def write_citedby(
             if doc_id not in fresh and reused:
                 chunks = [c for c in chunks if c.chunk_id in again]
             rows = list(_rows(resolver, chunks))
-            db.executemany("INSERT INTO refs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany("INSERT INTO refs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             n += len(chunks)
         total = db.execute("SELECT COUNT(*) FROM refs WHERE target_doc IS NOT NULL").fetchone()[0]
         db.execute("COMMIT")
@@ -202,13 +213,13 @@ class CitedByTable:
         db = readonly_db(self._local, self.path)
         rows = db.execute(
             "SELECT citing_chunk, citing_doc, text, start, end, paragraph, item, citing_article, "
-            "context, sub FROM refs WHERE target_doc=? AND article_no=?",
+            "context, older, sub FROM refs WHERE target_doc=? AND article_no=?",
             (doc_id, article_no),
         )
         out = [
-            Citing(*row[:-1])
-            for row in rows
-            if row[-1] == sub and (paragraph is None or row[5] is None or row[5] == paragraph)
+            Citing(c, d, t, s, e, p, i, a, x, bool(o))
+            for c, d, t, s, e, p, i, a, x, o, sb in rows
+            if sb == sub and (paragraph is None or p is None or p == paragraph)
         ]
         return sorted(out, key=lambda c: (c.doc_id, parse_chunk_id(c.chunk_id)[1], c.start))
 

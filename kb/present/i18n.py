@@ -158,6 +158,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "changed_since": ("What changed since this version", "此版本之后改了什么"),
     "cited_by": ("Cited by {n}", "被引用 {n} 次"),
     "cited_via": ("(cites the earlier version: {via})", "（引用的是旧版本：{via}）"),
+    "cited_older": (
+        "(made before this version came into force: it may use an older text's article numbers)",
+        "（早于本版本施行：可能沿用旧文本的条文序号）",
+    ),
     "cited_by_none": ("No other indexed text cites this article.", "索引中没有其他文件引用本条。"),
     "export_refs": ("References", "参考文献"),
 }

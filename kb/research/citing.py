@@ -65,6 +65,12 @@ class CitedBy:
         return len({p.citing.chunk_id for _, ps in self.groups for p in ps})
 
     @property
+    def older(self) -> int:
+        """Citing passages made before this version came into force: they cite an earlier text of the law,
+        whose article numbers may differ (kb.index.citedby.Citing.older)."""
+        return len({p.citing.chunk_id for _, ps in self.groups for p in ps if p.citing.older})
+
+    @property
     def citation(self) -> str:
         """《full title》第三十八条第二款."""
         return Place(
@@ -83,6 +89,7 @@ class CitedBy:
             "version": self.version.to_dict(),
             "chunk_id": self.chunk_id,
             "count": self.count,
+            "older": self.older,
             "groups": [{"level": level, "passages": [p.to_dict() for p in ps]} for level, ps in self.groups],
         }
 
@@ -168,4 +175,5 @@ def citing_groups(
             passage = CitingPassage(row, doc.title if doc else row.doc_id, level, doc.date if doc else None, via)
             grouped.setdefault(level, []).append(passage)
     order = sorted(grouped, key=lambda lv: (LEVEL_ORDER.index(lv) if lv in LEVEL_ORDER else len(LEVEL_ORDER), lv))
-    return tuple((lv, tuple(grouped[lv])) for lv in order)
+    # Within a level, citations of this very text first; those made before it came into force after them.
+    return tuple((lv, tuple(sorted(grouped[lv], key=lambda p: p.citing.older))) for lv in order)
