@@ -53,7 +53,7 @@ WELL_KNOWN = (
     "《中华人民共和国消费者权益保护法》第五十五条",
 )
 FIELDS_PAIRS = ("law", "status", "old", "new", "similarity", "old_text", "new_text", "verdict", "note")
-FIELDS_CITES = ("target", "citing", "reference", "context", "chunk_id", "verdict", "note")
+FIELDS_CITES = ("older", "target", "citing", "reference", "context", "chunk_id", "verdict", "note")
 
 
 def _law_corpus(corpus: Path, laws: list[str], out: Path) -> Path:
@@ -134,6 +134,14 @@ def versions(args: argparse.Namespace) -> dict[str, object]:
 def _precision(path: Path) -> dict[str, object]:
     with path.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
+    if "older" in rows[0]:  # cited-by samples: the current citations and the older ones scored apart
+        return {
+            kind: _score([r for r in rows if r["older"] == flag]) for kind, flag in (("current", "0"), ("older", "1"))
+        }
+    return _score(rows)
+
+
+def _score(rows: list[dict[str, str]]) -> dict[str, object]:
     judged = [r for r in rows if r["verdict"] in ("ok", "wrong")]
     ok = sum(r["verdict"] == "ok" for r in judged)
     return {"judged": len(judged), "ok": ok, "precision": round(ok / len(judged), 3) if judged else None}
@@ -209,20 +217,24 @@ def citedby(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _citing_sample(table: CitedByTable, laws: Laws, args: argparse.Namespace) -> None:
-    """args.sample resolved references drawn at random from the whole table, to judge by hand."""
+    """args.sample resolved references drawn at random from the whole table, to judge by hand, and half as many
+    of those made before the version they resolve to (marked older: judged and scored apart)."""
     import sqlite3
 
     db = sqlite3.connect(f"file:{table.path}?mode=ro", uri=True)
     rows = db.execute(
-        "SELECT target_doc, article_no, sub, paragraph, citing_doc, citing_article, text, context, "
+        "SELECT older, target_doc, article_no, sub, paragraph, citing_doc, citing_article, text, context, "
         "citing_chunk FROM refs WHERE target_doc IS NOT NULL ORDER BY rowid"
     ).fetchall()
     db.close()
-    take = random.Random(args.seed).sample(rows, min(args.sample, len(rows)))
+    rng = random.Random(args.seed)
+    current = [r for r in rows if not r[0]]
+    older = [r for r in rows if r[0]]
+    take = rng.sample(current, min(args.sample, len(current))) + rng.sample(older, min(args.sample // 2, len(older)))
     with args.sample_out.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, delimiter="\t")
         w.writerow(FIELDS_CITES)
-        for target, article, sub, paragraph, citing, citing_article, text, context, chunk_id in take:
+        for old, target, article, sub, paragraph, citing, citing_article, text, context, chunk_id in take:
             version = laws.rows.get(target)
             cited = Place(
                 cited_title(version.title) if version else target, article, sub, (paragraph,) if paragraph else ()
@@ -230,6 +242,7 @@ def _citing_sample(table: CitedByTable, laws: Laws, args: argparse.Namespace) ->
             title = laws.rows[citing].title if citing in laws.rows else citing
             w.writerow(
                 [
+                    old,
                     f"{cited} ({version.year if version else '?'})",
                     book_title(title) + (citing_article or ""),
                     text,

@@ -219,11 +219,22 @@ def test_a_text_older_than_the_version_it_cites_is_marked(tmp_path: Path) -> Non
     (corpus / "部门规章" / "旧办法(2015-01-01).md").write_text(
         "# 旧办法\n\n第一条 依照电子商务法第三十八条处理。\n\n第二条 其他。\n\n第三条 完。\n", encoding="utf-8"
     )
+    (corpus / "法律" / "修改决定(2024-01-01).md").write_text(
+        "# 全国人民代表大会常务委员会关于修改《中华人民共和国电子商务法》的决定\n\n一、将第三十八条第二款中的“相应的责任”"
+        "修改为“连带责任”。\n\n二、本决定自公布之日起施行。\n",
+        encoding="utf-8",
+    )
     with (corpus / "metadata.csv").open("a", encoding="utf-8") as fh:
         fh.write("部门规章/旧办法(2015-01-01).md,旧办法,部门规章,,,2015-01-01,2015-01-01,,\n")
+        fh.write(
+            "法律/修改决定(2024-01-01).md,全国人民代表大会常务委员会关于修改《中华人民共和国电子商务法》的决定,"
+            "法律,,,2024-01-01,2024-01-01,,\n"
+        )
     build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
     result = cited_by(Searcher(tmp_path / "index"), "《中华人民共和国电子商务法》第三十八条")
-    assert (result.count, result.older) == (5, 1)
+    # The 2015 rules predate the law; the amending decision cites the text it amends: both are "older".
+    assert (result.count, result.older) == (6, 2)
+    assert [p.citing.older for p in dict(result.groups)["法律"]] == [True]
     rules = dict(result.groups)["部门规章"]
     assert [p.citing.older for p in rules] == [False, True]  # the older text listed last
     assert rules[-1].to_dict()["older"] is True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 CITEDBY_FILE = "citedby.sqlite"
 # Bumped when reference finding or resolution changes what the table holds: a build then re-scans everything.
-CITEDBY_VERSION = "2"
+CITEDBY_VERSION = "3"
 CONTEXT = 60
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -56,7 +57,7 @@ class Citing:
     article: str | None  # the citing passage's own article (第二条), None outside articles
     context: str  # the reference with up to CONTEXT characters of the passage on each side
     # The citing text is older than the version it was resolved to (no indexed version was in force when it was
-    # made): it cites an earlier text, whose article numbers may differ.
+    # made), or amends the law: it cites an earlier text, whose article numbers may differ.
     older: bool = False
 
     def to_dict(self) -> dict[str, object]:
@@ -107,10 +108,14 @@ def _rows(resolver: Resolver, chunks: Iterable[Chunk]) -> Iterable[tuple[object,
             )
 
 
+# An amending decision or amendment (关于修改《X》的决定, 刑法修正案（十一）) cites the text it amends, as it stood.
+_AMENDING = re.compile(r"修改.*决定|修正案")
+
+
 def _older(resolver: Resolver, citing: str, target: str) -> bool:
-    """The citing text was made before the cited version came into force (both dates known)."""
+    """The citing text was made before the cited version came into force (both dates known), or amends it."""
     made, cited = resolver.starts.get(citing), resolver.starts.get(target)
-    return bool(made and cited and made < cited)
+    return bool(made and cited and made < cited) or bool(_AMENDING.search(resolver.titles.get(citing, "")))
 
 
 def write_citedby(
