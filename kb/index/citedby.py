@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 CITEDBY_FILE = "citedby.sqlite"
 # Bumped when reference finding or resolution changes what the table holds: a build then re-scans everything.
-CITEDBY_VERSION = "3"
+CITEDBY_VERSION = "4"
 CONTEXT = 60
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -81,7 +81,7 @@ def _keys(title: str) -> set[str]:
     return {title_key(title), title_key(title.split()[0])} if title.strip() else set()
 
 
-def _rows(resolver: Resolver, chunks: Iterable[Chunk]) -> Iterable[tuple[object, ...]]:
+def _rows(resolver: Resolver, chunks: Iterable[Chunk], made: Mapping[str, str | None]) -> Iterable[tuple[object, ...]]:
     for chunk in chunks:
         for r in resolver.references(chunk):
             ref, target = r.ref, r.target
@@ -104,7 +104,7 @@ def _rows(resolver: Resolver, chunks: Iterable[Chunk]) -> Iterable[tuple[object,
                 ref.end,
                 chunk.article,
                 chunk.text[max(0, ref.start - CONTEXT) : ref.end + CONTEXT],
-                int(target is not None and _older(resolver, chunk.doc_id, target.doc_id)),
+                int(target is not None and _older(resolver, made, chunk.doc_id, target.doc_id)),
             )
 
 
@@ -112,10 +112,12 @@ def _rows(resolver: Resolver, chunks: Iterable[Chunk]) -> Iterable[tuple[object,
 _AMENDING = re.compile(r"修改.*决定|修正案")
 
 
-def _older(resolver: Resolver, citing: str, target: str) -> bool:
-    """The citing text was made before the cited version came into force (both dates known), or amends it."""
-    made, cited = resolver.starts.get(citing), resolver.starts.get(target)
-    return bool(made and cited and made < cited) or bool(_AMENDING.search(resolver.titles.get(citing, "")))
+def _older(resolver: Resolver, made: Mapping[str, str | None], citing: str, target: str) -> bool:
+    """The citing text was made (published; else in force) before the cited version came into force (both dates
+    known), or amends it: a text published 2021-12-20 and in force with the law's 2022 revision still cites the
+    old numbering."""
+    when, cited = made.get(citing) or resolver.starts.get(citing), resolver.starts.get(target)
+    return bool(when and cited and when < cited) or bool(_AMENDING.search(resolver.titles.get(citing, "")))
 
 
 def write_citedby(
@@ -137,6 +139,7 @@ def write_citedby(
         The manifest section: file, version, references.
     """
     live = set(store.entries)
+    made = {d.doc_id: d.meta.published for d in store.doc_table()}
     fresh = set(fresh) & live
     reused = previous is not None and previous.is_file() and _version_of(previous) == CITEDBY_VERSION
     if reused:
@@ -176,7 +179,7 @@ def write_citedby(
             chunks = store.doc_chunks(doc_id)
             if doc_id not in fresh and reused:
                 chunks = [c for c in chunks if c.chunk_id in again]
-            rows = list(_rows(resolver, chunks))
+            rows = list(_rows(resolver, chunks, made))
             db.executemany("INSERT INTO refs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             n += len(chunks)
         total = db.execute("SELECT COUNT(*) FROM refs WHERE target_doc IS NOT NULL").fetchone()[0]
