@@ -23,7 +23,7 @@ from pathlib import Path
 from kb.catalog.resolve import Resolver
 from kb.chunk import Chunk, parse_chunk_id
 from kb.errors import IndexCorruptError
-from kb.index.store import Store, readonly_db
+from kb.index.store import Store, meta_value, readonly_db
 from kb.legal.meta import title_key
 
 log = logging.getLogger(__name__)
@@ -193,15 +193,7 @@ def write_citedby(
 
 
 def _version_of(path: Path) -> str | None:
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:
-        return None
-    return str(row[0]) if row else None
+    return meta_value(path, "version")
 
 
 class CitedByTable:

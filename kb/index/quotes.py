@@ -24,7 +24,7 @@ import numpy as np
 from kb.errors import IndexCorruptError
 from kb.text.fold import Folded, fold, fold_signature
 from kb.ingest.document import Document
-from kb.index.store import readonly_db
+from kb.index.store import meta_value, readonly_db
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,7 @@ def write_quote_index(path: Path, live: Iterable[str], changed: Iterable[Documen
 
 
 def _signature_of(path: Path) -> str | None:
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key='fold'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:
-        return None
-    return row[0] if row else None
+    return meta_value(path, "fold")
 
 
 def phrase(text: str) -> str:

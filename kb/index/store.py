@@ -68,6 +68,20 @@ def readonly_db(local: threading.local, path: Path) -> sqlite3.Connection:
     return db
 
 
+def meta_value(path: Path, key: str) -> str | None:
+    """A value of the `meta` table of an index SQLite file (the quote and cited-by tables sign their contents
+    there), or None when the file is missing, unreadable or lacks it."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None
+    return str(row[0]) if row else None
+
+
 @dataclass(frozen=True)
 class DocEntry:
     """Where a live document's passages are: its source key, segment and rows."""
