@@ -126,7 +126,8 @@ def test_export_lists_citations(monkeypatch: pytest.MonkeyPatch, index: Path) ->
     at = run_app(monkeypatch, index, "七日内无理由退货")
     code = at.code[0].value
     assert code.startswith("1. 《示范电子商务法》第四条 (zh/ecommerce_law.md)")
-    assert len(at.get("download_button")) == 2
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert labels[:2] == ["下载 Markdown", "下载 CSV"]  # then the references (tests/test_app_research.py)
 
 
 def test_document_browser_lists_and_opens_documents(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
