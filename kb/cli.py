@@ -1,4 +1,4 @@
-"""`python -m kb build | search | quote | check | docs | eval | bench`: the parser and exit codes (kb.commands runs them)."""
+"""`python -m kb build | search | quote | check | docs | eval | bench | serve | mcp`: the parser and exit codes (kb.commands runs them)."""
 
 from __future__ import annotations
 
@@ -121,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     _tuned_option(e)
     e.add_argument("--json", action="store_true")
 
+    # --- HTTP API and MCP server (kb.serve) ---
+    v = sub.add_parser("serve", help="HTTP API (and MCP over streamable HTTP at /mcp) over an index")
+    v.add_argument("--index", type=Path, default=None, help="index folder (default: KB_INDEX or index/)")
+    v.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; KB_SERVE_HOST)")
+    v.add_argument("--port", type=int, default=None, help="port (default 8000; KB_SERVE_PORT)")
+    v.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    mc = sub.add_parser("mcp", help="MCP server over stdio for an LLM client (tools: search, get_article, ...)")
+    mc.add_argument("--index", type=Path, default=None, help="index folder (default: KB_INDEX or index/)")
+
     m = sub.add_parser("bench", help="speed, size and memory figures for a corpus and its index (docs/BENCHMARKS.md)")
     m.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
     m.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
@@ -180,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             "docs": commands.docs,
             "eval": commands.evaluate,
             "bench": commands.bench,
+            "serve": commands.serve,
+            "mcp": commands.mcp,
         }[args.command](args)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)
