@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; KB_SERVE_HOST)")
     v.add_argument("--port", type=int, default=None, help="port (default 8000; KB_SERVE_PORT)")
     v.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    v.add_argument("--threads", type=int, default=None, help="searches per worker at once (default 4)")
     mc = sub.add_parser("mcp", help="MCP server over stdio for an LLM client (tools: search, get_article, ...)")
     mc.add_argument("--index", type=Path, default=None, help="index folder (default: KB_INDEX or index/)")
 

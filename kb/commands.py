@@ -292,7 +292,7 @@ def serve(args: argparse.Namespace) -> int:
     from kb.serve.run import options
     from kb.serve.run import serve as run
 
-    opts = options(args.index, args.host, args.port, args.workers)
+    opts = options(args.index, args.host, args.port, args.workers, args.threads)
     print(
         f"serving {opts.index} on http://{opts.host}:{opts.port} ({opts.workers} workers; API docs at /docs, MCP at /mcp)"
     )

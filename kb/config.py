@@ -62,8 +62,11 @@ VARIABLES = (
     Variable("KB_CORS_ORIGINS", "none (no CORS)", "`kb serve`: comma-separated origins a browser may call from"),
     Variable("KB_SERVE_HOST", "`127.0.0.1`", "`kb serve`: address to listen on (`--host`)"),
     Variable("KB_SERVE_PORT", "`8000`", "`kb serve`: port to listen on (`--port`)"),
+    Variable("KB_SERVE_WORKERS", "number of cores", "`kb serve`: worker processes (`--workers`)"),
     Variable(
-        "KB_SERVE_WORKERS", "number of cores", "`kb serve`: worker processes, each one search thread (`--workers`)"
+        "KB_SERVE_THREADS",
+        "`4`",
+        "`kb serve`: searches one worker computes at once; their questions are embedded together",
     ),
     Variable(
         "KB_BENCH_CORPORA", "`.kb-cache/corpora` in the checkout", "benchmark corpora (STARD's LawRefBook import)"
@@ -104,6 +107,11 @@ def one_thread_per_process() -> None:
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def threads_per_process() -> int:
+    """Threads a model may use: one after one_thread_per_process() (or as OMP_NUM_THREADS says), else every core."""
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
 
 
 def pass_on(values: dict[str, str]) -> None:

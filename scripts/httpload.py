@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of load before measuring (not counted)")
     p.add_argument("--questions", type=int, default=440, help="distinct questions (half STARD, half SciFact)")
     p.add_argument("--workers", type=int, default=None, help="server worker processes (default: one per core)")
+    p.add_argument("--threads", type=int, default=None, help="server searches per worker at once (default 4)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--max-requests", type=int, default=200_000, help="stop after this many requests in any case")
     p.add_argument("--port", type=int, default=None, help="use the server already listening on 127.0.0.1:PORT")
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.port is None:
         cmd = [sys.executable, "-m", "kb", "serve", "--index", str(args.index), "--host", HOST, "--port", str(port)]
         cmd += ["--workers", str(args.workers)] if args.workers else []
+        cmd += ["--threads", str(args.threads)] if args.threads else []
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(url, proc, args.start_timeout, headers)

@@ -33,12 +33,17 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    threads: int = 4
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
 
 
 def options(
-    index: Path | None = None, host: str | None = None, port: int | None = None, workers: int | None = None
+    index: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
 ) -> ServeOptions:
     """Flags first, then KB_* variables, then defaults."""
     cors = config.env("KB_CORS_ORIGINS") or ""
@@ -47,6 +52,7 @@ def options(
         host=host or config.env("KB_SERVE_HOST") or "127.0.0.1",
         port=port or int(config.env("KB_SERVE_PORT") or 8000),
         workers=max(1, workers or int(config.env("KB_SERVE_WORKERS") or os.cpu_count() or 1)),
+        threads=max(1, threads or int(config.env("KB_SERVE_THREADS") or 4)),
         api_key=config.env("KB_API_KEY"),
         cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()),
     )
@@ -84,7 +90,10 @@ def app_factory() -> FastAPI:
     opts = options()
     one_thread()
     service = open_service(opts)
-    settings = HttpSettings(guard=GuardSettings(api_key=opts.api_key), cors_origins=opts.cors_origins, host=opts.host)
+    one_thread()  # again, in case a model set its own thread count as it loaded
+    settings = HttpSettings(
+        guard=GuardSettings(api_key=opts.api_key), cors_origins=opts.cors_origins, host=opts.host, threads=opts.threads
+    )
     log.warning("worker %d serving %s (generation %s)", os.getpid(), opts.index, service.searcher.generation)
     return create_app(service, settings)
 
@@ -107,6 +116,7 @@ def serve(opts: ServeOptions) -> None:
             "KB_SERVE_HOST": opts.host,
             "KB_SERVE_PORT": str(opts.port),
             "KB_SERVE_WORKERS": str(opts.workers),
+            "KB_SERVE_THREADS": str(opts.threads),
         }
     )
     uvicorn.run(
@@ -126,7 +136,7 @@ def serve_mcp_stdio(index: Path) -> None:
     from kb.serve.tools import mcp_server
 
     one_thread()
-    service = open_service(ServeOptions(index=index), warm=False)
+    service = open_service(ServeOptions(index=index), warm=False)  # answer the client's handshake at once
     try:
         mcp_server(service).run("stdio")
     finally:

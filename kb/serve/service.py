@@ -22,8 +22,10 @@ from kb.chunk import Chunk, parse_chunk_id
 from kb.errors import KbError, QueryError
 from kb.legal.structure import cn_number
 from kb.quote.check import QuoteChecker
+from kb.search.base import SearcherBase
 from kb.search.contract import Backend
 from kb.serve import shapes
+from kb.serve.batch import BatchingEmbedder
 from kb.serve.citedby import CitedBy
 from kb.serve.shapes import STRICT
 
@@ -116,10 +118,16 @@ class SearchArgs:
 class Service:
     """One index opened for serving, shared by the HTTP routes and the MCP tools of a worker process."""
 
-    def __init__(self, index_dir: Path, searcher: Backend | None = None, refresh: bool = True) -> None:
-        """Raises: IndexMissingError, IndexCorruptError, ModelMismatchError (each says the fix)."""
+    def __init__(
+        self, index_dir: Path, searcher: Backend | None = None, refresh: bool = True, batch: bool = True
+    ) -> None:
+        """batch: embed the questions of concurrent searches together (kb.serve.batch).
+
+        Raises: IndexMissingError, IndexCorruptError, ModelMismatchError (each says the fix)."""
         self.index_dir = Path(index_dir)
         self.searcher = searcher or open_searcher("faiss", self.index_dir)
+        if batch and isinstance(self.searcher, SearcherBase):
+            self.searcher.query_wrapper = BatchingEmbedder
         self.quotes = QuoteChecker(self.index_dir, searcher=self.searcher)
         self.cited_by = CitedBy(self.searcher)
         self._stop = threading.Event()
