@@ -216,3 +216,14 @@ def test_access_log_is_one_json_line_per_request(client: TestClient, caplog: pyt
         client.get("/search", params={"q": "x", "k": 1_000_000})
     line = json.loads(next(r.getMessage() for r in caplog.records if r.name == "kb.serve.access"))
     assert line["path"] == "/search" and line["status"] == 422 and line["ms"] >= 0 and "q" not in line
+
+
+def test_readme_curl_output_is_what_the_api_answers_today(client: TestClient) -> None:
+    """The README shows one `curl` call with its output; it must be what the API returns now."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## HTTP API and MCP server") :]
+    shown = json.loads(section.split("```json\n", 1)[1].split("\n```", 1)[0])
+    got = client.get(
+        "/search", params={"q": "seven-day no-reason return of goods bought online", "levels": ["法律"], "k": 1}
+    )
+    assert got.json() == shown
