@@ -18,7 +18,8 @@ from kb.cli import main as cli
 from kb.serve import shapes
 from kb.serve.guard import GuardSettings
 from kb.serve.http import HttpSettings, create_app
-from kb.serve.service import ArticleJSON, ReferencesJSON, Service, VersionsJSON
+from kb.serve.service import Service
+from kb.serve.shapes import ArticleJSON, ReferencesJSON, VersionsJSON
 
 ROOT = Path(__file__).parent.parent
 INDEX = ROOT / "index"

@@ -22,17 +22,8 @@ from kb.errors import KbError, QueryError
 from kb.search.base import MAX_QUERY_CHARS
 from kb.serve import shapes
 from kb.serve.guard import PROBLEM_TYPE, Guard, GuardSettings, problem
-from kb.serve.service import (
-    MAX_K,
-    MAX_NEIGHBOURS,
-    MAX_QUOTE_K,
-    ArticleJSON,
-    HealthJSON,
-    ReferencesJSON,
-    SearchArgs,
-    Service,
-    VersionsJSON,
-)
+from kb.serve.service import MAX_K, MAX_NEIGHBOURS, MAX_QUOTE_K, SearchArgs, Service
+from kb.serve.shapes import ArticleJSON, HealthJSON, ReferencesJSON, VersionsJSON
 
 log = logging.getLogger(__name__)
 

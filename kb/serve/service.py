@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import with_config
-from typing_extensions import TypedDict
+from typing import TypeVar, cast
 
 from kb import config
 from kb.backends import open_searcher
@@ -27,72 +26,15 @@ from kb.search.contract import Backend
 from kb.serve import shapes
 from kb.serve.batch import BatchingEmbedder
 from kb.serve.citedby import CitedBy
-from kb.serve.shapes import STRICT
+from kb.serve.shapes import ArticleJSON, HealthJSON, ReferencesJSON, VersionJSON, VersionsJSON
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_K = 100  # hits a search may ask for: a page of results, not a dump of the index
 MAX_QUOTE_K = 20
 MAX_NEIGHBOURS = 5
 REFRESH_SECONDS = 2.0  # how often a server looks for a generation a build has published
-
-
-@with_config(STRICT)
-class ArticleJSON(TypedDict):
-    """`GET /article`: the passages of one article, the passages around it, and the law's dates."""
-
-    doc_id: str
-    title: str
-    article: str | None
-    citation: str
-    passages: list[shapes.PassageJSON]
-    before: list[shapes.PassageJSON]
-    after: list[shapes.PassageJSON]
-    in_force: shapes.InForce
-    versions: list[str]
-
-
-@with_config(STRICT)
-class CitingJSON(TypedDict):
-    passage: shapes.PassageJSON
-    ref: shapes.Xref
-
-
-@with_config(STRICT)
-class ReferencesJSON(TypedDict):
-    """`GET /references`: what a passage cites (resolved to passages) and which passages cite its article."""
-
-    passage: shapes.PassageJSON
-    made: list[shapes.Xref]
-    cited_by: list[CitingJSON]
-
-
-@with_config(STRICT)
-class VersionJSON(TypedDict):
-    doc_id: str
-    title: str
-    published: str | None
-    effective: str | None
-    validity: str | None
-    in_force: shapes.InForce
-
-
-@with_config(STRICT)
-class VersionsJSON(TypedDict):
-    """`GET /versions`: every version of the law a document belongs to, oldest first."""
-
-    doc_id: str
-    versions: list[VersionJSON]
-
-
-@with_config(STRICT)
-class HealthJSON(TypedDict):
-    status: str
-    generation: str
-    passages: int
-    documents: int
-    channels: list[str]
-    version: str
 
 
 @dataclass(frozen=True)
@@ -130,6 +72,8 @@ class Service:
             self.searcher.query_wrapper = BatchingEmbedder
         self.quotes = QuoteChecker(self.index_dir, searcher=self.searcher)
         self.cited_by = CitedBy(self.searcher)
+        self._cache: dict[tuple[str, str], object] = {}
+        self._cache_lock = threading.Lock()
         self._stop = threading.Event()
         if refresh:
             threading.Thread(target=self._watch, name="kb-refresh", daemon=True).start()
@@ -178,10 +122,22 @@ class Service:
         return shapes.quote_json(self.quotes.check(text, k))
 
     def documents(self) -> list[shapes.DocumentJSON]:
-        return shapes.documents_json(self.searcher.documents())
+        """The document table as JSON, built once per generation (3,423 rows of dates and versions each time
+        was repeated work per request)."""
+        return self._per_generation("documents", lambda: shapes.documents_json(self.searcher.documents()))
 
     def facets(self) -> shapes.FacetsJSON:
-        return shapes.facets_json(self.searcher.facets())
+        return self._per_generation("facets", lambda: shapes.facets_json(self.searcher.facets()))
+
+    def _per_generation(self, name: str, make: Callable[[], T]) -> T:
+        generation = self.searcher.generation
+        key = (generation, name)
+        if key not in self._cache:
+            value = make()
+            with self._cache_lock:
+                self._cache = {k: v for k, v in self._cache.items() if k[0] == generation}
+                self._cache[key] = value
+        return cast(T, self._cache[key])
 
     def article(
         self, doc_id: str | None, article: str | None, chunk_id: str | None, neighbours: int = 1

@@ -189,6 +189,64 @@ class PassageJSON(TypedDict):
     text: str
 
 
+@with_config(STRICT)
+class ArticleJSON(TypedDict):
+    """`GET /article`: the passages of one article, the passages around it, and the law's dates."""
+
+    doc_id: str
+    title: str
+    article: str | None
+    citation: str
+    passages: list[PassageJSON]
+    before: list[PassageJSON]
+    after: list[PassageJSON]
+    in_force: InForce
+    versions: list[str]
+
+
+@with_config(STRICT)
+class CitingJSON(TypedDict):
+    passage: PassageJSON
+    ref: Xref
+
+
+@with_config(STRICT)
+class ReferencesJSON(TypedDict):
+    """`GET /references`: what a passage cites (resolved to passages) and which passages cite its article."""
+
+    passage: PassageJSON
+    made: list[Xref]
+    cited_by: list[CitingJSON]
+
+
+@with_config(STRICT)
+class VersionJSON(TypedDict):
+    doc_id: str
+    title: str
+    published: str | None
+    effective: str | None
+    validity: str | None
+    in_force: InForce
+
+
+@with_config(STRICT)
+class VersionsJSON(TypedDict):
+    """`GET /versions`: every version of the law a document belongs to, oldest first."""
+
+    doc_id: str
+    versions: list[VersionJSON]
+
+
+@with_config(STRICT)
+class HealthJSON(TypedDict):
+    status: str
+    generation: str
+    passages: int
+    documents: int
+    channels: list[str]
+    version: str
+
+
 def hits_json(hits: Sequence[Hit]) -> list[HitJSON]:
     """A search's hits, best first."""
     return [cast(HitJSON, h.to_dict()) for h in hits]

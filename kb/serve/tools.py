@@ -17,7 +17,8 @@ from pydantic import Field
 from kb import config
 from kb.errors import KbError
 from kb.serve import shapes
-from kb.serve.service import MAX_K, MAX_QUOTE_K, ArticleJSON, ReferencesJSON, SearchArgs, Service
+from kb.serve.service import MAX_K, MAX_QUOTE_K, SearchArgs, Service
+from kb.serve.shapes import ArticleJSON, ReferencesJSON
 
 T = TypeVar("T")
 
