@@ -135,7 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
     m.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
     m.add_argument("--model", default=config.DEFAULT_MODEL)
-    m.add_argument("--xling", default="none", help="cross-lingual channel for the build ('none' by default)")
+    m.add_argument(
+        "--xling",
+        default=config.DEFAULT_XLING,
+        help="cross-lingual channel for the build (default: as `kb build`, 'use'; 'none' for e5 only)",
+    )
     m.add_argument("--queries", type=int, default=200, help="STARD train questions in the query set (plus 20 English)")
     m.add_argument("--sample", type=int, default=512, help="passages for the encoder throughput phase")
     m.add_argument(
