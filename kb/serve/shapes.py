@@ -58,11 +58,10 @@ class Xref(TypedDict):
 
 
 @with_config(STRICT)
-class HitJSON(TypedDict):
-    """One ranked, cited passage: `python -m kb search --json` list items, `GET /search` `hits`."""
+class PassageJSON(TypedDict):
+    """One passage as stored, with what is needed to cite it and find it in its document."""
 
-    rank: int
-    score: float
+    chunk_id: str
     doc_id: str
     title: str
     citation: str
@@ -73,8 +72,15 @@ class HitJSON(TypedDict):
     char_start: int
     char_end: int
     lang: str
-    chunk_id: str
     text: str
+
+
+@with_config(STRICT)
+class HitJSON(PassageJSON):
+    """One ranked, cited passage: `python -m kb search --json` list items, `GET /search` `hits`."""
+
+    rank: int
+    score: float
     highlights: list[list[int]]
     channels: dict[str, int]
     path: str
@@ -169,24 +175,6 @@ class FacetsJSON(TypedDict):
     effective: list[str | None]
     documents: int
     unknown: dict[str, int]
-
-
-@with_config(STRICT)
-class PassageJSON(TypedDict):
-    """One passage as stored, with what is needed to cite it and find it in its document."""
-
-    chunk_id: str
-    doc_id: str
-    title: str
-    citation: str
-    article: str | None
-    section: str | None
-    page: int | None
-    page_end: int | None
-    char_start: int
-    char_end: int
-    lang: str
-    text: str
 
 
 @with_config(STRICT)
