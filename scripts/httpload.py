@@ -71,6 +71,34 @@ def cpu_seconds(root: int) -> float:
     return total
 
 
+def memory(root: int) -> list[dict[str, float]]:
+    """Per server process (the parent and each worker): RSS, PSS (shared pages split between the processes
+    mapping them), anonymous memory (the process's own heap) and file-backed PSS (memory-mapped index files,
+    model files) in MB, from /proc/PID/smaps_rollup."""
+    out = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+        mb = {k: int(v.split()[0]) / 1024 for k, v in fields.items() if v.strip().endswith("kB")}
+        out.append(
+            {
+                "pid": pid,
+                "rss_mb": round(mb.get("Rss", 0.0)),
+                "pss_mb": round(mb.get("Pss", 0.0)),
+                "anon_mb": round(mb.get("Anonymous", 0.0)),
+                "file_pss_mb": round(mb.get("Pss_File", 0.0)),
+                "shared_clean_mb": round(mb.get("Shared_Clean", 0.0)),
+            }
+        )
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
@@ -163,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         client0 = time.process_time()
         res = asyncio.run(run_users(url, qs, args.users, args.seconds, args.max_requests, args.k, headers))
         server_cpu = (cpu_seconds(proc.pid) - cpu0) if proc else float("nan")
+        mem = memory(proc.pid) if proc else []
         client_cpu = time.process_time() - client0
     finally:
         if proc is not None:
@@ -193,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": cores,
         "load_average_after": os.getloadavg(),
         "server_ready_s": round(ready, 1),
+        "server_memory": mem,
     }
     text = json.dumps(out, ensure_ascii=False)
     if args.json:
