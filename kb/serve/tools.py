@@ -50,7 +50,11 @@ def mcp_server(service: Service) -> MCPServer:
         issuers: Annotated[list[str] | None, Field(description="issuing body contains")] = None,
         validity: Annotated[list[str] | None, Field(description="现行有效, 已修改, 已废止, 尚未生效")] = None,
         as_of: Annotated[str | None, Field(description="in force on this date (YYYY-MM-DD)")] = None,
+        date_from: Annotated[str | None, Field(description="dated on or after (YYYY, YYYY-MM or YYYY-MM-DD)")] = None,
+        date_to: Annotated[str | None, Field(description="dated on or before")] = None,
+        date_field: Literal["published", "effective"] = "published",
         docs: Annotated[list[str] | None, Field(description="only these doc_ids")] = None,
+        mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
         include_repealed: bool = False,
     ) -> list[shapes.HitJSON]:
         """Search the policy documents; each hit has citation, doc_id, article, page, char offsets and text."""
@@ -62,7 +66,11 @@ def mcp_server(service: Service) -> MCPServer:
             issuers=tuple(issuers or ()),
             validity=tuple(validity or ()),
             as_of=as_of,
+            date_from=date_from,
+            date_to=date_to,
+            date_field=date_field,
             docs=tuple(docs or ()),
+            mode=mode,
             include_repealed=include_repealed,
         )
         return _answer(lambda: service.search(args))
