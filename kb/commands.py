@@ -289,12 +289,16 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from kb.index.generations import current_generation
     from kb.serve.run import options
     from kb.serve.run import serve as run
 
     opts = options(args.index, args.host, args.port, args.workers, args.threads)
+    current_generation(opts.index)  # a missing index is one line, before anything says "serving"
     print(
-        f"serving {opts.index} on http://{opts.host}:{opts.port} ({opts.workers} workers; API docs at /docs, MCP at /mcp)"
+        f"serving {opts.index} on http://{opts.host}:{opts.port} ({opts.workers} workers x {opts.threads} "
+        "threads; API docs at /docs, MCP at /mcp)",
+        flush=True,
     )
     run(opts)
     return 0

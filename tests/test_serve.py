@@ -228,3 +228,13 @@ def test_readme_curl_output_is_what_the_api_answers_today(client: TestClient) ->
         "/search", params={"q": "seven-day no-reason return of goods bought online", "levels": ["法律"], "k": 1}
     )
     assert got.json() == shown
+
+
+@pytest.mark.parametrize("command", ["serve", "mcp"])
+def test_servers_refuse_a_missing_index_with_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli([command, "--index", str(tmp_path / "none")]) == 1
+    out, err = capsys.readouterr()
+    assert "serving" not in out and err.strip().count("\n") == 0
+    assert f"no index at {tmp_path / 'none'}: run `python -m kb build" in err
