@@ -58,10 +58,9 @@ class Xref(TypedDict):
 
 
 @with_config(STRICT)
-class PassageJSON(TypedDict):
-    """One passage as stored, with what is needed to cite it and find it in its document."""
+class PlaceJSON(TypedDict):
+    """Where a text is: its document, citation, article, section, pages and character offsets in the document."""
 
-    chunk_id: str
     doc_id: str
     title: str
     citation: str
@@ -73,6 +72,13 @@ class PassageJSON(TypedDict):
     char_end: int
     lang: str
     text: str
+
+
+@with_config(STRICT)
+class PassageJSON(PlaceJSON):
+    """One passage as stored, with what is needed to cite it and find it in its document."""
+
+    chunk_id: str
 
 
 @with_config(STRICT)
@@ -99,23 +105,14 @@ class DiffJSON(TypedDict):
 
 
 @with_config(STRICT)
-class QuoteMatchJSON(TypedDict):
+class QuoteMatchJSON(PlaceJSON):
+    """A place a quote (or a part of it) was found; `text` is what stands there."""
+
     kind: str
     label: str
-    doc_id: str
-    title: str
-    citation: str
-    article: str | None
-    section: str | None
-    page: int | None
-    page_end: int | None
-    char_start: int
-    char_end: int
-    text: str
     similarity: float | None
     context: str
     context_start: int
-    lang: str
     diff: list[DiffJSON]
     parts: list[list[int]]
     quote_span: list[int] | None
