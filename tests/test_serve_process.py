@@ -23,7 +23,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from kb.embed.models import HashingEmbedder
 from kb.index.build import build
-from tests.conftest import make_corpus
+from tests.conftest import load_script, make_corpus
 
 ROOT = Path(__file__).parent.parent
 INDEX = ROOT / "index"
@@ -155,7 +155,9 @@ def test_http_server_refuses_bad_input_with_problems(server: str) -> None:
         assert s.recv(200).split(b" ")[1].startswith(b"4")
 
 
-def test_server_answers_through_a_rebuild_and_serves_the_new_generation(tmp_path: Path) -> None:
+def test_server_answers_through_a_rebuild_and_serves_the_new_generation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     corpus = make_corpus(tmp_path / "corpus")
     index = tmp_path / "index"
     build(corpus, index, {"dense": HashingEmbedder()}, cache_dir=None)
@@ -172,6 +174,7 @@ def test_server_answers_through_a_rebuild_and_serves_the_new_generation(tmp_path
 
     try:
         assert httpx.get(f"{url}/health").status_code == 401  # the key protects the process too
+        assert httpx.post(f"{url}/mcp", json={}).status_code == 401  # the MCP endpoint as well
         before = httpx.get(f"{url}/health", headers=headers).json()["generation"]
         worker = threading.Thread(target=hammer)
         worker.start()
@@ -188,6 +191,14 @@ def test_server_answers_through_a_rebuild_and_serves_the_new_generation(tmp_path
         hits = httpx.get(f"{url}/search", params={"q": "quokka plush", "k": 3}, headers=headers).json()
         stop_flag.set()
         worker.join()
+        # The load generator against this server: bounded, real HTTP, its figures printed as one JSON line.
+        load = load_script("httpload")
+        monkeypatch.setattr(load, "questions", lambda n: ["quokka plush", "e-commerce platform", "rural logistics"])
+        port = url.rsplit(":", 1)[1]
+        capsys.readouterr()
+        assert load.main(["--port", port, "--api-key", "k3y", "--users", "3", "--seconds", "1", "--warmup", "0"]) == 0
+        figures = json.loads(capsys.readouterr().out)
+        assert figures["errors"] == 0 and figures["answered"] > 0 and figures["p95_ms"] > 0
     finally:
         stop_flag.set()
         log = stop(proc)
