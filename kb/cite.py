@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from kb.chunk import Chunk
 from kb.legal.pinpoint import Place, book_title, item_starts, paragraph_starts, sub_of
 from kb.text.lexical import token_spans, tokenize
 
 # The 款 (or 项) holding at least this share of the highlighted characters is where the question's words sit.
 PINPOINT_SHARE = 0.8
+# Top passages recur across questions (and a served index answers many): jieba-tokenising a passage for its
+# highlights cost more than ranking it, so each passage's tokens are kept (bounded: ~2 MB at 4,096 passages).
+_PASSAGE_CACHE = 4096
 
 
 def citation(chunk: Chunk, lang: str | None = None, place: Place | None = None) -> str:
@@ -108,11 +113,11 @@ def _pages(chunk: Chunk, dash: str) -> str:
 
 def highlight_spans(text: str, query: str) -> tuple[tuple[int, int], ...]:
     """Character spans of text whose tokens occur in the query, merged where they touch."""
-    wanted = set(tokenize(query))
+    wanted = _query_tokens(query)
     if not wanted:
         return ()
     spans: list[list[int]] = []
-    for start, end, token in token_spans(text):
+    for start, end, token in _passage_tokens(text):
         if token in wanted:
             # Adjacent matches separated only by spaces or hyphens read as one phrase: "live-stream".
             if spans and (start <= spans[-1][1] or not text[spans[-1][1] : start].strip(" -")):
@@ -120,6 +125,16 @@ def highlight_spans(text: str, query: str) -> tuple[tuple[int, int], ...]:
             else:
                 spans.append([start, end])
     return tuple((s, e) for s, e in spans)
+
+
+@lru_cache(maxsize=256)
+def _query_tokens(query: str) -> frozenset[str]:
+    return frozenset(tokenize(query))
+
+
+@lru_cache(maxsize=_PASSAGE_CACHE)
+def _passage_tokens(text: str) -> tuple[tuple[int, int, str], ...]:
+    return tuple(token_spans(text))
 
 
 def mark(text: str, spans: tuple[tuple[int, int], ...], before: str = "**", after: str = "**") -> str:

@@ -1,4 +1,4 @@
-"""`python -m kb build | search | quote | check | docs | eval | bench | diff | cites | export`: the parser and exit codes (kb.commands runs them)."""
+"""`python -m kb build | search | quote | check | docs | eval | bench | diff | cites | export | serve | mcp`: the parser and exit codes (kb.commands runs them)."""
 
 from __future__ import annotations
 
@@ -123,11 +123,25 @@ def _parser() -> argparse.ArgumentParser:
     _tuned_option(e)
     e.add_argument("--json", action="store_true")
 
+    # --- HTTP API and MCP server (kb.serve) ---
+    v = sub.add_parser("serve", help="HTTP API (and MCP over streamable HTTP at /mcp) over an index")
+    v.add_argument("--index", type=Path, default=None, help="index folder (default: KB_INDEX or index/)")
+    v.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; KB_SERVE_HOST)")
+    v.add_argument("--port", type=int, default=None, help="port (default 8000; KB_SERVE_PORT)")
+    v.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    v.add_argument("--threads", type=int, default=None, help="searches per worker at once (default 4)")
+    mc = sub.add_parser("mcp", help="MCP server over stdio for an LLM client (tools: search, get_article, ...)")
+    mc.add_argument("--index", type=Path, default=None, help="index folder (default: KB_INDEX or index/)")
+
     m = sub.add_parser("bench", help="speed, size and memory figures for a corpus and its index (docs/BENCHMARKS.md)")
     m.add_argument("--corpus", type=Path, default=config.DEFAULT_CORPUS)
     m.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
     m.add_argument("--model", default=config.DEFAULT_MODEL)
-    m.add_argument("--xling", default="none", help="cross-lingual channel for the build ('none' by default)")
+    m.add_argument(
+        "--xling",
+        default=config.DEFAULT_XLING,
+        help="cross-lingual channel for the build (default: as `kb build`, 'use'; 'none' for e5 only)",
+    )
     m.add_argument("--queries", type=int, default=200, help="STARD train questions in the query set (plus 20 English)")
     m.add_argument("--sample", type=int, default=512, help="passages for the encoder throughput phase")
     m.add_argument(
@@ -186,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             "diff": commands_research.diff,
             "cites": commands_research.cites,
             "export": commands_research.export_refs,
+            "serve": commands.serve,
+            "mcp": commands.mcp,
         }[args.command](args)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)

