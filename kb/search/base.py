@@ -24,8 +24,8 @@ from kb.embed.tower import TowerInfo
 from kb.errors import ModelMismatchError, QueryError
 from kb.index.manifest import Channel
 from kb.ingest.document import DocRow
-from kb.search.contract import MODES, Rankings
 from kb.search import rerank as reranker
+from kb.search.contract import MODES, Rankings
 from kb.search.hits import Hit
 
 MAX_QUERY_CHARS = 2000
@@ -170,7 +170,7 @@ class SearcherBase:
         )
         check_query(query, mode)
         tuned = self.tuned if tuned is None else tuned
-        if not (self.rerank if rerank is None else rerank) or k <= 0:
+        if not (self.rerank if rerank is None else rerank) or k <= 0 or not reranker.applies(query):
             return self._search(query, k, filters, mode, xrefs, tuned)
         model = reranker.shipped()
         return model.rerank(query, self._search(query, max(k, model.pool), filters, mode, xrefs, tuned))[:k]
