@@ -81,6 +81,7 @@ def load_url_state() -> None:
     ss.in_docs = qp.get_all("in")
     ss.repealed = qp.get("repealed") == "1"
     ss.tuned = qp.get("tuned", "1" if config.TUNED else "0") == "1"
+    ss.rerank = qp.get("rerank", "1" if config.RERANK else "0") == "1"
     ss.levels = qp.get_all("level")
     ss._url_notes = []
     ss.date_from, ss.date_to, ss.as_of = (_date(key, qp.get(key)) for key in ("from", "to", "as_of"))
@@ -124,6 +125,8 @@ def save_url_state() -> None:
         params["repealed"] = "1"
     if ss.tuned != config.TUNED:
         params["tuned"] = "1" if ss.tuned else "0"
+    if ss.rerank != config.RERANK:
+        params["rerank"] = "1" if ss.rerank else "0"
     if ss.levels:
         params["level"] = list(ss.levels)
     for key, name in (("date_from", "from"), ("date_to", "to"), ("as_of", "as_of")):
@@ -244,6 +247,7 @@ def sidebar(searcher: Backend, lang: str) -> None:
         )
         st.checkbox(t("include_repealed", lang), key="repealed")
         st.checkbox(t("tuned", lang), key="tuned", help=t("tuned_help", lang))
+        st.checkbox(t("rerank", lang), key="rerank", help=t("rerank_help", lang))
         st.radio(t("mode", lang), MODES, key="mode", horizontal=True, format_func=lambda m: both(f"mode_{m}"))
         st.slider(t("results_n", lang), 1, MAX_K, key="k")
         st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.passages))
@@ -268,6 +272,7 @@ def run_search(searcher: Backend, k: int) -> list[Hit]:
         ss.mode,
         ss.repealed,
         ss.tuned,
+        ss.rerank,
         tuple(ss.levels),
         tuple(dates.values()),
     )
@@ -280,6 +285,7 @@ def run_search(searcher: Backend, k: int) -> list[Hit]:
             mode=ss.mode,
             include_repealed=ss.repealed,
             tuned=ss.tuned,
+            rerank=ss.rerank,
             levels=list(ss.levels) or None,
             **dates,
         )

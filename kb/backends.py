@@ -25,10 +25,12 @@ def open_searcher(
     fusion: str | None = None,
     embedders: dict[str, Embedder] | None = None,
     tuned: bool | None = None,
+    rerank: bool | None = None,
 ) -> Backend:
     """The backend contract (kb.search.contract) over an index folder (Searcher) or a Milvus URI (MilvusSearcher).
 
     tuned: the question tower (kb.embed.tower) on or off; None: config.TUNED.
+    rerank: the trained reranker (kb.search.rerank) on or off; None: config.RERANK.
 
     Raises:
         KbError: unknown backend, or Milvus settings given to the FAISS backend.
@@ -38,10 +40,15 @@ def open_searcher(
         from kb.milvus.store import target
 
         return MilvusSearcher(
-            target(uri, collection), model=model, embedders=embedders, fusion=fusion or "client", tuned=tuned
+            target(uri, collection),
+            model=model,
+            embedders=embedders,
+            fusion=fusion or "client",
+            tuned=tuned,
+            rerank=rerank,
         )
     _check_faiss(backend, uri, fusion)
-    return Searcher(index or config.DEFAULT_INDEX, model=model, embedders=embedders, tuned=tuned)
+    return Searcher(index or config.DEFAULT_INDEX, model=model, embedders=embedders, tuned=tuned, rerank=rerank)
 
 
 def build_index(

@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         help="which date --from/--to compare (default: published)",
     )
     _tuned_option(s)
+    _rerank_option(s)
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--format", choices=REFERENCE_FORMATS, help="print the hits as references (GB/T 7714, BibTeX, ...)")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=config.DEFAULT_MODEL)
     e.add_argument("--mode", choices=("hybrid", "keyword", "semantic"), default="hybrid")
     _tuned_option(e)
+    _rerank_option(e)
     e.add_argument("--json", action="store_true")
 
     # --- HTTP API and MCP server (kb.serve) ---
@@ -163,6 +165,16 @@ def _tuned_option(command: argparse.ArgumentParser) -> None:
         default=None,
         help="Chinese questions through the question tower trained on legal questions (kb.embed.tower; default "
         "on, KB_TUNED=0 turns it off); off: the packaged e5 alone",
+    )
+
+
+def _rerank_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--rerank",
+        choices=("on", "off"),
+        default=None,
+        help="re-order the first fused passages with the trained reranker (kb.search.rerank; default on, "
+        "KB_RERANK=0 turns it off); off: the fused order",
     )
 
 

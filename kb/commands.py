@@ -263,6 +263,7 @@ def evaluate(args: argparse.Namespace) -> int:
         collection=args.collection,
         fusion=args.fusion,
         tuned=tuned_flag(args),
+        rerank=rerank_flag(args),
     )
     print(
         json.dumps(result, ensure_ascii=False, indent=1)
@@ -331,12 +332,19 @@ def _open(args: argparse.Namespace, model: str | None = None) -> Backend:
         model=model,
         fusion=getattr(args, "fusion", None),
         tuned=tuned_flag(args),
+        rerank=rerank_flag(args),
     )
 
 
 def tuned_flag(args: argparse.Namespace) -> bool | None:
     """--tuned on|off as a bool; None (not given): config.TUNED decides."""
     value = getattr(args, "tuned", None)
+    return None if value is None else value == "on"
+
+
+def rerank_flag(args: argparse.Namespace) -> bool | None:
+    """--rerank on|off as a bool; None (not given): config.RERANK decides."""
+    value = getattr(args, "rerank", None)
     return None if value is None else value == "on"
 
 

@@ -37,6 +37,7 @@ VARIABLES = (
     Variable(
         "KB_TUNED", "`1`", "`0` searches Chinese questions with the packaged e5 alone, without the question tower"
     ),
+    Variable("KB_RERANK", "`1`", "`0` keeps the fused order, without the trained reranker (kb.search.rerank)"),
     Variable("KB_MAX_FILE_BYTES", "`67108864` (64 MiB)", "larger corpus files are skipped and reported"),
     Variable("KB_MAX_PAGES", "`2000`", "PDFs with more pages are skipped and reported, before extraction"),
     Variable("KB_MAX_UNZIPPED_BYTES", "`67108864` (64 MiB)", "a .docx that unpacks to more is skipped and reported"),
@@ -198,6 +199,9 @@ TAIL_NEIGHBOUR_DECAY = 0.7
 # The question tower (kb.embed.tower): e5's last layers trained on Chinese legal questions, applied to Chinese
 # questions; passages keep the packaged vectors. KB_TUNED=0 (or --tuned off) searches with the packaged e5 alone.
 TUNED = (env("KB_TUNED") or "1").lower() not in ("0", "off", "false", "no")
+# The reranker (kb.search.rerank): a learned re-ordering of the first fused passages, trained on STARD train.
+# KB_RERANK=0 (or --rerank off) keeps the fused order.
+RERANK = (env("KB_RERANK") or "1").lower() not in ("0", "off", "false", "no")
 
 BM25_K1 = 1.2
 BM25_B = 0.75

@@ -19,6 +19,7 @@ import os
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,10 +32,14 @@ from kb.catalog.filters import Filters
 from kb.embed import tower as qtower
 from kb.errors import KbError
 from kb.index.vectors import nearest
+from kb.search import rerank as reranker
 from kb.search.fusion import depth
+from kb.search.hits import Hit
 from kb.search.searcher import Searcher, _top, allowed_rows
 from kb.text.lexical import tokenize
 from kb.train.bridges import Bridges, learn
+from kb.train.rerank import RerankConfig, sample
+from kb.train.rerank import fit as fit_reranker
 from kb.train.tower import Prepared, TrainConfig, definition_pairs, folds, gold_rows, query_states, train
 
 log = logging.getLogger("train")
@@ -56,7 +61,8 @@ def prepare(index: Path, layers: int, out: Path, n_definitions: int = 2000) -> P
     allowed = allowed_rows(loaded, Filters())
     rows = _stard_rows(None)
     n = loaded.n_rows
-    chunks = dict(zip(range(n), loaded.store.chunks(list(range(n)))))
+    live = [int(r) for r in np.flatnonzero(loaded.row_live)]  # rows replaced by a later build have no chunk
+    chunks = dict(zip(live, loaded.store.chunks(live)))
     texts = [chunks[r].text if r in chunks else "" for r in range(n)]
     pairs = definition_pairs(texts, allowed & loaded.row_live, n_definitions)
     queries = [row["query"] for row in rows] + [q for q, _ in pairs]
@@ -306,9 +312,131 @@ def fit(prep: Prepared, cfg: TrainConfig, out: Path) -> dict[str, object]:
     }
 
 
+def _judged(hits_by_q: dict[int, list[Hit]], ids: list[int]) -> dict[str, float]:
+    rows = _stard_rows(None)
+    total = {"recall@5": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
+    chars: list[int] = []
+    for i in ids:
+        recall, rr = _stard_judge([h.chunk.text for h in hits_by_q[i]], rows[i])
+        for k in (5, 10, 100):
+            total[f"recall@{k}"] += recall[k]
+        total["mrr@10"] += rr
+        chars.extend(len(h.chunk.text) for h in hits_by_q[i][:10])
+    out = {k: v / max(len(ids), 1) for k, v in total.items()}
+    out["mean_passage_chars"] = sum(chars) / max(len(chars), 1)
+    return out
+
+
+def _fused(searcher: Searcher, prep: Prepared, ranked: dict[int, dict[str, list[int]]]) -> dict[int, list[Hit]]:
+    """Each question's first 100 fused hits (the product's fusion) from channel rankings as rows."""
+    return {
+        i: searcher.fuse({c: searcher.index.chunk_ids(rows) for c, rows in r.items()}, prep.queries[i], 100)
+        for i, r in ranked.items()
+    }
+
+
+def _cached(path: Path, make: Callable[[], dict[int, list[Hit]]]) -> dict[int, list[Hit]]:
+    """Fused hits kept between runs (fitting the reranker again must not retrain the towers)."""
+    if path.is_file():
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        pickle.dump(value, fh, protocol=5)
+    return value
+
+
+def rerank_cv(prep: Prepared, index: Path, k: int, cfg: TrainConfig, rcfg: RerankConfig) -> dict[str, object]:
+    """Fold-averaged figures of the reranker over the system without and with the question tower.
+
+    For each fold: the tower is trained on the other folds' questions; the reranker is fitted on the other folds'
+    questions' candidates from the untrained system and from that fold's tower (in-sample for those questions,
+    never for the fold's test questions), then scored on the fold's test questions.
+    """
+    searcher = Searcher(index, tuned=False)
+    model = _fp32_e5()
+    n = prep.n_stard
+    gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in range(n)]
+    t0 = time.perf_counter()
+    base = _cached(
+        CACHE / "rerank-untrained.pkl", lambda: _fused(searcher, prep, {i: prep.ranked[i] for i in range(n)})
+    )
+    log.info("fused the untrained system's candidates (%.0fs)", time.perf_counter() - t0)
+    base_samples = {i: sample(prep.queries[i], base[i], gold_ids[i], rcfg.pool) for i in range(n)}
+    log.info("features of the untrained system's candidates (%.0fs)", time.perf_counter() - t0)
+    results: dict[str, list[dict[str, float]]] = {}
+    per_fold = []
+    for f, test in enumerate(folds(n, k, cfg.seed)):
+        held = set(test.tolist())
+        train_ids = [i for i in range(n) if i not in held]
+        ids = test.tolist()
+        t1 = time.perf_counter()
+
+        def tower_hits(f: int = f, train_ids: list[int] = train_ids) -> dict[int, list[Hit]]:
+            head = train(model, prep, train_ids, cfg, progress=lambda msg: log.info("fold %d tower %s", f + 1, msg))
+            vectors = head.encode([prep.hidden[i] for i in range(n)])
+            return _fused(
+                searcher, prep, {i: {**prep.ranked[i], **dense_rankings(searcher, prep, vectors[i])} for i in range(n)}
+            )
+
+        tuned = _cached(CACHE / f"rerank-tower-k{k}-f{f + 1}.pkl", tower_hits)
+        tower_s = time.perf_counter() - t1
+        tuned_samples = {i: sample(prep.queries[i], tuned[i], gold_ids[i], rcfg.pool) for i in range(n)}
+        t2 = time.perf_counter()
+        model_rr = fit_reranker([base_samples[i] for i in train_ids] + [tuned_samples[i] for i in train_ids], rcfg)
+        rerank_s = time.perf_counter() - t2
+        figures = {
+            "untrained": _judged(base, ids),
+            "untrained + reranker": _judged({i: model_rr.rerank(prep.queries[i], base[i]) for i in ids}, ids),
+            "tower": _judged(tuned, ids),
+            "tower + reranker": _judged({i: model_rr.rerank(prep.queries[i], tuned[i]) for i in ids}, ids),
+        }
+        for key, value in figures.items():
+            results.setdefault(key, []).append(value)
+        per_fold.append(
+            {
+                "fold": f + 1,
+                "questions": len(ids),
+                "tower_seconds": round(tower_s, 1),
+                "reranker_seconds": round(rerank_s, 1),
+                **{key: {m: round(v, 4) for m, v in value.items()} for key, value in figures.items()},
+            }
+        )
+        log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1]))
+    return {
+        "folds": k,
+        "config": cfg.__dict__,
+        "rerank": rcfg.__dict__,
+        **{key: _mean(value) for key, value in results.items()},
+        "per_fold": per_fold,
+    }
+
+
+def rerank_fit(prep: Prepared, index: Path, rcfg: RerankConfig, out: Path) -> dict[str, object]:
+    """The shipped reranker: every STARD question's candidates from the untrained system and the shipped tower.
+
+    The untrained system's candidates are prep.ranked fused (the cache rerank-cv keeps, made here when missing).
+    """
+    t0 = time.perf_counter()
+    searcher = Searcher(index, tuned=True)
+    n = prep.n_stard
+    gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in range(n)]
+    untrained = _cached(
+        CACHE / "rerank-untrained.pkl", lambda: _fused(searcher, prep, {i: prep.ranked[i] for i in range(n)})
+    )
+    samples = [sample(prep.queries[i], untrained[i], gold_ids[i], rcfg.pool) for i in range(n)]
+    for i in range(n):
+        ranked = searcher.rankings(prep.queries[i], depth(100), tuned=True)
+        samples.append(sample(prep.queries[i], searcher.fuse(ranked, prep.queries[i], 100), gold_ids[i], rcfg.pool))
+    model = fit_reranker(samples, rcfg)
+    sha = reranker.save(model, out, {"scripts/train.py": "rerank-fit", **rcfg.__dict__})
+    return {"file": str(out), "sha256": sha, "seconds": round(time.perf_counter() - t0, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=("prepare", "cv", "fit", "xling", "all"))
+    p.add_argument("step", choices=("prepare", "cv", "fit", "xling", "rerank-cv", "rerank-fit", "all"))
     p.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="a STARD benchmark index (`kb eval stard`)")
     p.add_argument("--cache", type=Path, default=None, help="prepared data (default .kb-cache/train/)")
     p.add_argument("--folds", type=int, default=5)
@@ -324,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     defaults = TrainConfig()
     for name, value in defaults.__dict__.items():
         p.add_argument(f"--{name}", type=type(value), default=value)
+    rdefaults = RerankConfig()
+    for name, value in rdefaults.__dict__.items():
+        if name != "seed":
+            p.add_argument(f"--rerank-{name}", dest=f"rerank_{name}", type=type(value), default=value)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     cfg = TrainConfig(**{name: getattr(args, name) for name in defaults.__dict__})
@@ -339,6 +471,13 @@ def main(argv: list[str] | None = None) -> int:
             result["xling"] = cross_lingual(prep, args.index)
         if args.step in ("fit", "all"):
             result["fit"] = fit(prep, cfg, args.out)
+        rcfg = RerankConfig(
+            **{n: getattr(args, f"rerank_{n}") for n in rdefaults.__dict__ if n != "seed"}, seed=cfg.seed
+        )
+        if args.step == "rerank-cv":
+            result["rerank_cv"] = rerank_cv(prep, args.index, args.folds, cfg, rcfg)
+        if args.step in ("rerank-fit", "all"):
+            result["rerank_fit"] = rerank_fit(prep, args.index, rcfg, reranker.WEIGHTS)
         result["seconds"] = round(time.perf_counter() - t0, 1)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -95,3 +95,23 @@ def test_searcher_refuses_an_index_recorded_with_another_tower(tmp_path: Path) -
     with pytest.raises(ModelMismatchError, match="question tower ffffffffffff"):
         Searcher(index)
     assert Searcher(index, tuned=False).search("什么是价格欺诈", 3)
+
+
+@pytest.mark.model
+def test_refresh_refuses_a_new_generation_recorded_with_another_tower(tmp_path: Path) -> None:
+    from kb.search.searcher import Searcher
+
+    index = tmp_path / "index"
+    shutil.copytree(ROOT / "index", index)
+    searcher = Searcher(index)
+    old = searcher.generation
+    new = index / "g999999"
+    shutil.copytree(index / old, new)
+    manifest = json.loads((new / "manifest.json").read_text(encoding="utf-8"))
+    manifest["question_tower"]["sha256"] = "f" * 64
+    (new / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    (index / "CURRENT").write_text("g999999\n", encoding="utf-8")
+    with pytest.raises(ModelMismatchError, match="question tower ffffffffffff"):
+        searcher.refresh()
+    assert searcher.generation == old  # still serving what it had
+    assert searcher.search("什么是价格欺诈", 3, rerank=False)

@@ -62,6 +62,7 @@ class Target:
     collection: str | None = None
     fusion: str | None = None
     tuned: bool | None = None  # the question tower (kb.embed.tower); None: config.TUNED
+    rerank: bool | None = None  # the trained reranker (kb.search.rerank); None: config.RERANK
 
 
 def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend: Target = Target()) -> Backend:
@@ -95,6 +96,7 @@ def _index_for(name: str, corpus: Path, model: str, index: Path | None, backend:
         backend.collection,
         fusion=backend.fusion,
         tuned=backend.tuned,
+        rerank=backend.rerank,
     )
 
 
@@ -135,6 +137,7 @@ def run_scifact(
         "model": model,
         "mode": mode,
         "tuned": searcher.tuned,
+        "rerank": searcher.rerank,
         "queries": len(queries),
         "ndcg@10": round(sum(scores) / len(scores), 4),
         "seconds_per_query": round((time.time() - t0) / len(queries), 3),
@@ -207,6 +210,7 @@ def run_stard(
         "model": model,
         "mode": mode,
         "tuned": searcher.tuned,
+        "rerank": searcher.rerank,
         "backend": backend.name,
         **({"fusion": backend.fusion or "client"} if backend.name == "milvus" else {}),
         "queries": n,
@@ -247,9 +251,10 @@ def run(
     collection: str | None = None,
     fusion: str | None = None,
     tuned: bool | None = None,
+    rerank: bool | None = None,
 ) -> dict[str, object]:
     """Run one benchmark and return its figures (backend, uri, collection, fusion, tuned: see kb.backends)."""
-    where = Target(backend, uri, collection, fusion, tuned)
+    where = Target(backend, uri, collection, fusion, tuned, rerank)
     if benchmark == "scifact":
         return run_scifact(limit, index, model, mode, where)
     return run_stard(limit, index, corpus, model, mode, where)

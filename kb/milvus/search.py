@@ -57,11 +57,12 @@ class MilvusSearcher(SearcherBase):
         weights: dict[str, float] | None = None,
         fusion: str = "client",
         tuned: bool | None = None,
+        rerank: bool | None = None,
     ) -> None:
         if fusion not in FUSIONS:
             raise QueryError(f"unknown fusion '{fusion}': use one of {', '.join(FUSIONS)}")
         rebuild = f"python -m kb build --backend milvus --uri {where.uri}"
-        super().__init__(where.uri, rebuild, embedders, weights, tuned)
+        super().__init__(where.uri, rebuild, embedders, weights, tuned, rerank)
         self.target, self.fusion = where, fusion
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-milvus")
         if where.lite and not Path(where.uri).exists():  # opening would create an empty one
@@ -121,10 +122,17 @@ class MilvusSearcher(SearcherBase):
         self.close()
 
     def refresh(self) -> bool:
-        """Re-read the document table if a build has written since; True when it did."""
+        """Re-read the document table if a build has written since; True when it did.
+
+        Raises:
+            ModelMismatchError: the build recorded another question tower than the shipped one.
+        """
         if self._stamp() == self.stamp:
             return False
+        recorded = TowerInfo.from_dict(self.db.require_manifest().get("question_tower"))
+        self.check_tower(recorded, self.channels)
         with self._lock:
+            self.question_tower = recorded
             self._open()
         return True
 

@@ -64,6 +64,12 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Chinese questions go through e5 layers trained on real legal questions; off: the packaged model alone",
         "中文问题经过用真实法律问题训练的 e5 层；关闭则只用原始模型",
     ),
+    "rerank": ("Rerank the best passages", "重排最相关的段落"),
+    "rerank_help": (
+        "A model trained on real legal questions re-orders the first passages by what they share with the question "
+        "(its words, the title, a definition of the term asked about); off: the fused order",
+        "用真实法律问题训练的模型按段落与问题的共同点（词语、标题、所问术语的定义）重新排序前列段落；关闭则保持融合顺序",
+    ),
     "mode": ("Search mode", "检索方式"),
     "mode_hybrid": ("Hybrid", "混合"),
     "mode_keyword": ("Keyword", "关键词"),

@@ -25,6 +25,7 @@ from kb.errors import ModelMismatchError, QueryError
 from kb.index.citedby import Citing
 from kb.index.manifest import Channel
 from kb.ingest.document import DocRow
+from kb.search import rerank as reranker
 from kb.search.contract import MODES, Rankings
 from kb.search.hits import Hit
 
@@ -54,9 +55,11 @@ class SearcherBase:
         embedders: dict[str, Embedder] | None,
         weights: dict[str, float] | None,
         tuned: bool | None = None,
+        rerank: bool | None = None,
     ) -> None:
         self.where, self.rebuild = where, rebuild
         self.tuned = config.TUNED if tuned is None else tuned  # the question tower for Chinese questions
+        self.rerank = config.RERANK if rerank is None else rerank  # the trained reranker (kb.search.rerank)
         self.weights = dict(weights or config.WEIGHTS)
         self._given = dict(embedders or {})
         self._embedders: dict[str, Embedder] = {}
@@ -80,8 +83,14 @@ class SearcherBase:
                     f"{self.where} channel '{channel}' was built with '{info.model}' ({info.dim} dims), "
                     f"not '{embedder.name}' ({embedder.dim}): rebuild with `{self.rebuild}`"
                 )
+        self.check_tower(self.question_tower, self.channels)
+
+    def check_tower(self, recorded: TowerInfo | None, channels: dict[str, Channel]) -> None:
+        """Raises ModelMismatchError when questions would go through the shipped tower but the index (or a newly
+        published generation of it) recorded another one."""
+        dense = channels.get("dense")
         if self.tuned and dense and "dense" not in self._given and tower.applies(dense.model):
-            tower.check_manifest(self.question_tower, tower.shipped(), self.where)
+            tower.check_manifest(recorded, tower.shipped(), self.where)
 
     def embedder(self, channel: str, tuned: bool = False) -> Embedder:
         """The embedder the index recorded for a channel, loaded on first use; tuned: the dense channel's
@@ -142,6 +151,7 @@ class SearcherBase:
         as_of: str | None = None,
         xrefs: bool = True,
         tuned: bool | None = None,
+        rerank: bool | None = None,
     ) -> list[Hit]:
         """Rank passages for a question in Chinese or English.
 
@@ -158,6 +168,8 @@ class SearcherBase:
             as_of: keep the texts in force on this date, whichever version that was (kb.catalog.timeline).
             xrefs: resolve each hit's cross-references (a few milliseconds for ten hits).
             tuned: Chinese questions through the question tower (kb.embed.tower); None: as the searcher was opened.
+            rerank: re-order the first fused passages with the trained reranker (kb.search.rerank); None: as the
+                searcher was opened.
         Raises:
             QueryError: empty query, unknown mode, or a filter value the index cannot answer; the message
                 lists the known values.
@@ -176,7 +188,11 @@ class SearcherBase:
             include_repealed=include_repealed,
         )
         check_query(query, mode)
-        return self._search(query, k, filters, mode, xrefs, self.tuned if tuned is None else tuned)
+        tuned = self.tuned if tuned is None else tuned
+        if not (self.rerank if rerank is None else rerank) or k <= 0 or not reranker.applies(query):
+            return self._search(query, k, filters, mode, xrefs, tuned)
+        model = reranker.shipped()
+        return model.rerank(query, self._search(query, max(k, model.pool), filters, mode, xrefs, tuned))[:k]
 
     def rankings(
         self,

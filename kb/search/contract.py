@@ -28,6 +28,7 @@ class Backend(Protocol):
 
     weights: dict[str, float]  # channel -> weight in the fusion (benchmarks tune them)
     tuned: bool  # Chinese questions through the question tower (kb.embed.tower) unless a search says otherwise
+    rerank: bool  # the trained reranker (kb.search.rerank) re-orders the fused passages unless a search says otherwise
 
     @property
     def passages(self) -> int:
@@ -61,6 +62,7 @@ class Backend(Protocol):
         as_of: str | None = None,
         xrefs: bool = True,
         tuned: bool | None = None,
+        rerank: bool | None = None,
     ) -> list[Hit]:
         """Rank passages for a question in Chinese or English (arguments: kb.search.base.SearcherBase.search).
 

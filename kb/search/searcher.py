@@ -39,10 +39,11 @@ class Searcher(SearcherBase):
         embedders: dict[str, Embedder] | None = None,
         weights: dict[str, float] | None = None,
         tuned: bool | None = None,
+        rerank: bool | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
         rebuild = f"python -m kb build --index {self.index_dir}"
-        super().__init__(str(self.index_dir), rebuild, embedders, weights, tuned)
+        super().__init__(str(self.index_dir), rebuild, embedders, weights, tuned, rerank)
         self._tables: dict[Path, CitedByTable] = {}  # generation -> its cited-by table, opened on first use
         self.index: LoadedIndex = load_index(self.index_dir)
         self._take(self.index)
@@ -63,11 +64,18 @@ class Searcher(SearcherBase):
         return self.index.gen.name
 
     def refresh(self) -> bool:
-        """Reload if a build has published a newer generation; True when it did."""
+        """Reload if a build has published a newer generation; True when it did.
+
+        Raises:
+            ModelMismatchError: the new generation records another question tower than the shipped one; the
+                searcher keeps serving the generation it had.
+        """
         if not published(self.index_dir, self.index.gen.name):
             return False
+        index = load_index(self.index_dir)
+        self.check_tower(index.manifest.question_tower, index.manifest.channels)
         with self._lock:
-            self._take(load_index(self.index_dir))
+            self._take(index)
         return True
 
     def citing(

@@ -1,0 +1,199 @@
+"""The reranker: a learned re-ordering of the fused candidates by what a question and a passage share.
+
+The fusion (kb.search.fusion) only sees where each channel ranked a passage. The reranker also reads the
+passage against the question: which of the question's words it holds, whether its title holds them, whether it
+is the article that *defines* the term asked about ("本法所称X，是指…" for "什么是X"), whether it is a numbered
+article, its length and its document's weight among the candidates. A linear model over these features, trained
+on STARD train (scripts/train.py rerank-cv / rerank-fit, cross-validated by question folds), scores the first
+`config.RERANK_POOL` fused passages; the rest keep their fused order below them.
+
+Why features and not a neural cross-encoder: on this product's CPU budget a 12-layer cross-encoder over 30
+candidates costs seconds per question, and a shallow one was not measured to beat this model on held-out folds
+(docs/BENCHMARKS.md). The features cost about a millisecond per candidate, so the reranker adds little to a
+search and stays on by default (`--rerank off`, `search(..., rerank=False)`, KB_RERANK=0 turn it off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kb import config
+from kb.errors import ModelLoadError
+from kb.ingest.read import detect_lang
+from kb.search.hits import Hit
+from kb.text.lexical import tokenize
+
+WEIGHTS = config.ROOT / "kb" / "weights" / "reranker.json"
+# Questions in these languages are reranked; the others keep the fused order. The model was fitted on Chinese
+# questions only: on English ones its word-overlap features push Chinese articles (which share no words with an
+# English question) below English commentary, and a golden cross-lingual question fell out of the top 5.
+RERANK_LANGS = ("zh",)
+CHANNELS = ("bm25", "dense", "dense_x", "xling")
+
+# "本法所称X，是指…" / "本规定所称X是指…" / "the term X means": the passage defines X.
+_DEFINES_ZH = re.compile(r"所称的?([^，。；：、“”（）\s]{2,16}?)[，,]?(?:是指|指的是|包括)")
+_DEFINES_EN = re.compile(r"[\"“]([^\"”]{3,40})[\"”] (?:means|refers to|shall mean)", re.IGNORECASE)
+# The question asks what something is.
+_ASKS_DEFINITION = re.compile(
+    r"什么是|何为|何谓|是什么|是指什么|的含义|的定义|\bwhat (?:is|are|does)\b|\bdefin|\bmeaning\b", re.IGNORECASE
+)
+_ARTICLE = re.compile(r"^\s*第[一二三四五六七八九十百千零〇\d]+条")
+_KEPT = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
+
+
+def applies(query: str) -> bool:
+    """The reranker was trained for questions in this query's language (RERANK_LANGS)."""
+    return detect_lang(query) in RERANK_LANGS
+
+
+def _bigrams(text: str) -> set[str]:
+    chars = "".join(_KEPT.findall(text.lower()))
+    return {chars[i : i + 2] for i in range(len(chars) - 1)}
+
+
+def defined_terms(text: str) -> list[str]:
+    """Terms a passage defines ("本法所称X，是指…", '"X" means')."""
+    return _DEFINES_ZH.findall(text) + [t.lower() for t in _DEFINES_EN.findall(text)]
+
+
+FEATURES = (
+    "fused",  # 1 / log2(1 + fused rank)
+    *(f"ch_{c}" for c in CHANNELS),  # 1 / log2(1 + the channel's rank), 0 when the channel did not rank it
+    "channels",  # how many channels ranked it
+    "cover",  # share of the question's distinct words the passage holds
+    "cover_long",  # the same for words of 2+ characters (Chinese) / 5+ letters (English): the topical ones
+    "bigram",  # share of the question's character bigrams in the passage
+    "title",  # share of the question's words in the document title
+    "defines",  # the passage defines a term the question holds
+    "asks_def",  # the question asks what something is and the passage defines something
+    "article",  # a numbered article (第X条)
+    "length",  # log of the passage length, centred on 150 characters
+    "doc_share",  # share of the candidates from the same document
+    "same_lang",  # passage in the question's language
+)
+
+
+def features(query: str, hits: Sequence[Hit]) -> np.ndarray:
+    """(len(hits), len(FEATURES)) float32 feature rows of fused candidates, in their fused order."""
+    words = set(tokenize(query))
+    long_words = {w for w in words if len(w) >= (2 if _KEPT.match(w) and ord(w[0]) > 0x3000 else 5)}
+    q_bigrams = _bigrams(query)
+    q_lower = query.lower()
+    asks = bool(_ASKS_DEFINITION.search(query))
+    q_zh = any(ord(ch) >= 0x3400 for ch in query)
+    docs = Counter(h.chunk.doc_id for h in hits)
+    out = np.zeros((len(hits), len(FEATURES)), dtype=np.float32)
+    for i, hit in enumerate(hits):
+        text = hit.chunk.text
+        tokens = set(tokenize(text))
+        ranks = dict(hit.channels)
+        terms = defined_terms(text)
+        row = [
+            1.0 / math.log2(1 + hit.rank),
+            *(1.0 / math.log2(1 + ranks[c]) if c in ranks else 0.0 for c in CHANNELS),
+            float(len(ranks)),
+            len(words & tokens) / max(len(words), 1),
+            len(long_words & tokens) / max(len(long_words), 1),
+            len(q_bigrams & _bigrams(text)) / max(len(q_bigrams), 1),
+            len(words & set(tokenize(hit.chunk.title))) / max(len(words), 1),
+            float(any(t in q_lower for t in terms)),
+            float(asks and bool(terms)),
+            float(bool(hit.chunk.article) or bool(_ARTICLE.match(text))),
+            math.log(max(len(text), 1) / 150.0),
+            docs[hit.chunk.doc_id] / len(hits),
+            float((hit.chunk.lang == "zh") == q_zh),
+        ]
+        out[i] = row
+    return out
+
+
+@dataclass(frozen=True)
+class Reranker:
+    """A linear scorer over standardised FEATURES (what scripts/train.py rerank-fit writes)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    pool: int
+    sha256: str = ""
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.coef
+
+    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+        """The first `pool` hits re-ordered by the model, the rest after them in fused order; ranks renumbered.
+        A question in a language the model was not trained for (`applies`) keeps the fused order."""
+        head, tail = list(hits[: self.pool]), list(hits[self.pool :])
+        if len(head) < 2 or not applies(query):
+            return list(hits)
+        s = self.scores(features(query, head))
+        order = sorted(range(len(head)), key=lambda i: (-s[i], i))
+        # The shown score is the reranker's (as a probability-like 0-1 value), so scores fall as ranks grow.
+        ranked = [dataclasses.replace(head[i], score=1.0 / (1.0 + math.exp(-float(s[i])))) for i in order] + tail
+        return [dataclasses.replace(h, rank=r) for r, h in enumerate(ranked, start=1)]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "features": list(FEATURES),
+            "mean": [round(float(v), 6) for v in self.mean],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "coef": [round(float(v), 6) for v in self.coef],
+            "pool": self.pool,
+        }
+
+
+def save(model: Reranker, path: Path, about: dict[str, object]) -> str:
+    """Write the model as JSON (sorted keys, so the same model gives the same file); returns its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**model.to_dict(), "trained": about}, sort_keys=True, indent=1) + "\n", "utf-8")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load(path: Path = WEIGHTS) -> Reranker:
+    """Read a reranker file.
+
+    Raises:
+        ModelLoadError: missing, not JSON, or written for other features.
+    """
+    fix = "restore it with `git checkout -- kb/weights/reranker.json` or retrain with `python scripts/train.py rerank-fit`"
+    if not path.is_file():
+        raise ModelLoadError(f"reranker weights {path} are missing: {fix}")
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+        names, mean, scale, coef = data["features"], data["mean"], data["scale"], data["coef"]
+        pool = int(data["pool"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{path}: not a reranker file ({exc}): {fix}") from exc
+    if tuple(names) != FEATURES or not (len(mean) == len(scale) == len(coef) == len(FEATURES)):
+        raise ModelLoadError(f"{path}: written for other features than this version computes: {fix}")
+    return Reranker(
+        np.array(mean, dtype=np.float32),
+        np.array(scale, dtype=np.float32),
+        np.array(coef, dtype=np.float32),
+        pool,
+        hashlib.sha256(raw).hexdigest(),
+    )
+
+
+_SHIPPED: list[Reranker] = []
+_LOCK = threading.Lock()
+
+
+def shipped() -> Reranker:
+    """The reranker in the repository, read once."""
+    with _LOCK:
+        if not _SHIPPED:
+            _SHIPPED.append(load())
+        return _SHIPPED[0]

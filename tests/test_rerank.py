@@ -1,0 +1,139 @@
+"""The reranker (kb.search.rerank): features, the shipped weights and their hash, what it changes, and the switch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kb.chunk import Chunk
+from kb.errors import ModelLoadError
+from kb.ingest.document import DocMeta
+from kb.search import rerank
+from kb.search.hits import Hit
+from kb.train.rerank import RerankConfig, Sample, fit
+
+ROOT = Path(__file__).parent.parent
+
+
+def _hit(rank: int, text: str, doc: str = "zh/a.txt", title: str = "价格规定", article: str = "") -> Hit:
+    chunk = Chunk(
+        chunk_id=f"{doc}#{rank}",
+        doc_id=doc,
+        title=title,
+        lang="zh" if any(ord(c) > 0x3000 for c in text) else "en",
+        text=text,
+        char_start=0,
+        char_end=len(text),
+        article=article,
+        ordinal=rank,
+    )
+    return Hit(chunk, 1.0 / rank, rank, "", (), (("bm25", rank),), DocMeta(), doc)
+
+
+def _feature(x: np.ndarray, name: str) -> list[float]:
+    return x[:, rerank.FEATURES.index(name)].tolist()
+
+
+def test_features_see_the_definition_the_question_asks_for() -> None:
+    hits = [
+        _hit(1, "第十九条 经营者不得实施下列价格欺诈行为", article="第十九条"),
+        _hit(2, "第二条 本规定所称价格欺诈，是指经营者利用虚假的价格手段", article="第二条"),
+        _hit(3, "Live-streaming hosts need training.", doc="en/b.txt", title="notes"),
+    ]
+    x = rerank.features("什么是价格欺诈", hits)
+    assert x.shape == (3, len(rerank.FEATURES))
+    assert _feature(x, "defines") == [0.0, 1.0, 0.0]
+    assert _feature(x, "asks_def") == [0.0, 1.0, 0.0]
+    assert _feature(x, "article") == [1.0, 1.0, 0.0]
+    assert _feature(x, "same_lang") == [1.0, 1.0, 0.0]
+    assert _feature(x, "ch_bm25")[0] == 1.0 and _feature(x, "ch_dense") == [0.0, 0.0, 0.0]
+    assert rerank.defined_terms('The term "live commerce" means selling by video.') == ["live commerce"]
+
+
+def test_rerank_reorders_the_pool_only_and_renumbers_ranks() -> None:
+    n = len(rerank.FEATURES)
+    coef = np.zeros(n, dtype=np.float32)
+    coef[rerank.FEATURES.index("defines")] = 1.0
+    model = rerank.Reranker(np.zeros(n, np.float32), np.ones(n, np.float32), coef, pool=2)
+    hits = [
+        _hit(1, "第十九条 经营者不得实施下列价格欺诈行为"),
+        _hit(2, "第二条 本规定所称价格欺诈，是指经营者利用虚假的价格手段"),
+        _hit(3, "第三条 本规定所称价格欺诈，是指另一种说法"),
+    ]
+    out = model.rerank("什么是价格欺诈", hits)
+    assert [h.chunk.chunk_id for h in out] == ["zh/a.txt#2", "zh/a.txt#1", "zh/a.txt#3"]  # #3 is outside the pool
+    assert [h.rank for h in out] == [1, 2, 3]
+
+
+def test_english_questions_keep_the_fused_order() -> None:
+    """Trained on Chinese questions only: English ones (SciFact, cross-lingual questions) are left as fused."""
+    n = len(rerank.FEATURES)
+    coef = np.zeros(n, dtype=np.float32)
+    coef[rerank.FEATURES.index("cover")] = 1.0
+    model = rerank.Reranker(np.zeros(n, np.float32), np.ones(n, np.float32), coef, pool=5)
+    hits = [_hit(1, "第二十五条 七日无理由退货"), _hit(2, "goods bought online may be returned", doc="en/b.txt")]
+    assert [h.chunk.chunk_id for h in model.rerank("return of goods bought online", hits)] == [
+        "zh/a.txt#1",
+        "en/b.txt#2",
+    ]
+    assert not rerank.applies("return of goods bought online") and rerank.applies("网购商品可以退货吗")
+
+
+def test_fit_learns_which_feature_marks_the_gold_passage() -> None:
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(40):
+        x = rng.normal(size=(10, len(rerank.FEATURES))).astype(np.float32)
+        gold = np.zeros(10, dtype=bool)
+        gold[int(np.argmax(x[:, rerank.FEATURES.index("cover")]))] = True
+        samples.append(Sample(x, gold))
+    model = fit(samples, RerankConfig(pool=10, steps=200))
+    assert int(np.argmax(model.coef)) == rerank.FEATURES.index("cover")
+
+
+def test_shipped_weights_load_and_their_hash_is_recorded(tmp_path: Path) -> None:
+    model = rerank.load()
+    raw = rerank.WEIGHTS.read_bytes()
+    assert model.sha256 == hashlib.sha256(raw).hexdigest()
+    assert rerank.WEIGHTS.stat().st_size < 100_000 and model.pool >= 10
+    assert np.abs(model.coef).sum() > 0  # trained, not zeros
+    # save() writes the same bytes for the same model (so a retrain with the same data gives the same sha256)
+    copy = tmp_path / "r.json"
+    data = json.loads(raw)
+    assert rerank.save(model, copy, data["trained"]) == model.sha256
+
+
+def test_a_damaged_or_stale_reranker_file_says_how_to_fix_it(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="missing"):
+        rerank.load(tmp_path / "absent.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="retrain with `python scripts/train.py rerank-fit`"):
+        rerank.load(bad)
+    stale = tmp_path / "stale.json"
+    data = json.loads(rerank.WEIGHTS.read_text(encoding="utf-8"))
+    stale.write_text(json.dumps({**data, "features": data["features"][:-1]}), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="other features"):
+        rerank.load(stale)
+
+
+@pytest.mark.model
+def test_search_switch_changes_the_order_and_keeps_the_passages_cited() -> None:
+    from kb.search.searcher import Searcher
+
+    searcher = Searcher(ROOT / "index")
+    on = searcher.search("什么是价格欺诈", 10, rerank=True)
+    off = searcher.search("什么是价格欺诈", 10, rerank=False)
+    assert [h.rank for h in on] == list(range(1, 11))
+    assert [h.chunk.chunk_id for h in on] != [h.chunk.chunk_id for h in off]
+    assert all(h.citation for h in on)
+    top3 = [h.chunk.text for h in on[:3]]
+    assert any("本规定所称价格欺诈" in t for t in top3), [h.citation for h in on[:3]]
+    assert not any("本规定所称价格欺诈" in h.chunk.text for h in off[:3])  # what the reranker fixes
+    assert {h.chunk.chunk_id for h in on} <= {
+        h.chunk.chunk_id for h in searcher.search("什么是价格欺诈", 30, rerank=False)
+    }
