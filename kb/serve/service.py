@@ -17,18 +17,21 @@ from typing import TypeVar, cast
 
 from kb import config
 from kb.backends import open_searcher
+from kb.catalog.resolve import Resolved
 from kb.chunk import Chunk, parse_chunk_id
 from kb.errors import KbError, QueryError
+from kb.legal.pinpoint import sub_of
 from kb.legal.structure import cn_number
 from kb.quote.check import QuoteChecker
 from kb.search.base import SearcherBase
 from kb.search.contract import Backend
 from kb.serve import shapes
 from kb.serve.batch import BatchingEmbedder
-from kb.serve.citedby import CitedBy
 from kb.serve.shapes import ArticleJSON, HealthJSON, ReferencesJSON, VersionJSON, VersionsJSON
 
 log = logging.getLogger(__name__)
+
+MAX_CITING = 200  # passages listed as citing one article (a much-cited article lists its first 200)
 T = TypeVar("T")
 
 MAX_K = 100  # hits a search may ask for: a page of results, not a dump of the index
@@ -71,7 +74,6 @@ class Service:
         if batch and isinstance(self.searcher, SearcherBase):
             self.searcher.query_wrapper = BatchingEmbedder
         self.quotes = QuoteChecker(self.index_dir, searcher=self.searcher)
-        self.cited_by = CitedBy(self.searcher)
         self._cache: dict[tuple[str, str], object] = {}
         self._cache_lock = threading.Lock()
         self._stop = threading.Event()
@@ -184,7 +186,7 @@ class Service:
         if not 0 <= n < len(chunks):
             raise QueryError(f"no passage {chunk_id}: {doc_id} has passages #0 to #{len(chunks) - 1}")
         chunk = chunks[n]
-        citing = self.cited_by.citing(chunk)
+        citing = self._citing(chunk, chunks)
         return {
             "passage": shapes.passage_json(chunk),
             "made": shapes.xrefs_json(self.searcher.references(chunk)),
@@ -226,6 +228,30 @@ class Service:
 
     def _chunks(self, doc_id: str) -> list[Chunk]:
         return self.searcher.source(doc_id)[1]
+
+    def _citing(self, chunk: Chunk, own: list[Chunk]) -> list[tuple[Chunk, Resolved]]:
+        """Passages citing this passage's article: its own document's (本法第九条), then other documents' from the
+        generation's cited-by table (kb.index.citedby), each with the reference as resolved; at most MAX_CITING.
+
+        Raises:
+            QueryError: the index has no cited-by table (built before it existed, or a backend without one).
+        """
+        if chunk.article_no is None:
+            return []
+        sub = sub_of(chunk.article)
+
+        def aims(ref: Resolved) -> bool:
+            t = ref.target
+            return t is not None and t.doc_id == chunk.doc_id and t.article_no == chunk.article_no
+
+        out = [(c, r) for c in own if c.article != chunk.article for r in self.searcher.references(c) if aims(r)]
+        for row in self.searcher.citing(chunk.doc_id, chunk.article_no, sub):
+            doc_id, n = parse_chunk_id(row.chunk_id)
+            other = self._chunks(doc_id)[n]
+            out += [(other, r) for r in self.searcher.references(other) if r.ref.start == row.start and aims(r)]
+            if len(out) >= MAX_CITING:
+                break
+        return out[:MAX_CITING]
 
 
 def check_k(k: int, most: int, name: str = "k", least: int = 1) -> None:

@@ -82,6 +82,17 @@ class PassageJSON(PlaceJSON):
 
 
 @with_config(STRICT)
+class PinpointJSON(TypedDict):
+    """The 款 / 项 a hit singles out (kb.legal.pinpoint.Place): 《law》第<article_no>条[之<sub>]第<paragraphs>款…."""
+
+    law: str
+    article_no: int
+    sub: int | None
+    paragraphs: list[int]
+    items: list[int]
+
+
+@with_config(STRICT)
 class HitJSON(PassageJSON):
     """One ranked, cited passage: `python -m kb search --json` list items, `GET /search` `hits`."""
 
@@ -95,6 +106,7 @@ class HitJSON(PassageJSON):
     in_force: InForce
     versions: list[str]
     xrefs: list[Xref]
+    pinpoint: PinpointJSON | None
 
 
 @with_config(STRICT)
