@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from kb import config
 from kb.ingest.document import Document
 from kb.ingest.ocr import OcrPage
+from kb.ingest.read import file_sha256
 from kb.ingest.scans import ocr_page, ocr_page_numbers
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ def passage_boxes(doc: Document, start: int, end: int) -> list[Box]:
         doc: a PDF or image Document (its `path` must still point at the file).
         start, end: character offsets into doc.text, as a Chunk or a quote match gives them.
     """
-    path = pathlib.Path(doc.path)
-    if not doc.page_spans or not path.is_file():
+    path = source_file(doc) if doc.page_spans else None
+    if path is None:
         return []
     ocr_pages = ocr_page_numbers(dict(doc.meta.extra))
     boxes: list[Box] = []
@@ -70,6 +71,21 @@ def passage_boxes(doc: Document, start: int, end: int) -> list[Box]:
         rects = align(doc.text[p_start:p_end], glyphs, lo - p_start, hi - p_start)
         boxes += [Box(number, *(round(v, 2) for v in rect)) for rect in line_rects(rects)]
     return boxes
+
+
+def source_file(doc: Document, corpus: pathlib.Path | None = None) -> pathlib.Path | None:
+    """The file a Document was read from, if it is still there unchanged.
+
+    An index records the path it was built from; a copied index (the shipped one) finds its file by doc_id
+    under the corpus folder instead. A file whose hash changed would put boxes in the wrong places: None.
+    """
+    for path in (pathlib.Path(doc.path), (corpus or config.DEFAULT_CORPUS) / doc.doc_id):
+        if path.is_file():
+            if doc.meta.sha256 and file_sha256(path) != doc.meta.sha256:
+                logger.warning("%s changed since it was indexed: no boxes until the index is rebuilt", path)
+                return None
+            return path
+    return None
 
 
 def page_glyphs(path: pathlib.Path, number: int, ocr: bool) -> list[Glyph]:
@@ -95,7 +111,7 @@ def text_layer_glyphs(path: pathlib.Path, number: int) -> list[Glyph]:
             code = pdfium_c.FPDFText_GetUnicode(text.raw, i)
             if code in (0, 0xFFFE, 0xFFFF) or chr(code).isspace():
                 continue
-            left, bottom, right, top = text.get_charbox(i)
+            left, bottom, right, top = text.get_charbox(i, loose=True)  # line height, not ink
             glyphs.append(Glyph(chr(code), (left, height - top, right, height - bottom)))
         return glyphs
     finally:

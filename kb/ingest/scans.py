@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -121,6 +122,19 @@ def page_images(path: pathlib.Path) -> Iterator[tuple[int, _PageImage]]:
         pdf.close()
 
 
+def image_dpi(path: pathlib.Path) -> float:
+    """The resolution an image file was scanned at (its dpi tag, else DEFAULT_IMAGE_DPI)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return _dpi_of(img)
+
+
+def _dpi_of(img: Any) -> float:
+    dpi = img.info.get("dpi") or (DEFAULT_IMAGE_DPI,)
+    return float(dpi[0]) if float(dpi[0]) >= 30 else DEFAULT_IMAGE_DPI  # 1 or 72 "dpi" tags are no scan's
+
+
 def _image_frames(path: pathlib.Path) -> tuple[int, _PageImage]:
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
@@ -129,7 +143,7 @@ def _image_frames(path: pathlib.Path) -> tuple[int, _PageImage]:
         frames = [frame.copy() for frame in ImageSequence.Iterator(img)]
     except (UnidentifiedImageError, OSError) as exc:
         raise IngestError(str(path), f"cannot read image: {exc}") from exc
-    dpi = float((img.info.get("dpi") or (DEFAULT_IMAGE_DPI,))[0]) or DEFAULT_IMAGE_DPI
+    dpi = _dpi_of(img)
 
     def image(number: int) -> tuple[np.ndarray, float]:
         frame = frames[number - 1].convert("RGB")

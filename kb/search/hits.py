@@ -11,6 +11,7 @@ from kb.catalog.timeline import Span
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans
 from kb.ingest.document import DocMeta, DocRow
+from kb.ingest.scans import passage_source
 from kb.search.fusion import Fused
 
 
@@ -59,6 +60,8 @@ class Hit:
             "in_force": {"from": span.start if span else None, "until": span.end if span else None},
             "versions": list(span.versions) if span else [],
             "xrefs": [r.to_dict() for r in self.xrefs],
+            # `ocr` when the passage was read from a scanned page, `text` from a PDF's text layer (issue 20)
+            "source": passage_source(dict(self.meta.extra), c.page, c.page_end),
         }
 
 
