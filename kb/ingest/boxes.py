@@ -68,7 +68,7 @@ def passage_boxes(doc: Document, start: int, end: int) -> list[Box]:
         if lo >= hi:
             continue
         glyphs = page_glyphs(path, number, number in ocr_pages)
-        rects = align(doc.text[p_start:p_end], glyphs, lo - p_start, hi - p_start)
+        rects = [glyphs[i].rect for i in align(doc.text[p_start:p_end], glyphs, lo - p_start, hi - p_start)]
         boxes += [Box(number, *(round(v, 2) for v in rect)) for rect in line_rects(rects)]
     return boxes
 
@@ -138,17 +138,15 @@ def ocr_glyphs(page: OcrPage) -> list[Glyph]:
     return glyphs
 
 
-def align(page_text: str, glyphs: list[Glyph], start: int, end: int) -> list[Rect]:
-    """The rects of the glyphs that page_text[start:end] aligns to, in text order."""
+def align(page_text: str, glyphs: list[Glyph], start: int, end: int) -> list[int]:
+    """The indices of the glyphs that page_text[start:end] aligns to, in text order."""
     ours = [(i, _key(c)) for i, c in enumerate(page_text) if not c.isspace()]
     theirs = [_key(g.char) for g in glyphs]
     matcher = difflib.SequenceMatcher(None, [k for _, k in ours], theirs, autojunk=False)
-    rects = []
+    found = []
     for a, b, size in matcher.get_matching_blocks():
-        for k in range(size):
-            if start <= ours[a + k][0] < end:
-                rects.append(glyphs[b + k].rect)
-    return rects
+        found += [b + k for k in range(size) if start <= ours[a + k][0] < end]
+    return found
 
 
 def _key(char: str) -> str:

@@ -1,0 +1,152 @@
+"""OCR at ingest: scanned pages and images read with boxes and confidences, turned pages, mixed PDFs, the cache,
+the page and time limits. The engine runs on three small pages here; scripts/ocr_bench.py measures the full set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from rapidfuzz.distance import Levenshtein
+
+from kb import config
+from kb.chunk import chunk_document
+from kb.errors import IngestError
+from kb.ingest import ocr, scans
+from kb.ingest.ocr import OcrLine, OcrPage, read_image
+from kb.ingest.read import read_document
+from kb.ingest.scans import ocr_image_file, ocr_pdf_pages, passage_source
+
+OCR = Path(__file__).parent / "data" / "ocr"
+TRUTH = json.loads((OCR / "truth.json").read_text(encoding="utf-8"))
+
+
+def cer(got: str, want: str) -> float:
+    """Character error rate, spaces and line breaks ignored (OCR lines need not break where the page did)."""
+    a, b = "".join(got.split()), "".join(want.split())
+    return Levenshtein.distance(a, b) / len(b)
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    return tmp_path / "cache"
+
+
+def test_image_file_read_with_boxes_and_confidence(tmp_path: Path) -> None:
+    shutil.copy(OCR / "en_page.png", tmp_path / "en_page.png")
+    doc = read_document(tmp_path, "en_page.png")
+    assert cer(doc.text, TRUTH["en_page.png"]["pages"][0]) <= 0.02
+    assert doc.meta.source_format == "image" and dict(doc.meta.extra)["ocr_pages"] == "1"
+    assert doc.page_spans == ((1, 0, len(doc.text)),)
+    page = ocr_image_file(tmp_path / "en_page.png").pages[1]  # from the cache now
+    assert page.lines[0].text.startswith("In the realm of ecommerce")
+    tops = [line.box[1] for line in page.lines]
+    assert tops == sorted(tops)  # reading order: top to bottom
+    for line in page.lines:
+        x0, y0, x1, y1 = line.box
+        assert 0 <= x0 < x1 <= page.width and 0 <= y0 < y1 <= page.height
+        assert 0.5 <= line.confidence <= 1
+    assert {passage_source(dict(doc.meta.extra), c.page, c.page_end) for c in chunk_document(doc)} == {"ocr"}
+
+
+def test_mixed_pdf_reads_page_by_page() -> None:
+    """Page 1 has a text layer (read as text), page 2 is a scan (read by OCR); both land, each on its page."""
+    doc = read_document(OCR, "mixed.pdf")
+    extra = dict(doc.meta.extra)
+    assert extra["ocr_pages"] == "2"
+    (_, s1, e1), (_, s2, e2) = doc.page_spans
+    assert "Foreword" in doc.text[s1:e1]
+    assert cer(doc.text[s2:e2], TRUTH["mixed.pdf"]["pages"][1]) <= 0.02
+    sources = {(c.page, c.page_end): passage_source(extra, c.page, c.page_end) for c in chunk_document(doc)}
+    assert sources[1, 1] == "text" and sources[2, 2] == "ocr"
+    articles = {c.article for c in chunk_document(doc) if c.page == 2}
+    assert {"第一条", "第二条", "第三条"} <= articles
+
+
+def test_sideways_page_is_turned_and_boxes_map_back() -> None:
+    """A strip of text fed in sideways (90 degrees) reads as well as upright; its boxes stand on the sideways page."""
+    strip = Image.open(OCR / "en_page.png").convert("RGB").crop((0, 0, 1653, 360))
+    upright = read_image(np.asarray(strip), 200)
+    sideways = read_image(np.asarray(strip.rotate(90, expand=True)), 200)
+    assert upright.rotation == 0 and sideways.rotation == 90
+    assert cer(sideways.text, upright.text) <= 0.01
+    assert (sideways.width, sideways.height) == (upright.height, upright.width)
+    for a, b in zip(upright.lines, sideways.lines, strict=True):
+        # PIL's rotate(90) turns counter-clockwise: (x, y) on the strip lands on (y, W - x) on the page.
+        ax0, ay0, ax1, ay1 = a.box
+        assert b.box == pytest.approx((ay0, upright.width - ax1, ay1, upright.width - ax0), abs=6)
+
+
+def test_unturn_maps_each_quarter_turn_back() -> None:
+    w, h = 100, 60
+    quad = np.array([[10, 20], [30, 20], [30, 25], [10, 25]], dtype=float)
+    img = np.zeros((h, w))
+    img[20:25, 10:30] = 1
+    for turn in range(4):
+        turned = np.rot90(img, turn)
+        ys, xs = np.nonzero(turned)
+        found = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], dtype=float)
+        assert ocr._unturn(found, turn, w, h) == (10, 20, 30, 25)
+    assert ocr._unturn(quad, 0, w, h) == (10, 20, 30, 25)
+
+
+def fake_read(calls: list[int]) -> object:
+    def read(pixels: np.ndarray, dpi: float) -> OcrPage:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("onnxruntime: bad input")
+        return OcrPage((OcrLine(f"第{len(calls)}条 文字", (10, 10, 100, 20), 0.9),), 0, 595, 842)
+
+    return read
+
+
+def test_limits_and_unreadable_pages_skip_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(scans, "read_image", fake_read(calls))
+    monkeypatch.setattr(config, "OCR_MAX_PAGES", 3)
+    result = ocr_pdf_pages(OCR / "zh_scan_150.pdf", [1, 2])
+    assert sorted(result.pages) == [1]
+    assert result.skipped == {2: "OCR failed: RuntimeError: onnxruntime: bad input"}
+    monkeypatch.setattr(config, "OCR_MAX_PAGES", 1)
+    result = ocr_pdf_pages(OCR / "rotated.pdf", [1, 2, 3])
+    assert sorted(result.pages) == [1]
+    assert result.skipped == {n: "over the 1-page OCR limit (KB_OCR_MAX_PAGES)" for n in (2, 3)}
+    monkeypatch.setattr(config, "OCR_MAX_PAGES", 300)
+    monkeypatch.setattr(config, "OCR_TIMEOUT_S", -1.0)
+    result = ocr_pdf_pages(OCR / "en_scan_150.pdf", [1, 2])
+    assert result.pages == {} and result.skipped[1] == "OCR of this file passed -1 s (KB_OCR_TIMEOUT)"
+
+
+def test_skipped_pages_are_listed_and_the_rest_lands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(scans, "read_image", fake_read(calls))
+    shutil.copy(OCR / "zh_scan_150.pdf", tmp_path / "notice.pdf")
+    doc = read_document(tmp_path, "notice.pdf")
+    extra = dict(doc.meta.extra)
+    assert doc.text == "第1条 文字" and extra["ocr_pages"] == "1"
+    assert extra["ocr_skipped"] == "p.2: OCR failed: RuntimeError: onnxruntime: bad input"
+
+
+def test_rebuild_reads_pages_from_the_cache(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(scans, "read_image", fake_read(calls))
+    first = ocr_pdf_pages(OCR / "zh_scan_150.pdf", [1])
+    assert len(calls) == 1 and len(list(cache_dir.glob("ocr/*/*.json"))) == 1
+
+    def never(pixels: np.ndarray, dpi: float) -> OcrPage:
+        raise AssertionError("the page was read again")
+
+    monkeypatch.setattr(scans, "read_image", never)
+    assert ocr_pdf_pages(OCR / "zh_scan_150.pdf", [1]).pages == first.pages
+    with pytest.raises(AssertionError, match="read again"):  # another page is not in the cache
+        ocr_pdf_pages(OCR / "zh_scan_150.pdf", [2])
+
+
+def test_not_an_image_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "scan.png").write_bytes(b"not a png at all")
+    with pytest.raises(IngestError, match=r"^scan.png: cannot read image: "):
+        read_document(tmp_path, "scan.png")
