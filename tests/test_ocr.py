@@ -14,11 +14,15 @@ from rapidfuzz.distance import Levenshtein
 
 from kb import config
 from kb.chunk import chunk_document
+from kb.embed.models import HashingEmbedder
 from kb.errors import IngestError
+from kb.index.build import build
 from kb.ingest import ocr, scans
 from kb.ingest.ocr import OcrLine, OcrPage, read_image
 from kb.ingest.read import read_document
 from kb.ingest.scans import ocr_image_file, ocr_pdf_pages, passage_source
+from kb.quote.check import QuoteChecker
+from kb.search.searcher import Searcher
 
 OCR = Path(__file__).parent / "data" / "ocr"
 TRUTH = json.loads((OCR / "truth.json").read_text(encoding="utf-8"))
@@ -30,10 +34,20 @@ def cer(got: str, want: str) -> float:
     return Levenshtein.distance(a, b) / len(b)
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One OCR cache for the tests that run the real engine: a page is read once in this module."""
+    return tmp_path_factory.mktemp("ocr-cache")
+
+
 @pytest.fixture(autouse=True)
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
-    return tmp_path / "cache"
+def cache_dir(
+    tmp_path: Path, shared_cache: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The real engine's tests share a cache; the tests with a fake engine get their own (fakes never leak)."""
+    path = shared_cache if "fake" not in request.node.name else tmp_path / "cache"
+    monkeypatch.setattr(config, "CACHE_DIR", path)
+    return path
 
 
 def test_image_file_read_with_boxes_and_confidence(tmp_path: Path) -> None:
@@ -65,6 +79,22 @@ def test_mixed_pdf_reads_page_by_page() -> None:
     assert sources[1, 1] == "text" and sources[2, 2] == "ocr"
     articles = {c.article for c in chunk_document(doc) if c.page == 2}
     assert {"第一条", "第二条", "第三条"} <= articles
+
+
+def test_scanned_statute_answers_with_article_page_and_quote(tmp_path: Path) -> None:
+    """A question answered from a scanned statute cites the right article and page; a sentence quoted from it
+    is found verbatim (after normalisation, as OCR may differ in punctuation width)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(OCR / "mixed.pdf", corpus / "scanned_law.pdf")
+    build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
+    top = Searcher(tmp_path / "index").search("电子商务的定义是什么？本法所称电子商务是指", 3)[0]
+    assert (top.chunk.article, top.chunk.page) == ("第二条", 2)
+    assert top.to_dict()["source"] == "ocr"
+    sentence = "本法所称电子商务，是指通过互联网等信息网络销售商品或者提供服务的经营活动。"
+    report = QuoteChecker(tmp_path / "index").check(sentence)
+    assert report.verdict in ("verbatim", "normalized"), report.to_dict()
+    assert report.matches[0].page == 2
 
 
 def test_sideways_page_is_turned_and_boxes_map_back() -> None:
@@ -104,7 +134,7 @@ def fake_read(calls: list[int]) -> object:
     return read
 
 
-def test_limits_and_unreadable_pages_skip_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_limits_and_unreadable_pages_skip_with_a_reason_fake(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     monkeypatch.setattr(scans, "read_image", fake_read(calls))
     monkeypatch.setattr(config, "OCR_MAX_PAGES", 3)
@@ -121,7 +151,7 @@ def test_limits_and_unreadable_pages_skip_with_a_reason(monkeypatch: pytest.Monk
     assert result.pages == {} and result.skipped[1] == "OCR of this file passed -1 s (KB_OCR_TIMEOUT)"
 
 
-def test_skipped_pages_are_listed_and_the_rest_lands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_skipped_pages_are_listed_and_the_rest_lands_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     monkeypatch.setattr(scans, "read_image", fake_read(calls))
     shutil.copy(OCR / "zh_scan_150.pdf", tmp_path / "notice.pdf")
@@ -131,7 +161,7 @@ def test_skipped_pages_are_listed_and_the_rest_lands(tmp_path: Path, monkeypatch
     assert extra["ocr_skipped"] == "p.2: OCR failed: RuntimeError: onnxruntime: bad input"
 
 
-def test_rebuild_reads_pages_from_the_cache(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rebuild_reads_pages_from_the_cache_fake(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     monkeypatch.setattr(scans, "read_image", fake_read(calls))
     first = ocr_pdf_pages(OCR / "zh_scan_150.pdf", [1])
