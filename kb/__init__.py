@@ -22,6 +22,7 @@ from kb.errors import (
 from kb.index.build import build
 from kb.index.report import BuildReport
 from kb.index.verify import verify
+from kb.ingest.boxes import Box, passage_boxes
 from kb.ingest.document import DocMeta, Document
 from kb.ingest.read import read_document, walk_corpus
 from kb.legal.xref import Reference, find_references
@@ -30,6 +31,7 @@ from kb.quote.diff import DiffOp
 from kb.search.searcher import Hit, Searcher
 
 __all__ = [
+    "Box",
     "BuildReport",
     "Chunk",
     "CorpusError",
@@ -67,6 +69,7 @@ __all__ = [
     "highlight_spans",
     "load_embedder",
     "open_searcher",
+    "passage_boxes",
     "read_document",
     "verify",
     "walk_corpus",

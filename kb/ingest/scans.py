@@ -49,10 +49,14 @@ class ScanResult:
 
 
 def scan_extra(scan: ScanResult) -> dict[str, str]:
-    """What a Document's meta.extra records of OCR: the pages read (`ocr_pages`), and those skipped and why."""
+    """What a Document's meta.extra records of OCR: the pages read (`ocr_pages`), their confidence weighted by
+    characters (`ocr_confidence`), and the pages skipped and why (`ocr_skipped`)."""
     out = {}
     if scan.pages:
         out["ocr_pages"] = ",".join(map(str, sorted(scan.pages)))
+        lines = [line for page in scan.pages.values() for line in page.lines]
+        chars = sum(len(line.text) for line in lines)
+        out["ocr_confidence"] = f"{sum(line.confidence * len(line.text) for line in lines) / max(1, chars):.3f}"
     if scan.skipped:
         out["ocr_skipped"] = " | ".join(f"p.{n}: {why}" for n, why in sorted(scan.skipped.items()))
     return out
