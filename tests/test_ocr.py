@@ -178,5 +178,5 @@ def test_rebuild_reads_pages_from_the_cache_fake(cache_dir: Path, monkeypatch: p
 
 def test_not_an_image_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "scan.png").write_bytes(b"not a png at all")
-    with pytest.raises(IngestError, match=r"^scan.png: cannot read image: "):
+    with pytest.raises(IngestError, match=r"^scan.png: cannot read image: cannot identify image file 'scan.png'$"):
         read_document(tmp_path, "scan.png")

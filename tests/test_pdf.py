@@ -183,7 +183,7 @@ def test_blank_pdf_without_text(tmp_path: pathlib.Path, monkeypatch: pytest.Monk
     writer = pypdf.PdfWriter()
     writer.add_blank_page(width=595, height=842)
     writer.write(path)
-    assert refusal(path) == "no text layer, and OCR read no page (p.1: OCR found no text on the page)"
+    assert refusal(path) == "no text layer, and OCR read no page (the pages are blank)"
 
 
 def test_not_a_pdf(tmp_path: pathlib.Path) -> None:

@@ -115,7 +115,7 @@ def pages_to_text(path: pathlib.Path, raws: list[str], scan: ScanResult, repair:
     repaired = sum(n for _, n in cleaned)
     if not text.strip():
         why = "; ".join(f"p.{n}: {r}" for n, r in sorted(scan.skipped.items())[:3])
-        raise IngestError(str(path), f"no text layer, and OCR read no page ({why or 'no page to read'})")
+        raise IngestError(str(path), f"no text layer, and OCR read no page ({why or 'the pages are blank'})")
     logger.debug("%s: %d pages, %d chars, %d words repaired", path, len(spans), len(text), repaired)
     return PdfText(text=text, pages=tuple(spans), repaired_words=repaired, scan=scan)
 

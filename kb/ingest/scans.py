@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_IMAGE_DPI = 200.0  # an image file without a resolution tag is taken as a 200-dpi scan
 # A page whose text layer holds fewer characters is a scan (a stamped page number is not a text layer).
 MIN_LAYER_CHARS = 5
+# A page where fewer than 1 in 5,000 sampled pixels is darker than mid-grey holds no text (a blank verso).
+BLANK_LEVEL, BLANK_SHARE = 128, 0.0002
 # Page number -> (RGB pixels, their dpi): how one page becomes an image.
 _PageImage = Callable[[int], tuple[np.ndarray, float]]
 
@@ -146,7 +148,7 @@ def _image_frames(path: pathlib.Path) -> tuple[int, _PageImage]:
         img = Image.open(path)
         frames = [frame.copy() for frame in ImageSequence.Iterator(img)]
     except (UnidentifiedImageError, OSError) as exc:
-        raise IngestError(str(path), f"cannot read image: {exc}") from exc
+        raise IngestError(str(path), f"cannot read image: {str(exc).replace(str(path), path.name)}") from exc
     dpi = _dpi_of(img)
 
     def image(number: int) -> tuple[np.ndarray, float]:
@@ -178,6 +180,9 @@ def _ocr_pages(path: pathlib.Path, numbers: Sequence[int], image: _PageImage) ->
             except Exception as exc:  # the engine or renderer failed on this page only
                 skipped[number] = f"OCR failed: {type(exc).__name__}: {str(exc)[:160]}"
             else:
+                if page is None:  # a blank page (a book's empty versos): nothing to read, nothing to report
+                    logger.debug("%s: page %d is blank", path.name, number)
+                    continue
                 if page.lines:
                     pages[number] = page
                 else:
@@ -189,9 +194,11 @@ def _ocr_pages(path: pathlib.Path, numbers: Sequence[int], image: _PageImage) ->
     return ScanResult(pages, skipped)
 
 
-def _page(image: _PageImage, number: int) -> tuple[OcrPage, bool]:
-    """One page read by OCR or taken from the cache; True when it came from the cache."""
+def _page(image: _PageImage, number: int) -> tuple[OcrPage | None, bool]:
+    """One page read by OCR or taken from the cache (True when it came from the cache); None for a blank page."""
     pixels, dpi = image(number)
+    if is_blank(pixels):
+        return None, False
     key = page_key(pixels, dpi)
     hit = cache_get(key)
     if hit is not None:
@@ -199,6 +206,12 @@ def _page(image: _PageImage, number: int) -> tuple[OcrPage, bool]:
     page = read_image(pixels, dpi)
     cache_put(key, page)
     return page, False
+
+
+def is_blank(pixels: np.ndarray) -> bool:
+    """A page with (almost) no dark pixel: an empty page of a book, not worth an OCR pass."""
+    sample = pixels[::4, ::4].min(axis=-1) if pixels.ndim == 3 else pixels[::4, ::4]
+    return bool((sample < BLANK_LEVEL).mean() < BLANK_SHARE)
 
 
 def page_key(pixels: np.ndarray, dpi: float) -> str:
