@@ -88,7 +88,7 @@ def test_scanned_statute_answers_with_article_page_and_quote(tmp_path: Path) -> 
     corpus.mkdir()
     shutil.copy(OCR / "mixed.pdf", corpus / "scanned_law.pdf")
     build(corpus, tmp_path / "index", {"dense": HashingEmbedder()}, cache_dir=None)
-    top = Searcher(tmp_path / "index").search("电子商务的定义是什么？本法所称电子商务是指", 3)[0]
+    top = Searcher(tmp_path / "index").search("中华人民共和国境内的电子商务活动适用哪部法律？", 3)[0]
     assert (top.chunk.article, top.chunk.page) == ("第二条", 2)
     assert top.to_dict()["source"] == "ocr"
     sentence = "本法所称电子商务，是指通过互联网等信息网络销售商品或者提供服务的经营活动。"
@@ -157,7 +157,7 @@ def test_skipped_pages_are_listed_and_the_rest_lands_fake(tmp_path: Path, monkey
     shutil.copy(OCR / "zh_scan_150.pdf", tmp_path / "notice.pdf")
     doc = read_document(tmp_path, "notice.pdf")
     extra = dict(doc.meta.extra)
-    assert doc.text == "第1条 文字" and extra["ocr_pages"] == "1"
+    assert doc.text.strip() == "第1条 文字" and extra["ocr_pages"] == "1"
     assert extra["ocr_skipped"] == "p.2: OCR failed: RuntimeError: onnxruntime: bad input"
 
 
@@ -172,11 +172,35 @@ def test_rebuild_reads_pages_from_the_cache_fake(cache_dir: Path, monkeypatch: p
 
     monkeypatch.setattr(scans, "read_image", never)
     assert ocr_pdf_pages(OCR / "zh_scan_150.pdf", [1]).pages == first.pages
-    with pytest.raises(AssertionError, match="read again"):  # another page is not in the cache
-        ocr_pdf_pages(OCR / "zh_scan_150.pdf", [2])
+    other = ocr_pdf_pages(OCR / "zh_scan_150.pdf", [2])  # another page is not in the cache: read
+    assert other.skipped == {2: "OCR failed: AssertionError: the page was read again"}
 
 
 def test_not_an_image_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "scan.png").write_bytes(b"not a png at all")
     with pytest.raises(IngestError, match=r"^scan.png: cannot read image: cannot identify image file 'scan.png'$"):
         read_document(tmp_path, "scan.png")
+
+
+def test_chinese_lines_that_run_on_are_joined_headings_and_english_keep_their_break() -> None:
+    def line(text: str, x1: float, y: float) -> OcrLine:
+        return OcrLine(text, (60, y, x1, y + 12), 0.99)
+
+    page = OcrPage(
+        (
+            line("第一章 总则", 140, 0),  # a heading: short, keeps its break
+            line("第一条 为了保障电子商务各方主体的合法权益，规范电子", 530, 20),  # full: runs on
+            line("商务行为，制定本法。", 200, 40),
+            line("第二条 本法所称电子商务，是指通过互联网等信息网络销售商品。", 531, 60),  # full but ends a sentence
+            line("Cross-border e-commerce pilot zones support small", 529, 80),  # English keeps its break
+            line("exporters.", 120, 100),
+        ),
+        0,
+        595,
+        842,
+    )
+    assert page.text == (
+        "第一章 总则\n第一条 为了保障电子商务各方主体的合法权益，规范电子商务行为，制定本法。\n"
+        "第二条 本法所称电子商务，是指通过互联网等信息网络销售商品。\n"
+        "Cross-border e-commerce pilot zones support small\nexporters."
+    )

@@ -10,6 +10,7 @@ and take twice as long, so pages are rendered, or images scaled, to OCR_DPI befo
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,6 +28,10 @@ PT_PER_INCH = 72
 UPRIGHT_SCORE = 0.85
 SAMPLE_LINES = 8  # lines read in each orientation to decide a page's turn
 MIN_CONFIDENCE = 0.5  # lines read less surely than this are noise (stains, stamps, bleed-through)
+# A line ending within 1.5 line heights of the text block's right edge is full: its sentence may run on.
+FULL_LINE_SLACK = 1.5
+SENTENCE_ENDS = "。！？；："
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3001\uff0c\uff08\uff09\u300a\u300b\u201c\u201d]")
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,23 @@ class OcrPage:
 
     @property
     def text(self) -> str:
-        """The page's text: its lines in reading order, one per line."""
-        return "\n".join(line.text for line in self.lines)
+        """The page's text: its lines in reading order, a Chinese line that runs on joined to the next.
+
+        A full-width line (reaching the right edge of the text block) whose last and the next line's first
+        characters are CJK continues the sentence: a line break there would split words for BM25 and jieba.
+        Short lines (headings, a paragraph's last line) and English lines keep their break.
+        """
+        right = max((line.box[2] for line in self.lines), default=0.0)
+        out: list[str] = []
+        runs_on = False
+        for line in self.lines:
+            if out and runs_on and _CJK.match(line.text):
+                out[-1] += line.text
+            else:
+                out.append(line.text)
+            full = line.box[2] >= right - FULL_LINE_SLACK * (line.box[3] - line.box[1])
+            runs_on = full and bool(_CJK.match(line.text[-1:])) and line.text[-1] not in SENTENCE_ENDS
+        return "\n".join(out)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape kept in the OCR cache."""
