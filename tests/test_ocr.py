@@ -192,6 +192,9 @@ def test_chinese_lines_that_run_on_are_joined_headings_and_english_keep_their_br
             line("第一条 为了保障电子商务各方主体的合法权益，规范电子", 530, 20),  # full: runs on
             line("商务行为，制定本法。", 200, 40),
             line("第二条 本法所称电子商务，是指通过互联网等信息网络销售商品。", 531, 60),  # full but ends a sentence
+            line("第三条 国家鼓励发展电子商务新业态，创新商业模式，促进电子商务技术研", 530, 70),
+            line("发和推广应用，接受政府和社会的监督", 531, 75),  # full; its full stop was lost
+            line("第四条 国家平等对待线上线下商务活动。", 300, 78),  # opens an article: never joined
             line("Cross-border e-commerce pilot zones support small", 529, 80),  # English keeps its break
             line("exporters.", 120, 100),
         ),
@@ -202,5 +205,7 @@ def test_chinese_lines_that_run_on_are_joined_headings_and_english_keep_their_br
     assert page.text == (
         "第一章 总则\n第一条 为了保障电子商务各方主体的合法权益，规范电子商务行为，制定本法。\n"
         "第二条 本法所称电子商务，是指通过互联网等信息网络销售商品。\n"
+        "第三条 国家鼓励发展电子商务新业态，创新商业模式，促进电子商务技术研发和推广应用，接受政府和社会的监督\n"
+        "第四条 国家平等对待线上线下商务活动。\n"
         "Cross-border e-commerce pilot zones support small\nexporters."
     )

@@ -31,6 +31,8 @@ MIN_CONFIDENCE = 0.5  # lines read less surely than this are noise (stains, stam
 # A line ending within 1.5 line heights of the text block's right edge is full: its sentence may run on.
 FULL_LINE_SLACK = 1.5
 SENTENCE_ENDS = "。！？；："
+# A line opening an article, section or chapter starts one even when the line before lost its full stop.
+_HEADING = re.compile(r"第[一二三四五六七八九十百千零〇两\d]+[条章节编款]")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3001\uff0c\uff08\uff09\u300a\u300b\u201c\u201d]")
 
 
@@ -58,13 +60,13 @@ class OcrPage:
 
         A full-width line (reaching the right edge of the text block) whose last and the next line's first
         characters are CJK continues the sentence: a line break there would split words for BM25 and jieba.
-        Short lines (headings, a paragraph's last line) and English lines keep their break.
+        Short lines (headings, a paragraph's last line), English lines and a line opening 第X条 keep their break.
         """
         right = max((line.box[2] for line in self.lines), default=0.0)
         out: list[str] = []
         runs_on = False
         for line in self.lines:
-            if out and runs_on and _CJK.match(line.text):
+            if out and runs_on and _CJK.match(line.text) and not _HEADING.match(line.text):
                 out[-1] += line.text
             else:
                 out.append(line.text)
