@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_IMAGE_DPI = 200.0  # an image file without a resolution tag is taken as a 200-dpi scan
 # A page whose text layer holds fewer characters is a scan (a stamped page number is not a text layer).
 MIN_LAYER_CHARS = 5
+MAX_RENDER_PX = 4000  # longest side of a page rendered for OCR (A4 at 200 dpi is 2,339)
 # A page where fewer than 1 in 5,000 sampled pixels is darker than mid-grey holds no text (a blank verso).
 BLANK_LEVEL, BLANK_SHARE = 128, 0.0002
 # Page number -> (RGB pixels, their dpi): how one page becomes an image.
@@ -119,8 +120,11 @@ def page_images(path: pathlib.Path) -> Iterator[tuple[int, _PageImage]]:
         raise IngestError(str(path), f"corrupt PDF: pdfium cannot open it ({exc})") from exc
 
     def image(number: int) -> tuple[np.ndarray, float]:
-        bitmap = pdf[number - 1].render(scale=OCR_DPI / PT_PER_INCH)
-        return np.asarray(bitmap.to_pil().convert("RGB")), float(OCR_DPI)
+        page = pdf[number - 1]
+        # A poster-sized (or hostile) page would render to gigabytes: the engine reads 2,000 px anyway.
+        dpi = min(float(OCR_DPI), MAX_RENDER_PX * PT_PER_INCH / max(page.get_width(), page.get_height(), 1.0))
+        bitmap = page.render(scale=dpi / PT_PER_INCH)
+        return np.asarray(bitmap.to_pil().convert("RGB")), dpi
 
     try:
         yield len(pdf), image
