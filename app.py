@@ -17,12 +17,16 @@ from kb.backends import open_searcher
 from kb.chunk import Chunk, parse_chunk_id
 from kb.cite import citation, highlight_spans
 from kb.errors import IndexMissingError, KbError
+from kb.ingest.boxes import passage_boxes, source_file
+from kb.ingest.document import Document
 from kb.ingest.read import detect_lang
+from kb.ingest.scans import passage_source
 from kb.legal.meta import title_key
 from kb.legal.pinpoint import sub_of
 from kb.present.answer import answer
 from kb.present.export import citations_text, md_text, to_csv, to_markdown
 from kb.present.i18n import both, t
+from kb.present.pageview import page_image
 from kb.present.references import FORMATS, LABEL, MIME, SUFFIX, export
 from kb.present.render import document_html, passage_html, quote_match_html
 from kb.present.research import diff_columns_html, status_html
@@ -453,9 +457,13 @@ def source_page(searcher: Backend, lang: str) -> None:
     where.caption(t("passage_of", lang, n=ss.src_chunk + 1, total=len(chunks)))
     next_col.button(t("next", lang), disabled=ss.src_chunk >= len(chunks) - 1, on_click=_step, args=(1,))
     cited_by_box(searcher, current, lang)
+    text_col, page_col = st.columns([1, 1]) if _has_pages(doc) else (st.container(), None)
+    if page_col is not None:
+        with page_col:
+            _page_view(doc, current, lang)
     for chunk, role in _surroundings(chunks, ss.src_chunk):
         focus = role == "current"
-        with st.container(border=focus):
+        with text_col, st.container(border=focus):
             st.markdown(("**" if focus else "") + md_text(citation(chunk)) + ("**" if focus else ""))
             spans = highlight_spans(chunk.text, ss.q) if focus and ss.q.strip() else ()
             st.html(passage_html(chunk.text, spans, "" if focus else "opacity:0.65;"))
@@ -560,6 +568,28 @@ def diff_page(searcher: Backend, lang: str) -> None:
                     )
     if len(pairs) > MAX_PAIRS:
         st.caption(t("diff_more", lang, n=MAX_PAIRS, total=len(pairs)))
+
+
+# --- the page with the passage marked (issue 20) ---
+
+
+def _has_pages(doc: Document) -> bool:
+    return bool(doc.page_spans) and source_file(doc) is not None
+
+
+def _page_view(doc: Document, chunk: Chunk, lang: str) -> None:
+    """The passage's page(s) drawn with its boxes marked, beside the text."""
+    path = source_file(doc)
+    if path is None:
+        return
+    boxes = passage_boxes(doc, chunk.char_start, chunk.char_end)
+    pages = sorted({b.page for b in boxes}) or [chunk.page or 1]
+    source = passage_source(dict(doc.meta.extra), chunk.page, chunk.page_end)
+    for page in pages:
+        label = t("page_image", lang, page=page) + (f" · {t('ocr_source', lang)}" if source == "ocr" else "")
+        st.image(page_image(path, page, boxes), caption=label, width="stretch")
+    if not boxes:
+        st.caption(t("no_boxes", lang))
 
 
 def _surroundings(chunks: list[Chunk], at: int) -> list[tuple[Chunk, str]]:

@@ -22,6 +22,7 @@ from kb.errors import (
 from kb.index.build import build
 from kb.index.report import BuildReport
 from kb.index.verify import verify
+from kb.ingest.boxes import Box, passage_boxes
 from kb.ingest.document import DocMeta, Document
 from kb.ingest.read import read_document, walk_corpus
 from kb.legal.pinpoint import Place, parse_citation
@@ -39,6 +40,7 @@ from kb.search.searcher import Hit, Searcher
 
 __all__ = [
     "REFERENCE_FORMATS",
+    "Box",
     "BuildReport",
     "Chunk",
     "CitedBy",
@@ -87,6 +89,7 @@ __all__ = [
     "load_embedder",
     "open_searcher",
     "parse_citation",
+    "passage_boxes",
     "read_document",
     "verify",
     "walk_corpus",

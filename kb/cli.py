@@ -86,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print a JSON list, best first")
     s.add_argument("--format", choices=REFERENCE_FORMATS, help="print the hits as references (GB/T 7714, BibTeX, ...)")
     s.add_argument("--batch", type=Path, help="one question per line; prints one JSON list per line")
+    s.add_argument("--boxes", action="store_true", help="with --json: each PDF passage's boxes on its pages")
+
+    # The page with the passage marked (issue 20): where a passage or character range lies on its pages.
+    x = sub.add_parser("boxes", help="a PDF passage's boxes on its pages (page, x0, y0, x1, y1 in PDF points)")
+    x.add_argument("doc_id", help="document id, as `docs` lists it")
+    where = x.add_mutually_exclusive_group(required=True)
+    where.add_argument("--passage", type=int, metavar="N", help="passage number in the document, from 1")
+    where.add_argument("--chars", metavar="START:END", help="a character range of the document's text")
+    x.add_argument("--index", type=Path, default=config.DEFAULT_INDEX)
+    x.add_argument("--json", action="store_true", help="print a JSON object")
 
     q = sub.add_parser("quote", help="check a quote: verbatim, normalised, with omissions, altered, or not found")
     q.add_argument("text", nargs="?", help="the quoted text (omit with --batch)")
@@ -105,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print a JSON list with metadata and in-force dates")
     d.add_argument("--facets", action="store_true", help="print the levels, issuers, statuses and date ranges")
     # --backend milvus: the same commands against a milvus-lite file or a Milvus server (kb.backends).
-    for command in (b, s, d):
+    for command in (b, s, d, x):
         _backend_options(command, fusion=command is s)
     b.add_argument(
         "--part", metavar="I/N", help="milvus: write only worker I's share of N workers (see docs/MILVUS.md)"
@@ -200,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("kb.ingest.scans").setLevel(logging.INFO)  # OCR progress, one line a page
     try:
         return {
             "build": commands.build,
@@ -214,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             "export": commands_research.export_refs,
             "serve": commands.serve,
             "mcp": commands.mcp,
+            "boxes": commands.boxes,
         }[args.command](args)
     except KbError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,12 +7,23 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from kb import config
 from kb.errors import QueryError
 from kb.index.report import BuildReport
 from kb.search.contract import Backend
-from kb.serve.shapes import documents_json, facets_json, hits_json, quote_json  # one JSON shape for CLI and API
+from kb.serve.shapes import (  # one JSON shape for CLI and API
+    BoxJSON,
+    documents_json,
+    facets_json,
+    hits_json,
+    quote_json,
+)
+
+if TYPE_CHECKING:
+    from kb.chunk import Chunk
+    from kb.ingest.boxes import Box
 
 
 def build(args: argparse.Namespace) -> int:
@@ -90,7 +101,13 @@ def search(args: argparse.Namespace) -> int:
         return _batch(args.batch, lambda q: hits_json(searcher.search(q, args.k, **filters)), lambda _: [])
     hits = searcher.search(_arg_text(args.question), args.k, **filters)
     if args.json:
-        print(json.dumps(hits_json(hits), ensure_ascii=False, indent=1))
+        rows = hits_json(hits)
+        if args.boxes:
+            for row, hit in zip(rows, hits, strict=True):
+                row["boxes"] = [
+                    cast(BoxJSON, b.to_dict()) for b in _passage_boxes(searcher, hit.chunk.doc_id, hit.chunk)
+                ]
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
         return 0
     if args.format:
         from kb.present.references import export
@@ -383,3 +400,49 @@ def _build_milvus(args: argparse.Namespace) -> int:
     )
     _print_skipped(report)
     return 0
+
+
+# --- the page with the passage marked (issue 20) ---
+
+
+def boxes(args: argparse.Namespace) -> int:
+    """Print where a passage (or a character range) of a PDF or scanned image lies on its pages."""
+    from kb.chunk import Chunk
+    from kb.ingest.scans import passage_source
+
+    searcher = _open(args)
+    doc, chunks = searcher.source(args.doc_id)
+    if args.passage is not None:
+        if not 1 <= args.passage <= len(chunks):
+            print(f"error: {args.doc_id} has passages 1 to {len(chunks)}, not {args.passage}", file=sys.stderr)
+            return 2
+        chunk: Chunk | tuple[int, int] = chunks[args.passage - 1]
+    else:
+        start, _, end = str(args.chars).partition(":")
+        if not (start.isdigit() and end.isdigit() and int(start) < int(end) <= len(doc.text)):
+            print(f"error: --chars {args.chars}: give START:END within 0:{len(doc.text)}", file=sys.stderr)
+            return 2
+        chunk = (int(start), int(end))
+    found = _passage_boxes(searcher, doc.doc_id, chunk)
+    span = (chunk.char_start, chunk.char_end) if isinstance(chunk, Chunk) else chunk
+    pages = sorted({b.page for b in found})
+    source = passage_source(dict(doc.meta.extra), pages[0], pages[-1]) if pages else None
+    if args.json:
+        out = {"doc_id": doc.doc_id, "char_start": span[0], "char_end": span[1], "source": source}
+        print(json.dumps({**out, "boxes": [b.to_dict() for b in found]}, ensure_ascii=False, indent=1))
+        return 0
+    if not found:
+        print(f"{doc.doc_id} [{span[0]}:{span[1]}]: no boxes (not a PDF or image, or its file has moved)")
+    for b in found:
+        print(f"p.{b.page}  {b.x0:7.1f} {b.y0:7.1f} {b.x1:7.1f} {b.y1:7.1f}")
+    return 0
+
+
+def _passage_boxes(searcher: Backend, doc_id: str, where: Chunk | tuple[int, int]) -> list[Box]:
+    """The boxes of a Chunk or a (start, end) range of a document, by kb.ingest.boxes."""
+    from kb.chunk import Chunk
+    from kb.ingest.boxes import passage_boxes
+
+    doc, _ = searcher.source(doc_id)
+    start, end = (where.char_start, where.char_end) if isinstance(where, Chunk) else where
+    return passage_boxes(doc, start, end)

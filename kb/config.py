@@ -44,6 +44,14 @@ VARIABLES = (
     Variable("KB_MAX_DOCX_BLOCKS", "`200000`", "a .docx with more paragraphs and tables is skipped and reported"),
     Variable("KB_FILE_TIMEOUT", "`600`", "seconds one file may take to read and convert before it is skipped"),
     Variable("KB_PDF_TIMEOUT", "`300`", "seconds the PDF text extraction of one file may take"),
+    Variable(
+        "KB_OCR_MAX_PAGES", "`300`", "scanned pages OCR reads in one file; the pages after are skipped and listed"
+    ),
+    Variable(
+        "KB_OCR_TIMEOUT",
+        "`480`",
+        "seconds OCR may spend on one file; later pages are skipped and listed (keep it under KB_FILE_TIMEOUT)",
+    ),
     Variable("KB_ANN_MIN_ROWS", "`300000`", "passages from which the vectors get an IVF index instead of exact search"),
     Variable("KB_BACKEND", "`faiss`", "backend of the CLI and the app: `faiss` (index folder) or `milvus`"),
     Variable(
@@ -135,7 +143,9 @@ SHARED = ROOT.parent / "shared"
 # Files the corpus walker reads; anything else is reported as skipped.
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + (".pdf", ".docx")
+# Image files are scans: read by OCR (kb.ingest.scans).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + (".pdf", ".docx") + IMAGE_SUFFIXES
 # Sidecars and corpus notes that describe documents rather than being documents.
 IGNORED_NAMES = ("README.md", "SOURCES.md", "metadata.csv", "LICENSE")
 IGNORED_SUFFIXES = (".meta.json",)
@@ -148,6 +158,10 @@ MAX_DOCX_BLOCKS = int(env("KB_MAX_DOCX_BLOCKS") or 200_000)
 # Seconds one file may take to read and convert before it is skipped (PDFs: see also KB_PDF_TIMEOUT).
 FILE_TIMEOUT_S = float(env("KB_FILE_TIMEOUT") or 600)
 PDF_TIMEOUT_S = float(env("KB_PDF_TIMEOUT") or 300)
+# OCR (scanned PDF pages, images): ~5-20 s a page on 2 cores, so 480 s reads a 25-100-page scan and leaves the
+# rest of KB_FILE_TIMEOUT to chunk it; pages past either limit are skipped and listed, the others land.
+OCR_MAX_PAGES = int(env("KB_OCR_MAX_PAGES") or 300)
+OCR_TIMEOUT_S = float(env("KB_OCR_TIMEOUT") or 480)
 
 # Chunking. Chinese articles average ~130 characters; an article above ZH_MAX_CHARS is
 # split at 款 / sentence ends so one passage stays readable and fits e5's 512 tokens.

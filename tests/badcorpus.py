@@ -287,7 +287,8 @@ def make_bad_corpus(root: Path, big: bool = True, hostile: bool = True) -> dict[
         "not a .docx: the content is a PDF; rename the file to .pdf",
     )
     (root / "tmp.pdf").unlink()
-    put("bad/tiff.tiff", b"II*\x00" + b"\x00" * 64, "skipped", "unsupported file type")
+    put("bad/tiff.tiff", b"II*\x00" + b"\x00" * 64, "skipped", "cannot read image")
+    put("bad/slides.pptx", b"PK\x03\x04" + b"\x00" * 64, "skipped", "unsupported file type")
     if big:
         path = root / "bad/huge.txt"
         with path.open("wb") as fh:

@@ -342,3 +342,12 @@ def test_odd_url_values_give_a_message_not_a_traceback(
 def test_quote_with_a_nul_byte_from_the_url_is_answered(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
     at = run_app(monkeypatch, index, params={"ui": "en", "page": "quote", "quote": "消费者\x00有权"})
     assert not at.exception
+
+
+def test_pdf_source_shows_the_page_with_the_passage_marked(monkeypatch: pytest.MonkeyPatch, index: Path) -> None:
+    """Issue 20: a PDF passage's source view draws its page with the passage's lines marked, beside the text."""
+    at = run_app(monkeypatch, index, params={"page": "source", "doc": "report.pdf", "chunk": "0"})
+    assert not at.exception
+    captions = [caption for image in at.get("image") for caption in image.captions]
+    assert captions == ["Page 1, the passage marked", "Page 2, the passage marked"]  # the passage spans both
+    assert "could not be placed" not in shown(at)

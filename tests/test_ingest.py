@@ -91,7 +91,8 @@ def test_bad_sidecar_names_the_file(tmp_path: Path) -> None:
         ("empty.txt", b"", "empty file"),
         ("blank.md", b"  \n\n ", "empty file"),
         ("binary.txt", bytes(range(256)) * 40, "binary data"),
-        ("photo.jpg", b"\xff\xd8\xff\xe0 JFIF", "unsupported file type '.jpg'"),
+        ("photo.jpg", b"\xff\xd8\xff\xe0 JFIF", "cannot read image"),  # a JPEG header and nothing more
+        ("slides.pptx", b"PK\x03\x04", "unsupported file type '.pptx'"),
         ("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog", "PDF"),
         ("broken.docx", b"PK\x03\x04 not really a zip", ".docx"),
     ],

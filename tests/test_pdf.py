@@ -7,6 +7,7 @@ import pathlib
 import pypdf
 import pytest
 
+from kb import config
 from kb.errors import IngestError
 from kb.ingest.pdf import PdfText, clean_page, count_suspicious, dehyphenate, read_pdf, repair_runs
 
@@ -175,12 +176,14 @@ def test_encrypted_with_empty_password_opens(tmp_path: pathlib.Path) -> None:
     assert "certificates of excellence" in read_pdf(path).text
 
 
-def test_scanned_pdf_without_text(tmp_path: pathlib.Path) -> None:
+def test_blank_pdf_without_text(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No text layer and nothing for OCR to read either: refused, saying what OCR found."""
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
     path = tmp_path / "blank.pdf"
     writer = pypdf.PdfWriter()
     writer.add_blank_page(width=595, height=842)
     writer.write(path)
-    assert refusal(path) == "no text layer (scanned PDF?); OCR it first"
+    assert refusal(path) == "no text layer, and OCR read no page (the pages are blank)"
 
 
 def test_not_a_pdf(tmp_path: pathlib.Path) -> None:

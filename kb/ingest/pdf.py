@@ -14,13 +14,14 @@ import re
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 
 import wordsegment
 
 from kb import config
 from kb.errors import IngestError
+from kb.ingest.scans import ScanResult, ocr_missing_pages
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class PdfText:
     text: str
     pages: tuple[tuple[int, int, int], ...]  # (page number from 1, char_start, char_end)
     repaired_words: int
+    scan: ScanResult = field(default_factory=ScanResult)  # the pages read by OCR, and those skipped (kb.ingest.scans)
 
 
 def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
@@ -97,7 +99,13 @@ def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
     Raises:
         IngestError: encrypted, corrupt, unreadable in time, or without a text layer.
     """
-    cleaned = [clean_page(raw, repair=repair) for raw in _extract_bounded(path)]
+    raws, scan = ocr_missing_pages(path, _extract_bounded(path))
+    return pages_to_text(path, raws, scan, repair)
+
+
+def pages_to_text(path: pathlib.Path, raws: list[str], scan: ScanResult, repair: bool = True) -> PdfText:
+    """Clean and join page texts (text layer or OCR) into one PdfText with page spans."""
+    cleaned = [clean_page(raw, repair=repair) for raw in raws]
     spans: list[tuple[int, int, int]] = []
     pos = 0
     for number, (page, _) in enumerate(cleaned, start=1):
@@ -106,9 +114,10 @@ def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
     text = PAGE_SEP.join(page for page, _ in cleaned)
     repaired = sum(n for _, n in cleaned)
     if not text.strip():
-        raise IngestError(str(path), "no text layer (scanned PDF?); OCR it first")
+        why = "; ".join(f"p.{n}: {r}" for n, r in sorted(scan.skipped.items())[:3])
+        raise IngestError(str(path), f"no text layer, and OCR read no page ({why or 'the pages are blank'})")
     logger.debug("%s: %d pages, %d chars, %d words repaired", path, len(spans), len(text), repaired)
-    return PdfText(text=text, pages=tuple(spans), repaired_words=repaired)
+    return PdfText(text=text, pages=tuple(spans), repaired_words=repaired, scan=scan)
 
 
 def clean_page(raw: str, repair: bool = True) -> tuple[str, int]:

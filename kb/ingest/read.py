@@ -17,6 +17,7 @@ from kb import config
 from kb.errors import CorpusError, IngestError
 from kb.ingest.document import META_FIELDS, REPEALS_SEP, DocMeta, Document
 from kb.ingest.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
+from kb.ingest.scans import scan_extra
 from kb.ingest.sidecars import cap, cap_extra, check_inside, check_values, fit_json, read_sidecar
 from kb.legal.meta import iso_date, legal_meta, repealed_titles
 
@@ -176,6 +177,18 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         text, pages, encoding, fmt = pdf.text, pdf.pages, None, "pdf"
         if pdf.repaired_words:
             extra["repaired_words"] = str(pdf.repaired_words)
+        extra.update(scan_extra(pdf.scan))
+    elif suffix in config.IMAGE_SUFFIXES:
+        from kb.ingest.pdf import pages_to_text
+        from kb.ingest.scans import ocr_image_file
+
+        try:
+            scan = ocr_image_file(path)
+            pdf = pages_to_text(path, [scan.pages[n].text if n in scan.pages else "" for n in scan.numbers], scan)
+        except IngestError as exc:
+            raise IngestError(doc_id, exc.reason) from exc
+        text, pages, encoding, fmt = pdf.text, pdf.pages, None, "image"
+        extra.update(scan_extra(scan))
     elif suffix == ".docx":
         try:
             text, title = read_docx(path)

@@ -11,6 +11,7 @@ from kb.catalog.timeline import Span
 from kb.chunk import Chunk
 from kb.cite import citation, highlight_spans, pinpoint
 from kb.ingest.document import DocMeta, DocRow
+from kb.ingest.scans import passage_source
 from kb.legal.pinpoint import Place
 from kb.search.fusion import Fused
 
@@ -62,6 +63,8 @@ class Hit:
             "versions": list(span.versions) if span else [],
             "xrefs": [r.to_dict() for r in self.xrefs],
             "pinpoint": self.place.to_dict() if self.place else None,
+            # `ocr` when the passage was read from a scanned page, `text` from a PDF's text layer (issue 20)
+            "source": passage_source(dict(self.meta.extra), c.page, c.page_end),
         }
 
 

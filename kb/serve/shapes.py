@@ -8,7 +8,7 @@ validates real output against them with unknown keys forbidden (so the declarati
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import NotRequired, cast
 
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict  # pydantic reads these for the OpenAPI schema (typing's, not before 3.12)
@@ -82,6 +82,17 @@ class PassageJSON(PlaceJSON):
 
 
 @with_config(STRICT)
+class BoxJSON(TypedDict):
+    """Where a passage lies on a PDF page (kb.ingest.boxes.Box): PDF points from the page's top left."""
+
+    page: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@with_config(STRICT)
 class PinpointJSON(TypedDict):
     """The 款 / 项 a hit singles out (kb.legal.pinpoint.Place): 《law》第<article_no>条[之<sub>]第<paragraphs>款…."""
 
@@ -107,6 +118,8 @@ class HitJSON(PassageJSON):
     versions: list[str]
     xrefs: list[Xref]
     pinpoint: PinpointJSON | None
+    source: str  # `ocr`: read from a scanned page; `text`: from the file's text (issue 20)
+    boxes: NotRequired[list[BoxJSON]]  # `search --json --boxes` only
 
 
 @with_config(STRICT)
