@@ -7,6 +7,9 @@ All retrieval, grouping and export logic is in `kb`; this file only lays it out.
 from __future__ import annotations
 
 import datetime
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -51,6 +54,39 @@ def get_searcher(index_dir: str) -> Backend:
 @st.cache_resource(show_spinner="Opening the quote index…")
 def get_checker(index_dir: str) -> QuoteChecker:
     return QuoteChecker(Path(index_dir), searcher=get_searcher(index_dir))
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """The start-up warm-up: models loading in a background thread while the page is already usable."""
+
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up(index_dir: str) -> WarmUp:
+    """Load the models once per server, in the background, as soon as the first page is drawn."""
+    searcher, state = get_searcher(index_dir), WarmUp(time.monotonic())
+
+    def run() -> None:
+        try:
+            searcher.warm()
+        except Exception:  # the first search loads the models itself and shows the error with its fix
+            pass
+        finally:
+            state.done.set()
+
+    threading.Thread(target=run, daemon=True, name="kb-warm-up").start()
+    return state
+
+
+@st.fragment(run_every=0.5)
+def warming_banner(state: WarmUp, lang: str) -> None:
+    """A visible "loading models…" line, polled until the warm-up is done; then the page reruns without it."""
+    if state.done.is_set():
+        st.rerun()
+    st.info(t("warming", lang, s=int(time.monotonic() - state.started)))
 
 
 def load_url_state() -> None:
@@ -279,7 +315,8 @@ def search_page(searcher: Backend, lang: str) -> None:
         return
     st.radio(t("view", lang), VIEWS, key="view", horizontal=True, format_func=lambda v: both(f"view_{v}"))
     try:
-        hits = run_search(searcher, max(ss.k, ANSWER_POOL) if ss.view == "answer" else ss.k)
+        with st.spinner(t("warming_search", lang), show_time=True):
+            hits = run_search(searcher, max(ss.k, ANSWER_POOL) if ss.view == "answer" else ss.k)
     except KbError as exc:
         st.error(md_text(str(exc)))  # messages quote the reader's values
         return
@@ -543,6 +580,9 @@ def main() -> None:
         st.stop()
     if searcher.refresh():
         st.toast(t("rebuilt", lang))
+    warm = warm_up(str(INDEX))
+    if not warm.done.is_set():
+        warming_banner(warm, lang)
     sidebar(searcher, lang)
     if ss.page == "source":
         source_page(searcher, lang)
