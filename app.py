@@ -25,6 +25,7 @@ from kb.present.answer import answer
 from kb.present.export import citations_text, md_text, to_csv, to_markdown
 from kb.present.i18n import both, t
 from kb.present.render import document_html, passage_html, quote_match_html
+from kb.present.sentences import Similarity, backend_similarity
 from kb.quote.check import QuoteChecker
 from kb.search.contract import MODES, Backend
 from kb.search.hits import Hit
@@ -87,6 +88,12 @@ def warming_banner(state: WarmUp, lang: str) -> None:
     if state.done.is_set():
         st.rerun()
     st.info(t("warming", lang, s=int(time.monotonic() - state.started)))
+
+
+@st.cache_resource(show_spinner=False)
+def sentence_similarity(index_dir: str) -> Similarity | None:
+    """How the answer view scores sentences: the index's dense model (kb.present.sentences)."""
+    return backend_similarity(get_searcher(index_dir))
 
 
 def load_url_state() -> None:
@@ -387,7 +394,7 @@ def xref_links(hit: Hit, lang: str) -> None:
 
 def answer_view(hits: list[Hit], lang: str) -> None:
     st.caption(t("answer_intro", lang))
-    for group in answer(hits, ss.q):
+    for group in answer(hits, ss.q, similarity=sentence_similarity(str(INDEX))):
         with st.container(border=True):
             st.markdown(f"**{md_text(group.title)}**")
             st.caption(md_text(meta_line(group.points[0].hit.meta, (group.doc_id,))))
