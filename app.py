@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from kb import config
 from kb.backends import open_searcher
@@ -38,6 +37,8 @@ VIEWS = ("passages", "answer")
 LANGS = ("any", "zh", "en")
 UI_LANGS = ("auto", "zh", "en")
 MAX_K = 50
+# The search filters: drawn on the search page only (elsewhere they would act on nothing), kept across pages.
+FILTER_KEYS = ("lang", "in_docs", "levels", "date_from", "date_to", "as_of", "repealed", "tuned", "mode", "k")
 # Hits fetched for the answer view: enough distinct passages to group, few enough to stay fast.
 ANSWER_POOL = 20
 # What the date pickers accept: the oldest texts still cited, and laws passed now but in force years later.
@@ -124,7 +125,7 @@ def load_url_state() -> None:
 
 def keep_widget_state() -> None:
     """Widgets not drawn in a run lose their state; the question must survive a visit to a source page."""
-    for key in ("q", "view", "docs_needle", "quote"):
+    for key in ("q", "view", "docs_needle", "quote", *FILTER_KEYS):
         if key in ss:
             ss[key] = ss[key]
 
@@ -204,6 +205,14 @@ def ui_lang() -> str:
 
 def open_source(doc_id: str, ordinal: int) -> None:
     ss.page, ss.src_doc, ss.src_chunk = "source", doc_id, ordinal
+    ss._scroll_top = True  # the page it was opened from may be scrolled far down; Back must be in view
+
+
+# Streamlit keeps the scroll position across a rerun; a page that replaces another starts at its top.
+_SCROLL_TOP = (
+    "<script>for (const el of [document.querySelector('[data-testid=\"stMain\"]'), "
+    "document.scrollingElement]) { if (el) el.scrollTop = 0; }</script>"
+)
 
 
 def meta_line(meta: object, extra: tuple[str | None, ...] = ()) -> str:
@@ -239,6 +248,9 @@ def sidebar(searcher: Backend, lang: str) -> None:
             format_func=lambda p: both(f"page_{p}"),
             on_change=_page_changed,
         )
+        if ss.page != "search":
+            st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.passages))
+            return
         st.header(t("filters", lang))
         st.radio(
             t("language", lang),
@@ -434,6 +446,8 @@ def export_box(hits: list[Hit], lang: str) -> None:
 
 
 def source_page(searcher: Backend, lang: str) -> None:
+    if ss.pop("_scroll_top", False):
+        st.html(_SCROLL_TOP, unsafe_allow_javascript=True)
     st.button(t("back", lang), on_click=_back)
     try:
         doc, chunks = searcher.source(ss.src_doc)
@@ -459,9 +473,10 @@ def source_page(searcher: Backend, lang: str) -> None:
             spans = highlight_spans(chunk.text, ss.q) if focus and ss.q.strip() else ()
             st.html(passage_html(chunk.text, spans, "" if focus else "opacity:0.65;"))
     if focus_citation := citation(current):
-        st.code(f"{focus_citation} ({doc.doc_id})", language=None)
+        st.code(f"{focus_citation} ({doc.doc_id})", language=None, wrap_lines=True)
     with st.expander(t("whole_document", lang), expanded=False):
-        components.html(document_html(doc.text, chunks, ss.src_chunk), height=520, scrolling=True)
+        # st.iframe replaces st.components.v1.html (removed after 2026-06-01); the HTML is our own, text escaped.
+        st.iframe(document_html(doc.text, chunks, ss.src_chunk), height=520)
 
 
 def _surroundings(chunks: list[Chunk], at: int) -> list[tuple[Chunk, str]]:
@@ -506,11 +521,11 @@ def quote_page(lang: str) -> None:
         "altered": st.warning,
         "not_found": st.error,
     }[report.verdict]
-    show(f"**{md_text(report.label.capitalize())}**" + (f": {md_text(report.note)}" if report.note else ""))
+    show(f"**{md_text(t('label_' + report.verdict, lang))}**" + (f": {md_text(report.note)}" if report.note else ""))
     for n, m in enumerate(report.matches, start=1):
         with st.container(border=True):
             sim = "" if m.similarity is None else f" · {t('similarity', lang)} {m.similarity:.2f}"
-            st.markdown(f"**{n}\\. {md_text(m.citation)}** · {md_text(m.label)}{sim}")
+            st.markdown(f"**{n}\\. {md_text(m.citation)}** · {md_text(t('label_' + m.kind, lang))}{sim}")
             st.caption(
                 md_text(
                     " · ".join(
@@ -552,11 +567,11 @@ def docs_page(searcher: Backend, lang: str) -> None:
     rows = [
         {
             t("col_title", lang): d["title"],
-            t("col_level", lang): d["meta"].get("level"),
-            t("col_issuer", lang): d["meta"].get("issuer"),
-            t("col_published", lang): d["meta"].get("published"),
-            t("col_effective", lang): d["meta"].get("effective"),
-            t("col_validity", lang): d["meta"].get("validity"),
+            t("col_level", lang): d["meta"].get("level") or "",  # an empty cell, never "None"
+            t("col_issuer", lang): d["meta"].get("issuer") or "",
+            t("col_published", lang): d["meta"].get("published") or "",
+            t("col_effective", lang): d["meta"].get("effective") or "",
+            t("col_validity", lang): d["meta"].get("validity") or "",
             t("col_lang", lang): d["lang"],
             t("col_chunks", lang): d["chunks"],
             t("col_path", lang): d["doc_id"],

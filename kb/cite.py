@@ -62,3 +62,20 @@ def mark(text: str, spans: tuple[tuple[int, int], ...], before: str = "**", afte
         pos = e
     out.append(text[pos:])
     return "".join(out)
+
+
+def snippet(
+    text: str, spans: tuple[tuple[int, int], ...] | list[tuple[int, int]], width: int = 300, lead: int = 80
+) -> str:
+    """About `width` characters of a passage for one line of output, matches marked, whitespace collapsed. When the
+    first match lies beyond the window, the window starts `lead` characters before it (at a word or clause
+    boundary) so the reader sees why the passage was found; cuts are shown with "…"."""
+    start = 0
+    if spans and spans[0][1] > width - lead // 2:
+        start = max(spans[0][0] - lead, 0)
+        cut = max(text.rfind(" ", 0, start), text.rfind("，", 0, start), text.rfind("。", 0, start))
+        start = cut + 1 if cut >= 0 and start - cut < 20 else start
+    end = min(len(text), start + width)
+    inside = [(max(s, start) - start, min(e, end) - start) for s, e in spans if s < end and e > start]
+    body = " ".join(mark(text[start:end], tuple(inside)).split())
+    return ("…" if start else "") + body + ("…" if end < len(text) else "")
