@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from kb.chunk import Chunk
+from kb.ingest.pdfpages import printed_page
 from kb.text.lexical import token_spans, tokenize
 
 
-def citation(chunk: Chunk, lang: str | None = None) -> str:
+def citation(chunk: Chunk, lang: str | None = None, page_labels: str = "") -> str:
     """A human citation: 《电子商务法》第三十八条, "Title", section 'X', or "Title", p. 37.
 
-    Chinese titles take 《》 and the article number; English ones the section and the page (range).
+    Chinese titles take 《》 and the article number; English ones the section and the page (range), and the
+    number printed on the page when it differs (page_labels: the document's extra["page_labels"]).
     """
     lang = lang or chunk.lang
+    printed = printed_page(page_labels, chunk.page) if page_labels and chunk.page else None
+    printed = printed if printed and printed != str(chunk.page) else None
     if lang == "zh" or chunk.article:
         out = f"《{chunk.title}》"
         if chunk.article:
@@ -21,13 +25,14 @@ def citation(chunk: Chunk, lang: str | None = None) -> str:
         elif chunk.section:
             out += chunk.section.split(" / ")[-1]
         if chunk.page:
-            out += f"，第{_pages(chunk, '–')}页"
+            out += f"，第{_pages(chunk, '–')}页" + (f"（印刷页码 {printed}）" if printed else "")
         return out
     out = chunk.title
     if chunk.section:
         out += f", section '{chunk.section.split(' / ')[-1]}'"
     if chunk.page:
         out += f", {'pp.' if chunk.page_end and chunk.page_end != chunk.page else 'p.'} {_pages(chunk, '–')}"
+        out += f" (printed p. {printed})" if printed else ""
     return out
 
 

@@ -85,6 +85,7 @@ class PdfText:
     text: str
     pages: tuple[tuple[int, int, int], ...]  # (page number from 1, char_start, char_end)
     repaired_words: int
+    printed: tuple[str | None, ...] = ()  # each page's printed number (kb.ingest.pdfpages), None when unknown
 
 
 def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
@@ -97,7 +98,11 @@ def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
     Raises:
         IngestError: encrypted, corrupt, unreadable in time, or without a text layer.
     """
-    cleaned = [clean_page(raw, repair=repair) for raw in _extract_bounded(path)]
+    from kb.ingest.pdfpages import strip_furniture
+
+    # Running headers, footers and printed page numbers off each page first (kb.ingest.pdfpages).
+    raw_pages, printed = strip_furniture(_extract_bounded(path))
+    cleaned = [clean_page(raw, repair=repair) for raw in raw_pages]
     spans: list[tuple[int, int, int]] = []
     pos = 0
     for number, (page, _) in enumerate(cleaned, start=1):
@@ -108,7 +113,7 @@ def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
     if not text.strip():
         raise IngestError(str(path), "no text layer (scanned PDF?); OCR it first")
     logger.debug("%s: %d pages, %d chars, %d words repaired", path, len(spans), len(text), repaired)
-    return PdfText(text=text, pages=tuple(spans), repaired_words=repaired)
+    return PdfText(text=text, pages=tuple(spans), repaired_words=repaired, printed=tuple(printed))
 
 
 def clean_page(raw: str, repair: bool = True) -> tuple[str, int]:

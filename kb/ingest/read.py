@@ -18,6 +18,7 @@ from kb.errors import CorpusError, IngestError
 from kb.ingest.document import META_FIELDS, REPEALS_SEP, DocMeta, Document
 from kb.ingest.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
 from kb.ingest.markdown import looks_like_markdown, render_markdown
+from kb.ingest.pdfpages import label_runs
 from kb.ingest.sidecars import cap, cap_extra, check_inside, check_values, fit_json, read_sidecar
 from kb.legal.meta import iso_date, legal_meta, repealed_titles
 
@@ -177,6 +178,8 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         text, pages, encoding, fmt = pdf.text, pdf.pages, None, "pdf"
         if pdf.repaired_words:
             extra["repaired_words"] = str(pdf.repaired_words)
+        if any(label != str(n) for n, label in enumerate(pdf.printed, start=1) if label):
+            extra["page_labels"] = label_runs(list(pdf.printed))  # printed page numbers, for citations
     elif suffix == ".docx":
         try:
             text, title = read_docx(path)

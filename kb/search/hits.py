@@ -79,7 +79,7 @@ def hits_of(
                 chunk=chunk,
                 score=result.scores[key],
                 rank=rank,
-                citation=citation(chunk),
+                citation=citation(chunk, page_labels=dict(meta.extra).get("page_labels", "")),
                 highlights=highlight_spans(chunk.text, query),
                 channels=tuple(result.channels.get(key, ())),
                 meta=meta,
