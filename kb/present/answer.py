@@ -74,8 +74,7 @@ def answer(
     for hit in hits:
         if hit.score < floor or len(kept) == max_points:
             break
-        point = key_point(hit, query, similarity)
-        if not point.highlights and not any(ch in SEMANTIC and rank <= SEMANTIC_TOP for ch, rank in hit.channels):
+        if not hit.highlights and not any(ch in SEMANTIC and rank <= SEMANTIC_TOP for ch, rank in hit.channels):
             continue
         tokens = frozenset(tokenize(hit.chunk.text))
         if any(_overlap(tokens, other) >= NEAR_DUPLICATE for _, other in kept):
@@ -85,8 +84,8 @@ def answer(
             if len(groups) == max_docs:
                 continue
             group = groups[hit.chunk.doc_id] = []
-        if len(group) < per_doc:
-            group.append(point)
+        if len(group) < per_doc:  # only kept passages have their sentences scored (e5 runs on these alone)
+            group.append(key_point(hit, query, similarity))
             kept.append((hit, tokens))
     return [AnswerGroup(doc_id, group[0].hit.chunk.title, tuple(group)) for doc_id, group in groups.items()]
 
