@@ -124,7 +124,8 @@ ZH_MIN_CHARS = 40
 # straddles two passages is still found whole in one of them.
 EN_CHUNK_CHARS = 1000
 EN_CHUNK_OVERLAP = 150
-CHUNKER_VERSION = "3"
+# 4: Markdown rendered at ingest (kb.ingest.markdown), PDF page furniture removed (kb.ingest.pdfpages).
+CHUNKER_VERSION = "4"
 # What kb.legal.meta reads from a text; a change re-reads every file (chunks and vectors are reused).
 META_VERSION = "2"
 
