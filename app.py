@@ -88,7 +88,8 @@ def warming_banner(state: WarmUp, lang: str) -> None:
     """A visible "loading models…" line, polled until the warm-up is done; then the page reruns without it."""
     if state.done.is_set():
         st.rerun()
-    st.info(t("warming", lang, s=int(time.monotonic() - state.started)))
+    # A Material icon, not an emoji: headless and minimal systems draw emoji as an empty box.
+    st.info(t("warming", lang, s=int(time.monotonic() - state.started)), icon=":material/hourglass_top:")
 
 
 @st.cache_resource(show_spinner=False)

@@ -100,11 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             settle(page)
             page.wait_for_timeout(1000)
             page.screenshot(path=str(args.out / "05-source-whole-document.png"), full_page=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})  # a new session reads the URL
             page.goto(f"{url}/?page=quote&ui=zh&quote={quote('消费者有权自收到商品之日起十日内退货')}")
             settle(page)
             page.screenshot(path=str(args.out / "06-quote-zh.png"))
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{url}/?page=docs&ui=zh")
             settle(page)
+            page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
             page.screenshot(path=str(args.out / "07-documents-zh.png"))
             browser.close()
     finally:

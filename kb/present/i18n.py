@@ -87,8 +87,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "load_failed": ("The index could not be loaded: {reason}", "索引无法加载：{reason}"),
     "warming": (
-        "⏳ Loading models… ({s} s). Your first question is answered as soon as they are ready.",
-        "⏳ 正在加载模型…（{s} 秒）。模型就绪后立即回答您的第一个问题。",
+        "Loading models… ({s} s). Your first question is answered as soon as they are ready.",
+        "正在加载模型…（{s} 秒）。模型就绪后立即回答您的第一个问题。",
     ),
     "warming_search": ("Loading models, then searching…", "正在加载模型，随后检索…"),
     "rebuilt": ("The index was rebuilt; now searching the new one.", "索引已重建，正在检索新索引。"),
