@@ -30,8 +30,9 @@ _MARKERS = re.compile(r"\\[!\"#$%&'()*+,\-./:;<=>?@\[\]^_`{|}~]|\*\*\S|__\S|\]\(
 
 
 def looks_like_markdown(text: str) -> bool:
-    """Escapes, strong emphasis, links, headings or fences: a few of them mean Markdown source."""
-    return len(_MARKERS.findall(text[:200_000])) >= 3
+    """Escapes, strong emphasis, links, headings or fences: a few of them, or one **bold** pair, mean Markdown."""
+    head = text[:200_000]
+    return len(_MARKERS.findall(head)) >= 3 or _BOLD.search(head) is not None
 
 
 def render_markdown(text: str) -> str:
