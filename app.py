@@ -7,10 +7,12 @@ All retrieval, grouping and export logic is in `kb`; this file only lays it out.
 from __future__ import annotations
 
 import datetime
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from kb import config
 from kb.backends import open_searcher
@@ -30,6 +32,7 @@ from kb.present.pageview import page_image
 from kb.present.references import FORMATS, LABEL, MIME, SUFFIX, export
 from kb.present.render import document_html, passage_html, quote_match_html
 from kb.present.research import diff_columns_html, status_html
+from kb.present.sentences import Similarity, backend_similarity
 from kb.quote.check import QuoteChecker
 from kb.research.citing import citing_groups
 from kb.research.compare import STATUSES, compare_texts
@@ -47,6 +50,8 @@ VIEWS = ("passages", "answer")
 LANGS = ("any", "zh", "en")
 UI_LANGS = ("auto", "zh", "en")
 MAX_K = 50
+# The search filters: drawn on the search page only (elsewhere they would act on nothing), kept across pages.
+FILTER_KEYS = ("lang", "in_docs", "levels", "date_from", "date_to", "as_of", "repealed", "tuned", "mode", "k")
 # Hits fetched for the answer view: enough distinct passages to group, few enough to stay fast.
 ANSWER_POOL = 20
 # Pairs of articles drawn on the version comparison page at once (a whole revision can be 300).
@@ -68,6 +73,46 @@ def get_searcher(index_dir: str) -> Backend:
 @st.cache_resource(show_spinner="Opening the quote index…")
 def get_checker(index_dir: str) -> QuoteChecker:
     return QuoteChecker(Path(index_dir), searcher=get_searcher(index_dir))
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """The start-up warm-up: models loading in a background thread while the page is already usable."""
+
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up(index_dir: str) -> WarmUp:
+    """Load the models once per server, in the background, as soon as the first page is drawn."""
+    searcher, state = get_searcher(index_dir), WarmUp(time.monotonic())
+
+    def run() -> None:
+        try:
+            searcher.warm()
+        except Exception:  # the first search loads the models itself and shows the error with its fix
+            pass
+        finally:
+            state.done.set()
+
+    threading.Thread(target=run, daemon=True, name="kb-warm-up").start()
+    return state
+
+
+@st.fragment(run_every=0.5)
+def warming_banner(state: WarmUp, lang: str) -> None:
+    """A visible "loading models…" line, polled until the warm-up is done; then the page reruns without it."""
+    if state.done.is_set():
+        st.rerun()
+    # A Material icon, not an emoji: headless and minimal systems draw emoji as an empty box.
+    st.info(t("warming", lang, s=int(time.monotonic() - state.started)), icon=":material/hourglass_top:")
+
+
+@st.cache_resource(show_spinner=False)
+def sentence_similarity(index_dir: str) -> Similarity | None:
+    """How the answer view scores sentences: the index's dense model (kb.present.sentences)."""
+    return backend_similarity(get_searcher(index_dir))
 
 
 def load_url_state() -> None:
@@ -101,7 +146,7 @@ def load_url_state() -> None:
 
 def keep_widget_state() -> None:
     """Widgets not drawn in a run lose their state; the question must survive a visit to a source page."""
-    for key in ("q", "view", "docs_needle", "quote"):
+    for key in ("q", "view", "docs_needle", "quote", *FILTER_KEYS):
         if key in ss:
             ss[key] = ss[key]
 
@@ -187,6 +232,14 @@ def ui_lang() -> str:
 
 def open_source(doc_id: str, ordinal: int) -> None:
     ss.page, ss.src_doc, ss.src_chunk = "source", doc_id, ordinal
+    ss._scroll_top = True  # the page it was opened from may be scrolled far down; Back must be in view
+
+
+# Streamlit keeps the scroll position across a rerun; a page that replaces another starts at its top.
+_SCROLL_TOP = (
+    "<script>for (const el of [document.querySelector('[data-testid=\"stMain\"]'), "
+    "document.scrollingElement]) { if (el) el.scrollTop = 0; }</script>"
+)
 
 
 def meta_line(meta: object, extra: tuple[str | None, ...] = ()) -> str:
@@ -222,6 +275,9 @@ def sidebar(searcher: Backend, lang: str) -> None:
             format_func=lambda p: both(f"page_{p}"),
             on_change=_page_changed,
         )
+        if ss.page != "search":
+            st.caption(t("indexed", lang, docs=len(docs), chunks=searcher.passages))
+            return
         st.header(t("filters", lang))
         st.radio(
             t("language", lang),
@@ -308,7 +364,8 @@ def search_page(searcher: Backend, lang: str) -> None:
         return
     st.radio(t("view", lang), VIEWS, key="view", horizontal=True, format_func=lambda v: both(f"view_{v}"))
     try:
-        hits = run_search(searcher, max(ss.k, ANSWER_POOL) if ss.view == "answer" else ss.k)
+        with st.spinner(t("warming_search", lang), show_time=True):
+            hits = run_search(searcher, max(ss.k, ANSWER_POOL) if ss.view == "answer" else ss.k)
     except KbError as exc:
         st.error(md_text(str(exc)))  # messages quote the reader's values
         return
@@ -387,7 +444,7 @@ def xref_links(hit: Hit, lang: str) -> None:
 
 def answer_view(hits: list[Hit], lang: str) -> None:
     st.caption(t("answer_intro", lang))
-    for group in answer(hits, ss.q):
+    for group in answer(hits, ss.q, similarity=sentence_similarity(str(INDEX))):
         with st.container(border=True):
             st.markdown(f"**{md_text(group.title)}**")
             st.caption(md_text(meta_line(group.points[0].hit.meta, (group.doc_id,))))
@@ -438,6 +495,8 @@ def export_box(hits: list[Hit], lang: str) -> None:
 
 
 def source_page(searcher: Backend, lang: str) -> None:
+    if ss.pop("_scroll_top", False):
+        st.html(_SCROLL_TOP, unsafe_allow_javascript=True)
     st.button(t("back", lang), on_click=_back)
     try:
         doc, chunks = searcher.source(ss.src_doc)
@@ -468,9 +527,10 @@ def source_page(searcher: Backend, lang: str) -> None:
             spans = highlight_spans(chunk.text, ss.q) if focus and ss.q.strip() else ()
             st.html(passage_html(chunk.text, spans, "" if focus else "opacity:0.65;"))
     if focus_citation := citation(current):
-        st.code(f"{focus_citation} ({doc.doc_id})", language=None)
+        st.code(f"{focus_citation} ({doc.doc_id})", language=None, wrap_lines=True)
     with st.expander(t("whole_document", lang), expanded=False):
-        components.html(document_html(doc.text, chunks, ss.src_chunk), height=520, scrolling=True)
+        # st.iframe replaces st.components.v1.html (removed after 2026-06-01); the HTML is our own, text escaped.
+        st.iframe(document_html(doc.text, chunks, ss.src_chunk), height=520)
 
 
 def cited_by_box(searcher: Backend, chunk: Chunk, lang: str) -> None:
@@ -634,11 +694,11 @@ def quote_page(lang: str) -> None:
         "altered": st.warning,
         "not_found": st.error,
     }[report.verdict]
-    show(f"**{md_text(report.label.capitalize())}**" + (f": {md_text(report.note)}" if report.note else ""))
+    show(f"**{md_text(t('label_' + report.verdict, lang))}**" + (f": {md_text(report.note)}" if report.note else ""))
     for n, m in enumerate(report.matches, start=1):
         with st.container(border=True):
             sim = "" if m.similarity is None else f" · {t('similarity', lang)} {m.similarity:.2f}"
-            st.markdown(f"**{n}\\. {md_text(m.citation)}** · {md_text(m.label)}{sim}")
+            st.markdown(f"**{n}\\. {md_text(m.citation)}** · {md_text(t('label_' + m.kind, lang))}{sim}")
             st.caption(
                 md_text(
                     " · ".join(
@@ -680,11 +740,11 @@ def docs_page(searcher: Backend, lang: str) -> None:
     rows = [
         {
             t("col_title", lang): d["title"],
-            t("col_level", lang): d["meta"].get("level"),
-            t("col_issuer", lang): d["meta"].get("issuer"),
-            t("col_published", lang): d["meta"].get("published"),
-            t("col_effective", lang): d["meta"].get("effective"),
-            t("col_validity", lang): d["meta"].get("validity"),
+            t("col_level", lang): d["meta"].get("level") or "",  # an empty cell, never "None"
+            t("col_issuer", lang): d["meta"].get("issuer") or "",
+            t("col_published", lang): d["meta"].get("published") or "",
+            t("col_effective", lang): d["meta"].get("effective") or "",
+            t("col_validity", lang): d["meta"].get("validity") or "",
             t("col_lang", lang): d["lang"],
             t("col_chunks", lang): d["chunks"],
             t("col_path", lang): d["doc_id"],
@@ -715,6 +775,9 @@ def main() -> None:
         st.stop()
     if searcher.refresh():
         st.toast(t("rebuilt", lang))
+    warm = warm_up(str(INDEX))
+    if not warm.done.is_set():
+        warming_banner(warm, lang)
     sidebar(searcher, lang)
     if ss.page == "source":
         source_page(searcher, lang)

@@ -8,7 +8,6 @@ from pathlib import Path
 from kb import config
 from kb.embed.models import Embedder
 from kb.errors import KbError
-from kb.index.build import build
 from kb.index.report import BuildReport
 from kb.search.contract import Backend
 from kb.search.searcher import Searcher
@@ -73,6 +72,8 @@ def build_index(
         raise KbError(
             "--part splits a build across workers writing one Milvus collection; use it with --backend milvus"
         )
+    from kb.index.build import build  # the writer (and the chunker's imports) only when building
+
     return build(corpus, index or config.DEFAULT_INDEX, embedders, progress, cache_dir=cache_dir)
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-
-from langchain_text_splitters import RecursiveCharacterTextSplitter
+from typing import TYPE_CHECKING
 
 from kb import config
 from kb.errors import IngestError
 from kb.ingest.document import Document
 from kb.ingest.read import detect_lang, read_document
 from kb.legal.structure import Segment, find_articles, legal_segments, policy_segments
+
+if TYPE_CHECKING:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 
 @dataclass(frozen=True)
@@ -176,14 +179,19 @@ def _units(start: int, end: int, cuts: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-_SPLITTER = RecursiveCharacterTextSplitter(
-    chunk_size=config.EN_CHUNK_CHARS,
-    chunk_overlap=config.EN_CHUNK_OVERLAP,
-    separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
-    keep_separator="end",
-    add_start_index=True,
-    strip_whitespace=True,
-)
+@lru_cache(maxsize=1)
+def _splitter() -> RecursiveCharacterTextSplitter:
+    """langchain's splitter, imported when English text is first chunked (half a second a search never needs)."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    return RecursiveCharacterTextSplitter(
+        chunk_size=config.EN_CHUNK_CHARS,
+        chunk_overlap=config.EN_CHUNK_OVERLAP,
+        separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
+        keep_separator="end",
+        add_start_index=True,
+        strip_whitespace=True,
+    )
 
 
 def _english(text: str) -> list[tuple[int, int, Segment, int, int]]:
@@ -214,7 +222,7 @@ def _english(text: str) -> list[tuple[int, int, Segment, int, int]]:
         if s >= e:
             continue
         seg = Segment(s, e, headings[-2:])
-        docs = _SPLITTER.create_documents([text[s:e]])
+        docs = _splitter().create_documents([text[s:e]])
         windows = []
         for d in docs:
             offset = s + d.metadata["start_index"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from kb.chunk import Chunk
+from kb.ingest.pdfpages import printed_page
 from kb.legal.pinpoint import Place, book_title, item_starts, paragraph_starts, sub_of
 from kb.text.lexical import token_spans, tokenize
 
@@ -15,13 +16,16 @@ PINPOINT_SHARE = 0.8
 _PASSAGE_CACHE = 4096
 
 
-def citation(chunk: Chunk, lang: str | None = None, place: Place | None = None) -> str:
+def citation(chunk: Chunk, lang: str | None = None, place: Place | None = None, page_labels: str = "") -> str:
     """A human citation: 《电子商务法》第三十八条, 《电子商务法》第三十八条第二款 (with a pinpoint place),
-    "Title", section 'X', or "Title", p. 37.
+    "Title", section 'X', or "Title", p. 37 (printed p. 126).
 
-    Chinese titles take 《》 and the article number; English ones the section and the page (range).
+    Chinese titles take 《》 and the article number; English ones the section and the page (range), and the
+    number printed on the page when it differs (page_labels: the document's extra["page_labels"]).
     """
     lang = lang or chunk.lang
+    printed = printed_page(page_labels, chunk.page) if page_labels and chunk.page else None
+    printed = printed if printed and printed != str(chunk.page) else None
     if lang == "zh" or chunk.article:
         out = book_title(chunk.title)
         if chunk.article and place is not None:
@@ -33,13 +37,14 @@ def citation(chunk: Chunk, lang: str | None = None, place: Place | None = None) 
         elif chunk.section:
             out += chunk.section.split(" / ")[-1]
         if chunk.page:
-            out += f"，第{_pages(chunk, '–')}页"
+            out += f"，第{_pages(chunk, '–')}页" + (f"（印刷页码 {printed}）" if printed else "")
         return out
     out = chunk.title
     if chunk.section:
         out += f", section '{chunk.section.split(' / ')[-1]}'"
     if chunk.page:
         out += f", {'pp.' if chunk.page_end and chunk.page_end != chunk.page else 'p.'} {_pages(chunk, '–')}"
+        out += f" (printed p. {printed})" if printed else ""
     return out
 
 
@@ -146,3 +151,20 @@ def mark(text: str, spans: tuple[tuple[int, int], ...], before: str = "**", afte
         pos = e
     out.append(text[pos:])
     return "".join(out)
+
+
+def snippet(
+    text: str, spans: tuple[tuple[int, int], ...] | list[tuple[int, int]], width: int = 300, lead: int = 80
+) -> str:
+    """About `width` characters of a passage for one line of output, matches marked, whitespace collapsed. When the
+    first match lies beyond the window, the window starts `lead` characters before it (at a word or clause
+    boundary) so the reader sees why the passage was found; cuts are shown with "…"."""
+    start = 0
+    if spans and spans[0][1] > width - lead // 2:
+        start = max(spans[0][0] - lead, 0)
+        cut = max(text.rfind(" ", 0, start), text.rfind("，", 0, start), text.rfind("。", 0, start))
+        start = cut + 1 if cut >= 0 and start - cut < 20 else start
+    end = min(len(text), start + width)
+    inside = [(max(s, start) - start, min(e, end) - start) for s, e in spans if s < end and e > start]
+    body = " ".join(mark(text[start:end], tuple(inside)).split())
+    return ("…" if start else "") + body + ("…" if end < len(text) else "")

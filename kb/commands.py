@@ -77,7 +77,7 @@ def _print_skipped(report: BuildReport) -> None:
 
 
 def search(args: argparse.Namespace) -> int:
-    from kb.cite import mark
+    from kb.cite import snippet
     from kb.ingest.guard import printable
 
     if bool(args.question) == bool(args.batch):
@@ -132,11 +132,10 @@ def search(args: argparse.Namespace) -> int:
     if not hits:
         print("no results" + (f" (try without {'/'.join(narrowed)})" if narrowed else ""))
     for h in hits:
-        text = " ".join(mark(h.chunk.text, h.highlights).split())
         print(f"{h.rank:>2}. {printable(h.citation)}  [{printable(h.chunk.doc_id)}]  score {h.score:.4f}")
         if h.meta.validity in config.HIDDEN_VALIDITY or h.meta.validity == "尚未生效":
             print(f"    ({h.meta.validity})")
-        print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
+        print(f"    {snippet(h.chunk.text, h.highlights)}")
     return 0
 
 
@@ -245,6 +244,8 @@ def docs(args: argparse.Namespace) -> int:
         return 0
     from kb.ingest.guard import printable
 
+    # A header row, so the TSV reads on its own; the date is the publication date, else the date in force.
+    print("\t".join(DOCS_COLUMNS))
     for d in docs:
         meta = d["meta"]
         # A tab or newline in a file name or title is escaped too: one document, one row of the TSV.
@@ -256,13 +257,17 @@ def docs(args: argparse.Namespace) -> int:
                     d["lang"],
                     d["chunks"],
                     meta.get("level"),
+                    meta.get("issuer"),
                     meta.get("validity"),
-                    meta.get("published"),
+                    meta.get("published") or meta.get("effective"),
                     d["title"],
                 )
             )
         )
     return 0
+
+
+DOCS_COLUMNS = ("doc_id", "lang", "passages", "level", "issuer", "validity", "date", "title")
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -171,7 +171,9 @@ ZH_MIN_CHARS = 40
 # straddles two passages is still found whole in one of them.
 EN_CHUNK_CHARS = 1000
 EN_CHUNK_OVERLAP = 150
-CHUNKER_VERSION = "3"
+# 4: Markdown rendered at ingest (kb.ingest.markdown), PDF page furniture removed (kb.ingest.pdfpages).
+# 5: a single **bold** pair makes a text Markdown.
+CHUNKER_VERSION = "5"
 # What kb.legal.meta reads from a text; a change re-reads every file (chunks and vectors are reused).
 META_VERSION = "2"
 
@@ -181,6 +183,9 @@ META_VERSION = "2"
 DEFAULT_MODEL = env("KB_MODEL") or "e5"
 DEFAULT_XLING = env("KB_XLING") or "use"
 EMBED_BATCH = 32
+# Up to this many questions at once are embedded by numpy from prepared weights (kb.embed.e5numpy), which needs no
+# torch import; more (a benchmark's question set) go to torch, faster per text once loaded.
+QUESTION_BATCH = 8
 # Worker processes (one thread each) for embedding many passages with e5; 1 embeds in the calling process.
 EMBED_WORKERS = int(env("KB_EMBED_WORKERS") or os.cpu_count() or 1)
 

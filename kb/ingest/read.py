@@ -17,6 +17,8 @@ from kb import config
 from kb.errors import CorpusError, IngestError
 from kb.ingest.document import META_FIELDS, REPEALS_SEP, DocMeta, Document
 from kb.ingest.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
+from kb.ingest.markdown import looks_like_markdown, render_markdown
+from kb.ingest.pdfpages import label_runs
 from kb.ingest.scans import scan_extra
 from kb.ingest.sidecars import cap, cap_extra, check_inside, check_values, fit_json, read_sidecar
 from kb.legal.meta import iso_date, legal_meta, repealed_titles
@@ -178,6 +180,8 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         if pdf.repaired_words:
             extra["repaired_words"] = str(pdf.repaired_words)
         extra.update(scan_extra(pdf.scan))
+        if any(label != str(n) for n, label in enumerate(pdf.printed, start=1) if label):
+            extra["page_labels"] = label_runs(list(pdf.printed))  # printed page numbers, for citations
     elif suffix in config.IMAGE_SUFFIXES:
         from kb.ingest.pdf import pages_to_text
         from kb.ingest.scans import ocr_image_file
@@ -212,6 +216,8 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
             body, html_title = html_to_text(body)
             title = title or html_title
             fmt = "html"
+        elif suffix in (".md", ".markdown") or looks_like_markdown(body):
+            body = render_markdown(body)  # escapes and emphasis never reach a passage; offsets index this text
         text = body
         header, text_title = _lawref_header(text)
         title = title or text_title

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from kb.cite import highlight_spans
+from kb.present.sentences import Similarity, sentence_scores, sentence_spans
 from kb.search.searcher import Hit
 from kb.text.lexical import tokenize
 
-# Sentence ends: Chinese 。；！？ and line breaks, English . ! ? before a space.
-_SENTENCE = re.compile(r"[^。；！？\n]*?(?:[。；！？]|[.!?](?=\s)|\n|$)")
 # Two passages whose distinct tokens overlap this much (Jaccard) say the same thing (a clause repeated
 # in two versions of a law, or an English article quoting itself); only the better-ranked is kept.
 NEAR_DUPLICATE = 0.6
@@ -32,6 +32,7 @@ class Point:
     sentence_start: int  # offsets in the document text, like the chunk's
     sentence_end: int
     highlights: tuple[tuple[int, int], ...]  # spans within `sentence`
+    score: float = 0.0  # how well the sentence answers (kb.present.sentences.sentence_scores)
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,20 @@ class AnswerGroup:
         return self.points[0].hit.rank
 
 
-def answer(hits: list[Hit], query: str, max_docs: int = 5, per_doc: int = 3, max_points: int = 8) -> list[AnswerGroup]:
+def answer(
+    hits: list[Hit],
+    query: str,
+    max_docs: int = 5,
+    per_doc: int = 3,
+    max_points: int = 8,
+    similarity: Similarity | None = None,
+) -> list[AnswerGroup]:
     """Group the strongest distinct passages by document, best document first.
 
     Args:
         hits: ranked hits for the question (e.g. the top 20).
+        similarity: question-sentence similarity (kb.present.sentences.embedding_similarity over the index's
+            dense model); None: sentences are chosen by words and answer type alone.
         max_docs: at most this many documents.
         per_doc: at most this many passages from one document.
         max_points: at most this many passages in all.
@@ -64,8 +74,7 @@ def answer(hits: list[Hit], query: str, max_docs: int = 5, per_doc: int = 3, max
     for hit in hits:
         if hit.score < floor or len(kept) == max_points:
             break
-        point = key_point(hit, query)
-        if not point.highlights and not any(ch in SEMANTIC and rank <= SEMANTIC_TOP for ch, rank in hit.channels):
+        if not hit.highlights and not any(ch in SEMANTIC and rank <= SEMANTIC_TOP for ch, rank in hit.channels):
             continue
         tokens = frozenset(tokenize(hit.chunk.text))
         if any(_overlap(tokens, other) >= NEAR_DUPLICATE for _, other in kept):
@@ -75,31 +84,19 @@ def answer(hits: list[Hit], query: str, max_docs: int = 5, per_doc: int = 3, max
             if len(groups) == max_docs:
                 continue
             group = groups[hit.chunk.doc_id] = []
-        if len(group) < per_doc:
-            group.append(point)
+        if len(group) < per_doc:  # only kept passages have their sentences scored (e5 runs on these alone)
+            group.append(key_point(hit, query, similarity))
             kept.append((hit, tokens))
     return [AnswerGroup(doc_id, group[0].hit.chunk.title, tuple(group)) for doc_id, group in groups.items()]
 
 
-def key_point(hit: Hit, query: str) -> Point:
-    """The passage's sentence holding the most distinct query terms (the first one on a tie)."""
+def key_point(hit: Hit, query: str, similarity: Similarity | None = None) -> Point:
+    """The passage's sentence that best answers the question (kb.present.sentences; the first one on a tie)."""
     text = hit.chunk.text
-    wanted = set(tokenize(query))
-    best, best_score = (0, len(text)), -1
-    for m in _SENTENCE.finditer(text):
-        start, end = m.span()
-        sentence = text[start:end]
-        if not sentence.strip():
-            continue
-        score = len(wanted & set(tokenize(sentence)))
-        if score > best_score:
-            best, best_score = (start, end), score
-    start, end = best
-    # Leading whitespace is trimmed so the shown sentence and its offsets agree.
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
+    spans = sentence_spans(text) or [(0, len(text))]
+    scores = sentence_scores(query, [text[s:e] for s, e in spans], similarity)
+    best = int(np.argmax(scores))
+    start, end = spans[best]
     sentence = text[start:end]
     base = hit.chunk.char_start
     return Point(
@@ -108,6 +105,7 @@ def key_point(hit: Hit, query: str) -> Point:
         sentence_start=base + start,
         sentence_end=base + end,
         highlights=highlight_spans(sentence, query),
+        score=float(scores[best]),
     )
 
 

@@ -8,6 +8,12 @@ from kb.chunk import Chunk
 from kb.quote.result import QuoteMatch
 
 _PASSAGE_STYLE = "white-space:pre-wrap;font-size:0.95rem;line-height:1.6;"
+# Latin fonts first: a CJK font listed first also draws Latin punctuation, and its full-width ’ and “ turned
+# "Economist’s" into "Economist’ s". Chinese characters fall through to the CJK fonts.
+FONTS = (
+    '"Source Sans Pro","Source Sans 3","Helvetica Neue",Arial,"Liberation Sans","DejaVu Sans",'
+    '"Noto Sans CJK SC","Noto Sans SC","PingFang SC","Microsoft YaHei",sans-serif'
+)
 
 
 def passage_html(text: str, spans: tuple[tuple[int, int], ...], style: str = "") -> str:
@@ -36,7 +42,7 @@ def document_html(text: str, chunks: list[Chunk], focus: int) -> str:
         pos = max(pos, chunk.char_end)
     parts.append(html.escape(text[pos:]))
     return (
-        "<div style='white-space:pre-wrap;font:15px/1.7 \"Noto Sans CJK SC\",sans-serif'>"
+        f"<div style='white-space:pre-wrap;font:15px/1.7 {FONTS}'>"
         + "".join(parts)
         + _SCROLL.replace("FOCUS", f"c{focus}")
     )

@@ -111,6 +111,17 @@ class SearcherBase:
                 self._served[key] = self.query_wrapper(loaded) if self.query_wrapper else loaded
             return self._served[key]
 
+    def warm(self) -> None:
+        """Load now what the first question would wait for: each channel's model (with the question tower when
+        it is on), the tokenizer vocabularies, and the pages of their prepared files. The app calls this in a
+        background thread at start-up and says "loading models…" until it returns."""
+        from kb.text.lexical import tokenize
+
+        questions = ["网购商品无理由退货期限", "returns of goods bought online"]
+        tokenize(" ".join(questions))
+        for channel in self.channels:
+            self.embedder(channel, tuned=self.tuned).query(questions)
+
     def documents(self) -> list[dict[str, Any]]:
         """The indexed documents with metadata, chunk counts, and when each is in force (kb.catalog.timeline)."""
         return documents_in_force(self.docs, self.spans)

@@ -123,3 +123,7 @@ class Backend(Protocol):
     def embedder(self, channel: str, tuned: bool = False) -> Embedder:
         """The embedder the index recorded for a channel, loaded on first use (tuned: with the question tower)."""
         ...
+
+    def warm(self) -> None:
+        """Load now what the first question would wait for (models, vocabularies); for a background thread."""
+        ...

@@ -100,7 +100,7 @@ def hits_of(
                 chunk=chunk,
                 score=result.scores[key],
                 rank=rank,
-                citation=citation(chunk, place=place),
+                citation=citation(chunk, place=place, page_labels=str(dict(meta.extra).get("page_labels", ""))),
                 highlights=marks,
                 channels=tuple(result.channels.get(key, ())),
                 meta=meta,

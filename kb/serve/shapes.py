@@ -118,7 +118,7 @@ class HitJSON(PassageJSON):
     versions: list[str]
     xrefs: list[Xref]
     pinpoint: PinpointJSON | None
-    source: str  # `ocr`: read from a scanned page; `text`: from the file's text (issue 20)
+    source: str | None  # `ocr`: read from a scanned page; `text`: from a text layer; None: not a paged file
     boxes: NotRequired[list[BoxJSON]]  # `search --json --boxes` only
 
 
