@@ -51,7 +51,7 @@ LANGS = ("any", "zh", "en")
 UI_LANGS = ("auto", "zh", "en")
 MAX_K = 50
 # The search filters: drawn on the search page only (elsewhere they would act on nothing), kept across pages.
-FILTER_KEYS = ("lang", "in_docs", "levels", "date_from", "date_to", "as_of", "repealed", "tuned", "mode", "k")
+FILTER_KEYS = ("lang", "in_docs", "levels", "date_from", "date_to", "as_of", "repealed", "tuned", "rerank", "mode", "k")
 # Hits fetched for the answer view: enough distinct passages to group, few enough to stay fast.
 ANSWER_POOL = 20
 # Pairs of articles drawn on the version comparison page at once (a whole revision can be 300).
