@@ -194,7 +194,9 @@ def test_markup_in_a_document_stays_text_in_the_browser(chromium: object, tmp_pa
         _ask(page, "customs rules notice")
         body = page.inner_text("body")
         assert "<script>alert(1)</script>" in body and "<img src=x onerror=alert(2)>" in body
-        assert "**customs** again" in body
+        # Markdown in a source file is rendered to text at ingest (issue 17): the marks never reach the page, and
+        # what stays is plain text, not HTML the browser would draw.
+        assert "names customs again" in body and "**customs**" not in body
         page.get_by_text("Open source").first.click()
         page.get_by_text("Whole document (scrolled to the passage)").click()
         page.wait_for_timeout(1500)

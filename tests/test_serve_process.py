@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -36,16 +37,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LOGS: dict[int, Path] = {}  # server pid -> its output file
+
+
 def start(index: Path, env: dict[str, str] | None = None, key: str | None = None) -> tuple[subprocess.Popen, str]:
     """`python -m kb serve` on a free port with one worker; returns once /health answers."""
     port = free_port()
     cmd = [sys.executable, "-m", "kb", "serve", "--index", str(index), "--port", str(port), "--workers", "1"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The server logs every request: into a file, not a pipe nobody reads while it serves (a full pipe would
+    # block the server on its next log line once a few hundred requests have been answered).
+    log = tempfile.NamedTemporaryFile("w+", prefix="kb-serve-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    LOGS[proc.pid] = Path(log.name)
     url = f"http://127.0.0.1:{port}"
     headers = {"authorization": f"Bearer {key}"} if key else {}
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert proc.poll() is None, LOGS[proc.pid].read_text()
         try:
             if httpx.get(f"{url}/health", headers=headers, timeout=2).status_code == 200:
                 return proc, url
@@ -56,13 +64,17 @@ def start(index: Path, env: dict[str, str] | None = None, key: str | None = None
 
 
 def stop(proc: subprocess.Popen) -> str:
+    """Stop a server started by `start`; its output."""
     proc.terminate()
     try:
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
+        proc.wait()
+    path = LOGS.pop(proc.pid)
+    out = path.read_text()
+    path.unlink()
+    return out
 
 
 @pytest.fixture(scope="module")
