@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Literal, cast
 
 import anyio.to_thread
 from fastapi import FastAPI, Query, Request
@@ -20,9 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from kb import config
 from kb.errors import KbError, QueryError
 from kb.search.base import MAX_QUERY_CHARS
+from kb.search.contract import SearchOptions
 from kb.serve import shapes
+from kb.serve.balance import Balance, Table
 from kb.serve.guard import PROBLEM_TYPE, Guard, GuardSettings, problem
-from kb.serve.service import MAX_K, MAX_NEIGHBOURS, MAX_QUOTE_K, SearchArgs, Service
+from kb.serve.service import MAX_K, MAX_NEIGHBOURS, MAX_QUOTE_K, Service
 from kb.serve.shapes import ArticleJSON, HealthJSON, ReferencesJSON, VersionsJSON
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,8 @@ class HttpSettings:
     host: str = "127.0.0.1"  # the MCP endpoint refuses other Host headers when bound to loopback
     threads: int = 4  # requests computed at once per worker; more only queue on the GIL and the core
     mcp: bool = True
+    workers: int = 1  # worker processes of the server
+    balance: Path | None = None  # the workers' shared connection table (kb.serve.balance), when workers > 1
 
 
 class SearchQuery(BaseModel):
@@ -56,25 +62,16 @@ class SearchQuery(BaseModel):
     date_from: str | None = Field(None, description="dated on or after (--from)")
     date_to: str | None = Field(None, description="dated on or before (--to)")
     date_field: Literal["published", "effective"] = "published"
-    tuned: bool | None = None
+    tuned: bool | None = Field(
+        None, description="Chinese questions through the question tower (--tuned on|off); default: on (KB_TUNED)"
+    )
+    rerank: bool | None = Field(
+        None, description="re-order the first passages with the trained reranker (--rerank on|off); default: on"
+    )
 
-    def args(self) -> SearchArgs:
-        return SearchArgs(
-            q=self.q,
-            k=self.k,
-            lang=self.lang,
-            docs=tuple(self.docs or ()),
-            mode=self.mode,
-            include_repealed=self.include_repealed,
-            levels=tuple(self.levels or ()),
-            issuers=tuple(self.issuers or ()),
-            validity=tuple(self.validity or ()),
-            as_of=self.as_of,
-            date_from=self.date_from,
-            date_to=self.date_to,
-            date_field=self.date_field,
-            tuned=self.tuned,
-        )
+    def options(self) -> SearchOptions:
+        """Every field but the question and k, by the names the CLI and the backends use."""
+        return cast(SearchOptions, self.model_dump(exclude={"q", "k"}))
 
 
 class QuoteQuery(BaseModel):
@@ -157,17 +154,19 @@ def create_app(service: Service, settings: HttpSettings = HttpSettings()) -> Fas
         log.exception("%s %s failed", request.method, request.url.path)
         return _problem(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
+    worker = str(os.getpid())
+
     def respond(body: object) -> Response:
-        return JSONResponse(body, headers={"x-kb-generation": service.searcher.generation})
+        return JSONResponse(body, headers={"x-kb-generation": service.searcher.generation, "x-kb-worker": worker})
 
     @app.get("/search", response_model=list[shapes.HitJSON], summary="Search: ranked, cited passages")
     def search_get(query: Annotated[SearchQuery, Query()]) -> Response:
         """The same list as `python -m kb search --json`; list filters repeat (`levels=法律&levels=行政法规`)."""
-        return respond(service.search(query.args()))
+        return respond(service.search(query.q, query.k, query.options()))
 
     @app.post("/search", response_model=list[shapes.HitJSON], summary="Search (JSON body)")
     def search_post(query: SearchQuery) -> Response:
-        return respond(service.search(query.args()))
+        return respond(service.search(query.q, query.k, query.options()))
 
     @app.get("/quote", response_model=shapes.QuoteJSON, summary="Quote check")
     def quote_get(query: Annotated[QuoteQuery, Query()]) -> Response:
@@ -220,4 +219,9 @@ def create_app(service: Service, settings: HttpSettings = HttpSettings()) -> Fas
             allow_headers=["authorization", "content-type", "mcp-protocol-version"],
         )
     app.add_middleware(Guard, settings=settings.guard)
+    if settings.balance is not None and settings.workers > 1:
+        try:
+            app.add_middleware(Balance, table=Table(settings.balance), workers=settings.workers)
+        except OSError as exc:  # the server still serves, its connections as the accepts fall
+            log.warning("connections not balanced across the workers (%s): %s", settings.balance, exc)
     return app

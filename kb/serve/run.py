@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb import config
+from kb.serve.balance import table_path
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WARM_QUESTIONS = ("个人信息保护", "personal information protection")  # loads e5, the question tower and USE
+# uvicorn's supervisor kills a worker that does not answer its ping within this many seconds (default 5). A worker
+# loading torch, e5 and USE on a busy machine holds the GIL longer than that, so with the default every worker
+# was killed while loading and restarted, forever (seen beside a whole-corpus build).
+WORKER_HEALTHCHECK_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,12 @@ def one_thread() -> None:
 
 def open_service(opts: ServeOptions, warm: bool = True) -> Service:
     """The index opened for serving, its models loaded by a search in each language."""
-    from kb.serve.service import SearchArgs, Service
+    from kb.serve.service import Service
 
     service = Service(opts.index)
     if warm:
         for q in WARM_QUESTIONS:
-            service.search(SearchArgs(q=q, k=3))
+            service.search(q, 3)
     return service
 
 
@@ -92,7 +97,12 @@ def app_factory() -> FastAPI:
     service = open_service(opts)
     one_thread()  # again, in case a model set its own thread count as it loaded
     settings = HttpSettings(
-        guard=GuardSettings(api_key=opts.api_key), cors_origins=opts.cors_origins, host=opts.host, threads=opts.threads
+        guard=GuardSettings(api_key=opts.api_key),
+        cors_origins=opts.cors_origins,
+        host=opts.host,
+        threads=opts.threads,
+        workers=opts.workers,
+        balance=table_path(os.getppid(), opts.port),
     )
     log.warning("worker %d serving %s (generation %s)", os.getpid(), opts.index, service.searcher.generation)
     return create_app(service, settings)
@@ -121,16 +131,20 @@ def serve(opts: ServeOptions) -> None:
             "KB_FAST_START": "0",
         }
     )
-    uvicorn.run(
-        "kb.serve.run:app_factory",
-        factory=True,
-        host=opts.host,
-        port=opts.port,
-        workers=opts.workers,
-        access_log=False,  # kb.serve.access writes one JSON line per request instead
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    try:
+        uvicorn.run(
+            "kb.serve.run:app_factory",
+            factory=True,
+            host=opts.host,
+            port=opts.port,
+            workers=opts.workers,
+            access_log=False,  # kb.serve.access writes one JSON line per request instead
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        )
+    finally:
+        table_path(os.getpid(), opts.port).unlink(missing_ok=True)
 
 
 def serve_mcp_stdio(index: Path) -> None:
