@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 from kb import config
 from kb.errors import QueryError
 from kb.index.report import BuildReport
-from kb.search.contract import Backend
+from kb.search.contract import Backend, SearchOptions
 from kb.serve.shapes import (  # one JSON shape for CLI and API
     BoxJSON,
     documents_json,
@@ -84,19 +84,7 @@ def search(args: argparse.Namespace) -> int:
         print("error: give a question or --batch FILE (not both)", file=sys.stderr)
         return 2
     searcher = _open(args, model=args.model)
-    filters = {
-        "lang": args.lang,
-        "docs": args.docs,
-        "mode": args.mode,
-        "include_repealed": args.include_repealed,
-        "levels": args.levels,
-        "issuers": args.issuers,
-        "validity": args.validity,
-        "as_of": args.as_of,
-        "date_from": args.date_from,
-        "date_to": args.date_to,
-        "date_field": args.date_field,
-    }
+    filters = search_options(args)
     if args.batch:
         return _batch(args.batch, lambda q: hits_json(searcher.search(q, args.k, **filters)), lambda _: [])
     hits = searcher.search(_arg_text(args.question), args.k, **filters)
@@ -356,6 +344,13 @@ def _open(args: argparse.Namespace, model: str | None = None) -> Backend:
         tuned=tuned_flag(args),
         rerank=rerank_flag(args),
     )
+
+
+def search_options(args: argparse.Namespace) -> SearchOptions:
+    """The search options the command line gave (kb.search.contract.SearchOptions: the flags' dest names are the
+    options' names); --tuned and --rerank open the searcher instead (`_open`)."""
+    names = set(SearchOptions.__annotations__) - {"tuned", "rerank"}
+    return cast(SearchOptions, {name: getattr(args, name) for name in names if hasattr(args, name)})
 
 
 def tuned_flag(args: argparse.Namespace) -> bool | None:

@@ -123,6 +123,12 @@ def one_thread_per_process() -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
+def fast_start() -> bool:
+    """KB_FAST_START: questions through the fast-loading engines (prepared numpy e5, mapped jieba dictionary).
+    Read when asked, not at import: `kb serve` sets it to 0 for its workers after this module was imported."""
+    return env("KB_FAST_START") != "0"
+
+
 def threads_per_process() -> int:
     """Threads a model may use: one after one_thread_per_process() (or as OMP_NUM_THREADS says), else every core."""
     return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)

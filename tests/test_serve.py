@@ -80,6 +80,18 @@ def test_cli_and_api_print_identical_json(client: TestClient, capsys: pytest.Cap
     assert client.get("/facets").json() == cli_json(capsys, "docs", "--facets")
 
 
+def test_rerank_and_tuned_switch_as_the_cli_flags_do(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
+    """`rerank` and `tuned` mean what `--rerank on|off` and `--tuned on|off` mean, in the API as in the CLI."""
+    for rerank, tuned in (("off", "on"), ("on", "off"), ("off", "off")):
+        cli_hits = cli_json(capsys, "search", QUESTION, "-k", "7", "--json", "--rerank", rerank, "--tuned", tuned)
+        params = {"q": QUESTION, "k": 7, "rerank": rerank == "on", "tuned": tuned == "on"}
+        assert client.get("/search", params=params).json() == cli_hits, (rerank, tuned)
+        assert client.post("/search", json=params).json() == cli_hits, (rerank, tuned)
+    default = client.get("/search", params={"q": QUESTION, "k": 7}).json()
+    assert default == cli_json(capsys, "search", QUESTION, "-k", "7", "--json", "--rerank", "on", "--tuned", "on")
+    assert client.get("/search", params={"q": QUESTION, "k": 7, "rerank": False}).json() != default
+
+
 def test_every_search_filter_of_the_cli_is_accepted(client: TestClient) -> None:
     params = {
         "q": "personal information",

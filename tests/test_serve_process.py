@@ -136,6 +136,35 @@ def test_mcp_tools_over_streamable_http(server: str) -> None:
     check_exercise(anyio.run(go))
 
 
+def test_rerank_and_tuned_switch_through_the_real_server(server: str) -> None:
+    """The API's and the MCP tool's `rerank` and `tuned` reach the search: each switch changes the answer, and the
+    API and the tool answer alike for each setting."""
+    question = "网购商品无理由退货期限"
+
+    def api(**switches: bool) -> list[dict[str, Any]]:
+        r = httpx.get(f"{server}/search", params={"q": question, "k": 10, **switches}, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    settings = [{}, {"rerank": False}, {"tuned": False}, {"rerank": False, "tuned": False}]
+
+    async def tool() -> list[list[dict[str, Any]]]:
+        async with Client(f"{server}/mcp") as client:
+            return [
+                (await client.call_tool("search", {"query": question, "k": 10, **s})).structured_content["result"]
+                for s in settings
+            ]
+
+    answers = [api(**s) for s in settings]
+    assert anyio.run(tool) == answers
+    default, fused, untuned, plain = answers
+    # The reranker's shown score is its own 0-1 value; the fused order's is a reciprocal-rank sum (far below 1).
+    assert fused != default and max(h["score"] for h in fused) < 0.2 < default[0]["score"]
+    # Without the question tower the e5 channel ranks other passages (or the same in another order).
+    assert [h["channels"] for h in untuned] != [h["channels"] for h in default]
+    assert [h["channels"] for h in plain] != [h["channels"] for h in fused]
+
+
 def test_mcp_tools_over_stdio() -> None:
     params = StdioServerParameters(command=sys.executable, args=["-m", "kb", "mcp", "--index", str(INDEX)])
 

@@ -150,7 +150,7 @@ class E5Embedder:
             self._questions_failed
             or self.engine not in ("auto", "torch")
             or config.env("KB_E5_ENGINE") not in (None, "auto")
-            or config.env("KB_FAST_START") == "0"  # a long-running server: torch costs a fifth a question
+            or not config.fast_start()  # a long-running server: torch costs a fifth a question
         ):
             return None
         with self._lock:

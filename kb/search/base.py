@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from kb import config
 from kb.catalog.facets import Facets, facets
@@ -26,7 +26,7 @@ from kb.index.citedby import Citing
 from kb.index.manifest import Channel
 from kb.ingest.document import DocRow
 from kb.search import rerank as reranker
-from kb.search.contract import MODES, Rankings
+from kb.search.contract import MODES, Rankings, SearchOptions
 from kb.search.hits import Hit
 
 MAX_QUERY_CHARS = 2000
@@ -144,40 +144,21 @@ class SearcherBase:
         """
         raise QueryError(f"{self.where} keeps no cited-by table: use a FAISS index folder (python -m kb build)")
 
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        lang: str | None = None,
-        docs: Sequence[str] | None = None,
-        mode: str = "hybrid",
-        include_repealed: bool = False,
-        levels: Sequence[str] | None = None,
-        issuers: Sequence[str] | None = None,
-        validity: Sequence[str] | None = None,
-        date_from: str | None = None,
-        date_to: str | None = None,
-        date_field: str = "published",
-        as_of: str | None = None,
-        xrefs: bool = True,
-        tuned: bool | None = None,
-        rerank: bool | None = None,
-    ) -> list[Hit]:
+    def search(self, query: str, k: int = 10, **options: Unpack[SearchOptions]) -> list[Hit]:
         """Rank passages for a question in Chinese or English.
 
-        Args:
+        Options (kb.search.contract.SearchOptions; each may be left out):
             lang: keep only passages in this language ('zh' or 'en').
             docs: keep only these doc_ids.
-            mode: 'hybrid', 'keyword' (BM25 only) or 'semantic' (vectors only).
+            mode: 'hybrid' (the default), 'keyword' (BM25 only) or 'semantic' (vectors only).
             include_repealed: also rank texts marked 已废止 (repealed) or 已修改 (superseded by a newer version).
             levels: keep these levels (法律, 行政法规, ... as `facets()` lists them).
             issuers: keep texts whose issuing body contains one of these names.
             validity: keep texts with these statuses (现行有效, 已修改, 已废止, 尚未生效); replaces the default hiding.
-            date_from, date_to: keep texts whose `date_field` ('published' or 'effective') lies in this range;
-                'YYYY', 'YYYY-MM' or 'YYYY-MM-DD'; texts without that date are left out.
+            date_from, date_to: keep texts whose `date_field` ('published', the default, or 'effective') lies in
+                this range; 'YYYY', 'YYYY-MM' or 'YYYY-MM-DD'; texts without that date are left out.
             as_of: keep the texts in force on this date, whichever version that was (kb.catalog.timeline).
-            xrefs: resolve each hit's cross-references (a few milliseconds for ten hits).
+            xrefs: resolve each hit's cross-references (default on; a few milliseconds for ten hits).
             tuned: Chinese questions through the question tower (kb.embed.tower); None: as the searcher was opened.
             rerank: re-order the first fused passages with the trained reranker (kb.search.rerank); None: as the
                 searcher was opened.
@@ -186,20 +167,12 @@ class SearcherBase:
                 lists the known values.
         """
         query = clean_query(query)
-        filters = Filters(
-            lang=lang,
-            docs=tuple(docs or ()),
-            levels=tuple(levels or ()),
-            issuers=tuple(issuers or ()),
-            validity=tuple(validity or ()),
-            date_from=date_from,
-            date_to=date_to,
-            date_field=date_field,
-            as_of=as_of,
-            include_repealed=include_repealed,
-        )
+        filters, mode = filters_of(options), options.get("mode") or "hybrid"
         check_query(query, mode)
+        xrefs = options.get("xrefs", True)
+        tuned = options.get("tuned")
         tuned = self.tuned if tuned is None else tuned
+        rerank = options.get("rerank")
         if not (self.rerank if rerank is None else rerank) or k <= 0 or not reranker.applies(query):
             return self._search(query, k, filters, mode, xrefs, tuned)
         model = reranker.shipped()
@@ -235,6 +208,22 @@ class SearcherBase:
 
     def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, xrefs: bool = False) -> list[Hit]:
         raise NotImplementedError
+
+
+def filters_of(options: SearchOptions) -> Filters:
+    """The options of a search that narrow what it may return (lists as tuples; left out: no restriction)."""
+    return Filters(
+        lang=options.get("lang"),
+        docs=tuple(options.get("docs") or ()),
+        levels=tuple(options.get("levels") or ()),
+        issuers=tuple(options.get("issuers") or ()),
+        validity=tuple(options.get("validity") or ()),
+        date_from=options.get("date_from"),
+        date_to=options.get("date_to"),
+        date_field=options.get("date_field") or "published",
+        as_of=options.get("as_of"),
+        include_repealed=bool(options.get("include_repealed")),
+    )
 
 
 def check_query(query: str, mode: str) -> None:

@@ -8,7 +8,7 @@ folder) and kb.milvus.search (a Milvus collection) only translate a query into t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from kb.catalog.facets import Facets
 from kb.catalog.resolve import Resolved
@@ -21,6 +21,27 @@ from kb.search.hits import Hit
 MODES = ("hybrid", "keyword", "semantic")
 # Channel -> chunk ids, best first: what `rankings` gives and `fuse` takes.
 Rankings = dict[str, list[str]]
+
+
+class SearchOptions(TypedDict, total=False):
+    """What a search takes besides the question and k, written once: the CLI, the HTTP API, the MCP tool, the
+    service and both backends pass it on by these names (each is explained at kb.search.base.SearcherBase.search).
+    """
+
+    lang: str | None
+    docs: Sequence[str] | None
+    mode: str
+    include_repealed: bool
+    levels: Sequence[str] | None
+    issuers: Sequence[str] | None
+    validity: Sequence[str] | None
+    date_from: str | None
+    date_to: str | None
+    date_field: str
+    as_of: str | None
+    xrefs: bool
+    tuned: bool | None
+    rerank: bool | None
 
 
 class Backend(Protocol):
@@ -44,27 +65,8 @@ class Backend(Protocol):
         """Take up what a build has written since this was opened; True when anything changed."""
         ...
 
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        lang: str | None = None,
-        docs: Sequence[str] | None = None,
-        mode: str = "hybrid",
-        include_repealed: bool = False,
-        levels: Sequence[str] | None = None,
-        issuers: Sequence[str] | None = None,
-        validity: Sequence[str] | None = None,
-        date_from: str | None = None,
-        date_to: str | None = None,
-        date_field: str = "published",
-        as_of: str | None = None,
-        xrefs: bool = True,
-        tuned: bool | None = None,
-        rerank: bool | None = None,
-    ) -> list[Hit]:
-        """Rank passages for a question in Chinese or English (arguments: kb.search.base.SearcherBase.search).
+    def search(self, query: str, k: int = 10, **options: Unpack[SearchOptions]) -> list[Hit]:
+        """Rank passages for a question in Chinese or English (options: kb.search.base.SearcherBase.search).
 
         Raises:
             QueryError: empty query, unknown mode, or a filter value the index cannot answer.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -24,7 +23,7 @@ from kb.legal.pinpoint import sub_of
 from kb.legal.structure import cn_number
 from kb.quote.check import QuoteChecker
 from kb.search.base import SearcherBase
-from kb.search.contract import Backend
+from kb.search.contract import Backend, SearchOptions
 from kb.serve import shapes
 from kb.serve.batch import BatchingEmbedder
 from kb.serve.shapes import ArticleJSON, HealthJSON, ReferencesJSON, VersionJSON, VersionsJSON
@@ -38,26 +37,6 @@ MAX_K = 100  # hits a search may ask for: a page of results, not a dump of the i
 MAX_QUOTE_K = 20
 MAX_NEIGHBOURS = 5
 REFRESH_SECONDS = 2.0  # how often a server looks for a generation a build has published
-
-
-@dataclass(frozen=True)
-class SearchArgs:
-    """A search as the CLI's `search` takes it (every filter), checked at the edge by the caller."""
-
-    q: str
-    k: int = 10
-    lang: str | None = None
-    docs: tuple[str, ...] = ()
-    mode: str = "hybrid"
-    include_repealed: bool = False
-    levels: tuple[str, ...] = ()
-    issuers: tuple[str, ...] = ()
-    validity: tuple[str, ...] = ()
-    as_of: str | None = None
-    date_from: str | None = None
-    date_to: str | None = None
-    date_field: str = "published"
-    tuned: bool | None = None
 
 
 class Service:
@@ -99,25 +78,10 @@ class Service:
             log.info("serving generation %s", self.searcher.generation)
         return changed
 
-    def search(self, a: SearchArgs) -> list[shapes.HitJSON]:
-        check_k(a.k, MAX_K)
-        hits = self.searcher.search(
-            a.q,
-            a.k,
-            lang=a.lang,
-            docs=a.docs,
-            mode=a.mode,
-            include_repealed=a.include_repealed,
-            levels=a.levels,
-            issuers=a.issuers,
-            validity=a.validity,
-            as_of=a.as_of,
-            date_from=a.date_from,
-            date_to=a.date_to,
-            date_field=a.date_field,
-            tuned=a.tuned,
-        )
-        return shapes.hits_json(hits)
+    def search(self, q: str, k: int = 10, options: SearchOptions | None = None) -> list[shapes.HitJSON]:
+        """The hits of `python -m kb search --json` for the same question, k and options."""
+        check_k(k, MAX_K)
+        return shapes.hits_json(self.searcher.search(q, k, **(options or {})))
 
     def quote(self, text: str, k: int = 5) -> shapes.QuoteJSON:
         check_k(k, MAX_QUOTE_K)

@@ -16,8 +16,9 @@ from pydantic import Field
 
 from kb import config
 from kb.errors import KbError
+from kb.search.contract import SearchOptions
 from kb.serve import shapes
-from kb.serve.service import MAX_K, MAX_QUOTE_K, SearchArgs, Service
+from kb.serve.service import MAX_K, MAX_QUOTE_K, Service
 from kb.serve.shapes import ArticleJSON, ReferencesJSON
 
 T = TypeVar("T")
@@ -56,24 +57,30 @@ def mcp_server(service: Service) -> MCPServer:
         docs: Annotated[list[str] | None, Field(description="only these doc_ids")] = None,
         mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
         include_repealed: bool = False,
+        tuned: Annotated[
+            bool | None, Field(description="Chinese questions through the question tower trained on legal questions")
+        ] = None,
+        rerank: Annotated[
+            bool | None, Field(description="re-order the first passages with the trained reranker")
+        ] = None,
     ) -> list[shapes.HitJSON]:
         """Search the policy documents; each hit has citation, doc_id, article, page, char offsets and text."""
-        args = SearchArgs(
-            q=query,
-            k=k,
-            lang=lang,
-            levels=tuple(levels or ()),
-            issuers=tuple(issuers or ()),
-            validity=tuple(validity or ()),
-            as_of=as_of,
-            date_from=date_from,
-            date_to=date_to,
-            date_field=date_field,
-            docs=tuple(docs or ()),
-            mode=mode,
-            include_repealed=include_repealed,
-        )
-        return _answer(lambda: service.search(args))
+        options: SearchOptions = {
+            "lang": lang,
+            "levels": levels,
+            "issuers": issuers,
+            "validity": validity,
+            "as_of": as_of,
+            "date_from": date_from,
+            "date_to": date_to,
+            "date_field": date_field,
+            "docs": docs,
+            "mode": mode,
+            "include_repealed": include_repealed,
+            "tuned": tuned,
+            "rerank": rerank,
+        }
+        return _answer(lambda: service.search(query, k, options))
 
     @server.tool()
     def get_article(

@@ -234,7 +234,7 @@ def _jieba():
     from kb.text.jiebadict import mapped_freq
 
     jieba.setLogLevel(logging.WARNING)
-    if config.env("KB_FAST_START") == "0":  # a long-running server: dict lookups are several times cheaper
+    if not config.fast_start():  # a long-running server: dict lookups are several times cheaper
         return _jieba_full()
     seg = jieba.Tokenizer()
     table = mapped_freq(seg)
