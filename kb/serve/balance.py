@@ -25,6 +25,7 @@ from kb.serve.guard import ASGIApp, Message, Receive, Scope, Send
 
 WINDOW = 2.0  # a connection counts while it sent a request within this many seconds
 SHED_EVERY = 0.05  # seconds between two connections a worker closes (their clients must reconnect first)
+HANDOVER = 0.5  # seconds a closed connection still counts: its client reconnects at its next request
 MAX_SLOTS = 64  # workers the table has room for
 _SLOT = struct.Struct("<qd")  # connections, time.time() when published
 _FLOCK = struct.Struct("hhxxxxqqixxxx")  # struct flock on 64-bit Linux: type, whence, start, len, pid (0)
@@ -87,7 +88,7 @@ class Balance:
     def __init__(self, app: ASGIApp, table: Table, workers: int) -> None:
         self.app, self.table, self.workers = app, table, workers
         self.seen: dict[tuple[str, int], float] = {}  # client (address, port) -> its last request
-        # Connections closed within WINDOW: their clients are reconnecting, to a worker that may not count them
+        # Connections closed within HANDOVER: their clients are reconnecting, to a worker that may not count them
         # yet; they stay in the total meanwhile, so a worker never closes more than its surplus.
         self.handed: dict[tuple[str, int], float] = {}
         self._published = (-1, 0.0)  # count, when
@@ -113,7 +114,7 @@ class Balance:
         count, when = self._published
         if now - when > WINDOW / 4:
             self.seen = {c: t for c, t in self.seen.items() if now - t < WINDOW}
-            self.handed = {c: t for c, t in self.handed.items() if now - t < WINDOW}
+        self.handed = {c: t for c, t in self.handed.items() if now - t < HANDOVER}
         mine = len(self.seen)
         total = mine + len(self.handed) + self.table.others()
         fair = -(-total // self.workers)
