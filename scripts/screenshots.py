@@ -2,7 +2,9 @@
 
 Starts `streamlit run app.py` on the shipped index, then: the "loading models…" line at start, the first question
 after the warm-up (timed), the answer view, a source page opened from far down the results (Back in view, the
-citation box wrapped, curly quotes in the whole-document panel), the quote page in Chinese, the documents page.
+citation box wrapped, curly quotes in the whole-document panel), the quote page in Chinese, the documents page,
+a pdf01 passage from PDF page 140 with its printed "Page|126" kept in the whole document but not in the passage, and
+a revised law's hit with its 已修改 badge.
 
     python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
 """
@@ -16,6 +18,16 @@ from pathlib import Path
 from urllib.parse import quote
 
 from appserver import IDLE, ROOT, running_app  # scripts/appserver.py: python puts this script's folder first
+
+BOOK = "pdf/pdf01_cbec_book_future_of_cross_border_ecommerce.pdf"
+
+
+def first_passage_on(doc_id: str, page: int) -> int:
+    """The ordinal of the first passage of the shipped index's doc_id that starts on PDF page `page`."""
+    from kb.backends import open_searcher
+
+    _, chunks = open_searcher("faiss", None).source(doc_id)
+    return next(c.ordinal for c in chunks if c.page == page)
 
 
 def settle(page: object) -> None:
@@ -38,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
         page.get_by_text("Loading models").first.wait_for(timeout=60_000)
+        page.evaluate("document.fonts.ready")  # the icon font, else its glyph is drawn as a box
+        page.wait_for_timeout(500)
         page.screenshot(path=str(args.out / "01-loading-models.png"))
         page.get_by_text("Loading models").first.wait_for(state="detached", timeout=300_000)
         box = page.get_by_label("Question / 问题")
@@ -65,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         page = browser.new_page(viewport={"width": 1280, "height": 900})  # a new session reads the URL
         page.goto(f"{url}/?page=quote&ui=zh&quote={quote('消费者有权自收到商品之日起十日内退货')}")
         settle(page)
+        page.get_by_text("相近但有改动").first.wait_for(timeout=120_000)  # the verdict, in the interface's language
+        settle(page)
         page.screenshot(path=str(args.out / "06-quote-zh.png"))
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{url}/?page=docs&ui=zh")
@@ -72,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(args.out / "07-documents-zh.png"))
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(f"{url}/?page=source&ui=en&doc={quote(BOOK)}&chunk={first_passage_on(BOOK, 140)}")
+        settle(page)
+        page.get_by_text("Whole document").first.click()
+        settle(page)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(args.out / "08-pdf-page-furniture-kept.png"))
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/?q={quote('商业秘密的定义')}&repealed=1&ui=zh")
+        settle(page)
+        page.get_by_text("已修改").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(args.out / "09-revised-law-badge.png"))
         browser.close()
     return 0
 
