@@ -88,17 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(args.out / "07-documents-zh.png"))
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{url}/?page=source&ui=en&doc={quote(BOOK)}&chunk={first_passage_on(BOOK, 140)}")
         settle(page)
         page.get_by_text("Whole document").first.click()
         settle(page)
         page.wait_for_timeout(1500)
+        page.locator("iframe").last.scroll_into_view_if_needed()  # the printed page number above the passage
+        page.wait_for_timeout(500)
         page.screenshot(path=str(args.out / "08-pdf-page-furniture-kept.png"))
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{url}/?q={quote('商业秘密的定义')}&repealed=1&ui=zh")
         settle(page)
-        page.get_by_text("已修改").first.wait_for(timeout=60_000)
+        page.get_by_text("已修改", exact=True).first.wait_for(timeout=120_000)  # the badge, not the checkbox label
+        page.locator(".kb-passage").first.wait_for(timeout=60_000)
+        settle(page)
         page.screenshot(path=str(args.out / "09-revised-law-badge.png"))
         browser.close()
     return 0
