@@ -247,6 +247,14 @@ def meta_line(meta: object, extra: tuple[str | None, ...] = ()) -> str:
     return " · ".join(x for x in parts if x)
 
 
+def validity_badge(meta: object) -> str:
+    """A badge after a heading for a text not in force as written (已修改, 已废止, 尚未生效); '' otherwise."""
+    validity = meta.validity  # type: ignore[attr-defined]
+    if validity in config.HIDDEN_VALIDITY or validity == "尚未生效":
+        return f" :orange-badge[{validity}]"
+    return ""
+
+
 def sidebar(searcher: Backend, lang: str) -> None:
     docs = searcher.documents()
     titles = {d["doc_id"]: d["title"] for d in docs}
@@ -399,7 +407,7 @@ def search_page(searcher: Backend, lang: str) -> None:
 
 def hit_card(hit: Hit, lang: str) -> None:
     with st.container(border=True):
-        st.markdown(f"**{hit.rank}\\. {md_text(hit.citation)}**")
+        st.markdown(f"**{hit.rank}\\. {md_text(hit.citation)}**{validity_badge(hit.meta)}")
         st.caption(md_text(meta_line(hit.meta, (hit.chunk.doc_id, "中文" if hit.chunk.lang == "zh" else "English"))))
         st.html(passage_html(hit.chunk.text, hit.highlights))
         if hit.also_in:
@@ -446,7 +454,7 @@ def answer_view(hits: list[Hit], lang: str) -> None:
     st.caption(t("answer_intro", lang))
     for group in answer(hits, ss.q, similarity=sentence_similarity(str(INDEX))):
         with st.container(border=True):
-            st.markdown(f"**{md_text(group.title)}**")
+            st.markdown(f"**{md_text(group.title)}**{validity_badge(group.points[0].hit.meta)}")
             st.caption(md_text(meta_line(group.points[0].hit.meta, (group.doc_id,))))
             for point in group.points:
                 st.html(
@@ -509,7 +517,7 @@ def source_page(searcher: Backend, lang: str) -> None:
         return
     ss.src_chunk = min(ss.src_chunk, len(chunks) - 1)
     current = chunks[ss.src_chunk]
-    st.header(md_text(doc.title))
+    st.header(md_text(doc.title) + validity_badge(doc.meta))
     st.caption(md_text(meta_line(doc.meta, (doc.doc_id, f"{doc.meta.source_format or ''}".upper() or None))))
     prev_col, where, next_col = st.columns([1, 3, 1])
     prev_col.button(t("previous", lang), disabled=ss.src_chunk == 0, on_click=_step, args=(-1,))

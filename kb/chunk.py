@@ -88,14 +88,15 @@ def parse_chunk_id(cid: str) -> tuple[str, int]:
 
 
 def chunk_document(doc: Document) -> list[Chunk]:
-    """Split a document by its structure; every chunk is an exact slice of doc.text."""
+    """Split a document by its structure; every chunk is an exact slice of doc.text that holds no page furniture
+    (a passage that would run over a running header or printed page number ends before it, the next starts after)."""
     text = doc.text
     if doc.lang == "zh" and len(find_articles(text)) >= 3:
-        spans = _pieces(legal_segments(text), text, config.ZH_MAX_CHARS)
+        spans = _pieces(legal_segments(text), doc, config.ZH_MAX_CHARS)
     elif doc.lang == "zh":
-        spans = _pieces(policy_segments(text), text, config.ZH_MAX_CHARS)
+        spans = _pieces(policy_segments(text), doc, config.ZH_MAX_CHARS)
     else:
-        spans = _english(text)
+        spans = _english(doc)
     chunks = []
     for n, (start, end, seg, part, parts) in enumerate(spans):
         page = doc.page_at(start) if doc.page_spans else None
@@ -133,14 +134,16 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _pieces(segments: list[Segment], text: str, limit: int) -> list[tuple[int, int, Segment, int, int]]:
-    """Trim each segment; split overlong ones at 款 (line breaks), then at sentence ends."""
+def _pieces(segments: list[Segment], doc: Document, limit: int) -> list[tuple[int, int, Segment, int, int]]:
+    """Trim each segment; cut it at page furniture; split overlong ones at 款 (line breaks), then at sentence ends."""
+    text = doc.text
     out = []
     for seg in segments:
-        start, end = _trim(text, seg.start, seg.end)
-        if start >= end:
-            continue
-        ranges = _split_range(text, start, end, limit)
+        ranges = []
+        for clear_start, clear_end in doc.clear_of_furniture(seg.start, seg.end):
+            start, end = _trim(text, clear_start, clear_end)
+            if start < end:
+                ranges += _split_range(text, start, end, limit)
         for part, (s, e) in enumerate(ranges):
             out.append((s, e, seg, part if len(ranges) > 1 else 0, len(ranges)))
     return out
@@ -194,8 +197,10 @@ def _splitter() -> RecursiveCharacterTextSplitter:
     )
 
 
-def _english(text: str) -> list[tuple[int, int, Segment, int, int]]:
-    """Sections at Markdown / setext headings; windows within a section by the token budget, with overlap."""
+def _english(doc: Document) -> list[tuple[int, int, Segment, int, int]]:
+    """Sections at Markdown / setext headings; windows within a section (cut at page furniture) by the token budget,
+    with overlap."""
+    text = doc.text
     marks = [
         (
             m.start(),
@@ -222,13 +227,20 @@ def _english(text: str) -> list[tuple[int, int, Segment, int, int]]:
         if s >= e:
             continue
         seg = Segment(s, e, headings[-2:])
-        docs = _splitter().create_documents([text[s:e]])
         windows = []
-        for d in docs:
-            offset = s + d.metadata["start_index"]
-            if text[offset : offset + len(d.page_content)] != d.page_content:  # splitter lost the place
-                offset = text.find(d.page_content, s)
-            windows.append((offset, offset + len(d.page_content)))
+        for clear_start, clear_end in doc.clear_of_furniture(s, e):
+            windows += _windows(text, *_trim(text, clear_start, clear_end))
         for part, (ws, we) in enumerate(windows):
             out.append((ws, we, seg, part if len(windows) > 1 else 0, len(windows)))
     return out
+
+
+def _windows(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """langchain's windows over text[start:end] as exact offsets ([] for an empty range)."""
+    windows = []
+    for d in _splitter().create_documents([text[start:end]]) if start < end else []:
+        offset = start + d.metadata["start_index"]
+        if text[offset : offset + len(d.page_content)] != d.page_content:  # splitter lost the place
+            offset = text.find(d.page_content, start)
+        windows.append((offset, offset + len(d.page_content)))
+    return windows

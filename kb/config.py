@@ -184,7 +184,8 @@ EN_CHUNK_CHARS = 1000
 EN_CHUNK_OVERLAP = 150
 # 4: Markdown rendered at ingest (kb.ingest.markdown), PDF page furniture removed (kb.ingest.pdfpages).
 # 5: a single **bold** pair makes a text Markdown.
-CHUNKER_VERSION = "5"
+# 6: PDF page furniture kept in the text, passages cut around it (Document.furniture).
+CHUNKER_VERSION = "6"
 # What kb.legal.meta reads from a text; a change re-reads every file (chunks and vectors are reused).
 META_VERSION = "2"
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import one_file_index
+from tests.conftest import load_script, one_file_index
+
+_APPSERVER = load_script("appserver")
+IDLE, free_port, running_app = _APPSERVER.IDLE, _APPSERVER.free_port, _APPSERVER.running_app
 
 ROOT = Path(__file__).parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -34,11 +33,6 @@ TIMED = [
     "consumer personal information protection",
     "格式条款规定收货人签收商品即视为认可质量，这个条款有效吗",
 ]
-
-IDLE = (
-    '() => !document.querySelector(\'[data-stale="true"], [data-testid="stSkeletonElement"], '
-    '[data-testid="stStatusWidgetRunningIcon"]\')'
-)
 
 SIDEBAR_CHECKED = "() => document.querySelectorAll('[data-testid=stSidebar] input[type=radio]:checked').length"
 
@@ -57,61 +51,6 @@ def _browser_or_skip() -> object:
     if os.environ.get("KB_REQUIRE_BROWSER") == "1":
         pytest.fail(f"browser test required but {reason}")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(index: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free local port against index; yields the URL once healthy."""
-    port = _free_port()
-    env = {**os.environ, "KB_INDEX": str(index), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                    pytest.fail(f"streamlit did not start:\n{out[-2000:]}")
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +82,7 @@ def _ask(page: object, question: str, timeout_ms: int = 60_000) -> float:
 @pytest.mark.model
 def test_questions_in_the_browser_show_citations(chromium: object) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    for url in _serve(ROOT / "index"):
+    with running_app(ROOT / "index") as url:
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -185,7 +124,7 @@ def test_markup_in_a_document_stays_text_in_the_browser(chromium: object, tmp_pa
         "again.\n",
     )
     ARTIFACTS.mkdir(exist_ok=True)
-    for url in _serve(index):
+    with running_app(index) as url:
         page = chromium.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -210,14 +149,14 @@ def test_markup_in_a_document_stays_text_in_the_browser(chromium: object, tmp_pa
 def test_url_parameters_fetch_nothing_and_link_nowhere(chromium: object, tmp_path: Path) -> None:
     """Issue 14: a shared link's q / in / doc shows as text; the browser fetches no image and gets no link."""
     index = one_file_index(tmp_path, "notice.txt", "Customs Notice\n\nThe notice names customs rules for parcels.\n")
-    evil = f"http://127.0.0.1:{_free_port()}"
+    evil = f"http://127.0.0.1:{free_port()}"
     links = [
         f"/?ui=en&q=![x]({evil}/img-q)",
         f"/?ui=en&q=customs&in=![x]({evil}/img-in)",
         f"/?ui=en&page=source&doc=![x]({evil}/img-doc)",
         f"/?ui=en&q=[Session expired - sign in again]({evil}/phish) {evil}/bare www.example.com a@example.com",
     ]
-    for url in _serve(index):
+    with running_app(index) as url:
         page = chromium.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
         fetched: list[str] = []
         page.on("request", lambda r: fetched.append(r.url) if r.url.startswith(evil) else None)

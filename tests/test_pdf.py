@@ -71,8 +71,11 @@ def test_known_phrases_on_known_pages(book: PdfText) -> None:
     d3 = read_pdf(PDF03)  # broken startxref pointer, still read
     assert page_of(d3, "Business School, Huanggang Normal University") == [1]
     assert page_of(book, "quality agro-data sources and adornments") == [18]
-    # The printed "Page|3" heading PDF page 17 is furniture (kb.ingest.pdfpages): off the text, kept as its label.
-    assert page_of(book, "Page|3\n") == [] and book.printed[16] == "3"
+    # The printed "Page|3" heading PDF page 17 is furniture (kb.ingest.pdfpages): kept in the text as printed,
+    # marked as furniture, and the page's label.
+    assert page_of(book, "Page|3\n") == [17] and book.printed[16] == "3"
+    _, start, end = book.pages[16]
+    assert "Page|3" in [book.text[s:e] for s, e in book.furniture if start <= s < end]
 
 
 def test_pypdf_warnings_stay_off_stderr(capfd: pytest.CaptureFixture[str]) -> None:

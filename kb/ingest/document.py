@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -44,7 +46,12 @@ class DocMeta:
 
 @dataclass(frozen=True)
 class Document:
-    """One source file as text; page_spans are (page, char_start, char_end) for PDFs."""
+    """One source file as text; page_spans are (page, char_start, char_end) for PDFs.
+
+    furniture: sorted (char_start, char_end) spans of a PDF's printed page numbers and running headers and footers
+    (kb.ingest.pdfpages). They stay in the text, which reads as the pages print it; no passage includes one. Known
+    when the file is read (the chunker uses them); an index stores the text, not these spans.
+    """
 
     doc_id: str
     path: str
@@ -53,6 +60,23 @@ class Document:
     text: str
     meta: DocMeta = field(default_factory=DocMeta)
     page_spans: tuple[tuple[int, int, int], ...] = ()
+    furniture: tuple[tuple[int, int], ...] = ()
+
+    def clear_of_furniture(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of text[start:end] between furniture spans, in order (the whole range when none falls in it)."""
+        out, pos = [], start
+        first = max(0, bisect_right(self.furniture, (start, start)) - 1)
+        for f_start, f_end in self.furniture[first:]:
+            if f_start >= end:
+                break
+            if f_end <= pos:
+                continue
+            if f_start > pos:
+                out.append((pos, f_start))
+            pos = max(pos, f_end)
+        if pos < end:
+            out.append((pos, end))
+        return out
 
     def page_at(self, offset: int) -> int | None:
         """Page number holding character offset (None for documents without pages)."""
@@ -63,6 +87,18 @@ class Document:
             else:
                 break
         return page
+
+
+def blank_spans(text: str, spans: tuple[tuple[int, int], ...]) -> str:
+    """The text with each span blanked by spaces (same length, line breaks kept): a PDF's text without its page
+    furniture, for reading its title, language and metadata."""
+    if not spans:
+        return text
+    parts, pos = [], 0
+    for start, end in spans:
+        parts += [text[pos:start], re.sub(r"[^\n]", " ", text[start:end])]
+        pos = end
+    return "".join([*parts, text[pos:]])
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""PDF -> text with exact page spans, cleaned of line-break hyphens and run-together words.
+"""PDF -> text with exact page spans, cleaned of line-break hyphens and run-together words, its page furniture marked.
 
 pypdf runs in a child Python, killed after a deadline; its warnings come back as log records.
 """
@@ -14,8 +14,10 @@ import re
 import subprocess
 import sys
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from itertools import groupby
 
 import wordsegment
 
@@ -88,6 +90,8 @@ class PdfText:
     repaired_words: int
     scan: ScanResult = field(default_factory=ScanResult)  # the pages read by OCR, and those skipped (kb.ingest.scans)
     printed: tuple[str | None, ...] = ()  # each page's printed number (kb.ingest.pdfpages), None when unknown
+    # (char_start, char_end) of each printed page number and running header/footer: in the text, never in a passage
+    furniture: tuple[tuple[int, int], ...] = ()
 
 
 def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
@@ -100,12 +104,12 @@ def read_pdf(path: pathlib.Path, repair: bool = True) -> PdfText:
     Raises:
         IngestError: encrypted, corrupt, unreadable in time, or without a text layer.
     """
-    from kb.ingest.pdfpages import strip_furniture
+    from kb.ingest.pdfpages import find_furniture
 
     raws, scan = ocr_missing_pages(path, _extract_bounded(path))
-    # Running headers, footers and printed page numbers off each page first (kb.ingest.pdfpages).
-    raw_pages, printed = strip_furniture(raws)
-    return pages_to_text(path, raw_pages, scan, repair, tuple(printed))
+    # Running headers, footers and printed page numbers on each page (kb.ingest.pdfpages): kept, but marked.
+    furniture, printed = find_furniture(raws)
+    return pages_to_text(path, raws, scan, repair, tuple(printed), furniture)
 
 
 def pages_to_text(
@@ -114,21 +118,64 @@ def pages_to_text(
     scan: ScanResult,
     repair: bool = True,
     printed: tuple[str | None, ...] = (),
+    furniture: list[frozenset[int]] | None = None,
 ) -> PdfText:
-    """Clean and join page texts (text layer or OCR) into one PdfText with page spans."""
-    cleaned = [clean_page(raw, repair=repair) for raw in raws]
+    """Clean and join page texts (text layer or OCR) into one PdfText with page spans.
+
+    Args:
+        furniture: for each page, the indices of its lines (split at "\n") that are page furniture; they are kept
+            as printed, cleaned apart from the text around them, and their spans recorded.
+    """
+    cleaned = [
+        clean_page_parts(raw, furniture[n] if furniture else frozenset(), repair=repair) for n, raw in enumerate(raws)
+    ]
     spans: list[tuple[int, int, int]] = []
+    marked: list[tuple[int, int]] = []
     pos = 0
-    for number, (page, _) in enumerate(cleaned, start=1):
+    for number, (page, _, page_marks) in enumerate(cleaned, start=1):
         spans.append((number, pos, pos + len(page)))
+        marked += [(pos + s, pos + e) for s, e in page_marks]
         pos += len(page) + len(PAGE_SEP)
-    text = PAGE_SEP.join(page for page, _ in cleaned)
-    repaired = sum(n for _, n in cleaned)
+    text = PAGE_SEP.join(page for page, _, _ in cleaned)
+    repaired = sum(n for _, n, _ in cleaned)
     if not text.strip():
         why = "; ".join(f"p.{n}: {r}" for n, r in sorted(scan.skipped.items())[:3])
         raise IngestError(str(path), f"no text layer, and OCR read no page ({why or 'the pages are blank'})")
     logger.debug("%s: %d pages, %d chars, %d words repaired", path, len(spans), len(text), repaired)
-    return PdfText(text=text, pages=tuple(spans), repaired_words=repaired, scan=scan, printed=printed)
+    return PdfText(
+        text=text, pages=tuple(spans), repaired_words=repaired, scan=scan, printed=printed, furniture=tuple(marked)
+    )
+
+
+def clean_page_parts(
+    raw: str, furniture: Collection[int], repair: bool = True
+) -> tuple[str, int, list[tuple[int, int]]]:
+    """One page cleaned around its furniture lines: its text, the words split, and the furniture's spans in it.
+
+    The runs of lines between furniture lines are cleaned apart (a hyphen never joins across a header); a furniture
+    line is kept as printed, only trimmed, on a line of its own.
+    """
+    if not furniture:
+        text, count = clean_page(raw, repair=repair)
+        return text, count, []
+    pieces: list[str] = []
+    spans: list[tuple[int, int]] = []
+    count, pos = 0, 0
+    for is_furniture, group in groupby(enumerate(raw.split("\n")), key=lambda item: item[0] in furniture):
+        lines = [line for _, line in group]
+        if is_furniture:
+            piece = "\n".join(" ".join(line.split()) for line in lines)
+        else:
+            piece, n = clean_page("\n".join(lines), repair=repair)
+            count += n
+        if not piece:
+            continue
+        pos += 1 if pieces else 0  # the "\n" joining it to the piece before
+        if is_furniture:
+            spans.append((pos, pos + len(piece)))
+        pieces.append(piece)
+        pos += len(piece)
+    return "\n".join(pieces), count, spans
 
 
 def clean_page(raw: str, repair: bool = True) -> tuple[str, int]:

@@ -1,10 +1,11 @@
 """Page furniture of a PDF: the printed page numbers and the running headers and footers.
 
 A book's PDF page 140 is printed "Page|126"; journals repeat "Entrep. Sustain. 2023, 1(1)" at the top of every
-page. Left in the text they sit inside passages and contradict the citation. `strip_furniture` takes them off each
-page's first and last lines (so they never reach the stored text or a passage, and offsets stay exact against
-what is stored) and returns the printed numbers, which citations show beside the PDF page index
-("p. 140 (printed p. 126)"). Kept apart from kb.ingest.pdf (extraction and word repair) on purpose.
+page. Inside a passage they interrupt the text and contradict the citation. `find_furniture` names those lines
+among each page's first and last lines and returns the printed numbers, which citations show beside the PDF page
+index ("p. 140 (printed p. 126)"). The lines stay in the document text (the page reads as printed, and offsets
+index it); kb.ingest.pdf records where they lie and the chunker keeps every passage clear of them.
+Kept apart from kb.ingest.pdf (extraction and word repair) on purpose.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def printed_offset(pages: list[str]) -> int | None:
     return offset if count >= max(1, MIN_SHARE * with_text) else None
 
 
-def strip_furniture(pages: list[str]) -> tuple[list[str], list[str | None]]:
-    """Each page without its printed number and running header/footer lines, and each page's printed number."""
+def find_furniture(pages: list[str]) -> tuple[list[frozenset[int]], list[str | None]]:
+    """Each page's furniture (indices of its printed-number and running header/footer lines) and printed number."""
     offset = printed_offset(pages)
     shapes: Counter[str] = Counter()
     for page in pages:
@@ -58,26 +59,25 @@ def strip_furniture(pages: list[str]) -> tuple[list[str], list[str | None]]:
     running = {
         s for s, n in shapes.items() if n >= MIN_REPEATS and 3 <= len(s.strip("# ")) <= 80 and s[-1:] not in ".。!?！？"
     }
-    out, labels = [], []
+    found, labels = [], []
     for number, page in enumerate(pages, start=1):
         lines = page.split("\n")
-        drop, printed = set(), None
+        lines_found, printed = set(), None
         for i in _edges(lines):
             m = _NUMBER_LINE.match(lines[i])
             # A number that says it is one ("Page|159") counts even where the numbering jumps; a bare number
             # only when it agrees with the offset most pages show.
             said = bool(m) and "page" in lines[i].lower()
             if m and (said or (offset is not None and int(m.group(1)) - number == offset)):
-                drop.add(i)
+                lines_found.add(i)
                 printed = m.group(1)
             elif _shape(lines[i]) in running or _JOURNAL_HEAD.match(lines[i]):
-                drop.add(i)
-        kept = [line for i, line in enumerate(lines) if i not in drop]
-        out.append("\n".join(kept).strip("\n"))
+                lines_found.add(i)
+        found.append(frozenset(lines_found))
         if printed is None and offset is not None and number + offset >= 1 and page.strip():
             printed = str(number + offset)  # an unnumbered page inside the numbered run
         labels.append(printed)
-    return out, labels
+    return found, labels
 
 
 def label_runs(labels: list[str | None]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kb import config
 from kb.errors import CorpusError, IngestError
-from kb.ingest.document import META_FIELDS, REPEALS_SEP, DocMeta, Document
+from kb.ingest.document import META_FIELDS, REPEALS_SEP, DocMeta, Document, blank_spans
 from kb.ingest.formats import decode, html_to_text, looks_like_html, read_docx, split_front_matter
 from kb.ingest.markdown import looks_like_markdown, render_markdown
 from kb.ingest.pdfpages import label_runs
@@ -168,6 +168,7 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
     sha = file_sha256(path)
     extra: dict[str, str] = {}
     pages: tuple[tuple[int, int, int], ...] = ()
+    furniture: tuple[tuple[int, int], ...] = ()
     header, title = "", None
     if suffix == ".pdf":
         from kb.ingest.pdf import read_pdf
@@ -176,7 +177,7 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
             pdf = read_pdf(path)
         except IngestError as exc:
             raise IngestError(doc_id, exc.reason) from exc
-        text, pages, encoding, fmt = pdf.text, pdf.pages, None, "pdf"
+        text, pages, encoding, fmt, furniture = pdf.text, pdf.pages, None, "pdf", pdf.furniture
         if pdf.repaired_words:
             extra["repaired_words"] = str(pdf.repaired_words)
         extra.update(scan_extra(pdf.scan))
@@ -223,12 +224,13 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
         title = title or text_title
     if not text.strip():
         raise IngestError(doc_id, "no text after conversion")
-    title = cap(title or _guess_title(text) or path.stem) or cap(path.stem)
-    lang = detect_lang(text)
+    body = blank_spans(text, furniture)  # a running header is neither the title nor part of the metadata
+    title = cap(title or _guess_title(body) or path.stem) or cap(path.stem)
+    lang = detect_lang(body)
     values: dict[str, str | None] = dict.fromkeys(META_FIELDS)
     if lang == "zh":
-        values.update(legal_meta(title, header, text))
-        repeals = repealed_titles(text)
+        values.update(legal_meta(title, header, body))
+        repeals = repealed_titles(body)
         if repeals:
             extra["repeals"] = REPEALS_SEP.join(repeals)
     else:
@@ -247,7 +249,16 @@ def _read_document(root: Path, doc_id: str, overrides: dict[str, str] | None) ->
     meta = DocMeta(
         **values, source_format=fmt, encoding=encoding, sha256=sha, extra=tuple(sorted(fit_json(extra, fixed).items()))
     )
-    return Document(doc_id=doc_id, path=str(path), title=title, lang=lang, text=text, meta=meta, page_spans=pages)
+    return Document(
+        doc_id=doc_id,
+        path=str(path),
+        title=title,
+        lang=lang,
+        text=text,
+        meta=meta,
+        page_spans=pages,
+        furniture=furniture,
+    )
 
 
 _LAWREF_END = "<!-- INFO END -->"
