@@ -2,6 +2,7 @@
 
     python -m kb eval stard && python -m kb eval scifact   # the two benchmark indexes training reads
     python scripts/train.py prepare                        # questions, gold rows, rankings, question states
+                                                           # (prepare --scifact 0, then prepare-scifact: apart)
     python scripts/train.py rerank-cv --folds 3            # held-out figures (Chinese and English questions)
     python scripts/train.py fit                            # train on every question, write kb/weights/...
     python scripts/train.py rerank-fit                     # the reranker, on the shipped tower's candidates
@@ -39,7 +40,7 @@ DEFAULT_INDEX = config.BENCH_DIR / "stard-lawrefbook-national-e5" / "index"
 SCIFACT_INDEX = config.BENCH_DIR / "scifact-e5" / "index"
 CACHE = config.ROOT / ".kb-cache" / "train"
 EN100 = Path(__file__).resolve().parent / "data" / "stard-train-en100.tsv"
-STEPS = ("prepare", "cv", "fit", "xling", "rerank-cv", "rerank-fit", "all")
+STEPS = ("prepare", "prepare-scifact", "cv", "fit", "xling", "rerank-cv", "rerank-fit", "all")
 
 
 def en100_positions() -> set[int]:
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scifact-index", type=Path, default=SCIFACT_INDEX, help="the SciFact index (`kb eval scifact`)")
     p.add_argument("--translations", type=Path, default=data.TRANSLATIONS, help="id<TAB>English STARD questions")
     p.add_argument("--definition-pairs", type=int, default=0, help="prepare: corpus definition pairs to mine")
+    p.add_argument("--limit", type=int, default=None, help="prepare: the first N questions only (a smoke test)")
     p.add_argument("--cache", type=Path, default=CACHE, help="prepared data and cached fold hits")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--out", type=Path, default=qtower.WEIGHTS)
@@ -73,9 +75,11 @@ def _prepared(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Prepared, Pre
     stard = args.cache / f"stard-{args.index.parent.name}-l{cfg.layers}-v2.pkl"
     sci = args.cache / f"scifact-{args.scifact_index.parent.name}-l{cfg.layers}.pkl"
     if args.step in ("prepare", "all"):
-        data.save(data.prepare_stard(args.index, cfg.layers, args.translations, args.definition_pairs), stard)
-        if cfg.scifact:
-            data.save(data.prepare_scifact(args.scifact_index, cfg.layers), sci)
+        data.save(
+            data.prepare_stard(args.index, cfg.layers, args.translations, args.definition_pairs, args.limit), stard
+        )
+    if args.step in ("prepare", "prepare-scifact", "all") and cfg.scifact:
+        data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit), sci)
     return data.load(stard), data.load(sci) if cfg.scifact else None
 
 
@@ -89,7 +93,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {}
     if args.step in ("cv", "all"):
         grid = [(float(w), int(n)) for w, n in (x.split(":") for x in args.bridges)]
-        result["cv"] = cross_validate(prep, sci, data.fp32_e5(), args.index, args.folds, cfg, grid)
+        result["cv"] = cross_validate(
+            prep, sci, data.fp32_e5(), args.index, args.folds, cfg, grid, args.cache, en100_positions()
+        )
     if args.step == "rerank-cv":
         result["rerank_cv"] = rerank_cv(
             prep, sci, data.fp32_e5(), args.index, args.folds, cfg, rcfg, args.cache, en100_positions()

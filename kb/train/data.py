@@ -128,16 +128,19 @@ def _finish(
     return Prepared(queries, hidden, 12 - layers, gold, ranked, passages, allowed, n_stard, kind, group)
 
 
-def prepare_stard(index: Path, layers: int, translations: Path | None, n_definitions: int = 0) -> Prepared:
-    """STARD train's Chinese questions, their English translations (in STARD's order) and definition pairs."""
+def prepare_stard(
+    index: Path, layers: int, translations: Path | None, n_definitions: int = 0, limit: int | None = None
+) -> Prepared:
+    """STARD train's Chinese questions (the first `limit`), their English translations (in STARD's order) and
+    definition pairs."""
     t0 = time.perf_counter()
     searcher = Searcher(index, tuned=False)  # the current system: packaged e5 alone
     loaded = searcher.index
     allowed = allowed_rows(loaded, Filters())
-    rows = _stard_rows(None)
+    rows = _stard_rows(limit)
     texts = _texts(searcher)
     english = read_translations(translations) if translations else {}
-    unknown = sorted(set(english) - {row["id"] for row in rows})
+    unknown = sorted(set(english) - {row["id"] for row in _stard_rows(None)})
     if unknown:
         raise KbError(f"{translations}: ids not in STARD train: {unknown[:5]}")
     en = [(i, english[row["id"]]) for i, row in enumerate(rows) if row["id"] in english]
@@ -173,14 +176,14 @@ def scifact_train() -> list[tuple[str, set[str]]]:
     return [(q["text"], judged[q["_id"]]) for q in queries if q["_id"] in judged]
 
 
-def prepare_scifact(index: Path, layers: int) -> Prepared:
+def prepare_scifact(index: Path, layers: int, limit: int | None = None) -> Prepared:
     """SciFact train queries against the SciFact benchmark index; gold rows are their judged abstracts' passages.
     (SciFact test has other queries over the same abstracts; it stays held out.)"""
     t0 = time.perf_counter()
     searcher = Searcher(index, tuned=False)
     loaded = searcher.index
     allowed = allowed_rows(loaded, Filters())
-    pairs = scifact_train()
+    pairs = scifact_train()[:limit]
     gold = []
     for _, docs in pairs:
         rows = [int(r) for d in sorted(docs) for r in loaded.doc_rows.get(f"{d}.txt", ()) if allowed[int(r)]]

@@ -120,6 +120,19 @@ class Head:
             for name, p in layer.named_parameters()
         }
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The trained layers in float32 (a fold's model kept between runs)."""
+        return {name: p.detach().numpy().copy() for name, p in self.layers.named_parameters()}
+
+    @classmethod
+    def from_state(cls, model: object, start: int, state: dict[str, np.ndarray]) -> Head:
+        import torch
+
+        head = cls(model, start)
+        for name, p in head.layers.named_parameters():
+            p.data = torch.from_numpy(state[name].copy())
+        return head
+
     def encode(self, states: list[np.ndarray], batch: int = 64) -> np.ndarray:
         import torch
 
