@@ -1,11 +1,14 @@
 """Train the question tower (kb.embed.tower) and the reranker, cross-validate them on STARD train, ship them.
 
-    python -m kb eval stard && python -m kb eval scifact   # the two benchmark indexes training reads
-    python scripts/train.py prepare                        # questions, gold rows, rankings, question states
-                                                           # (prepare --scifact 0, then prepare-scifact: apart)
-    python scripts/train.py rerank-cv --folds 3            # held-out figures (Chinese and English questions)
-    python scripts/train.py fit                            # train on every question, write kb/weights/...
-    python scripts/train.py rerank-fit                     # the reranker, on the shipped tower's candidates
+    python -m kb eval stard                              # the STARD benchmark index training reads
+    python scripts/train.py prepare                      # questions, gold rows, rankings, question states
+    python scripts/train.py rerank-cv --folds 3          # held-out figures, tower and reranker
+    python scripts/train.py fit                          # train on every question, write kb/weights/...
+    python scripts/train.py rerank-fit                   # the reranker, on the shipped tower's candidates
+
+English training questions (our translations of STARD's, scripts/data/stard-train-en.tsv) and SciFact train
+are the measured experiment `--english 1 --scifact 1` (docs/BENCHMARKS.md; SciFact needs `python -m kb eval
+scifact` and `prepare-scifact` first); the shipped file is trained on the Chinese questions.
 
 `prepare` reads each index once and caches what training needs (kb.train.data); `cv` and `rerank-cv` train
 one model per fold of STARD question ids on the other folds' questions, Chinese and English (kb.train.cv), and

@@ -60,7 +60,9 @@ def fit(
     head = train(model, training_sets(prep, sci, set(), cfg), cfg, progress=log.info)
     out.parent.mkdir(parents=True, exist_ok=True)
     # One metadata entry: safetensors writes several in hash order, which would change the file's sha256 per run.
-    save_file(head.tensors(), str(out), metadata={"scripts/train.py": json.dumps(cfg.__dict__, sort_keys=True)})
+    # The English switches are written only when on, so a Chinese-only file is byte for byte the earlier one.
+    about = {k: v for k, v in cfg.__dict__.items() if v or k not in ("english", "scifact")}
+    save_file(head.tensors(), str(out), metadata={"scripts/train.py": json.dumps(about, sort_keys=True)})
     result: dict[str, object] = {
         "file": str(out),
         "sha256": qtower.sha256_of(out),

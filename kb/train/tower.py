@@ -60,8 +60,10 @@ class TrainConfig:
     hard: int = 64  # hard negatives per question from each channel's top of the current system
     random: int = 2048  # random allowed passages shared by a batch
     definitions: int = 0  # 1: also train on the corpus's definition pairs ("什么是X？" -> the defining article)
-    english: int = 1  # 1: also train on the English translations of the training STARD questions
-    scifact: int = 1  # 1: also train on SciFact train queries (their own index's passages)
+    # 1: also train on the English versions of the training STARD questions / on SciFact train queries (their own
+    # index's passages). Measured in docs/BENCHMARKS.md; off in the shipped file until a full CV says it pays.
+    english: int = 0
+    scifact: int = 0
     seed: int = 0
 
 
