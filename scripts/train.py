@@ -40,6 +40,8 @@ from kb.train.ship import cross_lingual, fit, rerank_fit
 from kb.train.tower import Prepared, TrainConfig
 
 DEFAULT_INDEX = config.BENCH_DIR / "stard-lawrefbook-national-e5" / "index"
+# torch threads for training (1: the cores stay free for the other folds' searches)
+THREADS = int(os.environ.get("KB_TRAIN_THREADS", "1"))
 SCIFACT_INDEX = config.BENCH_DIR / "scifact-e5" / "index"
 CACHE = config.ROOT / ".kb-cache" / "train"
 EN100 = Path(__file__).resolve().parent / "data" / "stard-train-en100.tsv"
@@ -86,10 +88,11 @@ def _prepared(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Prepared, Pre
     stard, sci = _paths(args, cfg)
     if args.step in ("prepare", "all"):
         data.save(
-            data.prepare_stard(args.index, cfg.layers, args.translations, args.definition_pairs, args.limit), stard
+            data.prepare_stard(args.index, cfg.layers, args.translations, args.definition_pairs, args.limit, THREADS),
+            stard,
         )
         if cfg.scifact:
-            data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit), sci)
+            data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit, THREADS), sci)
     return data.load(stard), data.load(sci) if cfg.scifact else None
 
 
@@ -100,23 +103,25 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     )
     t0 = time.perf_counter()
     if args.step == "prepare-scifact":  # apart, so it can run while the STARD set is prepared
-        data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit), _paths(args, cfg)[1])
+        data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit, THREADS), _paths(args, cfg)[1])
         return {"seconds": round(time.perf_counter() - t0, 1)}
     prep, sci = _prepared(args, cfg)
     result: dict[str, object] = {}
     if args.step in ("cv", "all"):
         grid = [(float(w), int(n)) for w, n in (x.split(":") for x in args.bridges)]
         result["cv"] = cross_validate(
-            prep, sci, data.fp32_e5(), args.index, args.folds, cfg, grid, args.cache, en100_positions()
+            prep, sci, data.fp32_e5(THREADS), args.index, args.folds, cfg, grid, args.cache, en100_positions()
         )
     if args.step == "rerank-cv":
         result["rerank_cv"] = rerank_cv(
-            prep, sci, data.fp32_e5(), args.index, args.folds, cfg, rcfg, args.cache, en100_positions()
+            prep, sci, data.fp32_e5(THREADS), args.index, args.folds, cfg, rcfg, args.cache, en100_positions()
         )
     if args.step == "xling":
         result["xling"] = cross_lingual(prep, args.index, en100_positions())
     if args.step in ("fit", "all"):
-        result["fit"] = fit(prep, sci, cfg, args.out, args.scifact_index if args.scifact_index.is_dir() else None)
+        result["fit"] = fit(
+            prep, sci, cfg, args.out, args.scifact_index if args.scifact_index.is_dir() else None, THREADS
+        )
     if args.step in ("rerank-fit", "all"):
         result["rerank_fit"] = rerank_fit(prep, args.index, rcfg, reranker.WEIGHTS, args.cache)
     result["seconds"] = round(time.perf_counter() - t0, 1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import re
 import time
@@ -34,11 +33,11 @@ _WS = re.compile(r"\s+")
 TRANSLATIONS = config.ROOT / "scripts" / "data" / "stard-train-en.tsv"
 
 
-def fp32_e5() -> object:
+def fp32_e5(threads: int = 1) -> object:
     """e5-small run by torch in float32 (training and the question states need gradients-grade precision)."""
     from kb.embed.e5torch import TorchE5
 
-    return TorchE5(threads=int(os.environ.get("KB_TRAIN_THREADS", "1")), bf16=False)
+    return TorchE5(threads=threads, bf16=False)
 
 
 def gold_rows(texts: Sequence[str], allowed: np.ndarray, golds: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -119,17 +118,23 @@ def _finish(
     group: list[int],
     allowed: np.ndarray,
     t0: float,
+    threads: int = 1,
 ) -> Prepared:
     ranked = [row_rankings(searcher, searcher.rankings(q, depth(100))) for q in queries]
     log.info("current system's rankings of %d questions done (%.0fs)", len(queries), time.perf_counter() - t0)
     loaded = searcher.index
     passages = loaded.vectors["dense"].reconstruct_n(0, loaded.n_rows).astype(np.float32)
-    hidden = query_states(fp32_e5(), queries, 12 - layers)
+    hidden = query_states(fp32_e5(threads), queries, 12 - layers)
     return Prepared(queries, hidden, 12 - layers, gold, ranked, passages, allowed, n_stard, kind, group)
 
 
 def prepare_stard(
-    index: Path, layers: int, translations: Path | None, n_definitions: int = 0, limit: int | None = None
+    index: Path,
+    layers: int,
+    translations: Path | None,
+    n_definitions: int = 0,
+    limit: int | None = None,
+    threads: int = 1,
 ) -> Prepared:
     """STARD train's Chinese questions (the first `limit`), their English translations (in STARD's order) and
     definition pairs."""
@@ -159,7 +164,7 @@ def prepare_stard(
         len(pairs),
         time.perf_counter() - t0,
     )
-    return _finish(searcher, queries, gold, layers, len(rows), kind, group, allowed, t0)
+    return _finish(searcher, queries, gold, layers, len(rows), kind, group, allowed, t0, threads)
 
 
 def scifact_train() -> list[tuple[str, set[str]]]:
@@ -176,7 +181,7 @@ def scifact_train() -> list[tuple[str, set[str]]]:
     return [(q["text"], judged[q["_id"]]) for q in queries if q["_id"] in judged]
 
 
-def prepare_scifact(index: Path, layers: int, limit: int | None = None) -> Prepared:
+def prepare_scifact(index: Path, layers: int, limit: int | None = None, threads: int = 1) -> Prepared:
     """SciFact train queries against the SciFact benchmark index; gold rows are their judged abstracts' passages.
     (SciFact test has other queries over the same abstracts; it stays held out.)"""
     t0 = time.perf_counter()

@@ -50,13 +50,18 @@ def scifact_on_off(model: object, head: Head, index: Path) -> dict[str, float]:
 
 
 def fit(
-    prep: Prepared, sci: Prepared | None, cfg: TrainConfig, out: Path, scifact_index: Path | None
+    prep: Prepared,
+    sci: Prepared | None,
+    cfg: TrainConfig,
+    out: Path,
+    scifact_index: Path | None,
+    threads: int = 1,
 ) -> dict[str, object]:
     """Train on every training question, write the weight file (float16 safetensors) and measure SciFact test."""
     from safetensors.numpy import save_file
 
     t0 = time.perf_counter()
-    model = fp32_e5()
+    model = fp32_e5(threads)
     head = train(model, training_sets(prep, sci, set(), cfg), cfg, progress=log.info)
     out.parent.mkdir(parents=True, exist_ok=True)
     # One metadata entry: safetensors writes several in hash order, which would change the file's sha256 per run.
