@@ -233,6 +233,7 @@ TUNED = (env("KB_TUNED") or "1").lower() not in ("0", "off", "false", "no")
 # The reranker (kb.search.rerank): a learned re-ordering of the first fused passages, trained on STARD train.
 # KB_RERANK=0 (or --rerank off) keeps the fused order.
 RERANK = (env("KB_RERANK") or "1").lower() not in ("0", "off", "false", "no")
+RERANK_WEIGHTS = ROOT / "kb" / "weights" / "reranker.json"  # its sha256 goes into each index manifest
 
 BM25_K1 = 1.2
 BM25_B = 0.75

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 
 from kb.embed import tower as qtower
-from kb.errors import ModelLoadError, ModelMismatchError
-from kb.train.tower import definition_pairs, folds, gold_rows
+from kb.errors import KbError, ModelLoadError, ModelMismatchError
+from kb.train.data import definition_pairs, gold_rows, read_translations
+from kb.train.tower import Prepared, TrainConfig, folds, training_ids
 
 ROOT = Path(__file__).parent.parent
 
@@ -69,16 +71,20 @@ def test_a_damaged_weight_file_says_how_to_fix_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.model
-def test_tower_changes_chinese_questions_only() -> None:
+def test_tower_changes_questions_of_its_languages_only() -> None:
     from kb.embed.models import E5Embedder
 
     base = E5Embedder(workers=1)
-    tuned = qtower.TunedE5(base, qtower.load_weights())
+    weights = qtower.load_weights()
+    tuned = qtower.TunedE5(base, weights)
     zh = ["公司拖欠工资怎么办？", "什么是价格欺诈"]
     en = ["what measures address live-stream talent"]
     cos_zh = (tuned.query(zh) * base.query(zh)).sum(1)
     assert np.all(cos_zh < 0.99), cos_zh  # the tower moves Chinese questions (to about 0.5 cosine of e5)
-    assert np.allclose(tuned.query(en), base.query(en))
+    cos_en = (tuned.query(en) * base.query(en)).sum(1)
+    assert np.all(cos_en < 0.99) if "en" in weights.langs else np.allclose(cos_en, 1.0, atol=1e-5), cos_en
+    only_zh = qtower.TunedE5(base, dataclasses.replace(weights, langs=("zh",)))
+    assert np.allclose(only_zh.query(en), base.query(en))  # a language the file was not trained on is untouched
     assert np.allclose(tuned.passage(zh), base.passage(zh))
 
 
@@ -115,3 +121,51 @@ def test_refresh_refuses_a_new_generation_recorded_with_another_tower(tmp_path: 
         searcher.refresh()
     assert searcher.generation == old  # still serving what it had
     assert searcher.search("什么是价格欺诈", 3, rerank=False)
+
+
+def _prepared(kinds: list[str], groups: list[int]) -> Prepared:
+    n = len(kinds)
+    return Prepared(
+        [f"q{i}" for i in range(n)],
+        [np.zeros((2, 4), np.float32)] * n,
+        10,
+        [np.array([0])] * n,
+        [{}] * n,
+        np.zeros((1, 4), np.float32),
+        np.array([True]),
+        kinds.count("zh"),
+        kinds,
+        groups,
+    )
+
+
+def test_a_question_and_its_translation_train_and_test_together() -> None:
+    prep = _prepared(["zh", "zh", "zh", "en", "en", "definition", "scifact"], [0, 1, 2, 2, 0, -1, -1])
+    assert prep.positions("en") == [3, 4] and prep.positions("en", {0}) == [4]
+    held = {2}  # STARD question 2 is in the test fold: neither its Chinese nor its English version trains
+    assert training_ids(prep, held, TrainConfig(english=1, scifact=1)) == [0, 1, 4, 6]
+    assert training_ids(prep, held, TrainConfig()) == [0, 1]  # the shipped file: Chinese STARD questions
+    assert training_ids(prep, held, TrainConfig(english=0, scifact=0, definitions=1)) == [0, 1, 5]
+
+
+def test_translations_read_as_id_and_question(tmp_path: Path) -> None:
+    path = tmp_path / "en.tsv"
+    path.write_text("# our translations\n12\tIs it lawful?\n\n7\t Who pays? \n", encoding="utf-8")
+    assert read_translations(path) == {12: "Is it lawful?", 7: "Who pays?"}
+    path.write_text("12 Is it lawful?\n", encoding="utf-8")
+    with pytest.raises(KbError, match="en.tsv:1: expected 'id<TAB>English question'"):
+        read_translations(path)
+
+
+def test_the_translations_cover_the_cross_lingual_questions() -> None:
+    every = read_translations(ROOT / "scripts" / "data" / "stard-train-en.tsv")
+    en100 = read_translations(ROOT / "scripts" / "data" / "stard-train-en100.tsv")
+    assert all(every[qid] == text for qid, text in en100.items())
+    assert len(every) >= 1200
+    assert not any(any("\u4e00" <= ch <= "\u9fff" for ch in text) for text in every.values())  # no Chinese
+
+
+def test_the_tower_applies_to_the_languages_it_was_trained_on() -> None:
+    assert qtower.trained_langs({}) == ("zh",)  # a file from before English training
+    assert qtower.trained_langs({"scripts/train.py": json.dumps({"english": 0, "scifact": 0})}) == ("zh",)
+    assert qtower.trained_langs({"scripts/train.py": json.dumps({"english": 1, "scifact": 1})}) == ("zh", "en")

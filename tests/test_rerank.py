@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kb.chunk import Chunk
-from kb.errors import ModelLoadError
+from kb.errors import ModelLoadError, ModelMismatchError
 from kb.ingest.document import DocMeta
 from kb.search import rerank
 from kb.search.hits import Hit
@@ -137,3 +138,48 @@ def test_search_switch_changes_the_order_and_keeps_the_passages_cited() -> None:
     assert {h.chunk.chunk_id for h in on} <= {
         h.chunk.chunk_id for h in searcher.search("什么是价格欺诈", 30, rerank=False)
     }
+
+
+def _shipped_manifest(index: Path) -> tuple[Path, dict]:
+    path = index / (index / "CURRENT").read_text().strip() / "manifest.json"
+    return path, json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_the_shipped_index_records_the_shipped_reranker() -> None:
+    _, manifest = _shipped_manifest(ROOT / "index")
+    assert manifest["reranker"] == {"file": "reranker.json", "sha256": rerank.shipped().sha256}
+
+
+def test_an_index_built_with_other_reranker_weights_is_refused_and_reported(tmp_path: Path) -> None:
+    from kb.index.manifest import WeightsInfo
+    from kb.index.verify import verify
+
+    model = rerank.shipped()
+    with pytest.raises(ModelMismatchError, match="reranker 000000000000.*rebuild with `python -m kb build`"):
+        rerank.check_manifest(WeightsInfo("reranker.json", "0" * 64), model, "index/")
+    rerank.check_manifest(WeightsInfo.of(rerank.WEIGHTS), model, "index/")  # the same weights pass
+    rerank.check_manifest(None, model, "index/")  # an index from before the reranker was recorded
+    index = tmp_path / "index"
+    shutil.copytree(ROOT / "index", index)
+    path, manifest = _shipped_manifest(index)
+    manifest["reranker"]["sha256"] = "f" * 64
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    problems = verify(ROOT / "corpus", index, quick=True)
+    assert [p for p in problems if "reranker" in p] == [
+        f"reranker ffffffffffff recorded, reranker.json is {model.sha256[:12]}"
+    ]
+
+
+@pytest.mark.model
+def test_search_refuses_an_index_recorded_with_other_reranker_weights(tmp_path: Path) -> None:
+    from kb.search.searcher import Searcher
+
+    index = tmp_path / "index"
+    shutil.copytree(ROOT / "index", index)
+    path, manifest = _shipped_manifest(index)
+    manifest["reranker"]["sha256"] = "f" * 64
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    searcher = Searcher(index)
+    with pytest.raises(ModelMismatchError, match="built for reranker ffffffffffff.*--rerank off"):
+        searcher.search("什么是价格欺诈", 3)
+    assert searcher.search("什么是价格欺诈", 3, rerank=False)

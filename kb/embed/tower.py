@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ from kb.errors import ModelLoadError, ModelMismatchError
 log = logging.getLogger(__name__)
 
 WEIGHTS = config.ROOT / "kb" / "weights" / "e5-question-tower.safetensors"
-# Questions in these languages go through the tuned layers; the others keep the packaged e5 (training saw
-# Chinese questions only, so English retrieval, SciFact included, stays exactly as measured before).
+# Questions in the languages a weight file was trained on go through the tuned layers; the others keep the
+# packaged e5. Chinese always; English when scripts/train.py recorded English training questions (translated
+# STARD questions, SciFact train) in the file's metadata, so a tower trained on Chinese alone leaves English
+# retrieval, SciFact included, exactly as the packaged e5 gives it.
 TUNED_LANGS = ("zh",)
 E5_NAME = "multilingual-e5-small"
 
@@ -45,6 +48,7 @@ class TowerWeights:
     path: Path
     sha256: str
     tensors: dict[str, np.ndarray]
+    langs: tuple[str, ...] = TUNED_LANGS  # question languages it was trained on
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -63,16 +67,28 @@ def load_weights(path: Path = WEIGHTS) -> TowerWeights:
             "or retrain with `python scripts/train.py fit`"
         )
     try:
-        from safetensors.numpy import load_file
+        from safetensors import safe_open
 
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="np") as fh:
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118 (not a dict)
+            about = fh.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for a garbled file
         raise ModelLoadError(
             f"{path}: not a question tower weight file ({exc}); retrain with `python scripts/train.py fit`"
         ) from exc
     if not tensors or not all(name.startswith("layers.") for name in tensors):
         raise ModelLoadError(f"{path}: holds no encoder layers; retrain with `python scripts/train.py fit`")
-    return TowerWeights(path, sha256_of(path), tensors)
+    return TowerWeights(path, sha256_of(path), tensors, trained_langs(about))
+
+
+def trained_langs(metadata: Mapping[str, str]) -> tuple[str, ...]:
+    """The question languages a weight file was trained on, from the training config scripts/train.py records."""
+    try:
+        cfg = json.loads(metadata.get("scripts/train.py", "{}"))
+    except ValueError:
+        cfg = {}
+    english = bool(cfg.get("english")) or bool(cfg.get("scifact")) if isinstance(cfg, dict) else False
+    return (*TUNED_LANGS, "en") if english else TUNED_LANGS
 
 
 _SHIPPED: dict[Path, TowerWeights] = {}
@@ -118,7 +134,7 @@ class TowerInfo:
 
 def manifest_entry(weights: TowerWeights) -> TowerInfo:
     """What the index manifest records about the shipped tower."""
-    return TowerInfo(weights.path.name, weights.sha256, weights.layers, TUNED_LANGS)
+    return TowerInfo(weights.path.name, weights.sha256, weights.layers, weights.langs)
 
 
 def for_build(embedders: Mapping[str, object]) -> TowerInfo | None:
@@ -181,7 +197,7 @@ def tuned_encoder(base: object, weights: TowerWeights) -> object:
 
 
 class TunedE5:
-    """The e5 embedder with the question tower: same name and passages as e5, tuned questions in TUNED_LANGS."""
+    """The e5 embedder with the question tower: same name and passages as e5, tuned questions in weights.langs."""
 
     def __init__(self, base: object, weights: TowerWeights) -> None:
         self.base = base  # kb.embed.E5Embedder
@@ -220,7 +236,7 @@ class TunedE5:
 
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        is_tuned = [detect_lang(t) in TUNED_LANGS for t in texts]
+        is_tuned = [detect_lang(t) in self.weights.langs for t in texts]
         tuned = [i for i, flag in enumerate(is_tuned) if flag]
         plain = [i for i, flag in enumerate(is_tuned) if not flag]
         if tuned:

@@ -43,7 +43,7 @@ from kb.text.lexical import TOKENIZER_VERSION, tokenize_many
 from kb.index.quotes import QUOTE_FILE, write_quote_index
 from kb.index.citedby import CITEDBY_FILE, write_citedby
 from kb.catalog.resolve import Resolver
-from kb.index.manifest import Channel, Counts, Manifest, QuoteInfo, Segment
+from kb.index.manifest import Channel, Counts, Manifest, QuoteInfo, Segment, WeightsInfo
 from kb.index.report import BuildReport, Progress
 from kb.index.store import Store, open_store
 from kb.index.write import Changes, appended, compacted, worth_compacting
@@ -143,7 +143,8 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
                 channels=channels, quote=QuoteInfo.from_dict(quote), segments=tuple(segments),
                 deleted=tuple(deleted), counts=Counts(len(keys), report.chunks, n_rows, len(report.skipped)),
                 files={d: key.split(":")[0] for d, key in keys.items()}, skipped=dict(report.skipped),
-                question_tower=tower.for_build(embedders), cited_by=cited_by)
+                question_tower=tower.for_build(embedders), reranker=WeightsInfo.of(config.RERANK_WEIGHTS),
+                cited_by=cited_by)
             with report.timed("publish"):
                 (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=1),
                                             encoding="utf-8")

@@ -4,11 +4,33 @@ The JSON keeps its shape (index format 2); `Manifest.from_dict` reads it and `to
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kb.embed.tower import TowerInfo
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """A trained weight file the index is searched with (the reranker's): its name and sha256."""
+
+    file: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.file, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> WeightsInfo | None:
+        return cls(str(data.get("file", "")), str(data.get("sha256", ""))) if data else None
+
+    @classmethod
+    def of(cls, path: Path) -> WeightsInfo | None:
+        """What a build records about a weight file; None when it is not there."""
+        return cls(path.name, hashlib.sha256(path.read_bytes()).hexdigest()) if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # doc_id -> sha256 of the source file
     skipped: dict[str, str] = field(default_factory=dict)  # doc_id -> why it is not in the index
     question_tower: TowerInfo | None = None  # the trained question layers the dense channel is searched with
+    reranker: WeightsInfo | None = None  # the trained reranker (kb.search.rerank) searches re-order with
     cited_by: dict[str, object] = field(default_factory=dict)  # the cited-by table: file, version, references
 
     def to_dict(self) -> dict[str, object]:
@@ -109,6 +132,7 @@ class Manifest:
                 "segments": [s.to_dict() for s in self.segments], "deleted": [list(r) for r in self.deleted],
                 "counts": self.counts.to_dict(), "files": self.files, "skipped": self.skipped,
                 **({"question_tower": self.question_tower.to_dict()} if self.question_tower else {}),
+                **({"reranker": self.reranker.to_dict()} if self.reranker else {}),
                 **({"cited_by": self.cited_by} if self.cited_by else {})}
 
     @classmethod
@@ -128,4 +152,5 @@ class Manifest:
             files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
             skipped={str(k): str(v) for k, v in (data.get("skipped") or {}).items()},
             question_tower=TowerInfo.from_dict(data.get("question_tower")),
+            reranker=WeightsInfo.from_dict(data.get("reranker")),
             cited_by=dict(data.get("cited_by") or {}))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kb import config
 from kb.chunk import chunk_document
 from kb.embed import tower
 from kb.embed.cache import EmbeddingCache
@@ -14,7 +15,7 @@ from kb.embed.models import load_embedder
 from kb.index.build import chunking_settings
 from kb.index.generations import current_generation, read_manifest
 from kb.index.loader import load_index
-from kb.index.manifest import Manifest
+from kb.index.manifest import Manifest, WeightsInfo
 from kb.index.vectors import rows_of
 from kb.ingest.guard import report_id, safe_hash
 from kb.ingest.read import read_document, walk_corpus
@@ -46,6 +47,9 @@ def verify(corpus: Path, index_dir: Path, sample: int = 16, seed: int = 0, quick
         problems.append(
             f"question tower {tower_info.sha256[:12]} recorded, {tower.WEIGHTS.name} is {tower.shipped().sha256[:12]}"
         )
+    rr, shipped_rr = manifest.reranker, WeightsInfo.of(config.RERANK_WEIGHTS)
+    if rr and shipped_rr and rr.sha256 != shipped_rr.sha256:
+        problems.append(f"reranker {rr.sha256[:12]} recorded, {shipped_rr.file} is {shipped_rr.sha256[:12]}")
     # A FIFO or a link to a device is refused unopened (None), as the build refused it (kb.ingest.guard).
     files = {report_id(doc_id): safe_hash(corpus, doc_id, path) for doc_id, path in walk_corpus(corpus)}
     recorded: dict[str, str | None] = {**manifest.files, **dict.fromkeys(manifest.skipped)}

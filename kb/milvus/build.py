@@ -32,6 +32,7 @@ from kb.embed.cache import EmbeddingCache, embed_passages
 from kb.embed.models import Embedder
 from kb.errors import IngestError, KbError
 from kb.index.build import chunking_settings
+from kb.index.manifest import WeightsInfo
 from kb.index.report import BuildReport, Progress
 from kb.ingest.document import Document
 from kb.ingest.guard import guarded, skip, source_key
@@ -67,6 +68,7 @@ def manifest_for(embedders: dict[str, Embedder]) -> dict[str, object]:
         "bm25": {"k1": config.BM25_K1, "b": config.BM25_B},
         "channels": {ch: {"model": e.name, "dim": e.dim} for ch, e in embedders.items()},
         **({"question_tower": info.to_dict()} if (info := tower.for_build(embedders)) else {}),
+        **({"reranker": rr.to_dict()} if (rr := WeightsInfo.of(config.RERANK_WEIGHTS)) else {}),
     }
 
 

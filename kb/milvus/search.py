@@ -27,7 +27,7 @@ from kb.chunk import Chunk, chunk_id, parse_chunk_id
 from kb.embed.models import Embedder
 from kb.embed.tower import TowerInfo
 from kb.errors import IndexMissingError, QueryError
-from kb.index.manifest import Channel
+from kb.index.manifest import Channel, WeightsInfo
 from kb.ingest.document import DocMeta, DocRow, Document
 from kb.ingest.read import detect_lang
 from kb.milvus.filters import expression
@@ -75,6 +75,7 @@ class MilvusSearcher(SearcherBase):
             channels: dict[str, dict[str, object]] = manifest.get("channels") or {}
             self.channels = {ch: Channel.from_dict(info) for ch, info in channels.items()}
             self.question_tower = TowerInfo.from_dict(manifest.get("question_tower"))
+            self.reranker = WeightsInfo.from_dict(manifest.get("reranker"))
             self.check_models(model)
             self._open()
         except BaseException:
@@ -129,10 +130,12 @@ class MilvusSearcher(SearcherBase):
         """
         if self._stamp() == self.stamp:
             return False
-        recorded = TowerInfo.from_dict(self.db.require_manifest().get("question_tower"))
+        manifest = self.db.require_manifest()
+        recorded = TowerInfo.from_dict(manifest.get("question_tower"))
         self.check_tower(recorded, self.channels)
         with self._lock:
             self.question_tower = recorded
+            self.reranker = WeightsInfo.from_dict(manifest.get("reranker"))
             self._open()
         return True
 

@@ -23,7 +23,7 @@ from kb.embed.models import Embedder, load_embedder
 from kb.embed.tower import TowerInfo
 from kb.errors import ModelMismatchError, QueryError
 from kb.index.citedby import Citing
-from kb.index.manifest import Channel
+from kb.index.manifest import Channel, WeightsInfo
 from kb.ingest.document import DocRow
 from kb.search import rerank as reranker
 from kb.search.contract import MODES, Rankings, SearchOptions
@@ -47,6 +47,7 @@ class SearcherBase:
     resolver: Resolver
     channels: dict[str, Channel]
     question_tower: TowerInfo | None  # what the index recorded (kb.embed.tower)
+    reranker: WeightsInfo | None  # the reranker weights the index recorded (kb.search.rerank)
 
     def __init__(
         self,
@@ -176,6 +177,7 @@ class SearcherBase:
         if not (self.rerank if rerank is None else rerank) or k <= 0 or not reranker.applies(query):
             return self._search(query, k, filters, mode, xrefs, tuned)
         model = reranker.shipped()
+        reranker.check_manifest(self.reranker, model, self.where)
         return model.rerank(query, self._search(query, max(k, model.pool), filters, mode, xrefs, tuned))[:k]
 
     def rankings(

@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
-from kb.errors import ModelLoadError
+from kb.errors import ModelLoadError, ModelMismatchError
+from kb.index.manifest import WeightsInfo
 from kb.ingest.read import detect_lang
 from kb.search.hits import Hit
 from kb.text.lexical import tokenize
 
-WEIGHTS = config.ROOT / "kb" / "weights" / "reranker.json"
+WEIGHTS = config.RERANK_WEIGHTS
 # Questions in these languages are reranked; the others keep the fused order. The model was fitted on Chinese
 # questions only: on English ones its word-overlap features push Chinese articles (which share no words with an
 # English question) below English commentary, and a golden cross-lingual question fell out of the top 5.
@@ -185,6 +186,16 @@ def load(path: Path = WEIGHTS) -> Reranker:
         pool,
         hashlib.sha256(raw).hexdigest(),
     )
+
+
+def check_manifest(recorded: WeightsInfo | None, model: Reranker, where: str) -> None:
+    """Raises ModelMismatchError when the index was built with other reranker weights than the ones shipped (its
+    figures were measured with those); an index from before the reranker was recorded passes."""
+    if recorded and recorded.sha256 != model.sha256:
+        raise ModelMismatchError(
+            f"{where} was built for reranker {recorded.sha256[:12]}, but {WEIGHTS.name} is {model.sha256[:12]}: "
+            "rebuild with `python -m kb build` (nothing is re-embedded), or search with --rerank off"
+        )
 
 
 _SHIPPED: list[Reranker] = []

@@ -54,6 +54,7 @@ class Searcher(SearcherBase):
         self.docs, self.spans, self.resolver = index.docs, index.spans, index.resolver
         self.channels = index.manifest.channels
         self.question_tower = index.manifest.question_tower
+        self.reranker = index.manifest.reranker
 
     @property
     def passages(self) -> int:

@@ -1,6 +1,6 @@
-"""Training the question tower (kb.embed.tower): STARD questions against the packaged passage vectors of an index.
+"""Training the question tower (kb.embed.tower): questions against the packaged passage vectors of an index.
 
-Everything the training reads is prepared once (`prepare`): each question's hidden states below the layers that
+Everything the training reads is prepared once (kb.train.data): each question's hidden states below the layers that
 are trained, its gold rows (the STARD README's 30-character rule over the passages the search may return) and
 the current system's channel rankings, from which hard negatives are mined. Passages are never re-embedded, so
 a fold costs a minute or two and k-fold cross-validation stays cheap.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,12 +22,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_WS = re.compile(r"\s+")
-
 
 @dataclass(frozen=True)
 class Prepared:
-    """Training inputs for n questions over an index of N rows."""
+    """Training inputs for n questions over one index of N rows.
+
+    Positions 0..n_stard-1 are STARD's Chinese questions in train.jsonl's order; after them come the questions
+    of other kinds (`kind`): "en" (our English translation of STARD question `group[i]`, same gold articles),
+    "definition" (corpus definition pairs) and "scifact" (SciFact train queries, on the SciFact index).
+    """
 
     queries: list[str]
     hidden: list[np.ndarray]  # per question: (tokens, 384) float32 states entering layer `start`
@@ -37,7 +39,13 @@ class Prepared:
     ranked: list[dict[str, list[int]]]  # per question: the current system's channel rankings
     passages: np.ndarray  # (N, 384) float32 packaged passage vectors
     allowed: np.ndarray  # (N,) bool: rows the default search may return
-    n_stard: int  # the first n_stard questions are STARD's; the rest are definition pairs (definition_pairs)
+    n_stard: int
+    kind: list[str]  # per question: "zh" (STARD), "en", "definition" or "scifact"
+    group: list[int]  # per question: the STARD question (position < n_stard) it asks, -1 for none
+
+    def positions(self, kind: str, groups: set[int] | None = None) -> list[int]:
+        """Positions of the questions of one kind, optionally only those asking the STARD questions `groups`."""
+        return [i for i, k in enumerate(self.kind) if k == kind and (groups is None or self.group[i] in groups)]
 
 
 @dataclass(frozen=True)
@@ -52,29 +60,11 @@ class TrainConfig:
     hard: int = 64  # hard negatives per question from each channel's top of the current system
     random: int = 2048  # random allowed passages shared by a batch
     definitions: int = 0  # 1: also train on the corpus's definition pairs ("什么是X？" -> the defining article)
+    # 1: also train on the English versions of the training STARD questions / on SciFact train queries (their own
+    # index's passages). Measured in docs/BENCHMARKS.md; off in the shipped file until a full CV says it pays.
+    english: int = 0
+    scifact: int = 0
     seed: int = 0
-
-
-def gold_rows(texts: Sequence[str], allowed: np.ndarray, golds: Sequence[Sequence[str]]) -> list[np.ndarray]:
-    """Rows whose text (whitespace removed) contains a gold article's first 30 characters, per question."""
-    flat = [_WS.sub("", t) for t in texts]
-    joined = "\x00".join(flat)
-    starts = np.cumsum([0] + [len(t) + 1 for t in flat[:-1]])
-    found: dict[str, np.ndarray] = {}
-    out = []
-    for question in golds:
-        rows: set[int] = set()
-        for g in question:
-            key = _WS.sub("", g)[:30]
-            if key not in found:
-                hits, pos = [], joined.find(key)
-                while pos >= 0:
-                    hits.append(int(np.searchsorted(starts, pos, side="right") - 1))
-                    pos = joined.find(key, pos + 1)
-                found[key] = np.array(sorted(set(hits)), dtype=np.int64)
-            rows.update(int(r) for r in found[key] if allowed[r])
-        out.append(np.array(sorted(rows), dtype=np.int64))
-    return out
 
 
 def query_states(model: object, queries: Sequence[str], start: int) -> list[np.ndarray]:
@@ -132,6 +122,19 @@ class Head:
             for name, p in layer.named_parameters()
         }
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The trained layers in float32 (a fold's model kept between runs)."""
+        return {name: p.detach().numpy().copy() for name, p in self.layers.named_parameters()}
+
+    @classmethod
+    def from_state(cls, model: object, start: int, state: dict[str, np.ndarray]) -> Head:
+        import torch
+
+        head = cls(model, start)
+        for name, p in head.layers.named_parameters():
+            p.data = torch.from_numpy(state[name].copy())
+        return head
+
     def encode(self, states: list[np.ndarray], batch: int = 64) -> np.ndarray:
         import torch
 
@@ -145,39 +148,55 @@ def hard_negatives(prep: Prepared, i: int, n: int) -> np.ndarray:
     return np.array(sorted(rows - set(prep.gold[i].tolist())), dtype=np.int64)
 
 
+def training_ids(prep: Prepared, held: set[int], cfg: TrainConfig) -> list[int]:
+    """Positions to train on: the STARD questions (Chinese, and English with cfg.english) whose STARD question is
+    not held out, then definition pairs with cfg.definitions, then SciFact queries with cfg.scifact."""
+    kinds = ["zh"] + ["en"] * cfg.english + ["definition"] * cfg.definitions + ["scifact"] * cfg.scifact
+    return [i for i, k in enumerate(prep.kind) if k in kinds and prep.group[i] not in held]
+
+
 def train(
     model: object,
-    prep: Prepared,
-    train_ids: Sequence[int],
+    sets: Sequence[tuple[Prepared, Sequence[int]]],
     cfg: TrainConfig,
     progress: Callable[[str], None] | None = None,
 ) -> Head:
-    """Fine-tune the last layers on the given questions (only those with a gold row the search may return)."""
+    """Fine-tune the last layers on the given questions of each prepared set (only those with a gold row the search
+    may return). A batch holds questions of one set (each set has its own passages); with several sets the
+    batches of an epoch are shuffled together. With one set the random draws are those of a single-set run.
+    """
     import torch
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    head = Head(model, prep.start)
-    passages = torch.from_numpy(prep.passages)
-    allowed_rows = np.flatnonzero(prep.allowed)
-    ids = [i for i in train_ids if len(prep.gold[i])]
-    negatives = {i: hard_negatives(prep, i, cfg.hard) for i in ids}
+    head = Head(model, sets[0][0].start)
+    parts = []
+    for prep, train_ids in sets:
+        ids = [i for i in train_ids if len(prep.gold[i])]
+        parts.append((prep, ids, torch.from_numpy(prep.passages), np.flatnonzero(prep.allowed)))
+    negatives = [{i: hard_negatives(prep, i, cfg.hard) for i in ids} for prep, ids, _, _ in parts]
+    n_questions = sum(len(ids) for _, ids, _, _ in parts)
     opt = torch.optim.AdamW(head.layers.parameters(), lr=cfg.lr, weight_decay=0.01)
-    steps = cfg.epochs * ((len(ids) + cfg.batch - 1) // cfg.batch)
+    steps = cfg.epochs * sum((len(ids) + cfg.batch - 1) // cfg.batch for _, ids, _, _ in parts)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, (steps - s) / steps)
     )
-    t0, step = time.perf_counter(), 0
+    t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
-        order = rng.permutation(ids)
+        batches: list[tuple[int, list[int]]] = []
+        for p, (_, ids, _, _) in enumerate(parts):
+            order = rng.permutation(ids)
+            batches.extend((p, [int(i) for i in order[b : b + cfg.batch]]) for b in range(0, len(order), cfg.batch))
+        if len(parts) > 1:
+            batches = [batches[j] for j in rng.permutation(len(batches))]
         total = 0.0
-        for b in range(0, len(order), cfg.batch):
-            batch = [int(i) for i in order[b : b + cfg.batch]]
+        for p, batch in batches:
+            prep, _, passages, allowed_rows = parts[p]
             pool = np.unique(
                 np.concatenate(
-                    [rng.choice(allowed_rows, cfg.random, replace=False)]
+                    [rng.choice(allowed_rows, min(cfg.random, len(allowed_rows)), replace=False)]
                     + [prep.gold[i] for i in batch]
-                    + [negatives[i] for i in batch]
+                    + [negatives[p][i] for i in batch]
                 )
             )
             where = {int(r): j for j, r in enumerate(pool)}
@@ -192,9 +211,10 @@ def train(
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(batch)
-            step += 1
         if progress:
-            progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {total / len(ids):.4f} ({time.perf_counter() - t0:.0f}s)")
+            progress(
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {total / n_questions:.4f} ({time.perf_counter() - t0:.0f}s)"
+            )
     return head
 
 
@@ -202,24 +222,3 @@ def folds(n: int, k: int, seed: int = 0) -> list[np.ndarray]:
     """k disjoint test folds of question positions, shuffled with a fixed seed."""
     order = np.random.default_rng(seed).permutation(n)
     return [np.sort(part) for part in np.array_split(order, k)]
-
-
-# "本法所称X，是指…" / "本规定所称X是指…": the article that defines X answers "什么是X".
-_DEFINES = re.compile(r"所称的?([^，。；：、“”（）\s]{2,16}?)[，,]?(?:是指|指的是|包括)")
-
-
-def definition_pairs(texts: Sequence[str], allowed: np.ndarray, limit: int, seed: int = 0) -> list[tuple[str, str]]:
-    """Self-supervised (question, article text) pairs from definition articles of the corpus: "什么是X？".
-
-    One pair per defined term (its first allowed definition in reading order), at most `limit`, drawn with a
-    fixed seed.
-    """
-    seen: dict[str, str] = {}
-    for row, text in enumerate(texts):
-        if not allowed[row]:
-            continue
-        for term in _DEFINES.findall(text):
-            seen.setdefault(term, text)
-    terms = sorted(seen)
-    pick = np.random.default_rng(seed).permutation(len(terms))[:limit]
-    return [(f"什么是{terms[i]}？", seen[terms[i]]) for i in sorted(pick)]

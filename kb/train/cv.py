@@ -1,0 +1,247 @@
+"""Cross-validation of the question tower and the reranker on STARD train (k folds of STARD question ids).
+
+A STARD question's Chinese original and its English translation always fall in the same fold: each fold's
+model never saw its test questions in either language, nor hard negatives mined from them. SciFact train
+queries (other questions, another corpus) are in every fold's training when the config asks for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from kb.search.hits import Hit
+from kb.search.searcher import Searcher
+from kb.train.rerank import RerankConfig, sample
+from kb.train.rerank import fit as fit_reranker
+from kb.train.score import bridge_rankings, fused, judged, learn_bridges, mean, ratio, score, tuned_rankings
+from kb.train.tower import Head, Prepared, TrainConfig, folds, train, training_ids
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Hits = dict[int, list[Hit]]
+
+
+def _progress(fold: int) -> Callable[[str], None]:
+    return lambda message: log.info("fold %d %s", fold + 1, message)
+
+
+def training_sets(
+    prep: Prepared, sci: Prepared | None, held: set[int], cfg: TrainConfig
+) -> list[tuple[Prepared, list[int]]]:
+    """What a fold's tower trains on: the STARD set without the held-out questions, and SciFact train if asked."""
+    sets = [(prep, training_ids(prep, held, cfg))]
+    if cfg.scifact and sci is not None:
+        sets.append((sci, training_ids(sci, set(), cfg)))
+    return sets
+
+
+def cached(path: Path, make: Callable[[], T]) -> T:
+    """A value kept between runs (fitting the reranker again must not retrain the towers)."""
+    if path.is_file():
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        pickle.dump(value, fh, protocol=5)
+    return value
+
+
+def _fold_key(prep: Prepared, sci: Prepared | None, cfg: TrainConfig) -> str:
+    """Names a fold's cached hits after everything they depend on (config, questions, training sets)."""
+    about = json.dumps([cfg.__dict__, prep.queries, sci.queries if sci and cfg.scifact else []], ensure_ascii=False)
+    return hashlib.sha256(about.encode()).hexdigest()[:12]
+
+
+def fold_head(
+    model: object, prep: Prepared, sci: Prepared | None, cfg: TrainConfig, k: int, f: int, held: set[int], cache: Path
+) -> tuple[Head, float]:
+    """Fold f's tower (trained on everything but the held-out STARD questions) and its training seconds; kept in
+    the cache in float32 so `cv` and `rerank-cv` share one training per fold."""
+    path = cache / f"tower-k{k}-f{f + 1}-{_fold_key(prep, sci, cfg)}.pkl"
+    if path.is_file():
+        with path.open("rb") as fh:
+            state, seconds = pickle.load(fh)
+        return Head.from_state(model, prep.start, state), seconds
+    t0 = time.perf_counter()
+    head = train(model, training_sets(prep, sci, held, cfg), cfg, _progress(f))
+    seconds = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        pickle.dump((head.state(), seconds), fh, protocol=5)
+    return head, seconds
+
+
+def pooled(results: dict[str, list[tuple[dict[str, float], int]]]) -> dict[str, dict[str, float]]:
+    """Per figure: Chinese ones fold-averaged like every earlier CV table; English and en100 ones pooled over
+    questions (their counts differ between folds)."""
+    out = {}
+    for name, value in results.items():
+        if name.startswith(("english", "en100")):
+            total = sum(c for _, c in value)
+            out[name] = {m: round(sum(fig[m] * c for fig, c in value) / max(total, 1), 4) for m in value[0][0]}
+        else:
+            out[name] = mean([fig for fig, _ in value])
+    return out
+
+
+def cross_validate(
+    prep: Prepared,
+    sci: Prepared | None,
+    model: object,
+    index: Path,
+    k: int,
+    cfg: TrainConfig,
+    bridge_grid: list[tuple[float, int]],
+    cache: Path,
+    en100: set[int],
+) -> dict[str, object]:
+    """Held-out figures with and without each fold's tower: the fold's Chinese questions, their English
+    translations, and the en100 questions in both languages; and the learned bridges' grid (Chinese).
+
+    en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
+    """
+    searcher = Searcher(index, tuned=False)  # the current system: packaged e5 alone
+    results: dict[str, list[tuple[dict[str, float], int]]] = {}
+    per_fold: list[dict[str, object]] = []
+    train_seconds: list[float] = []
+    for f, test in enumerate(folds(prep.n_stard, k, cfg.seed)):
+        held = set(test.tolist())
+        head, seconds = fold_head(model, prep, sci, cfg, k, f, held, cache)
+        train_seconds.append(seconds)
+        ids = test.tolist()
+        en_ids = prep.positions("en", held)
+        en100_en = [i for i in en_ids if prep.group[i] in en100]
+        en100_zh = [prep.group[i] for i in en100_en]
+        asked = ids + en_ids
+        with_tower = tuned_rankings(searcher, prep, asked, head.encode([prep.hidden[i] for i in asked]))
+        hits = fused(searcher, prep, with_tower)
+        base = fused(searcher, prep, {i: prep.ranked[i] for i in asked})
+        figures = {
+            "without": judged(prep, base, ids),
+            "with": judged(prep, hits, ids),
+            "english without": judged(prep, base, en_ids),
+            "english with": judged(prep, hits, en_ids),
+            "en100 chinese without": judged(prep, base, en100_zh),
+            "en100 chinese with": judged(prep, hits, en100_zh),
+            "en100 english without": judged(prep, base, en100_en),
+            "en100 english with": judged(prep, hits, en100_en),
+        }
+        sizes = {"english": len(en_ids), "en100": len(en100_en)}
+        bridges = learn_bridges(prep, [i for i in range(prep.n_stard) if i not in held]) if bridge_grid else None
+        for w, n in bridge_grid:
+            assert bridges is not None
+            extra = {i: bridge_rankings(searcher, prep, bridges, i, n) for i in ids}
+            figures[f"bridge w{w} n{n}"] = score(
+                searcher, prep, {i: {**prep.ranked[i], **extra[i]} for i in ids}, {"bridge": w}
+            )
+            figures[f"tower + bridge w{w} n{n}"] = score(
+                searcher, prep, {i: {**with_tower[i], **extra[i]} for i in ids}, {"bridge": w}
+            )
+        for name, fig in figures.items():
+            results.setdefault(name, []).append((fig, sizes.get(name.split(" ")[0], len(ids))))
+        per_fold.append(
+            {
+                "fold": f + 1,
+                "questions": len(ids),
+                **sizes,
+                "train_seconds": round(seconds, 1),
+                **{name: {m: round(v, 4) for m, v in fig.items()} for name, fig in figures.items()},
+            }
+        )
+        log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1]))
+    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, **pooled(results)}
+    r10 = {name: fig["recall@10"] for name, fig in pooled(results).items()}
+    out["en100 ratio recall@10 without"] = ratio(r10["en100 english without"], r10["en100 chinese without"])
+    out["en100 ratio recall@10 with"] = ratio(r10["en100 english with"], r10["en100 chinese with"])
+    out["train_seconds_per_fold"] = round(sum(train_seconds) / k, 1)
+    out["per_fold"] = per_fold
+    return out
+
+
+def rerank_cv(
+    prep: Prepared,
+    sci: Prepared | None,
+    model: object,
+    index: Path,
+    k: int,
+    cfg: TrainConfig,
+    rcfg: RerankConfig,
+    cache: Path,
+    en100: set[int],
+) -> dict[str, object]:
+    """Fold-averaged figures: untrained system, tower, each with the reranker (Chinese questions), and the English
+    translations of the fold's questions with and without the fold's tower (all of them, and the en100 ones).
+
+    For each fold the tower is trained on the other folds' questions (and SciFact train when cfg.scifact); the
+    reranker is fitted on the other folds' Chinese candidates from the untrained system and from that tower.
+    en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
+    """
+    searcher = Searcher(index, tuned=False)
+    n = prep.n_stard
+    english = prep.positions("en")
+    gold_ids = {i: set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in range(n)}
+    t0 = time.perf_counter()
+    base = cached(cache / "rerank-untrained.pkl", lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}))
+    base_en = fused(searcher, prep, {i: prep.ranked[i] for i in english})
+    base_samples = {i: sample(prep.queries[i], base[i], gold_ids[i], rcfg.pool) for i in range(n)}
+    log.info("untrained system's candidates and features (%.0fs)", time.perf_counter() - t0)
+    results: dict[str, list[tuple[dict[str, float], int]]] = {}
+    per_fold: list[dict[str, object]] = []
+    for f, test in enumerate(folds(n, k, cfg.seed)):
+        held = set(test.tolist())
+        train_ids = [i for i in range(n) if i not in held]
+        ids = test.tolist()
+        en_ids = prep.positions("en", held)
+        en100_ids = [i for i in en_ids if prep.group[i] in en100]
+
+        head, tower_seconds = fold_head(model, prep, sci, cfg, k, f, held, cache)
+        asked_ids = list(range(n)) + en_ids
+        tuned = fused(
+            searcher, prep, tuned_rankings(searcher, prep, asked_ids, head.encode([prep.hidden[i] for i in asked_ids]))
+        )
+        tuned_samples = {i: sample(prep.queries[i], tuned[i], gold_ids[i], rcfg.pool) for i in train_ids}
+        model_rr = fit_reranker([base_samples[i] for i in train_ids] + [tuned_samples[i] for i in train_ids], rcfg)
+        zh100 = [prep.group[i] for i in en100_ids]
+        asked: dict[str, tuple[Hits, list[int]]] = {  # figure -> (hits, questions)
+            "untrained": (base, ids),
+            "untrained + reranker": ({i: model_rr.rerank(prep.queries[i], base[i]) for i in ids}, ids),
+            "tower": (tuned, ids),
+            "tower + reranker": ({i: model_rr.rerank(prep.queries[i], tuned[i]) for i in ids}, ids),
+            "english untrained": (base_en, en_ids),
+            "english tower": (tuned, en_ids),
+            "en100 chinese untrained": (base, zh100),
+            "en100 chinese tower": (tuned, zh100),
+            "en100 chinese tower + reranker": ({g: model_rr.rerank(prep.queries[g], tuned[g]) for g in zh100}, zh100),
+            "en100 english untrained": (base_en, en100_ids),
+            "en100 english tower": (tuned, en100_ids),
+        }
+        figures = {name: judged(prep, hits, q) for name, (hits, q) in asked.items()}
+        for name, fig in figures.items():
+            results.setdefault(name, []).append((fig, len(asked[name][1])))
+        per_fold.append(
+            {
+                "fold": f + 1,
+                "questions": len(ids),
+                "english": len(en_ids),
+                "en100": len(en100_ids),
+                "tower_seconds": round(tower_seconds, 1),
+                **{name: {m: round(v, 4) for m, v in fig.items()} for name, fig in figures.items()},
+            }
+        )
+        log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1]))
+    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, "rerank": rcfg.__dict__, **pooled(results)}
+    r10 = {name: fig["recall@10"] for name, fig in pooled(results).items()}
+    for zh_name in ("tower", "tower + reranker"):
+        out[f"en100 ratio recall@10 (english tower / chinese {zh_name})"] = ratio(
+            r10["en100 english tower"], r10[f"en100 chinese {zh_name}"]
+        )
+    out["per_fold"] = per_fold
+    return out

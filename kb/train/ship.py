@@ -1,0 +1,119 @@
+"""The shipped weights: the question tower trained on every training question, the reranker fitted on every
+STARD question's candidates, and the held-out checks made with them (SciFact test, the untrained cross-lingual
+baseline)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from kb.bench.evaluate import _benchmark_dir
+from kb.embed import tower as qtower
+from kb.search import rerank as reranker
+from kb.search.fusion import depth
+from kb.search.searcher import Searcher
+from kb.train.cv import cached, training_sets
+from kb.train.data import fp32_e5
+from kb.train.rerank import RerankConfig, sample
+from kb.train.rerank import fit as fit_reranker
+from kb.train.score import fused, judged, ratio, scifact_ndcg
+from kb.train.tower import Head, Prepared, TrainConfig, query_states, train
+
+log = logging.getLogger(__name__)
+
+
+def scifact_test() -> list[tuple[str, dict[str, int]]]:
+    """SciFact test queries with their graded judgements (held out: training reads the train queries only)."""
+    data = _benchmark_dir("scifact")
+    qrels: dict[str, dict[str, int]] = {}
+    with (data / "qrels" / "test.tsv").open(encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            qid, did, grade = line.rstrip("\n").split("\t")[:3]
+            qrels.setdefault(qid, {})[did] = int(grade)
+    queries = [json.loads(x) for x in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [(q["text"], qrels[q["_id"]]) for q in queries if q["_id"] in qrels]
+
+
+def scifact_on_off(model: object, head: Head, index: Path) -> dict[str, float]:
+    """SciFact test nDCG@10 with the packaged e5 and with the trained tower's question vectors."""
+    searcher = Searcher(index, tuned=False)
+    queries = scifact_test()
+    vectors = head.encode(query_states(model, [q for q, _ in queries], head.start))
+    return {
+        "queries": len(queries),
+        "ndcg@10 without the tower": round(scifact_ndcg(searcher, queries, None), 4),
+        "ndcg@10 with the tower": round(scifact_ndcg(searcher, queries, vectors), 4),
+    }
+
+
+def fit(
+    prep: Prepared,
+    sci: Prepared | None,
+    cfg: TrainConfig,
+    out: Path,
+    scifact_index: Path | None,
+    threads: int = 1,
+) -> dict[str, object]:
+    """Train on every training question, write the weight file (float16 safetensors) and measure SciFact test."""
+    from safetensors.numpy import save_file
+
+    t0 = time.perf_counter()
+    model = fp32_e5(threads)
+    head = train(model, training_sets(prep, sci, set(), cfg), cfg, progress=log.info)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One metadata entry: safetensors writes several in hash order, which would change the file's sha256 per run.
+    # The English switches are written only when on, so a Chinese-only file is byte for byte the earlier one.
+    about = {k: v for k, v in cfg.__dict__.items() if v or k not in ("english", "scifact")}
+    save_file(head.tensors(), str(out), metadata={"scripts/train.py": json.dumps(about, sort_keys=True)})
+    result: dict[str, object] = {
+        "file": str(out),
+        "sha256": qtower.sha256_of(out),
+        "bytes": out.stat().st_size,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if scifact_index is not None:
+        result["scifact_test"] = scifact_on_off(model, head, scifact_index)
+    return result
+
+
+def rerank_fit(prep: Prepared, index: Path, rcfg: RerankConfig, out: Path, cache: Path) -> dict[str, object]:
+    """The shipped reranker: every STARD question's candidates from the untrained system and the shipped tower.
+
+    The untrained system's candidates are prep.ranked fused (the cache rerank-cv keeps, made here when missing).
+    """
+    t0 = time.perf_counter()
+    searcher = Searcher(index, tuned=True)
+    n = prep.n_stard
+    gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in range(n)]
+    untrained = cached(
+        cache / "rerank-untrained.pkl", lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)})
+    )
+    samples = [sample(prep.queries[i], untrained[i], gold_ids[i], rcfg.pool) for i in range(n)]
+    for i in range(n):
+        ranked = searcher.rankings(prep.queries[i], depth(100), tuned=True)
+        samples.append(sample(prep.queries[i], searcher.fuse(ranked, prep.queries[i], 100), gold_ids[i], rcfg.pool))
+    model = fit_reranker(samples, rcfg)
+    sha = reranker.save(model, out, {"scripts/train.py": "rerank-fit", **rcfg.__dict__})
+    return {"file": str(out), "sha256": sha, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def cross_lingual(prep: Prepared, index: Path, en100: set[int]) -> dict[str, object]:
+    """The en100 questions in English against the same questions in Chinese, both with the untrained system.
+
+    This is the baseline the cross-validated figures (kb.train.cv.rerank_cv) are compared with: the shipped
+    tower was trained on these questions in both languages, so scoring it on them would not be held out.
+    """
+    searcher = Searcher(index, tuned=False)
+    english = [i for i in prep.positions("en") if prep.group[i] in en100]
+    chinese = [prep.group[i] for i in english]
+    zh = judged(prep, fused(searcher, prep, {i: prep.ranked[i] for i in chinese}), chinese)
+    en = judged(prep, fused(searcher, prep, {i: prep.ranked[i] for i in english}), english)
+    return {
+        "questions": len(english),
+        "chinese": {k: round(v, 4) for k, v in zh.items()},
+        "english": {k: round(v, 4) for k, v in en.items()},
+        "ratio_recall@10": ratio(en["recall@10"], zh["recall@10"]),
+    }
