@@ -169,3 +169,6 @@ def test_the_tower_applies_to_the_languages_it_was_trained_on() -> None:
     assert qtower.trained_langs({}) == ("zh",)  # a file from before English training
     assert qtower.trained_langs({"scripts/train.py": json.dumps({"english": 0, "scifact": 0})}) == ("zh",)
     assert qtower.trained_langs({"scripts/train.py": json.dumps({"english": 1, "scifact": 1})}) == ("zh", "en")
+    # A garbled or foreign record reads as Chinese only.
+    assert qtower.trained_langs({"scripts/train.py": "[1, 2]"}) == ("zh",)
+    assert qtower.trained_langs({"scripts/train.py": "not json"}) == ("zh",)

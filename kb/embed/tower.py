@@ -87,7 +87,7 @@ def trained_langs(metadata: Mapping[str, str]) -> tuple[str, ...]:
         cfg = json.loads(metadata.get("scripts/train.py", "{}"))
     except ValueError:
         cfg = {}
-    english = bool(cfg.get("english")) or bool(cfg.get("scifact")) if isinstance(cfg, dict) else False
+    english = isinstance(cfg, dict) and (bool(cfg.get("english")) or bool(cfg.get("scifact")))
     return (*TUNED_LANGS, "en") if english else TUNED_LANGS
 
 
