@@ -112,26 +112,32 @@ def _log_progress(stage: str, done: int, total: int) -> None:
         log.info("%s %d/%d", stage, done, total)
 
 
+def scifact_queries(split: str) -> list[tuple[str, dict[str, int]]]:
+    """The SciFact queries judged in one split ('test' or 'train'), in queries.jsonl order: the text and each judged
+    abstract's grade (qrels/SPLIT.tsv)."""
+    data = _benchmark_dir("scifact")
+    qrels: dict[str, dict[str, int]] = {}
+    with (data / "qrels" / f"{split}.tsv").open(encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            qid, did, grade = line.rstrip("\n").split("\t")[:3]
+            qrels.setdefault(qid, {})[did] = int(grade)
+    queries = [json.loads(x) for x in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [(q["text"], qrels[q["_id"]]) for q in queries if q["_id"] in qrels]
+
+
 def run_scifact(
     limit: int | None, index: Path | None, model: str, mode: str, backend: Target = Target()
 ) -> dict[str, object]:
     """nDCG@10 over the SciFact test queries; a document's rank is that of its best passage."""
-    data = _benchmark_dir("scifact")
     corpus = scifact_corpus(BENCH_DIR / "scifact-corpus")
     searcher = _index_for("scifact", corpus, model, index, backend)
-    qrels: dict[str, dict[str, int]] = {}
-    with (data / "qrels" / "test.tsv").open(encoding="utf-8") as fh:
-        next(fh)
-        for line in fh:
-            qid, did, score = line.rstrip("\n").split("\t")[:3]
-            qrels.setdefault(qid, {})[did] = int(score)
-    queries = [json.loads(x) for x in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
-    queries = [q for q in queries if q["_id"] in qrels][:limit]
+    queries = scifact_queries("test")[:limit]
     scores, t0 = [], time.time()
-    for q in queries:
-        hits = searcher.search(q["text"], 100, mode=mode, xrefs=False)
+    for text, grades in queries:
+        hits = searcher.search(text, 100, mode=mode, xrefs=False)
         ranked = list(dict.fromkeys(Path(h.chunk.doc_id).stem for h in hits))
-        scores.append(ndcg_at_10(ranked, qrels[q["_id"]]))
+        scores.append(ndcg_at_10(ranked, grades))
     return {
         "benchmark": "scifact",
         "model": model,

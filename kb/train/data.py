@@ -9,7 +9,6 @@ English questions over English abstracts.
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from kb import config
-from kb.bench.evaluate import _benchmark_dir, _stard_rows
+from kb.bench.evaluate import _stard_rows, scifact_queries
 from kb.catalog.filters import Filters
 from kb.errors import KbError
 from kb.search.fusion import depth
@@ -168,17 +167,9 @@ def prepare_stard(
 
 
 def scifact_train() -> list[tuple[str, set[str]]]:
-    """SciFact train queries with the ids of the abstracts judged relevant to them."""
-    data = _benchmark_dir("scifact")
-    judged: dict[str, set[str]] = {}
-    with (data / "qrels" / "train.tsv").open(encoding="utf-8") as fh:
-        next(fh)
-        for line in fh:
-            qid, did, score = line.rstrip("\n").split("\t")[:3]
-            if int(score) > 0:
-                judged.setdefault(qid, set()).add(did)
-    queries = [json.loads(x) for x in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
-    return [(q["text"], judged[q["_id"]]) for q in queries if q["_id"] in judged]
+    """SciFact train queries with the ids of the abstracts judged relevant to them (those with one)."""
+    judged = [(text, {d for d, grade in grades.items() if grade > 0}) for text, grades in scifact_queries("train")]
+    return [(text, relevant) for text, relevant in judged if relevant]
 
 
 def prepare_scifact(index: Path, layers: int, limit: int | None = None, threads: int = 1) -> Prepared:

@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from kb.bench.evaluate import _benchmark_dir
+from kb.bench.evaluate import scifact_queries
 from kb.embed import tower as qtower
 from kb.search import rerank as reranker
 from kb.search.fusion import depth
@@ -26,15 +26,7 @@ log = logging.getLogger(__name__)
 
 def scifact_test() -> list[tuple[str, dict[str, int]]]:
     """SciFact test queries with their graded judgements (held out: training reads the train queries only)."""
-    data = _benchmark_dir("scifact")
-    qrels: dict[str, dict[str, int]] = {}
-    with (data / "qrels" / "test.tsv").open(encoding="utf-8") as fh:
-        next(fh)
-        for line in fh:
-            qid, did, grade = line.rstrip("\n").split("\t")[:3]
-            qrels.setdefault(qid, {})[did] = int(grade)
-    queries = [json.loads(x) for x in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
-    return [(q["text"], qrels[q["_id"]]) for q in queries if q["_id"] in qrels]
+    return scifact_queries("test")
 
 
 def scifact_on_off(model: object, head: Head, index: Path) -> dict[str, float]:
