@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from kb.search.hits import Hit
 from kb.search.searcher import Searcher
 from kb.train.rerank import RerankConfig, sample
@@ -66,17 +68,14 @@ def fold_head(
     """Fold f's tower (trained on everything but the held-out STARD questions) and its training seconds; kept in
     the cache in float32 so `cv` and `rerank-cv` share one training per fold."""
     path = cache / f"tower-k{k}-f{f + 1}-{_fold_key(prep, sci, cfg)}.pkl"
-    if path.is_file():
-        with path.open("rb") as fh:
-            state, seconds = pickle.load(fh)
-        return Head.from_state(model, prep.start, state), seconds
-    t0 = time.perf_counter()
-    head = train(model, training_sets(prep, sci, held, cfg), cfg, _progress(f))
-    seconds = time.perf_counter() - t0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        pickle.dump((head.state(), seconds), fh, protocol=5)
-    return head, seconds
+
+    def trained() -> tuple[dict[str, np.ndarray], float]:
+        t0 = time.perf_counter()
+        head = train(model, training_sets(prep, sci, held, cfg), cfg, _progress(f))
+        return head.state(), time.perf_counter() - t0
+
+    state, seconds = cached(path, trained)
+    return Head.from_state(model, prep.start, state), seconds
 
 
 def pooled(results: dict[str, list[tuple[dict[str, float], int]]]) -> dict[str, dict[str, float]]:
@@ -157,8 +156,9 @@ def cross_validate(
             }
         )
         log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1]))
-    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, **pooled(results)}
-    r10 = {name: fig["recall@10"] for name, fig in pooled(results).items()}
+    figures_all = pooled(results)
+    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, **figures_all}
+    r10 = {name: fig["recall@10"] for name, fig in figures_all.items()}
     out["en100 ratio recall@10 without"] = ratio(r10["en100 english without"], r10["en100 chinese without"])
     out["en100 ratio recall@10 with"] = ratio(r10["en100 english with"], r10["en100 chinese with"])
     out["train_seconds_per_fold"] = round(sum(train_seconds) / k, 1)
@@ -237,8 +237,9 @@ def rerank_cv(
             }
         )
         log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1]))
-    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, "rerank": rcfg.__dict__, **pooled(results)}
-    r10 = {name: fig["recall@10"] for name, fig in pooled(results).items()}
+    figures_all = pooled(results)
+    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, "rerank": rcfg.__dict__, **figures_all}
+    r10 = {name: fig["recall@10"] for name, fig in figures_all.items()}
     for zh_name in ("tower", "tower + reranker"):
         out[f"en100 ratio recall@10 (english tower / chinese {zh_name})"] = ratio(
             r10["en100 english tower"], r10[f"en100 chinese {zh_name}"]
