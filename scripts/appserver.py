@@ -79,12 +79,17 @@ def running_app(index: Path | None = None, seconds: float = 120) -> Iterator[str
                 time.sleep(0.3)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 10)
+
+
+def stop_process(proc: subprocess.Popen, seconds: float) -> None:
+    """Ask a server to stop, and kill it if it has not within `seconds`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _healthy(url: str) -> bool:

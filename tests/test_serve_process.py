@@ -31,10 +31,8 @@ INDEX = ROOT / "index"
 TOOLS = {"search", "get_article", "check_quote", "list_documents", "references"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_APPSERVER = load_script("appserver")
+free_port = _APPSERVER.free_port
 
 
 LOGS: dict[int, Path] = {}  # server pid -> its output file
@@ -65,12 +63,7 @@ def start(index: Path, env: dict[str, str] | None = None, key: str | None = None
 
 def stop(proc: subprocess.Popen) -> str:
     """Stop a server started by `start`; its output."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    _APPSERVER.stop_process(proc, 30)
     path = LOGS.pop(proc.pid)
     out = path.read_text()
     path.unlink()
