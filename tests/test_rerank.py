@@ -15,6 +15,7 @@ from kb.errors import ModelLoadError, ModelMismatchError
 from kb.ingest.document import DocMeta
 from kb.search import rerank
 from kb.search.hits import Hit
+from kb.text.lexical import tokenize
 from kb.train.rerank import RerankConfig, Sample, fit
 
 ROOT = Path(__file__).parent.parent
@@ -53,6 +54,57 @@ def test_features_see_the_definition_the_question_asks_for() -> None:
     assert _feature(x, "same_lang") == [1.0, 1.0, 0.0]
     assert _feature(x, "ch_bm25")[0] == 1.0 and _feature(x, "ch_dense") == [0.0, 0.0, 0.0]
     assert rerank.defined_terms('The term "live commerce" means selling by video.') == ["live commerce"]
+
+
+def _uncached_features(query: str, hits: list[Hit]) -> np.ndarray:
+    """The passage columns as features() computed them before the per-passage cache: everything from scratch."""
+    words = set(tokenize(query))
+    long_words = {w for w in words if len(w) >= (2 if ord(w[0]) > 0x3000 else 5)}
+    q_bigrams = rerank._bigrams(query)
+    rows = []
+    for h in hits:
+        text, tokens, terms = h.chunk.text, set(tokenize(h.chunk.text)), rerank.defined_terms(h.chunk.text)
+        rows.append(
+            [
+                len(words & tokens) / len(words),
+                len(long_words & tokens) / max(len(long_words), 1),
+                len(q_bigrams & rerank._bigrams(text)) / len(q_bigrams),
+                len(words & set(tokenize(h.chunk.title))) / len(words),
+                float(any(t in query.lower() for t in terms)),
+                float(bool(h.chunk.article) or bool(rerank._ARTICLE.match(text))),
+                np.log(max(len(text), 1) / 150.0),
+            ]
+        )
+    return np.array(rows, dtype=np.float32)
+
+
+def test_cached_passage_features_equal_computed_ones_on_a_miss_and_a_hit() -> None:
+    hits = [
+        _hit(1, "第十九条 经营者不得实施下列价格欺诈行为：（一）虚构原价", article="第十九条"),
+        _hit(2, "本规定所称价格欺诈，是指经营者利用虚假的价格手段，诱骗消费者与其进行交易的行为。"),
+        _hit(3, 'The term "price fraud" means misleading prices. Consumers may claim compensation.', doc="en/b.txt"),
+    ]
+    query = "什么是价格欺诈 price fraud"
+    names = ["cover", "cover_long", "bigram", "title", "defines", "article", "length"]
+    columns = [rerank.FEATURES.index(n) for n in names]
+    rerank.passage_features.cache_clear()
+    rerank.title_tokens.cache_clear()
+    miss = rerank.features(query, hits)
+    assert rerank.passage_features.cache_info().misses == 3
+    hit = rerank.features(query, hits)
+    assert rerank.passage_features.cache_info().hits == 3
+    np.testing.assert_array_equal(miss, hit)
+    np.testing.assert_array_equal(miss[:, columns], _uncached_features(query, hits))
+    assert (miss[:, columns] != 0).any(axis=0).all()  # each compared column is non-zero somewhere
+
+
+def test_the_passage_feature_cache_is_bounded() -> None:
+    rerank.passage_features.cache_clear()
+    for n in range(rerank.PASSAGE_CACHE + 100):
+        rerank.passage_features(f"第{n}条 价格")
+    info = rerank.passage_features.cache_info()
+    assert info.maxsize == rerank.PASSAGE_CACHE and info.currsize == rerank.PASSAGE_CACHE
+    rerank.passage_features.cache_clear()
 
 
 def test_rerank_reorders_the_pool_only_and_renumbers_ranks() -> None:
