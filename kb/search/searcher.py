@@ -55,6 +55,7 @@ class Searcher(SearcherBase):
         self.channels = index.manifest.channels
         self.question_tower = index.manifest.question_tower
         self.reranker = index.manifest.reranker
+        self._columns = RowColumns(index)
 
     @property
     def passages(self) -> int:
@@ -159,17 +160,34 @@ class Searcher(SearcherBase):
     def _fuse_rows(
         self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int, allowed: np.ndarray, xrefs: bool
     ) -> list[Hit]:
+        cols = self._columns if self._columns.index is index else RowColumns(index)
         result = fuse(
             ranked,
             self.weights,
             k,
-            prior=lambda r: float(index.row_prior[r]),
-            tie=lambda r: int(index.row_order[r]),
-            doc_of=lambda r: int(index.row_doc[r]),
+            prior=cols.prior.__getitem__,
+            tie=cols.order.__getitem__,
+            doc_of=cols.doc.__getitem__,
             neighbour=row_neighbours(index.row_doc, allowed),
             fetch=lambda rows: dict(zip(rows, index.store.chunks(rows))),
         )
         return hits_of(result, query, index.docs, index.spans, index.resolver if xrefs else None, index.store)
+
+
+class RowColumns:
+    """An index's per-row prior, reading position and document as Python lists, for the fusion's callbacks.
+
+    The fusion looks these up a few thousand times a question (sorting every fused row by score and reading
+    order); a numpy scalar read and its conversion cost about 1 µs each, a list read a tenth of that: 1.5 ms of a
+    question's CPU. The values are the same Python floats and ints. Made once per generation (8 MB on the whole
+    LawRefBook index).
+    """
+
+    def __init__(self, index: LoadedIndex) -> None:
+        self.index = index
+        self.prior: list[float] = index.row_prior.astype(np.float64).tolist()
+        self.order: list[int] = index.row_order.tolist()
+        self.doc: list[int] = index.row_doc.tolist()
 
 
 def allowed_rows(index: LoadedIndex, filters: Filters) -> np.ndarray:
