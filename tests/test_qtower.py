@@ -89,6 +89,27 @@ def test_tower_changes_questions_of_its_languages_only() -> None:
 
 
 @pytest.mark.model
+def test_a_batch_in_both_languages_shares_the_lower_layers_and_gives_each_its_tower(monkeypatch) -> None:
+    from kb import config
+    from kb.embed.models import E5Embedder
+
+    monkeypatch.setattr(config, "fast_start", lambda: False)  # a server's e5: torch, where the batch is shared
+    base = E5Embedder(workers=1)
+    tuned = qtower.TunedE5(base, dataclasses.replace(qtower.load_weights(), langs=("zh",)))
+    zh, en = ["公司拖欠工资怎么办？", "什么是价格欺诈"], ["what measures address live-stream talent"]
+    apart = np.concatenate([tuned.query(zh[:1]), tuned.query(en), tuned.query(zh[1:])])
+    calls: list[int] = []
+    engine = base._load()
+    original = type(engine).query_with
+    monkeypatch.setattr(type(engine), "query_with", lambda *a: calls.append(1) or original(*a))
+    together = tuned.query([zh[0], en[0], zh[1]])
+    assert calls == [1]  # one pass through the shared layers
+    # The same vectors as one at a time, up to what bf16 batching moves (the zh rows moved ~0.5 by the tower).
+    assert np.all((together * apart).sum(1) > 0.9999), (together * apart).sum(1)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.model
 def test_searcher_refuses_an_index_recorded_with_another_tower(tmp_path: Path) -> None:
     from kb.search.searcher import Searcher
 

