@@ -14,6 +14,9 @@ another in the same document, and how to fetch chunks.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import operator
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -45,9 +48,17 @@ def rrf(
     return {key: v * prior(key) for key, v in fused.items()}
 
 
-def ordered(scores: Mapping[K, float], tie: Callable[[K], object]) -> list[K]:
-    """Keys best first; equal scores fall to the lower `tie` (reading order of the corpus)."""
-    return sorted(scores, key=lambda key: (-scores[key], tie(key)))
+def ordered(scores: Mapping[K, float], tie: Callable[[K], object], first: int | None = None) -> list[K]:
+    """Keys best first (the `first` best only, when given); equal scores fall to the lower `tie` (reading order
+    of the corpus), then to the order of `scores`.
+
+    Sorts (-score, tie, position, key) rows built by C iterators rather than calling a Python key function per
+    key: a question sorts up to three lists of ~2,000 candidates, and the key function was 4% of a loaded
+    server's CPU. The position keeps the order a stable sort by (-score, tie) gives and never compares keys.
+    """
+    rows = zip(map(operator.neg, scores.values()), map(tie, scores), itertools.count(), scores)
+    best = sorted(rows) if first is None else heapq.nsmallest(first, rows)
+    return [row[3] for row in best]
 
 
 def document_boost(
@@ -59,7 +70,7 @@ def document_boost(
 ) -> dict[K, float]:
     """Each score times 1 + strength x (its document's share of the best `top` passages' score mass)."""
     mass: dict[Hashable, float] = {}
-    for key in ordered(scores, tie)[:top]:
+    for key in ordered(scores, tie, top):
         doc = doc_of(key)
         mass[doc] = mass.get(doc, 0.0) + scores[key]
     most = max(mass.values(), default=0.0) or 1.0
