@@ -36,7 +36,7 @@ from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate
 from kb.search.base import SearcherBase
 from kb.search.contract import Rankings
 from kb.search.fusion import depth, fuse
-from kb.search.hits import Hit, hits_of
+from kb.search.hits import Hit, Reorder, hits_of
 
 # A channel's search: (vector field, query data, filter expression, limit).
 Request = tuple[str, object, str, int]
@@ -185,11 +185,13 @@ class MilvusSearcher(SearcherBase):
             self._articles[key] = sorted((chunk_from_row(r) for r in rows), key=lambda c: c.ordinal)
         return self._articles[key]
 
-    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool) -> list[Hit]:
+    def _search(
+        self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool, reorder: Reorder | None = None
+    ) -> list[Hit]:
         requests = self._requests(query, depth(k), filters, mode, tuned)
         if self.fusion == "milvus" and len(requests) > 1:
-            return self._hits({}, self._hybrid(requests), query, k, filters.lang, xrefs)
-        return self._hits(self._run(requests), None, query, k, filters.lang, xrefs)
+            return self._hits({}, self._hybrid(requests), query, k, filters.lang, xrefs, reorder)
+        return self._hits(self._run(requests), None, query, k, filters.lang, xrefs, reorder)
 
     def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
         return self._run(self._requests(query, want, filters, mode, tuned))
@@ -277,6 +279,7 @@ class MilvusSearcher(SearcherBase):
         k: int,
         lang: str | None,
         xrefs: bool,
+        reorder: Reorder | None = None,
     ) -> list[Hit]:
         # Passages of documents this searcher has not loaded (written by a build since) wait for refresh().
         ranked = {ch: [c for c in ids if parse_chunk_id(c)[0] in self.prior] for ch, ids in ranked.items()}
@@ -301,7 +304,7 @@ class MilvusSearcher(SearcherBase):
             fetch=lambda ids: self._fetch(ids, lang),
             fused=fused,
         )
-        return hits_of(result, query, self.docs, self.spans, self.resolver if xrefs else None, self)
+        return hits_of(result, query, self.docs, self.spans, self.resolver if xrefs else None, self, reorder)
 
     def _fetch(self, ids: list[str], lang: str | None) -> dict[str, Chunk]:
         """Chunks by id (those of another language than the filter's left out: a lifted neighbour may be one)."""

@@ -27,7 +27,7 @@ from kb.index.manifest import Channel, WeightsInfo
 from kb.ingest.document import DocRow
 from kb.search import rerank as reranker
 from kb.search.contract import MODES, Rankings, SearchOptions
-from kb.search.hits import Hit
+from kb.search.hits import Hit, Reorder
 
 MAX_QUERY_CHARS = 2000
 # Control characters (C0, DEL, C1) and zero-width or direction marks pasted along with text from Word or PDFs.
@@ -178,7 +178,9 @@ class SearcherBase:
             return self._search(query, k, filters, mode, xrefs, tuned)
         model = reranker.shipped()
         reranker.check_manifest(self.reranker, model, self.where)
-        return model.rerank(query, self._search(query, max(k, model.pool), filters, mode, xrefs, tuned))[:k]
+        return self._search(
+            query, max(k, model.pool), filters, mode, xrefs, tuned, lambda hits: model.rerank(query, hits)[:k]
+        )
 
     def rankings(
         self,
@@ -201,8 +203,11 @@ class SearcherBase:
         """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for `search`'s list)."""
         return self._fuse(ranked, clean_query(query), k, Filters(include_repealed=include_repealed))
 
-    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool) -> list[Hit]:
-        """The channels `depth(k)` deep, fused into the k best (kb.search.fusion.depth)."""
+    def _search(
+        self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool, reorder: Reorder | None = None
+    ) -> list[Hit]:
+        """The channels `depth(k)` deep, fused into the k best (kb.search.fusion.depth), through `reorder` before
+        the hits are completed (kb.search.hits.hits_of)."""
         raise NotImplementedError
 
     def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:

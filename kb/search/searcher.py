@@ -23,7 +23,7 @@ from kb.ingest.read import detect_lang
 from kb.search.base import SearcherBase
 from kb.search.contract import Rankings
 from kb.search.fusion import depth, fuse
-from kb.search.hits import Hit, hits_of
+from kb.search.hits import Hit, Reorder, hits_of
 from kb.text.lexical import tokenize
 
 log = logging.getLogger(__name__)
@@ -109,13 +109,15 @@ class Searcher(SearcherBase):
             raise QueryError(f"no such document in the index: {doc_id}")
         return doc, index.store.doc_chunks(doc_id)
 
-    def _search(self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool) -> list[Hit]:
+    def _search(
+        self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool, reorder: Reorder | None = None
+    ) -> list[Hit]:
         # One snapshot for ranking and fusion: refresh() may swap in a new generation meanwhile,
         # and row numbers of one generation mean nothing in another.
         index = self.index
         allowed = allowed_rows(index, filters)
         ranked = self._rows(index, query, depth(k), allowed, mode, tuned)
-        return self._fuse_rows(index, ranked, query, k, allowed, xrefs)
+        return self._fuse_rows(index, ranked, query, k, allowed, xrefs, reorder)
 
     def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
         index = self.index
@@ -158,7 +160,14 @@ class Searcher(SearcherBase):
         return [] if scores is None else _top(scores, allowed, want, index.row_order)
 
     def _fuse_rows(
-        self, index: LoadedIndex, ranked: dict[str, list[int]], query: str, k: int, allowed: np.ndarray, xrefs: bool
+        self,
+        index: LoadedIndex,
+        ranked: dict[str, list[int]],
+        query: str,
+        k: int,
+        allowed: np.ndarray,
+        xrefs: bool,
+        reorder: Reorder | None = None,
     ) -> list[Hit]:
         cols = self._columns if self._columns.index is index else RowColumns(index)
         result = fuse(
@@ -171,7 +180,8 @@ class Searcher(SearcherBase):
             neighbour=row_neighbours(index.row_doc, allowed),
             fetch=lambda rows: dict(zip(rows, index.store.chunks(rows))),
         )
-        return hits_of(result, query, index.docs, index.spans, index.resolver if xrefs else None, index.store)
+        resolver = index.resolver if xrefs else None
+        return hits_of(result, query, index.docs, index.spans, resolver, index.store, reorder)
 
 
 class RowColumns:
