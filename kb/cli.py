@@ -173,7 +173,7 @@ def _tuned_option(command: argparse.ArgumentParser) -> None:
         "--tuned",
         choices=("on", "off"),
         default=None,
-        help="Chinese questions through the question tower trained on legal questions (kb.embed.tower; default "
+        help="questions through the question tower trained on legal questions (kb.embed.tower; default "
         "on, KB_TUNED=0 turns it off); off: the packaged e5 alone",
     )
 

@@ -39,9 +39,7 @@ VARIABLES = (
         "`1`: questions embedded by numpy from prepared, memory-mapped e5 weights and jieba read from a mapped dictionary, so a fresh process answers in about a second; `0` (what `kb serve` sets): torch and jieba's in-memory dictionary, slower to load but several times cheaper a question",
     ),
     Variable("KB_EMBED_WORKERS", "number of cores", "worker processes that embed passages with e5 (1: in process)"),
-    Variable(
-        "KB_TUNED", "`1`", "`0` searches Chinese questions with the packaged e5 alone, without the question tower"
-    ),
+    Variable("KB_TUNED", "`1`", "`0` searches with the packaged e5 alone, without the question tower"),
     Variable("KB_RERANK", "`1`", "`0` keeps the fused order, without the trained reranker (kb.search.rerank)"),
     Variable("KB_MAX_FILE_BYTES", "`67108864` (64 MiB)", "larger corpus files are skipped and reported"),
     Variable("KB_MAX_PAGES", "`2000`", "PDFs with more pages are skipped and reported, before extraction"),

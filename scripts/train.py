@@ -6,9 +6,10 @@
     python scripts/train.py fit                          # train on every question, write kb/weights/...
     python scripts/train.py rerank-fit                   # the reranker, on the shipped tower's candidates
 
-English training questions (our translations of STARD's, scripts/data/stard-train-en.tsv) and SciFact train
-are the measured experiment `--english 1 --scifact 1` (docs/BENCHMARKS.md; SciFact needs `python -m kb eval
-scifact` and `prepare-scifact` first); the shipped file is trained on the Chinese questions.
+The shipped tower trains on STARD's Chinese questions, our English translations of them
+(scripts/data/stard-train-en.tsv) and SciFact train (`--english 1 --scifact 1`, the defaults; SciFact needs
+`python -m kb eval scifact` and `prepare-scifact` first; `--english 0 --scifact 0` trains on Chinese alone).
+`rerank-fit` fits the Chinese scorer on STARD's candidates and the English one on SciFact train's.
 
 `prepare` reads each index once and caches what training needs (kb.train.data); `cv` and `rerank-cv` train
 one model per fold of STARD question ids on the other folds' questions, Chinese and English (kb.train.cv), and
@@ -123,7 +124,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             prep, sci, cfg, args.out, args.scifact_index if args.scifact_index.is_dir() else None, THREADS
         )
     if args.step in ("rerank-fit", "all"):
-        result["rerank_fit"] = rerank_fit(prep, args.index, rcfg, reranker.WEIGHTS, args.cache)
+        scifact = args.scifact_index if args.scifact_index.is_dir() else None
+        result["rerank_fit"] = rerank_fit(prep, sci, args.index, scifact, rcfg, reranker.WEIGHTS, args.cache, THREADS)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 

@@ -164,8 +164,8 @@ def test_a_question_and_its_translation_train_and_test_together() -> None:
     prep = _prepared(["zh", "zh", "zh", "en", "en", "definition", "scifact"], [0, 1, 2, 2, 0, -1, -1])
     assert prep.positions("en") == [3, 4] and prep.positions("en", {0}) == [4]
     held = {2}  # STARD question 2 is in the test fold: neither its Chinese nor its English version trains
-    assert training_ids(prep, held, TrainConfig(english=1, scifact=1)) == [0, 1, 4, 6]
-    assert training_ids(prep, held, TrainConfig()) == [0, 1]  # the shipped file: Chinese STARD questions
+    assert training_ids(prep, held, TrainConfig()) == [0, 1, 4, 6]  # the shipped setting: all three sets
+    assert training_ids(prep, held, TrainConfig(english=0, scifact=0)) == [0, 1]  # Chinese STARD questions alone
     assert training_ids(prep, held, TrainConfig(english=0, scifact=0, definitions=1)) == [0, 1, 5]
 
 

@@ -122,18 +122,38 @@ def test_rerank_reorders_the_pool_only_and_renumbers_ranks() -> None:
     assert [h.rank for h in out] == [1, 2, 3]
 
 
-def test_english_questions_keep_the_fused_order() -> None:
-    """Trained on Chinese questions only: English ones (SciFact, cross-lingual questions) are left as fused."""
+def _scorer(feature: str, pool: int = 5) -> rerank.Reranker:
     n = len(rerank.FEATURES)
     coef = np.zeros(n, dtype=np.float32)
-    coef[rerank.FEATURES.index("cover")] = 1.0
-    model = rerank.Reranker(np.zeros(n, np.float32), np.ones(n, np.float32), coef, pool=5)
+    coef[rerank.FEATURES.index(feature)] = 1.0
+    return rerank.Reranker(np.zeros(n, np.float32), np.ones(n, np.float32), coef, pool)
+
+
+def test_a_language_without_a_scorer_keeps_the_fused_order() -> None:
+    models = rerank.Rerankers({"zh": _scorer("cover")})
     hits = [_hit(1, "第二十五条 七日无理由退货"), _hit(2, "goods bought online may be returned", doc="en/b.txt")]
-    assert [h.chunk.chunk_id for h in model.rerank("return of goods bought online", hits)] == [
+    assert [h.chunk.chunk_id for h in models.rerank("return of goods bought online", hits)] == [
         "zh/a.txt#1",
         "en/b.txt#2",
     ]
-    assert not rerank.applies("return of goods bought online") and rerank.applies("网购商品可以退货吗")
+    assert not models.applies("return of goods bought online") and models.applies("网购商品可以退货吗")
+
+
+def test_other_language_passages_keep_their_places() -> None:
+    """An English question's English passages are re-ordered among their own places; the Chinese article a
+    cross-lingual channel put at 1 stays at 1, though it shares no word with the question."""
+    models = rerank.Rerankers({"en": _scorer("cover")})
+    hits = [
+        _hit(1, "第二十五条 经营者采用网络方式销售商品，消费者有权自收到商品之日起七日内退货"),
+        _hit(2, "Platform rules on sponsored listings.", doc="en/b.txt"),
+        _hit(3, "Goods bought online may be returned within seven days.", doc="en/c.txt"),
+    ]
+    out = models.rerank("can goods bought online be returned", hits)
+    assert [h.chunk.chunk_id for h in out] == ["zh/a.txt#1", "en/c.txt#3", "en/b.txt#2"]
+    assert [h.rank for h in out] == [1, 2, 3]
+    assert out[0].score == hits[0].score  # not scored by the English model
+    whole = models.models["en"].rerank("can goods bought online be returned", hits)  # without the language rule
+    assert whole[0].chunk.chunk_id == "en/c.txt#3"
 
 
 def test_fit_learns_which_feature_marks_the_gold_passage() -> None:
@@ -149,15 +169,16 @@ def test_fit_learns_which_feature_marks_the_gold_passage() -> None:
 
 
 def test_shipped_weights_load_and_their_hash_is_recorded(tmp_path: Path) -> None:
-    model = rerank.load()
+    shipped = rerank.load()
     raw = rerank.WEIGHTS.read_bytes()
-    assert model.sha256 == hashlib.sha256(raw).hexdigest()
-    assert rerank.WEIGHTS.stat().st_size < 100_000 and model.pool >= 10
-    assert np.abs(model.coef).sum() > 0  # trained, not zeros
-    # save() writes the same bytes for the same model (so a retrain with the same data gives the same sha256)
+    assert shipped.sha256 == hashlib.sha256(raw).hexdigest()
+    assert rerank.WEIGHTS.stat().st_size < 100_000 and shipped.pool >= 10
+    assert set(shipped.models) == {"zh", "en"}  # Chinese from STARD train, English from SciFact train
+    assert all(np.abs(m.coef).sum() > 0 for m in shipped.models.values())  # trained, not zeros
+    # save() writes the same bytes for the same models (so a retrain with the same data gives the same sha256)
     copy = tmp_path / "r.json"
     data = json.loads(raw)
-    assert rerank.save(model, copy, data["trained"]) == model.sha256
+    assert rerank.save(shipped.models, copy, data["trained"]) == shipped.sha256
 
 
 def test_a_damaged_or_stale_reranker_file_says_how_to_fix_it(tmp_path: Path) -> None:
@@ -169,7 +190,8 @@ def test_a_damaged_or_stale_reranker_file_says_how_to_fix_it(tmp_path: Path) -> 
         rerank.load(bad)
     stale = tmp_path / "stale.json"
     data = json.loads(rerank.WEIGHTS.read_text(encoding="utf-8"))
-    stale.write_text(json.dumps({**data, "features": data["features"][:-1]}), encoding="utf-8")
+    zh = data["models"]["zh"]
+    stale.write_text(json.dumps({**data, "models": {"zh": {**zh, "features": zh["features"][:-1]}}}), encoding="utf-8")
     with pytest.raises(ModelLoadError, match="other features"):
         rerank.load(stale)
 

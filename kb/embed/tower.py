@@ -1,4 +1,4 @@
-"""Question tower: e5-small's last layers fine-tuned for Chinese legal questions; passages keep the packaged vectors.
+"""Question tower: e5-small's last layers fine-tuned for legal questions; passages keep the packaged vectors.
 
 The model is asymmetric on purpose. Passages are embedded by the packaged multilingual-e5-small exactly as
 before, so an index, its embedding cache and its build time do not change; only the question goes through a

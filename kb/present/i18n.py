@@ -69,14 +69,15 @@ STRINGS: dict[str, tuple[str, str]] = {
     "include_repealed": ("Include repealed and superseded texts", "包括已废止、已修改的文本"),
     "tuned": ("Model tuned for legal questions", "使用法律问答调优模型"),
     "tuned_help": (
-        "Chinese questions go through e5 layers trained on real legal questions; off: the packaged model alone",
-        "中文问题经过用真实法律问题训练的 e5 层；关闭则只用原始模型",
+        "Questions go through e5 layers trained on real legal questions (Chinese and English); off: the packaged "
+        "model alone",
+        "问题（中文和英文）经过用真实法律问题训练的 e5 层；关闭则只用原始模型",
     ),
     "rerank": ("Rerank the best passages", "重排最相关的段落"),
     "rerank_help": (
-        "A model trained on real legal questions re-orders the first passages by what they share with the question "
-        "(its words, the title, a definition of the term asked about); off: the fused order",
-        "用真实法律问题训练的模型按段落与问题的共同点（词语、标题、所问术语的定义）重新排序前列段落；关闭则保持融合顺序",
+        "A model trained on real questions re-orders the first passages in the question's language by what they share "
+        "with it (its words, the title, a definition of the term asked about); off: the fused order",
+        "用真实问题训练的模型按段落与问题的共同点（词语、标题、所问术语的定义）重新排序前列的同语言段落；关闭则保持融合顺序",
     ),
     "mode": ("Search mode", "检索方式"),
     "mode_hybrid": ("Hybrid", "混合"),

@@ -59,7 +59,7 @@ class SearcherBase:
         rerank: bool | None = None,
     ) -> None:
         self.where, self.rebuild = where, rebuild
-        self.tuned = config.TUNED if tuned is None else tuned  # the question tower for Chinese questions
+        self.tuned = config.TUNED if tuned is None else tuned  # the question tower (the languages it was trained on)
         self.rerank = config.RERANK if rerank is None else rerank  # the trained reranker (kb.search.rerank)
         self.weights = dict(weights or config.WEIGHTS)
         self._given = dict(embedders or {})
@@ -160,7 +160,7 @@ class SearcherBase:
                 this range; 'YYYY', 'YYYY-MM' or 'YYYY-MM-DD'; texts without that date are left out.
             as_of: keep the texts in force on this date, whichever version that was (kb.catalog.timeline).
             xrefs: resolve each hit's cross-references (default on; a few milliseconds for ten hits).
-            tuned: Chinese questions through the question tower (kb.embed.tower); None: as the searcher was opened.
+            tuned: questions through the question tower (kb.embed.tower); None: as the searcher was opened.
             rerank: re-order the first fused passages with the trained reranker (kb.search.rerank); None: as the
                 searcher was opened.
         Raises:
@@ -174,9 +174,9 @@ class SearcherBase:
         tuned = options.get("tuned")
         tuned = self.tuned if tuned is None else tuned
         rerank = options.get("rerank")
-        if not (self.rerank if rerank is None else rerank) or k <= 0 or not reranker.applies(query):
+        model = reranker.shipped() if (self.rerank if rerank is None else rerank) and k > 0 else None
+        if model is None or not model.applies(query):
             return self._search(query, k, filters, mode, xrefs, tuned)
-        model = reranker.shipped()
         reranker.check_manifest(self.reranker, model, self.where)
         return self._search(
             query, max(k, model.pool), filters, mode, xrefs, tuned, lambda hits: model.rerank(query, hits)[:k]

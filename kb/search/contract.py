@@ -48,7 +48,7 @@ class Backend(Protocol):
     """A searchable index: ranked, cited passages and the documents behind them."""
 
     weights: dict[str, float]  # channel -> weight in the fusion (benchmarks tune them)
-    tuned: bool  # Chinese questions through the question tower (kb.embed.tower) unless a search says otherwise
+    tuned: bool  # questions through the question tower (kb.embed.tower) unless a search says otherwise
     rerank: bool  # the trained reranker (kb.search.rerank) re-orders the fused passages unless a search says otherwise
 
     @property

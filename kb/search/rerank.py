@@ -3,9 +3,10 @@
 The fusion (kb.search.fusion) only sees where each channel ranked a passage. The reranker also reads the
 passage against the question: which of the question's words it holds, whether its title holds them, whether it
 is the article that *defines* the term asked about ("本法所称X，是指…" for "什么是X"), whether it is a numbered
-article, its length and its document's weight among the candidates. A linear model over these features, trained
-on STARD train (scripts/train.py rerank-cv / rerank-fit, cross-validated by question folds), scores the first
-`config.RERANK_POOL` fused passages; the rest keep their fused order below them.
+article, its length and its document's weight among the candidates. A linear model over these features per
+question language (Chinese trained on STARD train, English on SciFact train: scripts/train.py rerank-cv /
+rerank-fit) scores the first `config.RERANK_POOL` fused passages in the question's language and re-orders them
+among the places they hold; passages in the other language and the rest keep their fused places.
 
 Why features and not a neural cross-encoder: on this product's CPU budget a 12-layer cross-encoder over 30
 candidates costs seconds per question, and a shallow one was not measured to beat this model on held-out folds
@@ -23,7 +24,7 @@ import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,10 +39,6 @@ from kb.search.hits import Hit
 from kb.text.lexical import tokenize
 
 WEIGHTS = config.RERANK_WEIGHTS
-# Questions in these languages are reranked; the others keep the fused order. The model was fitted on Chinese
-# questions only: on English ones its word-overlap features push Chinese articles (which share no words with an
-# English question) below English commentary, and a golden cross-lingual question fell out of the top 5.
-RERANK_LANGS = ("zh",)
 CHANNELS = ("bm25", "dense", "dense_x", "xling")
 
 # "本法所称X，是指…" / "本规定所称X是指…" / "the term X means": the passage defines X.
@@ -53,11 +50,6 @@ _ASKS_DEFINITION = re.compile(
 )
 _ARTICLE = re.compile(r"^\s*第[一二三四五六七八九十百千零〇\d]+条")
 _KEPT = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
-
-
-def applies(query: str) -> bool:
-    """The reranker was trained for questions in this query's language (RERANK_LANGS)."""
-    return detect_lang(query) in RERANK_LANGS
 
 
 def _bigrams(text: str) -> set[str]:
@@ -158,28 +150,35 @@ def features(query: str, hits: Sequence[Hit]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Reranker:
-    """A linear scorer over standardised FEATURES (what scripts/train.py rerank-fit writes)."""
+    """One language's linear scorer over standardised FEATURES (what scripts/train.py rerank-fit writes)."""
 
     mean: np.ndarray
     scale: np.ndarray
     coef: np.ndarray
     pool: int
-    sha256: str = ""
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale) @ self.coef
 
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+    def rerank(self, query: str, hits: Sequence[Hit], lang: str | None = None) -> list[Hit]:
         """The first `pool` hits re-ordered by the model, the rest after them in fused order; ranks renumbered.
-        A question in a language the model was not trained for (`applies`) keeps the fused order."""
+
+        With `lang`, only the passages in that language (the question's) are re-ordered, among the places they
+        hold; a passage in another language keeps the place the fusion gave it. The features compare words, which
+        says nothing across languages: an English question shares no words with the Chinese article a
+        cross-lingual channel found for it, and re-ordering across languages pushed that article out of the top 5.
+        """
         head, tail = list(hits[: self.pool]), list(hits[self.pool :])
-        if len(head) < 2 or not applies(query):
+        places = [i for i, h in enumerate(head) if lang is None or h.chunk.lang == lang]
+        if len(places) < 2:
             return list(hits)
-        s = self.scores(features(query, head))
-        order = sorted(range(len(head)), key=lambda i: (-s[i], i))
-        # The shown score is the reranker's (as a probability-like 0-1 value), so scores fall as ranks grow.
-        ranked = [dataclasses.replace(head[i], score=1.0 / (1.0 + math.exp(-float(s[i])))) for i in order] + tail
-        return [dataclasses.replace(h, rank=r) for r, h in enumerate(ranked, start=1)]
+        movable = [head[i] for i in places]
+        s = self.scores(features(query, movable))
+        order = sorted(range(len(movable)), key=lambda i: (-s[i], i))
+        # The shown score is the reranker's (as a probability-like 0-1 value) for the passages it placed.
+        for place, i in zip(places, order):
+            head[place] = dataclasses.replace(movable[i], score=1.0 / (1.0 + math.exp(-float(s[i]))))
+        return [dataclasses.replace(h, rank=r) for r, h in enumerate(head + tail, start=1)]
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -191,14 +190,55 @@ class Reranker:
         }
 
 
-def save(model: Reranker, path: Path, about: dict[str, object]) -> str:
-    """Write the model as JSON (sorted keys, so the same model gives the same file); returns its sha256."""
+@dataclass(frozen=True)
+class Rerankers:
+    """The shipped reranker: a scorer per question language (Chinese from STARD train, English from SciFact train).
+    A question in a language without one keeps the fused order."""
+
+    models: Mapping[str, Reranker]
+    sha256: str = ""
+
+    @property
+    def pool(self) -> int:
+        return max((m.pool for m in self.models.values()), default=0)
+
+    def applies(self, query: str) -> bool:
+        """A scorer was trained for questions in this query's language."""
+        return detect_lang(query) in self.models
+
+    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+        lang = detect_lang(query)
+        model = self.models.get(lang)
+        return model.rerank(query, hits, lang) if model is not None else list(hits)
+
+
+def save(models: Mapping[str, Reranker], path: Path, about: dict[str, object]) -> str:
+    """Write the scorers as JSON (sorted keys, so the same models give the same file); returns its sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**model.to_dict(), "trained": about}, sort_keys=True, indent=1) + "\n", "utf-8")
+    data = {"models": {lang: m.to_dict() for lang, m in models.items()}, "trained": about}
+    path.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n", "utf-8")
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load(path: Path = WEIGHTS) -> Reranker:
+class _Stale(Exception):
+    """A scorer written for other features than this version computes."""
+
+
+def _scorer(data: object) -> Reranker:
+    if not isinstance(data, dict):
+        raise TypeError("a scorer is not an object")
+    names, mean, scale, coef = data["features"], data["mean"], data["scale"], data["coef"]
+    if tuple(names) != FEATURES or not (len(mean) == len(scale) == len(coef) == len(FEATURES)):
+        raise _Stale()
+    return Reranker(
+        np.array(mean, dtype=np.float32),
+        np.array(scale, dtype=np.float32),
+        np.array(coef, dtype=np.float32),
+        int(data["pool"]),
+    )
+
+
+def load(path: Path = WEIGHTS) -> Rerankers:
     """Read a reranker file.
 
     Raises:
@@ -209,23 +249,15 @@ def load(path: Path = WEIGHTS) -> Reranker:
         raise ModelLoadError(f"reranker weights {path} are missing: {fix}")
     raw = path.read_bytes()
     try:
-        data = json.loads(raw)
-        names, mean, scale, coef = data["features"], data["mean"], data["scale"], data["coef"]
-        pool = int(data["pool"])
-    except (ValueError, KeyError, TypeError) as exc:
+        models = {str(lang): _scorer(m) for lang, m in json.loads(raw)["models"].items()}
+    except _Stale:
+        raise ModelLoadError(f"{path}: written for other features than this version computes: {fix}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelLoadError(f"{path}: not a reranker file ({exc}): {fix}") from exc
-    if tuple(names) != FEATURES or not (len(mean) == len(scale) == len(coef) == len(FEATURES)):
-        raise ModelLoadError(f"{path}: written for other features than this version computes: {fix}")
-    return Reranker(
-        np.array(mean, dtype=np.float32),
-        np.array(scale, dtype=np.float32),
-        np.array(coef, dtype=np.float32),
-        pool,
-        hashlib.sha256(raw).hexdigest(),
-    )
+    return Rerankers(models, hashlib.sha256(raw).hexdigest())
 
 
-def check_manifest(recorded: WeightsInfo | None, model: Reranker, where: str) -> None:
+def check_manifest(recorded: WeightsInfo | None, model: Rerankers, where: str) -> None:
     """Raises ModelMismatchError when the index was built with other reranker weights than the ones shipped (its
     figures were measured with those); an index from before the reranker was recorded passes."""
     if recorded and recorded.sha256 != model.sha256:
@@ -235,11 +267,11 @@ def check_manifest(recorded: WeightsInfo | None, model: Reranker, where: str) ->
         )
 
 
-_SHIPPED: list[Reranker] = []
+_SHIPPED: list[Rerankers] = []
 _LOCK = threading.Lock()
 
 
-def shipped() -> Reranker:
+def shipped() -> Rerankers:
     """The reranker in the repository, read once."""
     with _LOCK:
         if not _SHIPPED:

@@ -63,7 +63,7 @@ class SearchQuery(BaseModel):
     date_to: str | None = Field(None, description="dated on or before (--to)")
     date_field: Literal["published", "effective"] = "published"
     tuned: bool | None = Field(
-        None, description="Chinese questions through the question tower (--tuned on|off); default: on (KB_TUNED)"
+        None, description="questions through the question tower (--tuned on|off); default: on (KB_TUNED)"
     )
     rerank: bool | None = Field(
         None, description="re-order the first passages with the trained reranker (--rerank on|off); default: on"

@@ -58,7 +58,8 @@ def mcp_server(service: Service) -> MCPServer:
         mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
         include_repealed: bool = False,
         tuned: Annotated[
-            bool | None, Field(description="Chinese questions through the question tower trained on legal questions")
+            bool | None,
+            Field(description="questions through the question tower trained on legal and scientific questions"),
         ] = None,
         rerank: Annotated[
             bool | None, Field(description="re-order the first passages with the trained reranker")

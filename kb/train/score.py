@@ -17,6 +17,7 @@ from kb.index.vectors import nearest
 from kb.ingest.read import detect_lang
 from kb.search.fusion import depth
 from kb.search.hits import Hit
+from kb.search.rerank import Reranker
 from kb.search.searcher import Searcher, _top, allowed_rows
 from kb.text.lexical import tokenize
 from kb.train.bridges import Bridges, learn
@@ -109,9 +110,14 @@ def score(
         searcher.weights = saved
 
 
-def scifact_ndcg(searcher: Searcher, queries: list[tuple[str, dict[str, int]]], vectors: np.ndarray | None) -> float:
+def scifact_ndcg(
+    searcher: Searcher,
+    queries: list[tuple[str, dict[str, int]]],
+    vectors: np.ndarray | None,
+    scorer: Reranker | None = None,
+) -> float:
     """SciFact nDCG@10 (a document ranks at its best passage) with the question vectors given, or the packaged e5's
-    when None; the other channels as the current system ranks them."""
+    when None; the other channels as the current system ranks them; the fused hits re-ordered by `scorer` if any."""
     total = 0.0
     loaded = searcher.index
     for n, (text, relevant) in enumerate(queries):
@@ -125,6 +131,7 @@ def scifact_ndcg(searcher: Searcher, queries: list[tuple[str, dict[str, int]]], 
                     rows = nearest(loaded.vectors["dense"], vectors[n], allowed & part, depth(100), loaded.row_order)
                     ranked[name] = loaded.chunk_ids(rows)
         hits = searcher.fuse(ranked, text, 100)
+        hits = scorer.rerank(text, hits, "en") if scorer is not None else hits
         total += ndcg_at_10(list(dict.fromkeys(Path(h.chunk.doc_id).stem for h in hits)), relevant)
     return total / max(len(queries), 1)
 
