@@ -151,7 +151,8 @@ def test_other_language_passages_keep_their_places() -> None:
     out = models.rerank("can goods bought online be returned", hits)
     assert [h.chunk.chunk_id for h in out] == ["zh/a.txt#1", "en/c.txt#3", "en/b.txt#2"]
     assert [h.rank for h in out] == [1, 2, 3]
-    assert out[0].score == hits[0].score  # not scored by the English model
+    assert out[0].score == out[1].score  # not scored by the English model: it shows the score below it
+    assert out[1].score >= out[2].score
     whole = models.models["en"].rerank("can goods bought online be returned", hits)  # without the language rule
     assert whole[0].chunk.chunk_id == "en/c.txt#3"
 
