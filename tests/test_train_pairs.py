@@ -57,7 +57,7 @@ def test_a_heading_asks_for_the_articles_under_it_in_every_version() -> None:
 def test_a_reference_asks_for_the_article_it_cites() -> None:
     chunks = [
         _chunk("a.md", 0, "第二条 本法所称劳动者，是指与用人单位建立劳动关系的自然人。", article_no=2),
-        _chunk("a.md", 1, "第五条 劳动者依照本法第二条的规定享有权利。前款规定不适用于公务员。", article_no=5),
+        _chunk("a.md", 1, "第五条 劳动者依照本法第二条的规定享有权利。\n前款规定不适用于公务员。", article_no=5),
         _chunk("b.md", 0, "第一条 依照《劳动合同法》第五条，制定本办法。", title="劳动合同实施办法", article_no=1),
     ]
     docs = {
