@@ -10,6 +10,8 @@ The shipped tower trains on STARD's Chinese questions, our English translations 
 (scripts/data/stard-train-en.tsv) and SciFact train (`--english 1 --scifact 1`, the defaults; SciFact needs
 `python -m kb eval scifact` and `prepare-scifact` first; `--english 0 --scifact 0` trains on Chinese alone).
 `rerank-fit` fits the Chinese scorer on STARD's candidates and the English one on SciFact train's.
+Self-supervised pairs (kb.train.pairs: headings, citations, versions from the STARD index; commentary headings
+from the bundled index) are the measured experiment `--pairs 1`, after `prepare-pairs`.
 
 `prepare` reads each index once and caches what training needs (kb.train.data); `cv` and `rerank-cv` train
 one model per fold of STARD question ids on the other folds' questions, Chinese and English (kb.train.cv), and
@@ -34,11 +36,11 @@ from kb.bench.evaluate import _stard_rows
 from kb.embed import tower as qtower
 from kb.errors import KbError
 from kb.search import rerank as reranker
-from kb.train import data
+from kb.train import data, pairs
 from kb.train.cv import cross_validate, rerank_cv
 from kb.train.rerank import RerankConfig
 from kb.train.ship import cross_lingual, fit, rerank_fit
-from kb.train.tower import Prepared, TrainConfig
+from kb.train.tower import PAIR_KINDS, Prepared, TrainConfig
 
 DEFAULT_INDEX = config.BENCH_DIR / "stard-lawrefbook-national-e5" / "index"
 # torch threads for training (1: the cores stay free for the other folds' searches)
@@ -46,7 +48,7 @@ THREADS = int(os.environ.get("KB_TRAIN_THREADS", "1"))
 SCIFACT_INDEX = config.BENCH_DIR / "scifact-e5" / "index"
 CACHE = config.ROOT / ".kb-cache" / "train"
 EN100 = Path(__file__).resolve().parent / "data" / "stard-train-en100.tsv"
-STEPS = ("prepare", "prepare-scifact", "cv", "fit", "xling", "rerank-cv", "rerank-fit", "all")
+STEPS = ("prepare", "prepare-scifact", "prepare-pairs", "cv", "fit", "xling", "rerank-cv", "rerank-fit", "all")
 
 
 def en100_positions() -> set[int]:
@@ -60,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("step", choices=STEPS)
     p.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="a STARD benchmark index (`kb eval stard`)")
     p.add_argument("--scifact-index", type=Path, default=SCIFACT_INDEX, help="the SciFact index (`kb eval scifact`)")
+    p.add_argument("--bundled-index", type=Path, default=config.DEFAULT_INDEX, help="prepare-pairs: commentary")
+    p.add_argument("--pairs-per-kind", type=int, default=1000, help="prepare-pairs: at most this many of each kind")
     p.add_argument("--translations", type=Path, default=data.TRANSLATIONS, help="id<TAB>English STARD questions")
     p.add_argument("--definition-pairs", type=int, default=0, help="prepare: corpus definition pairs to mine")
     p.add_argument("--limit", type=int, default=None, help="prepare: the first N questions only (a smoke test)")
@@ -84,8 +88,32 @@ def _paths(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Path, Path]:
     )
 
 
-def _prepared(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Prepared, Prepared | None]:
-    """The STARD set (and the SciFact set when cfg.scifact), prepared now or read from the cache."""
+def _pair_paths(args: argparse.Namespace, cfg: TrainConfig) -> list[tuple[Path, Path, tuple[str, ...]]]:
+    """(index, cached set, kinds) of the mined pairs: the law kinds from the STARD index, commentary headings
+    from the bundled one."""
+    name = f"n{args.pairs_per_kind}-l{cfg.layers}"
+    return [
+        (args.index, args.cache / f"pairs-{args.index.parent.name}-{name}.pkl", pairs.LAW_KINDS),
+        (args.bundled_index, args.cache / f"pairs-bundled-{name}.pkl", PAIR_KINDS[3:]),
+    ]
+
+
+def _prepare_pairs(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, object]:
+    """Mine and prepare the pairs, write each set apart; count pairs whose positives are STARD gold rows."""
+    stard = data.load(_paths(args, cfg)[0])
+    out: dict[str, object] = {}
+    for index, path, kinds in _pair_paths(args, cfg):
+        prep = pairs.prepare_pairs(index, cfg.layers, kinds, args.pairs_per_kind, cfg.seed, THREADS)
+        data.save(prep, path)
+        out[path.name] = {k: prep.kind.count(k) for k in kinds}
+        if index == args.index:
+            out["pairs with a STARD gold row among their positives"] = pairs.overlap(prep, stard.gold)
+    return out
+
+
+def _prepared(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Prepared, list[Prepared]]:
+    """The STARD set and the other sets the config trains on (SciFact, mined pairs), prepared now or read from
+    the cache."""
     stard, sci = _paths(args, cfg)
     if args.step in ("prepare", "all"):
         data.save(
@@ -94,7 +122,9 @@ def _prepared(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Prepared, Pre
         )
         if cfg.scifact:
             data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit, THREADS), sci)
-    return data.load(stard), data.load(sci) if cfg.scifact else None
+    others = [data.load(sci)] if cfg.scifact else []
+    others += [data.load(path) for _, path, _ in _pair_paths(args, cfg)] if cfg.pairs else []
+    return data.load(stard), others
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -106,25 +136,28 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.step == "prepare-scifact":  # apart, so it can run while the STARD set is prepared
         data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit, THREADS), _paths(args, cfg)[1])
         return {"seconds": round(time.perf_counter() - t0, 1)}
-    prep, sci = _prepared(args, cfg)
+    if args.step == "prepare-pairs":  # apart: the STARD and SciFact sets stay as they are
+        return {**_prepare_pairs(args, cfg), "seconds": round(time.perf_counter() - t0, 1)}
+    prep, others = _prepared(args, cfg)
     result: dict[str, object] = {}
     if args.step in ("cv", "all"):
         grid = [(float(w), int(n)) for w, n in (x.split(":") for x in args.bridges)]
         result["cv"] = cross_validate(
-            prep, sci, data.fp32_e5(THREADS), args.index, args.folds, cfg, grid, args.cache, en100_positions()
+            prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg, grid, args.cache, en100_positions()
         )
     if args.step == "rerank-cv":
         result["rerank_cv"] = rerank_cv(
-            prep, sci, data.fp32_e5(THREADS), args.index, args.folds, cfg, rcfg, args.cache, en100_positions()
+            prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg, rcfg, args.cache, en100_positions()
         )
     if args.step == "xling":
         result["xling"] = cross_lingual(prep, args.index, en100_positions())
     if args.step in ("fit", "all"):
         result["fit"] = fit(
-            prep, sci, cfg, args.out, args.scifact_index if args.scifact_index.is_dir() else None, THREADS
+            prep, others, cfg, args.out, args.scifact_index if args.scifact_index.is_dir() else None, THREADS
         )
     if args.step in ("rerank-fit", "all"):
         scifact = args.scifact_index if args.scifact_index.is_dir() else None
+        sci = next((o for o in others if o.kind[:1] == ["scifact"]), None)
         result["rerank_fit"] = rerank_fit(prep, sci, args.index, scifact, rcfg, reranker.WEIGHTS, args.cache, THREADS)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result

@@ -12,7 +12,7 @@ import json
 import logging
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,12 +35,15 @@ def _progress(fold: int) -> Callable[[str], None]:
 
 
 def training_sets(
-    prep: Prepared, sci: Prepared | None, held: set[int], cfg: TrainConfig
+    prep: Prepared, others: Sequence[Prepared], held: set[int], cfg: TrainConfig
 ) -> list[tuple[Prepared, list[int]]]:
-    """What a fold's tower trains on: the STARD set without the held-out questions, and SciFact train if asked."""
+    """What a fold's tower trains on: the STARD set without the held-out questions, then each other set (SciFact
+    train, mined pairs: no STARD question, so in every fold) whose kinds the config asks for."""
     sets = [(prep, training_ids(prep, held, cfg))]
-    if cfg.scifact and sci is not None:
-        sets.append((sci, training_ids(sci, set(), cfg)))
+    for other in others:
+        ids = training_ids(other, set(), cfg)
+        if ids:
+            sets.append((other, ids))
     return sets
 
 
@@ -56,22 +59,35 @@ def cached(path: Path, make: Callable[[], T]) -> T:
     return value
 
 
-def _fold_key(prep: Prepared, sci: Prepared | None, cfg: TrainConfig) -> str:
-    """Names a fold's cached hits after everything they depend on (config, questions, training sets)."""
-    about = json.dumps([cfg.__dict__, prep.queries, sci.queries if sci and cfg.scifact else []], ensure_ascii=False)
+def _fold_key(prep: Prepared, others: Sequence[Prepared], cfg: TrainConfig) -> str:
+    """Names a fold's cached hits after everything they depend on (config, questions, training sets).
+
+    A config without pairs, and its questions, are written as before the pairs existed, so towers cached then
+    keep their names.
+    """
+    config = {k: v for k, v in cfg.__dict__.items() if v or k != "pairs"}
+    extra = [other.queries for other, _ in training_sets(prep, others, set(), cfg)[1:]] or [[]]
+    about = json.dumps([config, prep.queries, *extra], ensure_ascii=False)
     return hashlib.sha256(about.encode()).hexdigest()[:12]
 
 
 def fold_head(
-    model: object, prep: Prepared, sci: Prepared | None, cfg: TrainConfig, k: int, f: int, held: set[int], cache: Path
+    model: object,
+    prep: Prepared,
+    others: Sequence[Prepared],
+    cfg: TrainConfig,
+    k: int,
+    f: int,
+    held: set[int],
+    cache: Path,
 ) -> tuple[Head, float]:
     """Fold f's tower (trained on everything but the held-out STARD questions) and its training seconds; kept in
     the cache in float32 so `cv` and `rerank-cv` share one training per fold."""
-    path = cache / f"tower-k{k}-f{f + 1}-{_fold_key(prep, sci, cfg)}.pkl"
+    path = cache / f"tower-k{k}-f{f + 1}-{_fold_key(prep, others, cfg)}.pkl"
 
     def trained() -> tuple[dict[str, np.ndarray], float]:
         t0 = time.perf_counter()
-        head = train(model, training_sets(prep, sci, held, cfg), cfg, _progress(f))
+        head = train(model, training_sets(prep, others, held, cfg), cfg, _progress(f))
         return head.state(), time.perf_counter() - t0
 
     state, seconds = cached(path, trained)
@@ -93,7 +109,7 @@ def pooled(results: dict[str, list[tuple[dict[str, float], int]]]) -> dict[str, 
 
 def cross_validate(
     prep: Prepared,
-    sci: Prepared | None,
+    others: Sequence[Prepared],
     model: object,
     index: Path,
     k: int,
@@ -113,7 +129,7 @@ def cross_validate(
     train_seconds: list[float] = []
     for f, test in enumerate(folds(prep.n_stard, k, cfg.seed)):
         held = set(test.tolist())
-        head, seconds = fold_head(model, prep, sci, cfg, k, f, held, cache)
+        head, seconds = fold_head(model, prep, others, cfg, k, f, held, cache)
         train_seconds.append(seconds)
         ids = test.tolist()
         en_ids = prep.positions("en", held)
@@ -168,7 +184,7 @@ def cross_validate(
 
 def rerank_cv(
     prep: Prepared,
-    sci: Prepared | None,
+    others: Sequence[Prepared],
     model: object,
     index: Path,
     k: int,
@@ -180,7 +196,7 @@ def rerank_cv(
     """Fold-averaged figures: untrained system, tower, each with the reranker (Chinese questions), and the English
     translations of the fold's questions with and without the fold's tower (all of them, and the en100 ones).
 
-    For each fold the tower is trained on the other folds' questions (and SciFact train when cfg.scifact); the
+    For each fold the tower is trained on the other folds' questions (and SciFact train, mined pairs, as cfg asks); the
     reranker is fitted on the other folds' Chinese candidates from the untrained system and from that tower.
     en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
     """
@@ -202,7 +218,7 @@ def rerank_cv(
         en_ids = prep.positions("en", held)
         en100_ids = [i for i in en_ids if prep.group[i] in en100]
 
-        head, tower_seconds = fold_head(model, prep, sci, cfg, k, f, held, cache)
+        head, tower_seconds = fold_head(model, prep, others, cfg, k, f, held, cache)
         asked_ids = list(range(n)) + en_ids
         tuned = fused(
             searcher, prep, tuned_rankings(searcher, prep, asked_ids, head.encode([prep.hidden[i] for i in asked_ids]))

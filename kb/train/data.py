@@ -107,7 +107,7 @@ def _texts(searcher: Searcher) -> list[str]:
     return [chunks[r].text if r in chunks else "" for r in range(loaded.n_rows)]
 
 
-def _finish(
+def finish(
     searcher: Searcher,
     queries: list[str],
     gold: list[np.ndarray],
@@ -119,6 +119,8 @@ def _finish(
     t0: float,
     threads: int = 1,
 ) -> Prepared:
+    """A prepared set of questions over the searcher's index: the current system's rankings (hard negatives),
+    the packaged passage vectors and each question's hidden states below the trained layers."""
     ranked = [row_rankings(searcher, searcher.rankings(q, depth(100))) for q in queries]
     log.info("current system's rankings of %d questions done (%.0fs)", len(queries), time.perf_counter() - t0)
     loaded = searcher.index
@@ -163,7 +165,7 @@ def prepare_stard(
         len(pairs),
         time.perf_counter() - t0,
     )
-    return _finish(searcher, queries, gold, layers, len(rows), kind, group, allowed, t0, threads)
+    return finish(searcher, queries, gold, layers, len(rows), kind, group, allowed, t0, threads)
 
 
 def scifact_train() -> list[tuple[str, set[str]]]:
@@ -186,7 +188,7 @@ def prepare_scifact(index: Path, layers: int, limit: int | None = None, threads:
         gold.append(np.array(sorted(set(rows)), dtype=np.int64))
     log.info("SciFact train: %d queries, %d with gold passages", len(pairs), sum(1 for g in gold if len(g)))
     queries = [q for q, _ in pairs]
-    return _finish(searcher, queries, gold, layers, 0, ["scifact"] * len(queries), [-1] * len(queries), allowed, t0)
+    return finish(searcher, queries, gold, layers, 0, ["scifact"] * len(queries), [-1] * len(queries), allowed, t0)
 
 
 def save(prep: Prepared, out: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from kb.bench.evaluate import scifact_queries
@@ -48,7 +49,7 @@ def scifact_on_off(model: object, head: Head, index: Path, scorer: Reranker | No
 
 def fit(
     prep: Prepared,
-    sci: Prepared | None,
+    others: Sequence[Prepared],
     cfg: TrainConfig,
     out: Path,
     scifact_index: Path | None,
@@ -59,11 +60,11 @@ def fit(
 
     t0 = time.perf_counter()
     model = fp32_e5(threads)
-    head = train(model, training_sets(prep, sci, set(), cfg), cfg, progress=log.info)
+    head = train(model, training_sets(prep, others, set(), cfg), cfg, progress=log.info)
     out.parent.mkdir(parents=True, exist_ok=True)
     # One metadata entry: safetensors writes several in hash order, which would change the file's sha256 per run.
-    # The English switches are written only when on, so a Chinese-only file is byte for byte the earlier one.
-    about = {k: v for k, v in cfg.__dict__.items() if v or k not in ("english", "scifact")}
+    # The English and pair switches are written only when on, so a Chinese-only file is byte for byte the earlier one.
+    about = {k: v for k, v in cfg.__dict__.items() if v or k not in ("english", "scifact", "pairs")}
     save_file(head.tensors(), str(out), metadata={"scripts/train.py": json.dumps(about, sort_keys=True)})
     result: dict[str, object] = {
         "file": str(out),

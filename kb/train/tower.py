@@ -23,13 +23,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# The kinds of self-supervised pairs (kb.train.pairs mines them; `TrainConfig.pairs` trains on them).
+PAIR_KINDS = ("heading", "citation", "version", "commentary")
+
+
 @dataclass(frozen=True)
 class Prepared:
     """Training inputs for n questions over one index of N rows.
 
     Positions 0..n_stard-1 are STARD's Chinese questions in train.jsonl's order; after them come the questions
     of other kinds (`kind`): "en" (our English translation of STARD question `group[i]`, same gold articles),
-    "definition" (corpus definition pairs) and "scifact" (SciFact train queries, on the SciFact index).
+    "definition" (corpus definition pairs), "scifact" (SciFact train queries, on the SciFact index) and the
+    mined pairs' kinds (PAIR_KINDS, on the index they were mined from).
     """
 
     queries: list[str]
@@ -64,6 +69,9 @@ class TrainConfig:
     # index's passages). Both on in the shipped file (docs/BENCHMARKS.md has the cross-validated figures).
     english: int = 1
     scifact: int = 1
+    # 1: also train on the self-supervised pairs (kb.train.pairs: headings, citations, versions, commentary),
+    # prepared apart by `scripts/train.py prepare-pairs`. Measured in docs/BENCHMARKS.md; off in the shipped file.
+    pairs: int = 0
     seed: int = 0
 
 
@@ -150,8 +158,10 @@ def hard_negatives(prep: Prepared, i: int, n: int) -> np.ndarray:
 
 def training_ids(prep: Prepared, held: set[int], cfg: TrainConfig) -> list[int]:
     """Positions to train on: the STARD questions (Chinese, and English with cfg.english) whose STARD question is
-    not held out, then definition pairs with cfg.definitions, then SciFact queries with cfg.scifact."""
+    not held out, then definition pairs with cfg.definitions, SciFact queries with cfg.scifact and the mined
+    pairs (kb.train.pairs) with cfg.pairs."""
     kinds = ["zh"] + ["en"] * cfg.english + ["definition"] * cfg.definitions + ["scifact"] * cfg.scifact
+    kinds += list(PAIR_KINDS) * cfg.pairs
     return [i for i, k in enumerate(prep.kind) if k in kinds and prep.group[i] not in held]
 
 
