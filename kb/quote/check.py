@@ -244,7 +244,10 @@ class QuoteChecker:
     def _search(self) -> Backend:
         with self._lock:
             if self._searcher is None:
-                self._searcher = Searcher(self.index_dir)
+                # A quote is a passage's wording, not a question: the question tower and the reranker were trained
+                # on questions (an English translation of 个人信息保护法 第九条 went from a possible source to
+                # missing through them), so the nearest passages come from the packaged models.
+                self._searcher = Searcher(self.index_dir, tuned=False, rerank=False)
             return self._searcher
 
     def _rank(self, doc_id: str) -> tuple[bool, float, str]:
