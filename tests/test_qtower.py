@@ -193,3 +193,12 @@ def test_the_tower_applies_to_the_languages_it_was_trained_on() -> None:
     # A garbled or foreign record reads as Chinese only.
     assert qtower.trained_langs({"scripts/train.py": "[1, 2]"}) == ("zh",)
     assert qtower.trained_langs({"scripts/train.py": "not json"}) == ("zh",)
+
+
+def test_untrained_candidates_are_kept_per_index(tmp_path: Path) -> None:
+    from kb.train.cv import untrained_cache
+
+    national, whole = tmp_path / "national" / "index", tmp_path / "whole" / "index"
+    assert untrained_cache(tmp_path, national) == untrained_cache(tmp_path, national)
+    assert untrained_cache(tmp_path, national) != untrained_cache(tmp_path, whole)
+    assert untrained_cache(tmp_path, national).parent == tmp_path

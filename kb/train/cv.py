@@ -47,6 +47,12 @@ def training_sets(
     return sets
 
 
+def untrained_cache(cache: Path, index: Path) -> Path:
+    """Where the untrained system's fused candidates over `index` are kept: one file per index folder, so a run
+    over another index (the whole corpus, SciFact) never reads the national one's."""
+    return cache / f"rerank-untrained-{hashlib.sha256(str(index.resolve()).encode()).hexdigest()[:12]}.pkl"
+
+
 def cached(path: Path, make: Callable[[], T]) -> T:
     """A value kept between runs (fitting the reranker again must not retrain the towers)."""
     if path.is_file():
@@ -205,7 +211,7 @@ def rerank_cv(
     english = prep.positions("en")
     gold_ids = {i: set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in range(n)}
     t0 = time.perf_counter()
-    base = cached(cache / "rerank-untrained.pkl", lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}))
+    base = cached(untrained_cache(cache, index), lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}))
     base_en = fused(searcher, prep, {i: prep.ranked[i] for i in english})
     base_samples = {i: sample(prep.queries[i], base[i], gold_ids[i], rcfg.pool) for i in range(n)}
     log.info("untrained system's candidates and features (%.0fs)", time.perf_counter() - t0)

@@ -15,7 +15,7 @@ from kb.embed import tower as qtower
 from kb.search import rerank as reranker
 from kb.search.rerank import Reranker
 from kb.search.searcher import Searcher
-from kb.train.cv import cached, training_sets
+from kb.train.cv import cached, training_sets, untrained_cache
 from kb.train.data import fp32_e5
 from kb.train.rerank import RerankConfig, Sample, sample
 from kb.train.rerank import fit as fit_reranker
@@ -88,13 +88,13 @@ def tower_head(model: object, path: Path = qtower.WEIGHTS) -> Head:
     return Head.from_state(model, start, state)
 
 
-def _candidates(prep: Prepared, index: Path, head: Head, pool: int, untrained: Path) -> list[Sample]:
-    """Each question's first `pool` fused candidates from the untrained system (cached at `untrained`) and from
-    the tower `head`, as training samples (gold: the question's gold passages)."""
+def _candidates(prep: Prepared, index: Path, head: Head, pool: int, cache: Path) -> list[Sample]:
+    """Each question's first `pool` fused candidates from the untrained system (kept in `cache`) and from the
+    tower `head`, as training samples (gold: the question's gold passages)."""
     searcher = Searcher(index, tuned=False)
     ids = list(range(prep.n_stard or len(prep.queries)))
     gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids]
-    base = cached(untrained, lambda: fused(searcher, prep, {i: prep.ranked[i] for i in ids}))
+    base = cached(untrained_cache(cache, index), lambda: fused(searcher, prep, {i: prep.ranked[i] for i in ids}))
     tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, head.encode([prep.hidden[i] for i in ids])))
     return [sample(prep.queries[i], hits[i], gold_ids[i], pool) for hits in (base, tuned) for i in ids]
 
@@ -115,10 +115,10 @@ def rerank_fit(
     t0 = time.perf_counter()
     model = fp32_e5(threads)
     head = tower_head(model)
-    models = {"zh": fit_reranker(_candidates(prep, index, head, rcfg.pool, cache / "rerank-untrained.pkl"), rcfg)}
+    models = {"zh": fit_reranker(_candidates(prep, index, head, rcfg.pool, cache), rcfg)}
     result: dict[str, object] = {}
     if sci is not None and scifact_index is not None:
-        samples = _candidates(sci, scifact_index, head, rcfg.pool, cache / "rerank-untrained-scifact.pkl")
+        samples = _candidates(sci, scifact_index, head, rcfg.pool, cache)
         models["en"] = fit_reranker(samples, rcfg)
         result["scifact_test"] = scifact_on_off(model, head, scifact_index, models["en"])
     sha = reranker.save(models, out, {"scripts/train.py": "rerank-fit", **rcfg.__dict__})
