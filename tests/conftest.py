@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from kb.embed.models import HashingEmbedder
 from kb.index.build import build
+from kb.train.tower import Prepared
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
@@ -86,6 +88,24 @@ def one_file_index(root: Path, name: str, text: str) -> Path:
     (root / "corpus" / name).write_text(text, encoding="utf-8")
     build(root / "corpus", root / "index", {"dense": HashingEmbedder()}, cache_dir=None)
     return root / "index"
+
+
+def prepared_set(kinds: list[str], groups: list[int] | None = None) -> Prepared:
+    """A tiny prepared training set (kb.train.tower.Prepared) with questions of these kinds: "zh", "en",
+    "scifact", pair kinds...; groups default to each Chinese question's own position and -1 for the rest."""
+    n = len(kinds)
+    return Prepared(
+        [f"q{i}" for i in range(n)],
+        [np.zeros((2, 4), np.float32)] * n,
+        10,
+        [np.array([0])] * n,
+        [{}] * n,
+        np.zeros((1, 4), np.float32),
+        np.array([True]),
+        kinds.count("zh"),
+        kinds,
+        groups if groups is not None else [i if k == "zh" else -1 for i, k in enumerate(kinds)],
+    )
 
 
 def load_script(name: str) -> ModuleType:

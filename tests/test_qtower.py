@@ -13,7 +13,8 @@ import pytest
 from kb.embed import tower as qtower
 from kb.errors import KbError, ModelLoadError, ModelMismatchError
 from kb.train.data import definition_pairs, gold_rows, read_translations
-from kb.train.tower import Prepared, TrainConfig, folds, training_ids
+from kb.train.tower import TrainConfig, folds, training_ids
+from tests.conftest import prepared_set
 
 ROOT = Path(__file__).parent.parent
 
@@ -144,24 +145,8 @@ def test_refresh_refuses_a_new_generation_recorded_with_another_tower(tmp_path: 
     assert searcher.search("什么是价格欺诈", 3, rerank=False)
 
 
-def _prepared(kinds: list[str], groups: list[int]) -> Prepared:
-    n = len(kinds)
-    return Prepared(
-        [f"q{i}" for i in range(n)],
-        [np.zeros((2, 4), np.float32)] * n,
-        10,
-        [np.array([0])] * n,
-        [{}] * n,
-        np.zeros((1, 4), np.float32),
-        np.array([True]),
-        kinds.count("zh"),
-        kinds,
-        groups,
-    )
-
-
 def test_a_question_and_its_translation_train_and_test_together() -> None:
-    prep = _prepared(["zh", "zh", "zh", "en", "en", "definition", "scifact"], [0, 1, 2, 2, 0, -1, -1])
+    prep = prepared_set(["zh", "zh", "zh", "en", "en", "definition", "scifact"], [0, 1, 2, 2, 0, -1, -1])
     assert prep.positions("en") == [3, 4] and prep.positions("en", {0}) == [4]
     held = {2}  # STARD question 2 is in the test fold: neither its Chinese nor its English version trains
     assert training_ids(prep, held, TrainConfig()) == [0, 1, 4, 6]  # the shipped setting: all three sets

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-import numpy as np
-
 from kb.catalog.resolve import ChunkTable, Resolver
 from kb.chunk import Chunk
 from kb.ingest.document import DocRow
 from kb.train.cv import _fold_key, training_sets
 from kb.train.pairs import Pair, citation_pairs, commentary_pairs, heading_pairs, mine, version_pairs
-from kb.train.tower import Prepared, TrainConfig, training_ids
+from kb.train.tower import TrainConfig, training_ids
+from tests.conftest import prepared_set
 
 LAW = "中华人民共和国劳动合同法"
 
@@ -119,25 +118,9 @@ def test_an_english_heading_asks_for_its_paragraphs() -> None:
     ]
 
 
-def _prepared(kinds: list[str]) -> Prepared:
-    n = len(kinds)
-    return Prepared(
-        [f"q{i}" for i in range(n)],
-        [np.zeros((2, 4), np.float32)] * n,
-        10,
-        [np.array([0])] * n,
-        [{}] * n,
-        np.zeros((1, 4), np.float32),
-        np.array([True]),
-        kinds.count("zh"),
-        kinds,
-        [i if k == "zh" else -1 for i, k in enumerate(kinds)],
-    )
-
-
 def test_pairs_train_in_every_fold_only_when_asked() -> None:
-    stard, sci = _prepared(["zh", "zh"]), _prepared(["scifact"])
-    mined = _prepared(["heading", "citation", "version", "commentary"])
+    stard, sci = prepared_set(["zh", "zh"]), prepared_set(["scifact"])
+    mined = prepared_set(["heading", "citation", "version", "commentary"])
     assert training_ids(mined, set(), TrainConfig()) == []
     assert training_ids(mined, set(), TrainConfig(pairs=1)) == [0, 1, 2, 3]
     sets = training_sets(stard, [sci, mined], {1}, TrainConfig(scifact=1, pairs=1))
@@ -146,11 +129,11 @@ def test_pairs_train_in_every_fold_only_when_asked() -> None:
 
 
 def test_fold_towers_cached_before_the_pairs_keep_their_names() -> None:
-    stard, sci = _prepared(["zh", "zh"]), _prepared(["scifact"])
+    stard, sci = prepared_set(["zh", "zh"]), prepared_set(["scifact"])
     cfg = TrainConfig(english=1, scifact=1)
     about = {k: v for k, v in cfg.__dict__.items() if k != "pairs"}
     before = json.dumps([about, stard.queries, sci.queries], ensure_ascii=False)
-    assert _fold_key(stard, [sci, _prepared(["heading"])], cfg) == hashlib.sha256(before.encode()).hexdigest()[:12]
-    assert _fold_key(stard, [sci, _prepared(["heading"])], TrainConfig(english=1, scifact=1, pairs=1)) != _fold_key(
+    assert _fold_key(stard, [sci, prepared_set(["heading"])], cfg) == hashlib.sha256(before.encode()).hexdigest()[:12]
+    assert _fold_key(stard, [sci, prepared_set(["heading"])], TrainConfig(english=1, scifact=1, pairs=1)) != _fold_key(
         stard, [sci], cfg
     )
