@@ -178,13 +178,12 @@ class Reranker:
         # The shown score is the reranker's (as a probability-like 0-1 value) for the passages it placed; a passage
         # that kept its place shows the score of the placed passage above it (below it when none is), so the
         # shown scores still fall down the list.
-        shown = [1.0 / (1.0 + math.exp(-float(s[i]))) for i in order]
-        for place, i, score in zip(places, order, shown):
-            head[place] = dataclasses.replace(movable[i], score=score)
+        placed = {place: (movable[i], 1.0 / (1.0 + math.exp(-float(s[i])))) for place, i in zip(places, order)}
+        score = placed[places[0]][1]  # what a passage kept above every placed one shows
         for n, hit in enumerate(head):
-            if n not in places:
-                above = [shown[j] for j, place in enumerate(places) if place < n]
-                head[n] = dataclasses.replace(hit, score=above[-1] if above else shown[0])
+            if n in placed:
+                hit, score = placed[n]
+            head[n] = dataclasses.replace(hit, score=score)
         return [dataclasses.replace(h, rank=r) for r, h in enumerate(head + tail, start=1)]
 
     def to_dict(self) -> dict[str, object]:
