@@ -129,3 +129,53 @@ def test_worker_processes_give_the_same_vectors_in_order() -> None:
     assert parallel.workers == 2 and parallel._pool is not None
     want = E5Embedder(engine="torch", workers=1).passage(texts)
     assert got.shape == (64, 384) and ((got * want).sum(1)).min() > 0.9999
+
+
+def _padded_forward(model: TorchE5, texts: list[str]) -> np.ndarray:
+    """The encoder run the plain way, every layer on the padded batch (Layer.forward, the training path)."""
+    import torch
+
+    tok, enc = model._tok, model._enc
+    rows = [[tok.bos, *tok.content_ids("query: " + t), tok.eos] for t in texts]
+    width = max(map(len, rows))
+    ids = np.full((len(rows), width), tok.pad, dtype=np.int64)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = row
+    mask = torch.from_numpy(np.arange(width) < np.array([len(r) for r in rows])[:, None])
+    from kb.embed.e5torch import _dequant_q4
+
+    with torch.inference_mode():
+        x = enc.eln(torch.from_numpy(_dequant_q4(model._word[ids])) + enc.pos[:width])
+        for layer in enc.layers:
+            x = layer(x, mask[:, None, None, :])
+        m = mask.unsqueeze(-1).float()
+        pooled = ((x * m).sum(1) / m.sum(1)).numpy()
+    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_packed_batches_give_the_padded_vectors(bf16: bool) -> None:
+    """Questions of very different lengths in one batch: the packed pass (no padding in the products, weights
+    laid out once for oneDNN in bf16) gives what every layer on the padded batch gives."""
+    model = TorchE5(bf16=bf16)
+    texts = ["税", EMBED_TEXTS[0], EMBED_TEXTS[4][:300], "A short one.", EMBED_TEXTS[5]]
+    got = model.query(texts)
+    want = _padded_forward(model, texts)
+    assert np.abs(got - want).max() < 1e-5
+
+
+def test_replaced_weights_are_laid_out_again() -> None:
+    """The question tower copies layers and gives them new weights: the laid-out weights must follow."""
+    import copy
+
+    model = TorchE5()
+    texts = [EMBED_TEXTS[0], EMBED_TEXTS[2]]
+    before = model.query(texts)  # lays out every layer's weights
+    tuned = copy.copy(model)
+    tuned._enc = copy.deepcopy(model._enc)
+    last = tuned._enc.layers[-1]
+    last.fo.weight.data = (last.fo.weight.data.float() * 0.5).to(last.fo.weight.dtype)
+    changed = tuned.query(texts)
+    assert np.abs(changed - before).max() > 1e-3
+    assert np.abs(changed - _padded_forward(tuned, texts)).max() < 1e-5
+    assert np.abs(model.query(texts) - before).max() == 0.0  # the original is untouched

@@ -15,6 +15,7 @@ import re
 import struct
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +34,6 @@ _BLOCK = 18  # bytes per Q4_0 block: fp16 scale + 16 bytes of nibbles
 _Win = tuple[int, list[int]]  # (text index, content token ids of one window)
 SMALL_INPUT = 8  # texts up to which a call runs on one thread
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     _Forward = Callable[[torch.Tensor, torch.Tensor, list[_Win]], torch.Tensor]  # (emb, mask, windows) -> pooled
 
 
@@ -189,12 +188,34 @@ def _build_encoder(f: _E5File, precision: str) -> torch.nn.Module:
             self.oln = norm(p + "oln")
 
         def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            """One post-LN block; matmuls in ``cdt``, residual stream and LN in fp32."""
+            """One post-LN block on padded (b, n, h) states; matmuls in ``cdt``, residual stream and LN in fp32."""
             b, n, _ = x.shape
             qkv = self.qkv(x.to(cdt)).view(b, n, 3, nh, h // nh).permute(2, 0, 3, 1, 4)
             a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
             x = self.aln(x + self.ao(a.transpose(1, 2).reshape(b, n, h)).float())
             return self.oln(x + self.fo(F.gelu(self.fi(x.to(cdt)))).float())
+
+        def packed(self, x: torch.Tensor, p: Packing) -> torch.Tensor:
+            """The same block on packed (tokens, h) states: the matrix products, nearly all of the work, skip the
+            padding; only attention runs padded, on the (b, n) grid `p` maps the tokens to. Inference only."""
+            qkv, ao, fi, fo = self._inference_linears()
+            y = qkv(x.to(cdt))[p.slots].view(p.rows, p.width, 3, nh, h // nh).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(y[0], y[1], y[2], attn_mask=p.attn)
+            x = self.aln(x + ao(a.transpose(1, 2).reshape(p.rows * p.width, h)[p.keep]).float())
+            return self.oln(x + fo(F.gelu(fi(x.to(cdt)))).float())
+
+        def _inference_linears(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+            """The four products, on weights laid out once for oneDNN when bf16 runs there (a question's few
+            rows spent a quarter of each product re-laying the weight), else the modules themselves. Made again
+            when a weight is replaced (the question tower's layers are copies given new weights)."""
+            mods: list[nn.Linear] = [self.qkv, self.ao, self.fi, self.fo]  # type: ignore[list-item]
+            key = tuple((m.weight.data_ptr(), m.weight._version) for m in mods)
+            cached = self.__dict__.get("_linears")
+            if cached is None or cached[0] != key:
+                funcs: list[Callable[[torch.Tensor], torch.Tensor]] = list(mods)
+                cached = (key, [prepacked(m) for m in mods] if cdt == torch.bfloat16 else funcs)
+                self.__dict__["_linears"] = cached
+            return cached[1]
 
     class Encoder(nn.Module):
         def __init__(self) -> None:
@@ -204,14 +225,12 @@ def _build_encoder(f: _E5File, precision: str) -> torch.nn.Module:
             self.layers = nn.ModuleList(Layer(i) for i in range(f.layers))
 
         def forward(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            """Mean-pooled (not normalised) final states for word embeddings ``emb``."""
-            pos: torch.Tensor = self.pos  # type: ignore[assignment]  # a registered buffer
-            x = self.eln(emb + pos[: emb.shape[1]])
-            attn = mask[:, None, None, :]  # True = may attend
+            """Mean-pooled (not normalised) final states for padded word embeddings ``emb`` and their mask."""
+            p = Packing(mask)
+            x = embedded(self, emb, p)
             for layer in self.layers:
-                x = layer(x, attn)
-            m = mask.unsqueeze(-1).to(x.dtype)
-            return (x * m).sum(1) / m.sum(1)
+                x = layer.packed(x, p)  # type: ignore[operator]
+            return p.mean(x)
 
     enc = Encoder().eval()
     if precision == "bf16":
@@ -351,6 +370,56 @@ class TorchE5:
         return combined(out, weight)
 
 
+def prepacked(mod: torch.nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A bf16 nn.Linear as a function on a weight laid out once for oneDNN (the same results); the module itself
+    when this torch has no oneDNN bf16."""
+    import torch
+
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return mod
+        weight = torch.ops.mkldnn._reorder_linear_weight(mod.weight.detach(), None)
+    except (AttributeError, RuntimeError):
+        return mod
+    bias = mod.bias.detach()
+    return lambda x: torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class Packing:
+    """Where the real tokens of a padded (rows, width) batch sit once packed into one (tokens, h) matrix.
+
+    Questions are short and of every length: a server's batch of 6 was a third padding (25 tokens on average,
+    padded to the longest), and every matrix product ran on the padding too. Packed, the products run on the real
+    tokens only; attention, a small part of the work at these lengths, still runs on the padded grid."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        import torch
+
+        self.rows, self.width = mask.shape
+        flat = mask.reshape(-1)
+        self.keep = torch.nonzero(flat).squeeze(1)  # grid slot of each packed token
+        # the packed token each grid slot reads: its own, or for padding the last real one before it (a key the
+        # mask hides; a padded query's output is dropped)
+        self.slots = (torch.cumsum(flat, 0) - 1).clamp_(min=0)
+        self.attn = mask[:, None, None, :]  # True = may attend
+        self.row_of = torch.div(self.keep, self.width, rounding_mode="floor")
+        self.counts = mask.sum(1, keepdim=True)
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Each row's mean over its tokens, (rows, h)."""
+        import torch
+
+        total = torch.zeros(self.rows, x.shape[1], dtype=x.dtype).index_add_(0, self.row_of, x)
+        return total / self.counts.to(x.dtype)
+
+
+def embedded(enc: torch.nn.Module, emb: torch.Tensor, p: Packing) -> torch.Tensor:
+    """The packed input states: word plus position embeddings of the real tokens, layer-normed by `enc`."""
+    pos: torch.Tensor = enc.pos  # type: ignore[assignment]  # a registered buffer
+    x = (emb + pos[: emb.shape[1]]).reshape(p.rows * p.width, -1)[p.keep]
+    return enc.eln(x)  # type: ignore[operator]
+
+
 def forward_split(
     low: torch.nn.Module, high: torch.nn.Module, emb: torch.Tensor, mask: torch.Tensor, by_high: np.ndarray, split: int
 ) -> torch.Tensor:
@@ -358,21 +427,21 @@ def forward_split(
     from `low` for the others (the embeddings and the layers below `split` are `low`'s, shared by both)."""
     import torch
 
-    pos: torch.Tensor = low.pos  # type: ignore[assignment]  # a registered buffer
-    x = low.eln(emb + pos[: emb.shape[1]])  # type: ignore[operator]
-    attn = mask[:, None, None, :]
+    p = Packing(mask)
+    x = embedded(low, emb, p)
     for layer in low.layers[:split]:  # type: ignore[index]
-        x = layer(x, attn)
-    out = torch.empty_like(x)
+        x = layer.packed(x, p)
+    out = torch.empty(p.rows, x.shape[1], dtype=x.dtype)
+    row_of = p.row_of.numpy()
     for enc, rows in ((low, ~by_high), (high, by_high)):
         if rows.any():
             idx = torch.from_numpy(np.flatnonzero(rows))
-            y, a = x[idx], attn[idx]
+            sub = Packing(mask[idx])
+            y = x[torch.from_numpy(rows[row_of])]  # the rows' tokens, in order
             for layer in enc.layers[split:]:  # type: ignore[index]
-                y = layer(y, a)
-            out[idx] = y
-    m = mask.unsqueeze(-1).to(out.dtype)
-    return (out * m).sum(1) / m.sum(1)
+                y = layer.packed(y, sub)
+            out[idx] = sub.mean(y)
+    return out
 
 
 def add_windows(out: np.ndarray, weight: np.ndarray, windows: list[_Win], pooled: np.ndarray) -> None:
