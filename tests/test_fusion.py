@@ -10,7 +10,7 @@ import pytest
 from kb import config
 from kb.embed.models import HashingEmbedder
 from kb.index.build import build
-from kb.search.fusion import depth, document_boost, ordered, rrf, with_neighbours
+from kb.search.fusion import best_first, channel_ranks, depth, document_boost, ordered, rrf, with_neighbours
 from kb.search.searcher import Searcher, row_neighbours
 
 QUESTIONS = [
@@ -27,6 +27,27 @@ def test_rrf_weights_ranks_and_prior() -> None:
     assert fused == pytest.approx({0: 1 / 61, 1: 1 / 62 + 1.5 / 61, 2: 1.1 * 1.5 / 62})  # row 3 is below depth 2
     assert ordered(fused, lambda r: r) == [1, 2, 0]
     assert ordered({"b": 1.0, "a": 1.0}, str) == ["a", "b"]  # ties fall to the reading order
+
+
+def test_best_first_reads_in_the_full_order_past_the_likely_few() -> None:
+    rng = np.random.default_rng(0)
+    scores = {int(k): float(v) for k, v in zip(rng.permutation(500), rng.integers(0, 40, 500) / 40)}  # many ties
+    full = ordered(scores, lambda r: r % 7)
+    for likely in (0, 1, 5, 499, 500, 600):
+        assert list(best_first(scores, lambda r: r % 7, likely)) == full
+    it = best_first(scores, lambda r: r % 7, 5)
+    assert [next(it) for _ in range(3)] == full[:3]
+
+
+def test_channel_ranks_lists_every_channel_of_the_keys_asked_for_then_near() -> None:
+    ranked = {"bm25": [4, 2, 9], "dense": [2, 7, 4, 1], "xling": []}
+    assert channel_ranks(ranked, [2, 4, 7, 5], [(7, 1), (5, 2)]) == {
+        2: [("bm25", 2), ("dense", 1)],
+        4: [("bm25", 1), ("dense", 3)],
+        7: [("dense", 2), ("near", 1)],
+        5: [("near", 2)],
+    }
+    assert channel_ranks({"bm25": [3, 3]}, [3]) == {3: [("bm25", 1)]}  # a key listed twice: its first place
 
 
 def test_document_boost_follows_the_documents_share_of_the_best_rows() -> None:

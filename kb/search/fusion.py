@@ -14,10 +14,11 @@ another in the same document, and how to fetch chunks.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import operator
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -25,6 +26,8 @@ from kb import config
 from kb.chunk import Chunk
 
 K = TypeVar("K", bound=Hashable)
+# Candidates sorted at first for each passage a list needs (the rest only when copies use these up).
+LIKELY = 4
 
 
 def depth(k: int) -> int:
@@ -42,10 +45,17 @@ def rrf(
     """
     fused: dict[K, float] = {}
     for channel, keys in ranked.items():
-        weight = weights.get(channel, 1.0)
-        for rank, key in enumerate(keys[:depth], start=1):
-            fused[key] = fused.get(key, 0.0) + weight / (config.RRF_K + rank)
+        get = fused.get
+        for key, share in zip(keys[:depth], _shares(weights.get(channel, 1.0), depth)):
+            fused[key] = get(key, 0.0) + share
     return {key: v * prior(key) for key, v in fused.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _shares(weight: float, depth: int) -> tuple[float, ...]:
+    """weight / (RRF_K + rank) for ranks 1..depth: what a channel's place is worth in the fusion (the same floats
+    the division gives each time, made once per weight and depth)."""
+    return tuple(weight / (config.RRF_K + rank) for rank in range(1, depth + 1))
 
 
 def ordered(scores: Mapping[K, float], tie: Callable[[K], object], first: int | None = None) -> list[K]:
@@ -59,6 +69,18 @@ def ordered(scores: Mapping[K, float], tie: Callable[[K], object], first: int | 
     rows = zip(map(operator.neg, scores.values()), map(tie, scores), itertools.count(), scores)
     best = sorted(rows) if first is None else heapq.nsmallest(first, rows)
     return [row[3] for row in best]
+
+
+def best_first(scores: Mapping[K, float], tie: Callable[[K], object], likely: int) -> Iterator[K]:
+    """The keys in `ordered`'s order, sorting all of them only if more than the `likely` first are read.
+
+    A question fuses up to 2,000 candidates and reads 10 to 30 of them (a few more where copies are skipped);
+    sorting them all three times was a millisecond of its CPU.
+    """
+    best = ordered(scores, tie, likely)
+    yield from best
+    if len(best) == likely:
+        yield from ordered(scores, tie)[likely:]
 
 
 def document_boost(
@@ -118,16 +140,16 @@ class Passages(Generic[K]):
     keys: dict[K, str] = field(default_factory=dict)  # passage -> its text without whitespace
     also: dict[str, list[str]] = field(default_factory=dict)  # text of each picked passage -> other documents
 
-    def _in_order(self, keys: list[K], batch: int) -> Iterator[K]:
-        for start in range(0, len(keys), batch):
-            part = keys[start : start + batch]
+    def _in_order(self, keys: Iterable[K], batch: int) -> Iterator[K]:
+        rest = iter(keys)
+        while part := list(itertools.islice(rest, batch)):
             todo = [key for key in part if key not in self.chunks]
             for key, chunk in self.fetch(todo).items():
                 self.chunks[key] = chunk
                 self.keys[key] = "".join(chunk.text.split())
             yield from (key for key in part if key in self.chunks)
 
-    def distinct(self, keys: list[K], n: int) -> list[K]:
+    def distinct(self, keys: Iterable[K], n: int) -> list[K]:
         """The first n passages (best first) that differ from each other, without picking them."""
         texts: set[str] = set()
         out: list[K] = []
@@ -141,7 +163,7 @@ class Passages(Generic[K]):
                     break
         return out
 
-    def pick(self, keys: list[K], n: int) -> list[K]:
+    def pick(self, keys: Iterable[K], n: int) -> list[K]:
         """The next n passages (best first) not picked before; copies are noted in `also`."""
         out: list[K] = []
         if n <= 0:
@@ -195,27 +217,48 @@ def fuse(
         fetch: keys -> chunks.
         fused: scores fused elsewhere (Milvus's own RRF), ordering the whole list; no channel lists, no tail.
     """
-    channels: dict[K, list[tuple[str, int]]] = {}
-    for channel, keys in ranked.items():
-        for rank, key in enumerate(keys, start=1):
-            channels.setdefault(key, []).append((channel, rank))
     passages: Passages[K] = Passages(fetch)
     if fused is None:
         head = rrf(ranked, weights, prior, config.CANDIDATES)
     else:
         head, ranked = {key: v * prior(key) for key, v in fused.items()}, {}
-    picked = passages.pick(ordered(head, tie), min(k, config.HEAD) if ranked else k)
+    first = min(k, config.HEAD) if ranked else k
+    picked = passages.pick(best_first(head, tie, LIKELY * first), first)
     scores = {key: head[key] for key in picked}
+    near: list[tuple[K, int]] = []
     if ranked and k > len(picked) == config.HEAD:
         deep = document_boost(rrf(ranked, weights, prior, config.TAIL_CANDIDATES), doc_of, tie)
-        tail, lifted = with_neighbours(deep, passages.distinct(ordered(deep, tie), config.TAIL_PARENTS), neighbour)
+        parents = passages.distinct(best_first(deep, tie, LIKELY * config.TAIL_PARENTS), config.TAIL_PARENTS)
+        tail, lifted = with_neighbours(deep, parents, neighbour)
         shown = {passages.keys[key]: n for n, key in enumerate(picked, start=1)}
         floor = scores[picked[-1]]
-        for key in passages.pick([key for key in ordered(tail, tie) if key not in scores], k - len(picked)):
+        more = k - len(picked)
+        below = (key for key in best_first(tail, tie, LIKELY * more + len(scores)) if key not in scores)
+        for key in passages.pick(below, more):
             floor = scores[key] = min(tail[key], floor)  # another scale: never shown above the hit before it
             picked.append(key)
             shown[passages.keys[key]] = len(picked)
             parent = lifted.get(key)
             if parent is not None and passages.keys[parent] in shown:  # the parent, or its copy in another version
-                channels.setdefault(key, []).append(("near", shown[passages.keys[parent]]))
-    return Fused(picked, scores, channels, passages)
+                near.append((key, shown[passages.keys[parent]]))
+    return Fused(picked, scores, channel_ranks(ranked, picked, near), passages)
+
+
+def channel_ranks(
+    ranked: Mapping[str, Sequence[K]], keys: Sequence[K], near: Sequence[tuple[K, int]] = ()
+) -> dict[K, list[tuple[str, int]]]:
+    """Where each channel ranked each of `keys` (channel order, then the "near" entries), for the keys only.
+
+    A question's channels list up to 2,000 passages; recording every one of them was 1.6 ms of a search's CPU
+    for the 10 to 30 that are shown (dict(zip(...)) is built in C).
+    """
+    out: dict[K, list[tuple[str, int]]] = {}
+    for channel, listed in ranked.items():
+        rank_of = dict(zip(reversed(listed), range(len(listed), 0, -1)))  # a key listed twice: its first place
+        for key in keys:
+            rank = rank_of.get(key)
+            if rank is not None:
+                out.setdefault(key, []).append((channel, rank))
+    for key, place in near:
+        out.setdefault(key, []).append(("near", place))
+    return out
