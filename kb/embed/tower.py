@@ -258,9 +258,10 @@ class TunedE5:
 
         A server batches concurrent questions (kb.serve.batch), and about half of them are Chinese (tuned) and
         half English (packaged e5): each batch was two passes through the whole encoder, two calls' overhead on
-        half the rows each. The shared ten of twelve layers now run once: 2 Chinese + 2 English questions cost
-        15.7 ms of CPU each instead of 18.4 (bf16, one thread; e5 is most of a loaded server's CPU). The vectors
-        are the batch's as before (bf16 moves them by at most ~2e-3 from one at a time, either way)."""
+        half the rows each. The shared lower layers now run once. Under a two-layer tower (ten shared layers),
+        2 Chinese + 2 English questions cost 15.7 ms of CPU each instead of 18.4 (bf16, one thread; e5 is most of
+        a loaded server's CPU). The vectors are the batch's as before (bf16 moves them by at most ~2e-3 from one
+        at a time, either way). The shipped tower serves both languages; this path is for a tower trained on one."""
         model = self.base._load()  # type: ignore[attr-defined]
         if not hasattr(model, "query_with"):
             return None

@@ -57,7 +57,7 @@ class Prepared:
 class TrainConfig:
     """Hyperparameters; the defaults are what scripts/train.py ships (docs/BENCHMARKS.md has the grid)."""
 
-    layers: int = 2  # the last `layers` of e5's 12 are trained
+    layers: int = 4  # the last `layers` of e5's 12 are trained (two: docs/BENCHMARKS.md, sessions 7-8)
     epochs: int = 4
     lr: float = 5e-5
     batch: int = 32
