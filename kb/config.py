@@ -38,7 +38,11 @@ VARIABLES = (
         "`1`",
         "`1`: questions embedded by numpy from prepared, memory-mapped e5 weights and jieba read from a mapped dictionary, so a fresh process answers in about a second; `0` (what `kb serve` sets): torch and jieba's in-memory dictionary, slower to load but several times cheaper a question",
     ),
-    Variable("KB_EMBED_WORKERS", "number of cores", "worker processes that embed passages with e5 (1: in process)"),
+    Variable(
+        "KB_EMBED_WORKERS",
+        "number of cores",
+        "worker processes that read files and embed passages with e5 and USE (1: in process)",
+    ),
     Variable("KB_TUNED", "`1`", "`0` searches with the packaged e5 alone, without the question tower"),
     Variable("KB_RERANK", "`1`", "`0` keeps the fused order, without the trained reranker (kb.search.rerank)"),
     Variable("KB_MAX_FILE_BYTES", "`67108864` (64 MiB)", "larger corpus files are skipped and reported"),
@@ -196,8 +200,12 @@ EMBED_BATCH = 32
 # Up to this many questions at once are embedded by numpy from prepared weights (kb.embed.e5numpy), which needs no
 # torch import; more (a benchmark's question set) go to torch, faster per text once loaded.
 QUESTION_BATCH = 8
-# Worker processes (one thread each) for embedding many passages with e5; 1 embeds in the calling process.
+# Worker processes (one thread each, kb.pool) for embedding many passages with e5 and USE and for reading many
+# files; 1 does it all in the calling process.
 EMBED_WORKERS = int(env("KB_EMBED_WORKERS") or os.cpu_count() or 1)
+# A build reads this many files or more in the worker processes: starting them (about 2 s, jieba's dictionary in
+# each) pays for itself over a few hundred laws (the whole LawRefBook read in 108 s on one core).
+READ_IN_WORKERS = 200
 
 # Retrieval. k=60 is the constant of Cormack et al. (2009); it flattens the head of
 # each ranked list so one channel's rank-1 cannot drown the others. Channel weights

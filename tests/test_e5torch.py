@@ -126,7 +126,7 @@ def test_worker_processes_give_the_same_vectors_in_order() -> None:
     texts = [f"{t} {n}" for n in range(16) for t in EMBED_TEXTS[:4]]  # 64 short passages: two workers
     parallel = E5Embedder(engine="torch", workers=2)
     got = parallel.passage(texts)
-    assert parallel.workers == 2 and parallel._pool is not None
+    assert parallel.workers == 2  # still 2: the workers ran (it drops to 1 when they cannot)
     want = E5Embedder(engine="torch", workers=1).passage(texts)
     assert got.shape == (64, 384) and ((got * want).sum(1)).min() > 0.9999
 

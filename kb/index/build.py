@@ -28,7 +28,7 @@ from kb import config
 
 from kb.index import vectors
 from kb.index.bm25 import CountsBuilder, TermCounts
-from kb.chunk import Chunk, read_passages
+from kb.chunk import Chunk
 from kb.embed import tower
 from kb.embed.cache import EmbeddingCache, embed_passages
 from kb.embed.models import Embedder
@@ -39,7 +39,8 @@ from kb.ingest.document import Document
 from kb.ingest.guard import guarded, skip, source_key
 from kb.ingest.read import walk_corpus
 from kb.ingest.sidecars import load_sidecars
-from kb.text.lexical import TOKENIZER_VERSION, tokenize_many
+from kb.text.lexical import TOKENIZER_VERSION
+from kb.index.reading import read_many
 from kb.index.quotes import QUOTE_FILE, write_quote_index
 from kb.index.citedby import CITEDBY_FILE, write_citedby
 from kb.catalog.resolve import Resolver
@@ -81,31 +82,33 @@ def build(corpus: Path, index_dir: Path, embedders: dict[str, Embedder], progres
         entries = prev.entries if prev else {}
         keys: dict[str, str] = {}  # live doc_id -> source key, in reading order
         new = Changes()
-        warm = prev is not None  # an update: load the models while the changed files are read
         with report.timed("read"):
             sidecars = load_sidecars(corpus)
-            for n, (doc_id, path) in enumerate(files):
-                step("read", n, len(files))
+            todo: list[tuple[str, dict[str, str] | None]] = []
+            for doc_id, path in files:
                 try:
                     with guarded(doc_id):  # any error of this one file skips it (kb.ingest.guard)
-                        key = source_key(corpus, doc_id, path, sidecars.get(doc_id, {}))
-                        if doc_id in entries and entries[doc_id].source_key == key:
-                            report.reused.append(doc_id)
-                            keys[doc_id] = key
-                            continue
-                        if warm:
-                            _warm_up(embedders)
-                            warm = False
-                        doc, doc_chunks = read_passages(corpus, doc_id, sidecars.get(doc_id))
-                        doc_tokens = tokenize_many([c.index_text() for c in doc_chunks])
+                        keys[doc_id] = source_key(corpus, doc_id, path, sidecars.get(doc_id, {}))
                 except IngestError as exc:
                     skip(report.skipped, exc, doc_id)
                     continue
-                report.indexed.append(doc_id)
-                keys[doc_id] = key
-                new.docs.append((doc, key))
-                new.chunks.extend(doc_chunks)
-                new.counts.add(doc_tokens)
+                if doc_id in entries and entries[doc_id].source_key == keys[doc_id]:
+                    report.reused.append(doc_id)
+                else:
+                    todo.append((doc_id, sidecars.get(doc_id)))
+            if todo and prev is not None:  # an update: load the models while the changed files are read
+                _warm_up(embedders)
+            step("read", len(report.reused), len(files))
+            for n, got in enumerate(read_many(corpus, todo), len(report.reused) + 1):
+                if got.doc is None:
+                    del keys[got.doc_id]
+                    skip(report.skipped, IngestError(got.doc_id, got.error or "unreadable"), got.doc_id)
+                else:
+                    report.indexed.append(got.doc_id)
+                    new.docs.append((got.doc, keys[got.doc_id]))
+                    new.chunks.extend(got.chunks)
+                    new.counts.add(got.tokens)
+                step("read", n, len(files))
             step("read", len(files), len(files))
         report.removed = sorted(set(entries) - set(keys) - set(report.skipped))
         replaced = sorted((e.first_row, e.first_row + e.n_chunks) for d, e in entries.items() if d not in report.reused)
