@@ -19,7 +19,7 @@ KB = ROOT / "kb"
 
 # Bottom to top. A unit is a package (kb.index) or a top-level module (kb.chunk); "kb" is kb/__init__.py.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("kb.config", "kb.errors"),
+    ("kb.config", "kb.errors", "kb.pool"),
     ("kb.text", "kb.legal"),
     ("kb.ingest",),
     ("kb.chunk",),
