@@ -133,6 +133,11 @@ class _Postings:
         a, b = int(self.indptr[i]), int(self.indptr[i + 1])
         return self.rows[a:b], self.tf[a:b]
 
+    def count(self, token: str) -> int:
+        """Rows of this segment holding the token (deleted ones included)."""
+        i = self.vocab.get(token)
+        return 0 if i is None else int(self.indptr[i + 1]) - int(self.indptr[i])
+
 
 class Bm25:
     """BM25 over the live rows of a generation's segments."""
@@ -149,6 +154,10 @@ class Bm25:
         avg = float(lengths[live].mean()) if self.n_live else 1.0
         # bm25s computes this part in float64 and the rest in float32; so does this.
         self.norm = (k1 * ((1 - b) + b * lengths.astype(np.float64) / avg)).astype(np.float32)
+
+    def df(self, token: str) -> int:
+        """Passages holding the token, over every segment (a deleted passage still counts until compaction)."""
+        return sum(p.count(token) for p in self.parts)
 
     def scores(self, tokens: list[str]) -> np.ndarray | None:
         """Each row's BM25 score for the tokens (repeats count again), or None when no token occurs in a live row."""

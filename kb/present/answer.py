@@ -19,8 +19,9 @@ MIN_RELATIVE_SCORE = 0.35
 # A passage sharing no word with the question belongs in an answer only if a semantic channel ranked it
 # this high (a paraphrase or a translation); otherwise it is a heading or boilerplate that fused in.
 SEMANTIC_TOP = 10
-# The channels that match meaning rather than words ("near" marks a passage lifted for standing next to a hit).
-SEMANTIC = ("dense", "dense_x", "xling")
+# The channels that match meaning, or the question's words translated, rather than its own words ("near" marks a
+# passage lifted for standing next to a hit).
+SEMANTIC = ("dense", "dense_x", "xling", "bm25_x")
 
 
 @dataclass(frozen=True)

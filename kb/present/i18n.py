@@ -109,6 +109,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ch_dense": ("semantic #{rank}", "语义 #{rank}"),
     "ch_dense_x": ("cross-language semantic #{rank}", "跨语言语义 #{rank}"),
     "ch_xling": ("cross-language #{rank}", "跨语言 #{rank}"),
+    "ch_bm25_x": ("translated keywords #{rank}", "译词关键词 #{rank}"),
     "ch_near": ("next to result #{rank}", "邻近第 {rank} 条结果"),
     "answer_intro": (
         "The passages that best answer the question, grouped by document:",

@@ -116,10 +116,13 @@ class SearcherBase:
         """Load now what the first question would wait for: each channel's model (with the question tower when
         it is on), the tokenizer vocabularies, and the pages of their prepared files. The app calls this in a
         background thread at start-up and says "loading models…" until it returns."""
+        from kb.text import bilingual
         from kb.text.lexical import tokenize
 
         questions = ["网购商品无理由退货期限", "returns of goods bought online"]
         tokenize(" ".join(questions))
+        if self.weights.get("bm25_x"):
+            bilingual.glossary()
         for channel in self.channels:
             self.embedder(channel, tuned=self.tuned).query(questions)
 

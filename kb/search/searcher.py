@@ -24,6 +24,7 @@ from kb.search.base import SearcherBase
 from kb.search.contract import Rankings
 from kb.search.fusion import depth, fuse
 from kb.search.hits import Hit, Reorder, hits_of
+from kb.text import bilingual
 from kb.text.lexical import tokenize
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,14 @@ class Searcher(SearcherBase):
         ranked: dict[str, list[int]] = {}
         if mode in ("hybrid", "keyword"):
             ranked["bm25"] = self._bm25(index, query, allowed, want)
+        if mode == "hybrid" and q_lang == "en" and self.weights.get("bm25_x"):
+            # An English question's words translated to Chinese terms (kb.text.bilingual), searched by BM25 over
+            # the Chinese passages: the only channel that matches an English question to a Chinese article's words.
+            mask = allowed & index.columns.zh
+            terms = bilingual.glossary().translate(query, index.bm25.df) if mask.any() else []
+            scores = index.bm25.scores(terms) if terms else None
+            if scores is not None:
+                ranked["bm25_x"] = _top(scores, mask, want, index.row_order)
         if mode in ("hybrid", "semantic"):
             # Passages in the question's language and in the other language are ranked apart: a
             # shared list would bury every Chinese article under English ones for an English question,
