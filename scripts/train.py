@@ -2,6 +2,7 @@
 
     python -m kb eval stard                              # the STARD benchmark index training reads
     python scripts/train.py prepare                      # questions, gold rows, rankings, question states
+    python scripts/train.py prepare-definitions          # corpus definition pairs for the reranker
     python scripts/train.py rerank-cv --folds 3          # held-out figures, tower and reranker
     python scripts/train.py fit                          # train on every question, write kb/weights/...
     python scripts/train.py rerank-fit                   # the reranker, on the shipped tower's candidates
@@ -48,7 +49,18 @@ THREADS = int(os.environ.get("KB_TRAIN_THREADS", "1"))
 SCIFACT_INDEX = config.BENCH_DIR / "scifact-e5" / "index"
 CACHE = config.ROOT / ".kb-cache" / "train"
 EN100 = Path(__file__).resolve().parent / "data" / "stard-train-en100.tsv"
-STEPS = ("prepare", "prepare-scifact", "prepare-pairs", "cv", "fit", "xling", "rerank-cv", "rerank-fit", "all")
+STEPS = (
+    "prepare",
+    "prepare-scifact",
+    "prepare-pairs",
+    "prepare-definitions",
+    "cv",
+    "fit",
+    "xling",
+    "rerank-cv",
+    "rerank-fit",
+    "all",
+)
 
 
 def en100_positions() -> set[int]:
@@ -111,6 +123,15 @@ def _prepare_pairs(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, obje
     return out
 
 
+def _definitions_path(args: argparse.Namespace, cfg: TrainConfig, rcfg: RerankConfig) -> Path:
+    return args.cache / f"definitions-{args.index.parent.name}-n{rcfg.definitions}-l{cfg.layers}.pkl"
+
+
+def _definitions(args: argparse.Namespace, cfg: TrainConfig, rcfg: RerankConfig) -> Prepared | None:
+    """The definition pairs the reranker trains on (None when --rerank-definitions is 0)."""
+    return data.load(_definitions_path(args, cfg, rcfg)) if rcfg.definitions else None
+
+
 def _prepared(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Prepared, list[Prepared]]:
     """The STARD set and the other sets the config trains on (SciFact, mined pairs), prepared now or read from
     the cache."""
@@ -136,6 +157,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.step == "prepare-scifact":  # apart, so it can run while the STARD set is prepared
         data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit, THREADS), _paths(args, cfg)[1])
         return {"seconds": round(time.perf_counter() - t0, 1)}
+    if args.step in ("prepare-definitions", "all") and rcfg.definitions:
+        defs = data.prepare_definitions(args.index, cfg.layers, rcfg.definitions, THREADS)
+        data.save(defs, _definitions_path(args, cfg, rcfg))
+        if args.step == "prepare-definitions":
+            return {"definition pairs": len(defs.queries), "seconds": round(time.perf_counter() - t0, 1)}
     if args.step == "prepare-pairs":  # apart: the STARD and SciFact sets stay as they are
         return {**_prepare_pairs(args, cfg), "seconds": round(time.perf_counter() - t0, 1)}
     prep, others = _prepared(args, cfg)
@@ -147,7 +173,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         )
     if args.step == "rerank-cv":
         result["rerank_cv"] = rerank_cv(
-            prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg, rcfg, args.cache, en100_positions()
+            prep,
+            others,
+            data.fp32_e5(THREADS),
+            args.index,
+            args.folds,
+            cfg,
+            rcfg,
+            args.cache,
+            en100_positions(),
+            _definitions(args, cfg, rcfg),
         )
     if args.step == "xling":
         result["xling"] = cross_lingual(prep, args.index, en100_positions())
@@ -158,7 +193,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.step in ("rerank-fit", "all"):
         scifact = args.scifact_index if args.scifact_index.is_dir() else None
         sci = next((o for o in others if o.kind[:1] == ["scifact"]), None)
-        result["rerank_fit"] = rerank_fit(prep, sci, args.index, scifact, rcfg, reranker.WEIGHTS, args.cache, THREADS)
+        result["rerank_fit"] = rerank_fit(
+            prep, sci, args.index, scifact, rcfg, reranker.WEIGHTS, args.cache, THREADS, _definitions(args, cfg, rcfg)
+        )
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 

@@ -187,3 +187,26 @@ def test_untrained_candidates_are_kept_per_index(tmp_path: Path) -> None:
     assert untrained_cache(tmp_path, national) == untrained_cache(tmp_path, national)
     assert untrained_cache(tmp_path, national) != untrained_cache(tmp_path, whole)
     assert untrained_cache(tmp_path, national).parent == tmp_path
+
+
+@pytest.mark.model
+def test_definition_set_for_the_reranker_asks_what_each_article_defines(tmp_path: Path) -> None:
+    from kb.train.data import prepare_definitions
+    from tests.conftest import one_file_index
+
+    law = (
+        "# 示范价格规定\n\n第一条 为了规范价格行为，制定本规定。\n\n"
+        "第二条 本规定所称价格欺诈，是指经营者利用虚假的价格手段诱骗消费者的行为。\n\n"
+        "第三条 本规定所称明码标价，是指经营者公开标示商品价格的行为。\n"
+    )
+    index = one_file_index(tmp_path, "price.md", law)
+    prep = prepare_definitions(index, 4, 10)
+    assert sorted(prep.queries) == ["什么是价格欺诈？", "什么是明码标价？"]
+    assert prep.kind == ["definition", "definition"] and prep.n_stard == 0 and prep.group == [-1, -1]
+    assert prep.start == 8 and all(h.shape[1] == 384 for h in prep.hidden)
+    from kb.search.searcher import Searcher
+
+    store = Searcher(index, tuned=False).index.store
+    for question, rows in zip(prep.queries, prep.gold):
+        (chunk,) = store.chunks([int(r) for r in rows])
+        assert question[3:-1] in chunk.text and "所称" in chunk.text

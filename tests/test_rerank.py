@@ -258,3 +258,32 @@ def test_search_refuses_an_index_recorded_with_other_reranker_weights(tmp_path: 
     with pytest.raises(ModelMismatchError, match="built for reranker ffffffffffff.*--rerank off"):
         searcher.search("什么是价格欺诈", 3)
     assert searcher.search("什么是价格欺诈", 3, rerank=False)
+
+
+def test_sim_features_are_the_dense_similarity_and_its_gap_to_the_best() -> None:
+    hits = [_hit(1, "第一条 价格欺诈"), _hit(2, "第二条 价格"), _hit(3, "第三条 其他")]
+    x = rerank.features("什么是价格欺诈", hits, np.array([0.5, 0.9, 0.2], np.float32))
+    assert _feature(x, "sim") == pytest.approx([0.5, 0.9, 0.2])
+    assert _feature(x, "sim_gap") == pytest.approx([-0.4, 0.0, -0.7])
+    none = rerank.features("什么是价格欺诈", hits)  # an index without vectors: both left at 0
+    assert _feature(none, "sim") == _feature(none, "sim_gap") == [0.0, 0.0, 0.0]
+
+
+def test_the_reranker_reads_the_similarity_a_searcher_gives(index: Path) -> None:
+    from kb.search.searcher import Searcher, similarities
+
+    searcher = Searcher(index)
+    question = "网购商品七日内无理由退货"
+    hits = searcher.search(question, 5, rerank=False)
+    vec = searcher.question_vector(question, searcher.tuned)
+    assert searcher.question_vector(question, searcher.tuned) is vec  # embedded once, kept for the reranker
+    sims = similarities(searcher.index, vec, hits)
+    assert sims is not None and len(sims) == len(hits)
+    stored = searcher.index.vectors["dense"].reconstruct(searcher.index.rows_of([hits[0].chunk.chunk_id])[0])
+    assert sims[0] == pytest.approx(float(stored @ vec), abs=1e-5)
+    similarity = searcher._similarity(question, searcher.tuned)
+    assert similarity is not None and np.allclose(similarity(hits), sims)
+    seen: list[list[str]] = []
+    model = rerank.shipped().models["zh"]
+    model.rerank(question, hits, "zh", lambda hs: seen.append([h.chunk.chunk_id for h in hs]) or sims)
+    assert seen == [[h.chunk.chunk_id for h in hits]]

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from kb import config
 from kb.catalog.filters import Filters, check_filters, known_values
@@ -37,6 +40,7 @@ from kb.search.base import SearcherBase
 from kb.search.contract import Rankings
 from kb.search.fusion import depth, fuse
 from kb.search.hits import Hit, Reorder, hits_of
+from kb.search.rerank import Similarity
 
 # A channel's search: (vector field, query data, filter expression, limit).
 Request = tuple[str, object, str, int]
@@ -221,7 +225,7 @@ class MilvusSearcher(SearcherBase):
             out["bm25"] = ("sparse", terms, expr, want)
         if mode in ("hybrid", "semantic"):
             if "dense" in self.channels:
-                vec = self.embedder("dense", tuned).query([query])[0].tolist()
+                vec = self.question_vector(query, tuned).tolist()
                 if has_same:
                     out["dense"] = ("dense", vec, both(same), want)
                 if has_other:
@@ -305,6 +309,26 @@ class MilvusSearcher(SearcherBase):
             fused=fused,
         )
         return hits_of(result, query, self.docs, self.spans, self.resolver if xrefs else None, self, reorder)
+
+    def _similarity(self, query: str, tuned: bool) -> Similarity | None:
+        if "dense" not in self.channels:
+            return None
+
+        def sims(hits: Sequence[Hit]) -> np.ndarray | None:
+            ids = [h.chunk.chunk_id for h in hits]
+            rows = self.db.client.query(
+                self.db.chunks,
+                filter=in_clause("chunk_id", ids),
+                output_fields=["chunk_id", "dense"],
+                consistency_level=self.target.consistency,
+            )
+            vectors = {str(r["chunk_id"]): r["dense"] for r in rows}
+            if any(i not in vectors for i in ids):
+                return None
+            matrix = np.array([vectors[i] for i in ids], dtype=np.float32)
+            return matrix @ self.question_vector(query, tuned).astype(np.float32)
+
+        return sims
 
     def _fetch(self, ids: list[str], lang: str | None) -> dict[str, Chunk]:
         """Chunks by id (those of another language than the filter's left out: a lifted neighbour may be one)."""

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Unpack
+
+import numpy as np
 
 from kb import config
 from kb.catalog.facets import Facets, facets
@@ -28,8 +31,10 @@ from kb.ingest.document import DocRow
 from kb.search import rerank as reranker
 from kb.search.contract import MODES, Rankings, SearchOptions
 from kb.search.hits import Hit, Reorder
+from kb.search.rerank import Similarity
 
 MAX_QUERY_CHARS = 2000
+QUESTION_VECTORS = 64  # questions whose dense vector a searcher keeps (SearcherBase.question_vector)
 # Control characters (C0, DEL, C1) and zero-width or direction marks pasted along with text from Word or PDFs.
 _INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 # Something a channel can match: a letter or digit in any script (CJK ideographs count as letters).
@@ -68,6 +73,7 @@ class SearcherBase:
         # What searches call instead of each loaded embedder (kb.serve batches concurrent questions this way).
         self.query_wrapper: Callable[[Embedder], Embedder] | None = None
         self._lock = threading.Lock()
+        self._question_vectors: OrderedDict[tuple[str, bool], np.ndarray] = OrderedDict()
 
     def check_models(self, model: str | None) -> None:
         """Raises ModelMismatchError when --model or a given embedder is not what the index was built with."""
@@ -181,9 +187,36 @@ class SearcherBase:
         if model is None or not model.applies(query):
             return self._search(query, k, filters, mode, xrefs, tuned)
         reranker.check_manifest(self.reranker, model, self.where)
+        similarity = self._similarity(query, tuned)
         return self._search(
-            query, max(k, model.pool), filters, mode, xrefs, tuned, lambda hits: model.rerank(query, hits)[:k]
+            query,
+            max(k, model.pool),
+            filters,
+            mode,
+            xrefs,
+            tuned,
+            lambda hits: model.rerank(query, hits, similarity)[:k],
         )
+
+    def question_vector(self, query: str, tuned: bool) -> np.ndarray:
+        """The dense channel's vector of a question, kept for the last few questions: the channel and the reranker
+        (its sim feature) both read it, and a question must not be embedded twice."""
+        key = (query, tuned)
+        with self._lock:
+            vec = self._question_vectors.get(key)
+            if vec is not None:
+                self._question_vectors.move_to_end(key)
+                return vec
+        vec = self.embedder("dense", tuned).query([query])[0]
+        with self._lock:
+            self._question_vectors[key] = vec
+            while len(self._question_vectors) > QUESTION_VECTORS:
+                self._question_vectors.popitem(last=False)
+        return vec
+
+    def _similarity(self, query: str, tuned: bool) -> Similarity | None:
+        """The dense similarity of the question to given hits' passages, for the reranker; None: not available."""
+        return None
 
     def rankings(
         self,

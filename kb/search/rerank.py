@@ -3,9 +3,10 @@
 The fusion (kb.search.fusion) only sees where each channel ranked a passage. The reranker also reads the
 passage against the question: which of the question's words it holds, whether its title holds them, whether it
 is the article that *defines* the term asked about ("本法所称X，是指…" for "什么是X"), whether it is a numbered
-article, its length and its document's weight among the candidates. A linear model over these features per
-question language (Chinese trained on STARD train, English on SciFact train: scripts/train.py rerank-cv /
-rerank-fit) scores the first `config.RERANK_POOL` fused passages in the question's language and re-orders them
+article, its length, its document's weight among the candidates, and how close the dense channel put it to the
+question (the question tower's vector against the stored passage vector, a number the fusion's ranks lose). A
+linear model over these features per question language (Chinese trained on STARD train and corpus definition
+questions, English on SciFact train: scripts/train.py rerank-cv / rerank-fit) scores the first `config.RERANK_POOL` fused passages in the question's language and re-orders them
 among the places they hold; passages in the other language and the rest keep their fused places.
 
 Why features and not a neural cross-encoder: on this product's CPU budget a 12-layer cross-encoder over 30
@@ -24,7 +25,7 @@ import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -76,6 +77,8 @@ FEATURES = (
     "length",  # log of the passage length, centred on 150 characters
     "doc_share",  # share of the candidates from the same document
     "same_lang",  # passage in the question's language
+    "sim",  # the dense channel's similarity of question and passage (the question tower's vector where it applies)
+    "sim_gap",  # sim minus the best sim among the candidates
 )
 
 
@@ -115,8 +118,15 @@ def title_tokens(title: str) -> frozenset[str]:
     return frozenset(tokenize(title))
 
 
-def features(query: str, hits: Sequence[Hit]) -> np.ndarray:
-    """(len(hits), len(FEATURES)) float32 feature rows of fused candidates, in their fused order."""
+# Question and passages -> the dense channel's similarity of each passage (kb.search.base.SearcherBase._similarity).
+Similarity = Callable[[Sequence[Hit]], "np.ndarray | None"]
+
+
+def features(query: str, hits: Sequence[Hit], sims: np.ndarray | None = None) -> np.ndarray:
+    """(len(hits), len(FEATURES)) float32 feature rows of fused candidates, in their fused order.
+
+    sims: each hit's dense similarity to the question; None (an index without vectors) leaves sim and sim_gap 0.
+    """
     words = set(tokenize(query))
     long_words = {w for w in words if len(w) >= (2 if _KEPT.match(w) and ord(w[0]) > 0x3000 else 5)}
     q_bigrams = _bigrams(query)
@@ -143,8 +153,13 @@ def features(query: str, hits: Sequence[Hit]) -> np.ndarray:
             p.length,
             docs[hit.chunk.doc_id] / len(hits),
             float((hit.chunk.lang == "zh") == q_zh),
+            0.0,
+            0.0,
         ]
         out[i] = row
+    if sims is not None and len(sims) == len(hits) and len(hits):
+        out[:, -2] = sims
+        out[:, -1] = sims - float(np.max(sims))
     return out
 
 
@@ -160,7 +175,9 @@ class Reranker:
     def scores(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale) @ self.coef
 
-    def rerank(self, query: str, hits: Sequence[Hit], lang: str | None = None) -> list[Hit]:
+    def rerank(
+        self, query: str, hits: Sequence[Hit], lang: str | None = None, similarity: Similarity | None = None
+    ) -> list[Hit]:
         """The first `pool` hits re-ordered by the model, the rest after them in fused order; ranks renumbered.
 
         With `lang`, only the passages in that language (the question's) are re-ordered, among the places they
@@ -173,7 +190,10 @@ class Reranker:
         if len(places) < 2:
             return list(hits)
         movable = [head[i] for i in places]
-        s = self.scores(features(query, movable))
+        sims = similarity(movable) if similarity else None
+        if similarity and sims is None:  # the passages left the index meanwhile (a refresh): keep the fused order
+            return list(hits)
+        s = self.scores(features(query, movable, sims))
         order = sorted(range(len(movable)), key=lambda i: (-s[i], i))
         # The shown score is the reranker's (as a probability-like 0-1 value) for the passages it placed; a passage
         # that kept its place shows the score of the placed passage above it (below it when none is), so the
@@ -212,10 +232,10 @@ class Rerankers:
         """A scorer was trained for questions in this query's language."""
         return detect_lang(query) in self.models
 
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+    def rerank(self, query: str, hits: Sequence[Hit], similarity: Similarity | None = None) -> list[Hit]:
         lang = detect_lang(query)
         model = self.models.get(lang)
-        return model.rerank(query, hits, lang) if model is not None else list(hits)
+        return model.rerank(query, hits, lang, similarity) if model is not None else list(hits)
 
 
 def save(models: Mapping[str, Reranker], path: Path, about: dict[str, object]) -> str:

@@ -4,7 +4,7 @@ weighted reciprocal rank). What both backends share is in kb.search.base; this m
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,14 @@ from kb.errors import QueryError
 from kb.index.citedby import CitedByTable, Citing
 from kb.index.generations import published
 from kb.index.loader import LoadedIndex, load_index
-from kb.index.vectors import nearest
+from kb.index.vectors import nearest, rows_of
 from kb.ingest.document import Document
 from kb.ingest.read import detect_lang
 from kb.search.base import SearcherBase
 from kb.search.contract import Rankings
 from kb.search.fusion import depth, fuse
 from kb.search.hits import Hit, Reorder, hits_of
+from kb.search.rerank import Similarity
 from kb.text import bilingual
 from kb.text.lexical import tokenize
 
@@ -153,7 +154,7 @@ class Searcher(SearcherBase):
             # the best same-language one when both semantic channels agree on it.
             same = index.columns.zh if q_lang == "zh" else ~index.columns.zh
             if "dense" in index.vectors:
-                vec = self.embedder("dense", tuned).query([query])[0]
+                vec = self.question_vector(query, tuned)
                 for name, part in (("dense", same), ("dense_x", ~same)):
                     mask = allowed & part
                     if mask.any():
@@ -163,6 +164,12 @@ class Searcher(SearcherBase):
                 vec = self.embedder("xling").query([query])[0]
                 ranked["xling"] = nearest(index.vectors["xling"], vec, mask, want, index.row_order)
         return ranked
+
+    def _similarity(self, query: str, tuned: bool) -> Similarity | None:
+        index = self.index
+        if "dense" not in index.vectors:
+            return None
+        return lambda hits: similarities(index, self.question_vector(query, tuned), hits)
 
     def _bm25(self, index: LoadedIndex, query: str, allowed: np.ndarray, want: int) -> list[int]:
         scores = index.bm25.scores(tokenize(query))
@@ -207,6 +214,15 @@ class RowColumns:
         self.prior: list[float] = index.row_prior.astype(np.float64).tolist()
         self.order: list[int] = index.row_order.tolist()
         self.doc: list[int] = index.row_doc.tolist()
+
+
+def similarities(index: LoadedIndex, vector: np.ndarray, hits: Sequence[Hit]) -> np.ndarray | None:
+    """The dense channel's inner product of a question vector with each hit's stored passage vector; None when a
+    hit's passage is not in this generation (a refresh swapped it out meanwhile)."""
+    rows = index.rows_of([h.chunk.chunk_id for h in hits])
+    if len(rows) != len(hits):
+        return None
+    return rows_of(index.vectors["dense"], rows) @ np.asarray(vector, np.float32)
 
 
 def allowed_rows(index: LoadedIndex, filters: Filters) -> np.ndarray:

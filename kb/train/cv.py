@@ -13,14 +13,15 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
 from kb.search.hits import Hit
-from kb.search.searcher import Searcher
-from kb.train.rerank import RerankConfig, sample
+from kb.search.searcher import Searcher, similarities
+from kb.train.rerank import RerankConfig, Sample, sample
 from kb.train.rerank import fit as fit_reranker
 from kb.train.score import bridge_rankings, fused, judged, learn_bridges, mean, ratio, score, tuned_rankings
 from kb.train.tower import Head, Prepared, TrainConfig, folds, train, training_ids
@@ -188,6 +189,31 @@ def cross_validate(
     return out
 
 
+def candidate_samples(
+    prep: Prepared, searcher: Searcher, head: Head, pool: int, base: Hits | None = None, sim: bool = True
+) -> list[Sample]:
+    """Reranker training samples of every question of a set: its first `pool` fused candidates from the untrained
+    system (`base`, or fused now from the prepared rankings) and from the tower `head`, with the sim feature read
+    from the tower's question vector as a search reads it (sim=False leaves it 0, so the scorer gives it no
+    weight)."""
+    ids = list(range(prep.n_stard or len(prep.queries)))
+    gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids]
+    vectors = head.encode([prep.hidden[i] for i in ids])
+    base = base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids})
+    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors))
+    return [
+        sample(
+            prep.queries[i],
+            hits[i],
+            gold_ids[n],
+            pool,
+            partial(similarities, searcher.index, vectors[n]) if sim else None,
+        )
+        for hits in (base, tuned)
+        for n, i in enumerate(ids)
+    ]
+
+
 def rerank_cv(
     prep: Prepared,
     others: Sequence[Prepared],
@@ -198,12 +224,14 @@ def rerank_cv(
     rcfg: RerankConfig,
     cache: Path,
     en100: set[int],
+    definitions: Prepared | None = None,
 ) -> dict[str, object]:
     """Fold-averaged figures: untrained system, tower, each with the reranker (Chinese questions), and the English
     translations of the fold's questions with and without the fold's tower (all of them, and the en100 ones).
 
     For each fold the tower is trained on the other folds' questions (and SciFact train, mined pairs, as cfg asks); the
-    reranker is fitted on the other folds' Chinese candidates from the untrained system and from that tower.
+    reranker is fitted on the other folds' Chinese candidates from the untrained system and from that tower, and on
+    the definition pairs' (no STARD question, so in every fold), if given.
     en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
     """
     searcher = Searcher(index, tuned=False)
@@ -213,8 +241,7 @@ def rerank_cv(
     t0 = time.perf_counter()
     base = cached(untrained_cache(cache, index), lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}))
     base_en = fused(searcher, prep, {i: prep.ranked[i] for i in english})
-    base_samples = {i: sample(prep.queries[i], base[i], gold_ids[i], rcfg.pool) for i in range(n)}
-    log.info("untrained system's candidates and features (%.0fs)", time.perf_counter() - t0)
+    log.info("untrained system's candidates (%.0fs)", time.perf_counter() - t0)
     results: dict[str, list[tuple[dict[str, float], int]]] = {}
     per_fold: list[dict[str, object]] = []
     for f, test in enumerate(folds(n, k, cfg.seed)):
@@ -226,22 +253,35 @@ def rerank_cv(
 
         head, tower_seconds = fold_head(model, prep, others, cfg, k, f, held, cache)
         asked_ids = list(range(n)) + en_ids
-        tuned = fused(
-            searcher, prep, tuned_rankings(searcher, prep, asked_ids, head.encode([prep.hidden[i] for i in asked_ids]))
+        vectors = dict(zip(asked_ids, head.encode([prep.hidden[i] for i in asked_ids])))
+        tuned = fused(searcher, prep, tuned_rankings(searcher, prep, asked_ids, np.stack(list(vectors.values()))))
+        # The sim feature reads the fold tower's question vector, as a search reads the shipped tower's.
+        sim = {i: partial(similarities, searcher.index, vectors[i]) for i in asked_ids}
+        extra = candidate_samples(definitions, searcher, head, rcfg.pool) if definitions else []
+        model_rr = fit_reranker(
+            [
+                sample(prep.queries[i], hits[i], gold_ids[i], rcfg.pool, sim[i])
+                for hits in (base, tuned)
+                for i in train_ids
+            ]
+            + extra,
+            rcfg,
         )
-        tuned_samples = {i: sample(prep.queries[i], tuned[i], gold_ids[i], rcfg.pool) for i in train_ids}
-        model_rr = fit_reranker([base_samples[i] for i in train_ids] + [tuned_samples[i] for i in train_ids], rcfg)
         zh100 = [prep.group[i] for i in en100_ids]
+
+        def reranked(hits: Hits, qs: list[int]) -> Hits:
+            return {i: model_rr.rerank(prep.queries[i], hits[i], similarity=sim[i]) for i in qs}
+
         asked: dict[str, tuple[Hits, list[int]]] = {  # figure -> (hits, questions)
             "untrained": (base, ids),
-            "untrained + reranker": ({i: model_rr.rerank(prep.queries[i], base[i]) for i in ids}, ids),
+            "untrained + reranker": (reranked(base, ids), ids),
             "tower": (tuned, ids),
-            "tower + reranker": ({i: model_rr.rerank(prep.queries[i], tuned[i]) for i in ids}, ids),
+            "tower + reranker": (reranked(tuned, ids), ids),
             "english untrained": (base_en, en_ids),
             "english tower": (tuned, en_ids),
             "en100 chinese untrained": (base, zh100),
             "en100 chinese tower": (tuned, zh100),
-            "en100 chinese tower + reranker": ({g: model_rr.rerank(prep.queries[g], tuned[g]) for g in zh100}, zh100),
+            "en100 chinese tower + reranker": (reranked(tuned, zh100), zh100),
             "en100 english untrained": (base_en, en100_ids),
             "en100 english tower": (tuned, en100_ids),
         }

@@ -191,6 +191,24 @@ def prepare_scifact(index: Path, layers: int, limit: int | None = None, threads:
     return finish(searcher, queries, gold, layers, 0, ["scifact"] * len(queries), [-1] * len(queries), allowed, t0)
 
 
+def prepare_definitions(index: Path, layers: int, n: int, threads: int = 1) -> Prepared:
+    """Corpus definition pairs ("什么是X？" -> the article "本法所称X，是指…") as a set of their own, for the reranker:
+    STARD has few questions asking what something is, and a reranker fitted on STARD alone gave the defining
+    article no weight (docs/BENCHMARKS.md, session 11)."""
+    t0 = time.perf_counter()
+    searcher = Searcher(index, tuned=False)
+    loaded = searcher.index
+    allowed = allowed_rows(loaded, Filters())
+    live = allowed & loaded.row_live
+    texts = _texts(searcher)
+    pairs = definition_pairs(texts, live, n)
+    gold = gold_rows(texts, live, [[text] for _, text in pairs])
+    queries = [q for q, _ in pairs]
+    log.info("definition pairs: %d questions, %d with gold passages", len(pairs), sum(1 for g in gold if len(g)))
+    kinds = ["definition"] * len(queries)
+    return finish(searcher, queries, gold, layers, 0, kinds, [-1] * len(queries), allowed, t0, threads)
+
+
 def save(prep: Prepared, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as fh:

