@@ -105,7 +105,10 @@ def test_tail_lifts_articles_next_to_the_best_hits(searcher: Searcher) -> None:
 
 
 def test_both_backends_give_the_same_list(searcher: Searcher, index: Path) -> None:
-    reference = Searcher(index)
+    # bm25_x (an English question's translated words) is a FAISS channel only: Milvus cannot count a word's passages,
+    # which picks the translation (kb.text.bilingual); the lists must agree on every channel both backends have.
+    weights = None if isinstance(searcher, Searcher) else {**config.WEIGHTS, "bm25_x": 0.0}
+    reference = Searcher(index, weights=weights)
     for question in QUESTIONS:
         ours = [(h.chunk.chunk_id, dict(h.channels).get("near")) for h in searcher.search(question, 40, xrefs=False)]
         theirs = [(h.chunk.chunk_id, dict(h.channels).get("near")) for h in reference.search(question, 40, xrefs=False)]
