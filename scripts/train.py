@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=type(value), default=value)
     for name, value in RerankConfig().__dict__.items():
         if name != "seed":
-            p.add_argument(f"--rerank-{name}", dest=f"rerank_{name}", type=type(value), default=value)
+            p.add_argument(f"--rerank-{name.replace('_', '-')}", dest=f"rerank_{name}", type=type(value), default=value)
     return p
 
 

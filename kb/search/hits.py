@@ -88,8 +88,8 @@ def hits_of(
     Args:
         source: where the other parts of a split article are read, to number its 款.
         reorder: applied to the hits before their highlights, 款, citation and references are made, so these
-            are made only for the hits it keeps (the reranker scores 30 candidates and keeps 10: making them for
-            all 30 was a tenth of a loaded server's CPU). Each hit's own fields do not depend on the others'.
+            are made only for the hits it keeps (the reranker scores 100 candidates and keeps 10: making them for
+            30 was a tenth of a loaded server's CPU). Each hit's own fields do not depend on the others'.
     """
     hits = [_bare(result, key, rank, docs, spans) for rank, key in enumerate(result.order, start=1)]
     if reorder is not None:

@@ -6,14 +6,16 @@ is the article that *defines* the term asked about ("本法所称X，是指…" 
 article, its length, its document's weight among the candidates, and how close the dense channel put it to the
 question (the question tower's vector against the stored passage vector, a number the fusion's ranks lose). A
 linear model over these features per question language (Chinese trained on STARD train and corpus definition
-questions, English on SciFact train: scripts/train.py rerank-cv / rerank-fit) scores the first
-`config.RERANK_POOL` fused passages in the question's language and re-orders them among the places they hold;
-passages in the other language and the rest keep their fused places.
+questions, English on SciFact train: scripts/train.py rerank-cv / rerank-fit) scores the first `pool` fused
+passages (a Chinese question's 100: all the fusion keeps; an English question's 30) in the question's language and
+re-orders them among the places they hold; passages in the other language and the rest keep their fused places.
 
-Why features and not a neural cross-encoder: on this product's CPU budget a 12-layer cross-encoder over 30
-candidates costs seconds per question, and a shallow one was not measured to beat this model on held-out folds
-(docs/BENCHMARKS.md). The features cost about a millisecond per candidate, so the reranker adds little to a
-search and stays on by default (`--rerank off`, `search(..., rerank=False)`, KB_RERANK=0 turn it off).
+Why features and not a neural cross-encoder: on this product's CPU budget a 12-layer cross-encoder over the
+candidates costs seconds per question. A late-interaction scorer that needs no passage pass (e5's word vectors
+through a trained projection, MaxSim against the question's) fitted jointly with these features gained nothing in
+R@10 on held-out folds (docs/BENCHMARKS.md, session 12). The features cost well under a millisecond per candidate
+once jieba's lookups are remembered (kb.text.mapped), so the reranker stays on by default (`--rerank off`,
+`search(..., rerank=False)`, KB_RERANK=0 turn it off).
 """
 
 from __future__ import annotations
@@ -83,8 +85,8 @@ FEATURES = (
 )
 
 
-# Passages whose question-independent features a worker keeps. Without them a Chinese question's 30 candidates
-# were tokenised by jieba again on every request: ~30 ms, a fifth of a loaded server's CPU. An entry with its text
+# Passages whose question-independent features a worker keeps. Without them a Chinese question's candidates
+# (30 then) were tokenised by jieba again on every request: ~30 ms, a fifth of a loaded server's CPU. An entry with its text
 # (the key) measured 6 kB on the bundled index (1,878 passages, which fit whole: 11 MB) and 4 kB on the whole
 # LawRefBook index (153k passages, shorter), so the bound below caps a worker at about 40-60 MB.
 PASSAGE_CACHE = 10_000

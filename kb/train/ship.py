@@ -4,6 +4,7 @@ baseline)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -126,8 +127,8 @@ def rerank_fit(
     if sci is not None and scifact_index is not None:
         # The English scorer reads no sim: with it, SciFact test (held out) scored 0.7575 against 0.7608 without
         # it, and the bundled live-stream passage fell from rank 3 to 5 (docs/BENCHMARKS.md, session 11).
-        samples = _samples(sci, Searcher(scifact_index, tuned=False), head, rcfg.pool, cache, sim=False)
-        models["en"] = fit_reranker(samples, rcfg)
+        samples = _samples(sci, Searcher(scifact_index, tuned=False), head, rcfg.english_pool, cache, sim=False)
+        models["en"] = fit_reranker(samples, dataclasses.replace(rcfg, pool=rcfg.english_pool))
         result["scifact_test"] = scifact_on_off(model, head, scifact_index, models["en"])
     sha = reranker.save(models, out, {"scripts/train.py": "rerank-fit", **rcfg.__dict__})
     return {"file": str(out), "sha256": sha, **result, "seconds": round(time.perf_counter() - t0, 1)}
