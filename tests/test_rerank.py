@@ -176,6 +176,9 @@ def test_shipped_weights_load_and_their_hash_is_recorded(tmp_path: Path) -> None
     assert rerank.WEIGHTS.stat().st_size < 100_000
     # fitted with the training default: every scorer re-orders as many candidates as it was trained on
     assert (shipped.models["zh"].pool, shipped.models["en"].pool) == (RerankConfig().pool, RerankConfig().english_pool)
+    # a search fuses as many passages as the question's own scorer re-orders
+    assert (shipped.pool("什么是价格欺诈"), shipped.pool("what is price fraud")) == (shipped.models["zh"].pool, 30)
+    assert rerank.Rerankers({"zh": shipped.models["zh"]}).pool("what is price fraud") == 0
     assert set(shipped.models) == {"zh", "en"}  # Chinese from STARD train, English from SciFact train
     assert all(np.abs(m.coef).sum() > 0 for m in shipped.models.values())  # trained, not zeros
     # save() writes the same bytes for the same models (so a retrain with the same data gives the same sha256)

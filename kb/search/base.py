@@ -190,7 +190,7 @@ class SearcherBase:
         similarity = self._similarity(query, tuned)
         return self._search(
             query,
-            max(k, model.pool),
+            max(k, model.pool(query)),
             filters,
             mode,
             xrefs,

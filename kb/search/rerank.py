@@ -227,9 +227,10 @@ class Rerankers:
     models: Mapping[str, Reranker]
     sha256: str = ""
 
-    @property
-    def pool(self) -> int:
-        return max((m.pool for m in self.models.values()), default=0)
+    def pool(self, query: str) -> int:
+        """How many fused passages this query's scorer re-orders (0: none applies), so a search fuses no more."""
+        model = self.models.get(detect_lang(query))
+        return model.pool if model is not None else 0
 
     def applies(self, query: str) -> bool:
         """A scorer was trained for questions in this query's language."""
