@@ -292,3 +292,11 @@ def test_the_reranker_reads_the_similarity_a_searcher_gives(index: Path) -> None
     model = rerank.shipped().models["zh"]
     model.rerank(question, hits, "zh", lambda hs: seen.append([h.chunk.chunk_id for h in hs]) or sims)
     assert seen == [[h.chunk.chunk_id for h in hits]]
+    # the English scorer gives sim no weight, so it does not read the passages' vectors (a query on Milvus)
+    english = rerank.shipped().models["en"]
+    assert model.reads_similarity and not english.reads_similarity
+    seen.clear()
+    en_hits = searcher.search("seven-day no-reason return of goods bought online", 5, rerank=False, lang="en")
+    assert len(en_hits) >= 2 and all(h.chunk.lang == "en" for h in en_hits)  # so the scorer does re-order them
+    out = english.rerank("return of goods", en_hits, "en", lambda hs: seen.append([]) or np.ones(len(hs)))
+    assert seen == [] and out == english.rerank("return of goods", en_hits, "en")

@@ -86,8 +86,8 @@ FEATURES = (
 
 
 # Passages whose question-independent features a worker keeps. Without them a Chinese question's candidates
-# (30 then) were tokenised by jieba again on every request: ~30 ms, a fifth of a loaded server's CPU. An entry with its text
-# (the key) measured 6 kB on the bundled index (1,878 passages, which fit whole: 11 MB) and 4 kB on the whole
+# (30 then) were tokenised by jieba again on every request: ~30 ms, a fifth of a loaded server's CPU. An entry with
+# its text (the key) measured 6 kB on the bundled index (1,878 passages, which fit whole: 11 MB) and 4 kB on the whole
 # LawRefBook index (153k passages, shorter), so the bound below caps a worker at about 40-60 MB.
 PASSAGE_CACHE = 10_000
 TITLE_CACHE = 4096
@@ -178,6 +178,12 @@ class Reranker:
     def scores(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale) @ self.coef
 
+    @property
+    def reads_similarity(self) -> bool:
+        """The scorer weighs sim or sim_gap (the English one, fitted with them at 0, does not): only then is the
+        passages' similarity worth reading (a vector read per passage, a query on Milvus)."""
+        return bool(np.any(self.coef[[FEATURES.index("sim"), FEATURES.index("sim_gap")]]))
+
     def rerank(
         self, query: str, hits: Sequence[Hit], lang: str | None = None, similarity: Similarity | None = None
     ) -> list[Hit]:
@@ -193,6 +199,8 @@ class Reranker:
         if len(places) < 2:
             return list(hits)
         movable = [head[i] for i in places]
+        if not self.reads_similarity:
+            similarity = None  # its features would change no score
         sims = similarity(movable) if similarity else None
         if similarity and sims is None:  # the passages left the index meanwhile (a refresh): keep the fused order
             return list(hits)
