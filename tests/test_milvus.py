@@ -190,7 +190,8 @@ def test_app_serves_a_milvus_collection(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert not at.exception and at.header[0].value == "示范电子商务法"
     at.radio(key="page_choice").set_value("quote").run()
     at.text_area(key="quote").input("消费者有权自收到商品之日起七日内退货").run()
-    assert not at.exception and "不可用" in at.info[0].value  # the interface follows the quote's language
+    # The interface follows the quote's language. (While the models still warm up, their banner comes first.)
+    assert not at.exception and any("不可用" in info.value for info in at.info)
 
 
 def test_cross_lingual_channel_is_a_second_vector_field(tmp_path: Path, corpus: Path) -> None:
@@ -238,20 +239,23 @@ def test_hostile_corpus_lands_the_same_documents_as_faiss_and_every_search_answe
     assert done.returncode == 0, err
     assert "Traceback" not in out + err
     milvus = open_searcher("milvus", None, where)
-    landed = {d["doc_id"] for d in milvus.documents()}
-    assert landed == {d["doc_id"] for d in Searcher(tmp_path / "index").documents()} == set(faiss.indexed)
-    assert landed == {d for d, (outcome, _) in expect.items() if outcome == "landed"}
-    for doc_id in sorted(landed):
-        detail = expect[doc_id][1]
-        hits = milvus.search(detail, 3, docs=[doc_id], mode="keyword")
-        assert hits and hits[0].chunk.doc_id == doc_id, doc_id
-        assert milvus.search(detail, 3, docs=[doc_id]), doc_id
-        doc, chunks = milvus.source(doc_id)
-        assert doc.doc_id == doc_id and chunks
-    for query in QUERIES:
-        for f in FILTERS:
-            if "levels" not in f:  # this corpus has no 行政法规
-                milvus.search(query, 10, **f)
-    for doc_id in ("x'", "x\\", 'x"', "a\nb", "![x](http://127.0.0.1:8765/a)"):
-        with pytest.raises(QueryError, match="no such document"):
-            milvus.source(doc_id)
+    try:
+        landed = {d["doc_id"] for d in milvus.documents()}
+        assert landed == {d["doc_id"] for d in Searcher(tmp_path / "index").documents()} == set(faiss.indexed)
+        assert landed == {d for d, (outcome, _) in expect.items() if outcome == "landed"}
+        for doc_id in sorted(landed):
+            detail = expect[doc_id][1]
+            hits = milvus.search(detail, 3, docs=[doc_id], mode="keyword")
+            assert hits and hits[0].chunk.doc_id == doc_id, doc_id
+            assert milvus.search(detail, 3, docs=[doc_id]), doc_id
+            doc, chunks = milvus.source(doc_id)
+            assert doc.doc_id == doc_id and chunks
+        for query in QUERIES:
+            for f in FILTERS:
+                if "levels" not in f:  # this corpus has no 行政法规
+                    milvus.search(query, 10, **f)
+        for doc_id in ("x'", "x\\", 'x"', "a\nb", "![x](http://127.0.0.1:8765/a)"):
+            with pytest.raises(QueryError, match="no such document"):
+                milvus.source(doc_id)
+    finally:
+        milvus.close()  # type: ignore[attr-defined]

@@ -78,6 +78,11 @@ _lite_refs: dict[str, int] = {}
 _lite_guard = threading.Lock()
 
 
+# milvus-lite runs on this machine behind a local socket: pymilvus's keepalive pings (every 10 s) only make its
+# server answer "too_many_pings" with a GOAWAY, which gRPC logs on stderr in the middle of a user's output.
+_LITE_GRPC = {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": False}
+
+
 class MilvusDB:
     """An open connection and the names of the knowledge base's collections."""
 
@@ -94,7 +99,7 @@ class MilvusDB:
             with _lite_guard:
                 _lite_refs[where.uri] = _lite_refs.get(where.uri, 0) + 1
         try:
-            self.client = MilvusClient(uri=where.uri, token=where.token)
+            self.client = MilvusClient(uri=where.uri, token=where.token, grpc_options=_LITE_GRPC if where.lite else {})
         except MilvusException as exc:
             self._release()
             if where.lite:
