@@ -48,10 +48,17 @@ def training_sets(
     return sets
 
 
-def untrained_cache(cache: Path, index: Path) -> Path:
-    """Where the untrained system's fused candidates over `index` are kept: one file per index folder, so a run
-    over another index (the whole corpus, SciFact) never reads the national one's."""
-    return cache / f"rerank-untrained-{hashlib.sha256(str(index.resolve()).encode()).hexdigest()[:12]}.pkl"
+def listed(pool: int) -> int:
+    """How many fused candidates a question gets so that a reranker re-ordering `pool` of them sees all it would
+    see in a search (the product fuses max(k, pool): kb.search.base), and the judged top 100 exist."""
+    return max(100, pool)
+
+
+def untrained_cache(cache: Path, index: Path, k: int = 100) -> Path:
+    """Where the untrained system's first k fused candidates over `index` are kept: one file per index folder and
+    k, so a run over another index (the whole corpus, SciFact) never reads the national one's."""
+    name = hashlib.sha256(str(index.resolve()).encode()).hexdigest()[:12]
+    return cache / f"rerank-untrained-{name}{'' if k == 100 else f'-k{k}'}.pkl"
 
 
 def cached(path: Path, make: Callable[[], T]) -> T:
@@ -199,8 +206,8 @@ def candidate_samples(
     ids = list(range(prep.n_stard or len(prep.queries)))
     gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids]
     vectors = head.encode([prep.hidden[i] for i in ids])
-    base = base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids})
-    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors))
+    base = base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids}, listed(pool))
+    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors), listed(pool))
     return [
         sample(
             prep.queries[i],
@@ -239,7 +246,11 @@ def rerank_cv(
     english = prep.positions("en")
     gold_ids = {i: set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in range(n)}
     t0 = time.perf_counter()
-    base = cached(untrained_cache(cache, index), lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}))
+    length = listed(rcfg.pool)
+    base = cached(
+        untrained_cache(cache, index, length),
+        lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, length),
+    )
     base_en = fused(searcher, prep, {i: prep.ranked[i] for i in english})
     log.info("untrained system's candidates (%.0fs)", time.perf_counter() - t0)
     results: dict[str, list[tuple[dict[str, float], int]]] = {}
@@ -254,7 +265,9 @@ def rerank_cv(
         head, tower_seconds = fold_head(model, prep, others, cfg, k, f, held, cache)
         asked_ids = list(range(n)) + en_ids
         vectors = dict(zip(asked_ids, head.encode([prep.hidden[i] for i in asked_ids])))
-        tuned = fused(searcher, prep, tuned_rankings(searcher, prep, asked_ids, np.stack(list(vectors.values()))))
+        tuned = fused(
+            searcher, prep, tuned_rankings(searcher, prep, asked_ids, np.stack(list(vectors.values()))), length
+        )
         # The sim feature reads the fold tower's question vector, as a search reads the shipped tower's.
         sim = {i: partial(similarities, searcher.index, vectors[i]) for i in asked_ids}
         extra = candidate_samples(definitions, searcher, head, rcfg.pool) if definitions else []

@@ -64,10 +64,12 @@ def learn_bridges(prep: Prepared, ids: list[int]) -> Bridges:
     )
 
 
-def fused(searcher: Searcher, prep: Prepared, ranked: dict[int, dict[str, list[int]]]) -> dict[int, list[Hit]]:
-    """Each question's first 100 fused hits (the product's fusion) from channel rankings as rows."""
+def fused(
+    searcher: Searcher, prep: Prepared, ranked: dict[int, dict[str, list[int]]], k: int = 100
+) -> dict[int, list[Hit]]:
+    """Each question's first k fused hits (the product's fusion) from channel rankings as rows."""
     return {
-        i: searcher.fuse({c: searcher.index.chunk_ids(rows) for c, rows in r.items()}, prep.queries[i], 100)
+        i: searcher.fuse({c: searcher.index.chunk_ids(rows) for c, rows in r.items()}, prep.queries[i], k)
         for i, r in ranked.items()
     }
 

@@ -16,7 +16,7 @@ from kb.embed import tower as qtower
 from kb.search import rerank as reranker
 from kb.search.rerank import Reranker
 from kb.search.searcher import Searcher
-from kb.train.cv import cached, candidate_samples, training_sets, untrained_cache
+from kb.train.cv import cached, candidate_samples, listed, training_sets, untrained_cache
 from kb.train.data import fp32_e5
 from kb.train.rerank import RerankConfig, Sample
 from kb.train.rerank import fit as fit_reranker
@@ -93,9 +93,10 @@ def _samples(prep: Prepared, searcher: Searcher, head: Head, pool: int, cache: P
     """Reranker samples of a prepared set (kb.train.cv.candidate_samples), the untrained system's candidates kept
     in `cache` per index."""
     n = prep.n_stard or len(prep.queries)
+    k = listed(pool)
     base = cached(
-        untrained_cache(cache, searcher.index_dir),
-        lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}),
+        untrained_cache(cache, searcher.index_dir, k),
+        lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, k),
     )
     return candidate_samples(prep, searcher, head, pool, base, sim)
 
