@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Starts the shared pool, runs a task on each worker, prints the workers' pids, then waits to be killed.
 PARENT = """
-import multiprocessing, os, sys, time
+import multiprocessing, time
 from kb.pool import shared_pool
 pool = shared_pool(2)
 assert sorted(pool.map(abs, [-1, -2])) == [1, 2]
@@ -26,11 +26,10 @@ time.sleep(600)
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone, only not yet reaped by init
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:  # reaped
         return False
-    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone, only not yet reaped by init
-        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
@@ -39,6 +38,7 @@ def test_workers_exit_when_their_parent_is_killed(sig: signal.Signals) -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT], cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
     )
+    workers: list[int] = []
     try:
         assert parent.stdout is not None
         workers = [int(p) for p in parent.stdout.readline().split()]
@@ -51,6 +51,6 @@ def test_workers_exit_when_their_parent_is_killed(sig: signal.Signals) -> None:
         assert not [p for p in workers if _alive(p)], f"workers outlived their parent after {sig.name}"
     finally:
         parent.kill()
-        for pid in workers if "workers" in locals() else []:
+        for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
