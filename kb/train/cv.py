@@ -206,8 +206,9 @@ def candidate_samples(
     ids = list(range(prep.n_stard or len(prep.queries)))
     gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids]
     vectors = head.encode([prep.hidden[i] for i in ids])
-    base = base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids}, listed(pool))
-    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors), listed(pool))
+    length = listed(pool)
+    base = base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids}, length)
+    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors), length)
     return [
         sample(
             prep.queries[i],

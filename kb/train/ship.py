@@ -93,10 +93,10 @@ def _samples(prep: Prepared, searcher: Searcher, head: Head, pool: int, cache: P
     """Reranker samples of a prepared set (kb.train.cv.candidate_samples), the untrained system's candidates kept
     in `cache` per index."""
     n = prep.n_stard or len(prep.queries)
-    k = listed(pool)
+    length = listed(pool)
     base = cached(
-        untrained_cache(cache, searcher.index_dir, k),
-        lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, k),
+        untrained_cache(cache, searcher.index_dir, length),
+        lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, length),
     )
     return candidate_samples(prep, searcher, head, pool, base, sim)
 
