@@ -69,6 +69,15 @@ def en100_positions() -> set[int]:
     return {by_id[qid] for qid in data.read_translations(EN100)}
 
 
+def _weight(text: str) -> tuple[str, float]:
+    """A `--weights` item: channel=weight."""
+    channel, _, value = text.partition("=")
+    try:
+        return channel, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a channel weight as CHANNEL=NUMBER, e.g. dense=3") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("step", choices=STEPS)
@@ -84,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=qtower.WEIGHTS)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--bridges", nargs="*", default=[], metavar="W:N", help="cv: also score bridge channels")
+    p.add_argument(
+        "--weights",
+        nargs="*",
+        default=[],
+        type=_weight,
+        metavar="CHANNEL=W",
+        help="cv, rerank-cv: fuse with these channel weights instead of kb/config.py's (an experiment; "
+        "a search keeps the shipped ones)",
+    )
     for name, value in TrainConfig().__dict__.items():
         p.add_argument(f"--{name}", type=type(value), default=value)
     for name, value in RerankConfig().__dict__.items():
@@ -169,7 +187,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.step in ("cv", "all"):
         grid = [(float(w), int(n)) for w, n in (x.split(":") for x in args.bridges)]
         result["cv"] = cross_validate(
-            prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg, grid, args.cache, en100_positions()
+            prep,
+            others,
+            data.fp32_e5(THREADS),
+            args.index,
+            args.folds,
+            cfg,
+            grid,
+            args.cache,
+            en100_positions(),
+            dict(args.weights),
         )
     if args.step == "rerank-cv":
         result["rerank_cv"] = rerank_cv(
@@ -183,6 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             args.cache,
             en100_positions(),
             _definitions(args, cfg, rcfg),
+            dict(args.weights),
         )
     if args.step == "xling":
         result["xling"] = cross_lingual(prep, args.index, en100_positions())

@@ -187,6 +187,27 @@ def test_untrained_candidates_are_kept_per_index(tmp_path: Path) -> None:
     assert untrained_cache(tmp_path, national) == untrained_cache(tmp_path, national)
     assert untrained_cache(tmp_path, national) != untrained_cache(tmp_path, whole)
     assert untrained_cache(tmp_path, national).parent == tmp_path
+    # Fused with other weights (`train.py rerank-cv --weights`), the candidates are kept apart; with the shipped
+    # weights they keep the name they had before weights could be changed.
+    from kb import config
+    from kb.train.cv import fusion_weights
+
+    assert untrained_cache(tmp_path, national, 100, config.WEIGHTS) == untrained_cache(tmp_path, national)
+    other = fusion_weights({"dense": 3.0})
+    assert other == {**config.WEIGHTS, "dense": 3.0} and config.WEIGHTS["dense"] != 3.0
+    assert untrained_cache(tmp_path, national, 100, other) != untrained_cache(tmp_path, national)
+    assert untrained_cache(tmp_path, national, 100, other) == untrained_cache(tmp_path, national, 100, dict(other))
+
+
+def test_train_weights_option_reads_channel_weights() -> None:
+    from tests.conftest import load_script
+
+    script = load_script("train")
+    args = script._parser().parse_args(["rerank-cv", "--weights", "dense=3", "bm25=0.5"])
+    assert dict(args.weights) == {"dense": 3.0, "bm25": 0.5}
+    assert script._parser().parse_args(["rerank-cv"]).weights == []
+    with pytest.raises(SystemExit):
+        script._parser().parse_args(["rerank-cv", "--weights", "dense"])
 
 
 @pytest.mark.model

@@ -12,13 +12,14 @@ import json
 import logging
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from kb import config
 from kb.search.hits import Hit
 from kb.search.searcher import Searcher, similarities
 from kb.train.rerank import RerankConfig, Sample, sample
@@ -54,11 +55,21 @@ def listed(pool: int) -> int:
     return max(100, pool)
 
 
-def untrained_cache(cache: Path, index: Path, k: int = 100) -> Path:
-    """Where the untrained system's first k fused candidates over `index` are kept: one file per index folder and
-    k, so a run over another index (the whole corpus, SciFact) never reads the national one's."""
+def untrained_cache(cache: Path, index: Path, k: int = 100, weights: Mapping[str, float] | None = None) -> Path:
+    """Where the untrained system's first k fused candidates over `index` are kept: one file per index folder, k
+    and fusion weights, so a run over another index (the whole corpus, SciFact) or with other weights never reads
+    the national one's. The shipped weights (config.WEIGHTS, or None) keep the name they had before weights
+    could differ."""
     name = hashlib.sha256(str(index.resolve()).encode()).hexdigest()[:12]
-    return cache / f"rerank-untrained-{name}{'' if k == 100 else f'-k{k}'}.pkl"
+    suffix = "" if k == 100 else f"-k{k}"
+    if weights is not None and dict(weights) != config.WEIGHTS:
+        suffix += "-w" + hashlib.sha256(json.dumps(dict(weights), sort_keys=True).encode()).hexdigest()[:8]
+    return cache / f"rerank-untrained-{name}{suffix}.pkl"
+
+
+def fusion_weights(changes: Mapping[str, float] | None) -> dict[str, float]:
+    """The product's channel weights (config.WEIGHTS) with the changes an experiment asks for (`--weights`)."""
+    return {**config.WEIGHTS, **(changes or {})}
 
 
 def cached(path: Path, make: Callable[[], T]) -> T:
@@ -131,13 +142,15 @@ def cross_validate(
     bridge_grid: list[tuple[float, int]],
     cache: Path,
     en100: set[int],
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, object]:
     """Held-out figures with and without each fold's tower: the fold's Chinese questions, their English
     translations, and the en100 questions in both languages; and the learned bridges' grid (Chinese).
 
     en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
+    weights: channel weights to fuse with instead of the product's (an experiment: fusion_weights).
     """
-    searcher = Searcher(index, tuned=False)  # the current system: packaged e5 alone
+    searcher = Searcher(index, tuned=False, weights=fusion_weights(weights))  # packaged e5 alone
     results: dict[str, list[tuple[dict[str, float], int]]] = {}
     per_fold: list[dict[str, object]] = []
     train_seconds: list[float] = []
@@ -187,7 +200,7 @@ def cross_validate(
         )
         log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1]))
     figures_all = pooled(results)
-    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, **figures_all}
+    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, "weights": searcher.weights, **figures_all}
     r10 = {name: fig["recall@10"] for name, fig in figures_all.items()}
     out["en100 ratio recall@10 without"] = ratio(r10["en100 english without"], r10["en100 chinese without"])
     out["en100 ratio recall@10 with"] = ratio(r10["en100 english with"], r10["en100 chinese with"])
@@ -233,6 +246,7 @@ def rerank_cv(
     cache: Path,
     en100: set[int],
     definitions: Prepared | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, object]:
     """Fold-averaged figures: untrained system, tower, each with the reranker (Chinese questions), and the English
     translations of the fold's questions with and without the fold's tower (all of them, and the en100 ones).
@@ -241,15 +255,16 @@ def rerank_cv(
     reranker is fitted on the other folds' Chinese candidates from the untrained system and from that tower, and on
     the definition pairs' (no STARD question, so in every fold), if given.
     en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
+    weights: channel weights to fuse with instead of the product's (an experiment: fusion_weights).
     """
-    searcher = Searcher(index, tuned=False)
+    searcher = Searcher(index, tuned=False, weights=fusion_weights(weights))
     n = prep.n_stard
     english = prep.positions("en")
     gold_ids = {i: set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in range(n)}
     t0 = time.perf_counter()
     length = listed(rcfg.pool)
     base = cached(
-        untrained_cache(cache, index, length),
+        untrained_cache(cache, index, length, searcher.weights),
         lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, length),
     )
     base_en = fused(searcher, prep, {i: prep.ranked[i] for i in english})
@@ -314,7 +329,13 @@ def rerank_cv(
         )
         log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1]))
     figures_all = pooled(results)
-    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, "rerank": rcfg.__dict__, **figures_all}
+    out: dict[str, object] = {
+        "folds": k,
+        "config": cfg.__dict__,
+        "rerank": rcfg.__dict__,
+        "weights": searcher.weights,
+        **figures_all,
+    }
     r10 = {name: fig["recall@10"] for name, fig in figures_all.items()}
     for zh_name in ("tower", "tower + reranker"):
         out[f"en100 ratio recall@10 (english tower / chinese {zh_name})"] = ratio(
