@@ -12,7 +12,8 @@ The shipped tower trains on STARD's Chinese questions, our English translations 
 `python -m kb eval scifact` and `prepare-scifact` first; `--english 0 --scifact 0` trains on Chinese alone).
 `rerank-fit` fits the Chinese scorer on STARD's candidates and the English one on SciFact train's.
 Self-supervised pairs (kb.train.pairs: headings, citations, versions from the STARD index; commentary headings
-from the bundled index) are the measured experiment `--pairs 1`, after `prepare-pairs`.
+from the bundled index) are the measured experiment `--pairs 1`, after `prepare-pairs`. With
+`--weights dense=3` (any channel), `cv` and `rerank-cv` measure the fusion with weights other than kb/config.py's.
 
 `prepare` reads each index once and caches what training needs (kb.train.data); `cv` and `rerank-cv` train
 one model per fold of STARD question ids on the other folds' questions, Chinese and English (kb.train.cv), and
@@ -70,8 +71,12 @@ def en100_positions() -> set[int]:
 
 
 def _weight(text: str) -> tuple[str, float]:
-    """A `--weights` item: channel=weight."""
+    """A `--weights` item: channel=weight, for a channel the product fuses."""
     channel, _, value = text.partition("=")
+    if channel not in config.WEIGHTS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: no channel {channel!r}; the channels are {', '.join(config.WEIGHTS)}"
+        )
     try:
         return channel, float(value)
     except ValueError:
@@ -229,7 +234,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.weights and args.step not in ("cv", "rerank-cv"):
+        parser.error(f"--weights is for cv and rerank-cv (measuring); {args.step} trains with kb/config.py's weights")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
         result = run(args)

@@ -206,8 +206,11 @@ def test_train_weights_option_reads_channel_weights() -> None:
     args = script._parser().parse_args(["rerank-cv", "--weights", "dense=3", "bm25=0.5"])
     assert dict(args.weights) == {"dense": 3.0, "bm25": 0.5}
     assert script._parser().parse_args(["rerank-cv"]).weights == []
-    with pytest.raises(SystemExit):
-        script._parser().parse_args(["rerank-cv", "--weights", "dense"])
+    for wrong in ("dense", "dense=x", "dnese=3"):  # no number, not a number, no such channel
+        with pytest.raises(SystemExit):
+            script._parser().parse_args(["rerank-cv", "--weights", wrong])
+    with pytest.raises(SystemExit):  # a step that ships weights fits with the product's own fusion
+        script.main(["rerank-fit", "--weights", "dense=3"])
 
 
 @pytest.mark.model
