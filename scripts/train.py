@@ -189,34 +189,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         return {**_prepare_pairs(args, cfg), "seconds": round(time.perf_counter() - t0, 1)}
     prep, others = _prepared(args, cfg)
     result: dict[str, object] = {}
+    weights = dict(args.weights)
     if args.step in ("cv", "all"):
         grid = [(float(w), int(n)) for w, n in (x.split(":") for x in args.bridges)]
-        result["cv"] = cross_validate(
-            prep,
-            others,
-            data.fp32_e5(THREADS),
-            args.index,
-            args.folds,
-            cfg,
-            grid,
-            args.cache,
-            en100_positions(),
-            dict(args.weights),
-        )
+        inputs = (prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg)  # what both CV steps read
+        result["cv"] = cross_validate(*inputs, grid, args.cache, en100_positions(), weights)
     if args.step == "rerank-cv":
-        result["rerank_cv"] = rerank_cv(
-            prep,
-            others,
-            data.fp32_e5(THREADS),
-            args.index,
-            args.folds,
-            cfg,
-            rcfg,
-            args.cache,
-            en100_positions(),
-            _definitions(args, cfg, rcfg),
-            dict(args.weights),
-        )
+        inputs = (prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg)
+        definitions = _definitions(args, cfg, rcfg)
+        result["rerank_cv"] = rerank_cv(*inputs, rcfg, args.cache, en100_positions(), definitions, weights)
     if args.step == "xling":
         result["xling"] = cross_lingual(prep, args.index, en100_positions())
     if args.step in ("fit", "all"):
