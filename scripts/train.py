@@ -10,6 +10,8 @@
 The shipped tower trains on STARD's Chinese questions, our English translations of them
 (scripts/data/stard-train-en.tsv) and SciFact train (`--english 1 --scifact 1`, the defaults; SciFact needs
 `python -m kb eval scifact` and `prepare-scifact` first; `--english 0 --scifact 0` trains on Chinese alone).
+`fit` then trains the passage adapter (kb.train.passage) against the new tower on the same STARD questions and
+writes it into the same file (`--adapter-epochs 0`: none; `cv` and `rerank-cv` fit one per fold the same way).
 `rerank-fit` fits the Chinese scorer on STARD's candidates and the English one on SciFact train's.
 Self-supervised pairs (kb.train.pairs: headings, citations, versions from the STARD index; commentary headings
 from the bundled index) are the measured experiment `--pairs 1`, after `prepare-pairs`. With
@@ -40,6 +42,7 @@ from kb.errors import KbError
 from kb.search import rerank as reranker
 from kb.train import data, pairs
 from kb.train.cv import cross_validate, rerank_cv
+from kb.train.passage import AdapterConfig
 from kb.train.rerank import RerankConfig
 from kb.train.ship import cross_lingual, fit, rerank_fit
 from kb.train.tower import PAIR_KINDS, Prepared, TrainConfig
@@ -109,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     for name, value in TrainConfig().__dict__.items():
         p.add_argument(f"--{name}", type=type(value), default=value)
+    for name, value in AdapterConfig().__dict__.items():
+        if name != "seed":
+            help_ = "the passage adapter's epochs; 0: no adapter" if name == "epochs" else None
+            p.add_argument(f"--adapter-{name}", dest=f"adapter_{name}", type=type(value), default=value, help=help_)
     for name, value in RerankConfig().__dict__.items():
         if name != "seed":
             p.add_argument(f"--rerank-{name.replace('_', '-')}", dest=f"rerank_{name}", type=type(value), default=value)
@@ -176,6 +183,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     rcfg = RerankConfig(
         **{n: getattr(args, f"rerank_{n}") for n in RerankConfig().__dict__ if n != "seed"}, seed=cfg.seed
     )
+    acfg = AdapterConfig(
+        **{n: getattr(args, f"adapter_{n}") for n in AdapterConfig().__dict__ if n != "seed"}, seed=cfg.seed
+    )
+    adapter = acfg if acfg.epochs > 0 else None
     t0 = time.perf_counter()
     if args.step == "prepare-scifact":  # apart, so it can run while the STARD set is prepared
         data.save(data.prepare_scifact(args.scifact_index, cfg.layers, args.limit, THREADS), _paths(args, cfg)[1])
@@ -193,17 +204,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.step in ("cv", "all"):
         grid = [(float(w), int(n)) for w, n in (x.split(":") for x in args.bridges)]
         inputs = (prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg)  # what both CV steps read
-        result["cv"] = cross_validate(*inputs, grid, args.cache, en100_positions(), weights)
+        result["cv"] = cross_validate(*inputs, grid, args.cache, en100_positions(), weights, adapter)
     if args.step == "rerank-cv":
         inputs = (prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg)
         definitions = _definitions(args, cfg, rcfg)
-        result["rerank_cv"] = rerank_cv(*inputs, rcfg, args.cache, en100_positions(), definitions, weights)
+        result["rerank_cv"] = rerank_cv(*inputs, rcfg, args.cache, en100_positions(), definitions, weights, adapter)
     if args.step == "xling":
         result["xling"] = cross_lingual(prep, args.index, en100_positions())
     if args.step in ("fit", "all"):
-        result["fit"] = fit(
-            prep, others, cfg, args.out, args.scifact_index if args.scifact_index.is_dir() else None, THREADS
-        )
+        scifact = args.scifact_index if args.scifact_index.is_dir() else None
+        result["fit"] = fit(prep, others, cfg, args.out, scifact, THREADS, adapter)
     if args.step in ("rerank-fit", "all"):
         scifact = args.scifact_index if args.scifact_index.is_dir() else None
         sci = next((o for o in others if o.kind[:1] == ["scifact"]), None)

@@ -12,6 +12,7 @@ import pytest
 
 from kb.embed import tower as qtower
 from kb.errors import KbError, ModelLoadError, ModelMismatchError
+from kb.search.fusion import fuse
 from kb.train.data import definition_pairs, gold_rows, read_translations
 from kb.train.tower import TrainConfig, folds, training_ids
 from tests.conftest import prepared_set
@@ -234,3 +235,134 @@ def test_definition_set_for_the_reranker_asks_what_each_article_defines(tmp_path
     for question, rows in zip(prep.queries, prep.gold):
         (chunk,) = store.chunks([int(r) for r in rows])
         assert question[3:-1] in chunk.text and "所称" in chunk.text
+
+
+def test_chinese_questions_through_the_tower_fuse_with_its_weights() -> None:
+    from kb import config
+    from kb.search.searcher import Searcher
+
+    searcher = Searcher(ROOT / "index")  # the shipped index: e5, recorded with the shipped tower (zh and en)
+    assert config.TOWER_WEIGHTS and {**config.WEIGHTS, **config.TOWER_WEIGHTS} != config.WEIGHTS
+    assert searcher.fusion_weights("什么是价格欺诈", True) == {**config.WEIGHTS, **config.TOWER_WEIGHTS}
+    assert searcher.fusion_weights("什么是价格欺诈", False) == config.WEIGHTS  # --tuned off: the packaged e5
+    assert searcher.fusion_weights("what is price fraud", True) == config.WEIGHTS  # measured for Chinese only
+    searcher.tower_weights = {}
+    assert searcher.fusion_weights("什么是价格欺诈", True) == config.WEIGHTS
+
+
+def test_the_fusion_weights_reach_both_backends_fusion(searcher: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A hashing-embedder index: no tower applies, so a tuned Chinese question keeps the searcher's weights.
+    assert searcher.fusion_weights("电子商务经营者", True) == searcher.weights  # type: ignore[attr-defined]
+    # Whatever fusion_weights gives for the question is what the backend's fusion receives.
+    import importlib
+
+    backend = importlib.import_module(type(searcher).__module__)
+    given = {**searcher.weights, "dense": 7.0}  # type: ignore[attr-defined]
+    asked: list[tuple[str, bool]] = []
+    seen: list[object] = []
+    monkeypatch.setattr(searcher, "fusion_weights", lambda query, tuned: asked.append((query, tuned)) or given)
+    monkeypatch.setattr(
+        backend, "fuse", lambda ranked, weights, *a, **kw: seen.append(weights) or fuse(ranked, weights, *a, **kw)
+    )
+    searcher.search("电子商务经营者", 3, tuned=True, rerank=False)  # type: ignore[attr-defined]
+    searcher.search("电子商务经营者", 3, tuned=False, rerank=False)  # type: ignore[attr-defined]
+    assert asked == [("电子商务经营者", True), ("电子商务经营者", False)] and seen == [given, given]
+
+
+def _adapter_set(n_passages: int = 64, n_questions: int = 24, dim: int = 8) -> tuple[object, np.ndarray]:
+    """A prepared set whose questions each have one gold passage, and question vectors near a mixture of it and
+    a decoy, so the packaged passage vectors rank the gold passage poorly."""
+    from kb.train.tower import Prepared
+
+    rng = np.random.default_rng(1)
+    passages = rng.normal(size=(n_passages, dim)).astype(np.float32)
+    passages /= np.linalg.norm(passages, axis=1, keepdims=True)
+    gold = rng.choice(n_passages, n_questions, replace=False)
+    decoy = (gold + 1) % n_passages
+    vectors = passages[gold] + 1.5 * passages[decoy]
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    prep = Prepared(
+        [f"q{i}" for i in range(n_questions)],
+        [np.zeros((2, dim), np.float32)] * n_questions,
+        10,
+        [np.array([g]) for g in gold],
+        [{}] * n_questions,
+        passages,
+        np.ones(n_passages, dtype=bool),
+        n_questions,
+        ["zh"] * n_questions,
+        list(range(n_questions)),
+    )
+    return prep, vectors
+
+
+def test_the_passage_adapter_learns_and_numpy_serves_what_torch_trained() -> None:
+    import torch
+
+    from kb.train.passage import Adapter, AdapterConfig, question_ids
+    from kb.train.passage import fit as fit_adapter
+
+    prep, vectors = _adapter_set()
+    ids = question_ids(prep, held={0, 1})  # type: ignore[arg-type]
+    assert ids == list(range(2, 24))
+    cfg = AdapterConfig(hidden=16, epochs=30, lr=1e-2, batch=8, hard=4, random=16)
+    tensors = fit_adapter(prep, ids, vectors[ids], cfg)  # type: ignore[arg-type]
+    assert sorted(tensors) == sorted(qtower.ADAPTER_TENSORS)
+    before, after = prep.passages, qtower.adapt_passages(prep.passages, tensors)  # type: ignore[attr-defined]
+
+    def gold_rank(matrix: np.ndarray) -> float:
+        gold = [int(prep.gold[i][0]) for i in ids]  # type: ignore[attr-defined]
+        return float(np.mean([(matrix @ vectors[i] > matrix[g] @ vectors[i]).sum() for i, g in zip(ids, gold)]))
+
+    assert gold_rank(after) < gold_rank(before) / 2, (gold_rank(before), gold_rank(after))
+    assert np.allclose(np.linalg.norm(after, axis=1), 1.0, atol=1e-5)
+    again = fit_adapter(prep, ids, vectors[ids], cfg)  # type: ignore[arg-type]
+    assert all(np.array_equal(again[name], tensors[name]) for name in tensors)  # fixed seeds: the same tensors
+    # The numpy forward a search runs equals the torch module training ran.
+    torch.manual_seed(0)
+    module = Adapter(8, 16)
+    for p, name in zip(module.parameters(), qtower.ADAPTER_TENSORS):
+        p.data = torch.from_numpy(tensors[name])
+    with torch.no_grad():
+        assert np.allclose(module(torch.from_numpy(before)).numpy(), after, atol=1e-5)
+    # Untrained (its last layer at zero), the adapter changes nothing.
+    untrained = Adapter(8, 16).tensors()
+    assert np.allclose(qtower.adapt_passages(before, untrained), before, atol=1e-6)
+
+
+def test_a_weight_file_keeps_its_passage_adapter_apart_from_the_layers(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    shipped = qtower.load_weights()
+    path = tmp_path / "tower.safetensors"
+    adapter = {name: np.ones((2, 2), np.float16) for name in qtower.ADAPTER_TENSORS}
+    save_file({**shipped.tensors, **adapter}, str(path))
+    loaded = qtower.load_weights(path)
+    assert sorted(loaded.tensors) == sorted(shipped.tensors) and sorted(loaded.passage) == sorted(adapter)
+    assert loaded.layers == shipped.layers
+    save_file({**shipped.tensors, "passage.a.weight": np.ones((2, 2), np.float16)}, str(path))
+    with pytest.raises(ModelLoadError, match="passage adapter holds"):
+        qtower.load_weights(path)
+    save_file({**shipped.tensors, "other.weight": np.ones((2, 2), np.float16)}, str(path))
+    with pytest.raises(ModelLoadError, match="retrain"):
+        qtower.load_weights(path)
+
+
+def test_the_shipped_passage_adapter_moves_the_chinese_passages_for_tuned_questions() -> None:
+    from kb.index import vectors
+    from kb.search.searcher import Searcher
+
+    assert qtower.load_weights().passage  # the shipped file holds a passage adapter
+    searcher = Searcher(ROOT / "index")
+    index = searcher.index
+    stored = vectors.all_rows(index.vectors["dense"])
+    adapted = vectors.all_rows(searcher.passage_vectors(index, "什么是价格欺诈", True))
+    zh = index.columns.zh[: len(stored)]
+    assert zh.any() and (~zh).any()
+    moved = (stored * adapted).sum(1)
+    assert 0.3 < moved[zh].mean() < 0.9, moved[zh].mean()  # Chinese passages move (mean cosine 0.50 to the stored)
+    assert np.allclose(adapted[~zh], stored[~zh], atol=2e-3)  # English passages: trained on none, left as stored
+    # Made once per generation, for Chinese questions through the tower; English ones and --tuned off: the stored.
+    assert searcher.passage_vectors(index, "价格", True) is searcher.passage_vectors(index, "什么是价格欺诈", True)
+    assert searcher.passage_vectors(index, "what is price fraud", True) is index.vectors["dense"]
+    assert searcher.passage_vectors(index, "什么是价格欺诈", False) is index.vectors["dense"]

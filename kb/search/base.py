@@ -28,6 +28,7 @@ from kb.errors import ModelMismatchError, QueryError
 from kb.index.citedby import Citing
 from kb.index.manifest import Channel, WeightsInfo
 from kb.ingest.document import DocRow
+from kb.ingest.read import detect_lang
 from kb.search import rerank as reranker
 from kb.search.contract import MODES, Rankings, SearchOptions
 from kb.search.hits import Hit, Reorder
@@ -67,6 +68,7 @@ class SearcherBase:
         self.tuned = config.TUNED if tuned is None else tuned  # the question tower (the languages it was trained on)
         self.rerank = config.RERANK if rerank is None else rerank  # the trained reranker (kb.search.rerank)
         self.weights = dict(weights or config.WEIGHTS)
+        self.tower_weights = dict(config.TOWER_WEIGHTS)  # over `weights` for Chinese questions through the tower
         self._given = dict(embedders or {})
         self._embedders: dict[str, Embedder] = {}
         self._served: dict[str, Embedder] = {}
@@ -98,6 +100,21 @@ class SearcherBase:
         dense = channels.get("dense")
         if self.tuned and dense and "dense" not in self._given and tower.applies(dense.model):
             tower.check_manifest(recorded, tower.shipped(), self.where)
+
+    def through_tower(self, query: str, tuned: bool) -> bool:
+        """Whether the question's dense vector comes from the question tower: it is on, it serves the index's
+        dense model, and the shipped file was trained on the question's language."""
+        dense = self.channels.get("dense")
+        if not (tuned and dense is not None and "dense" not in self._given and tower.applies(dense.model)):
+            return False
+        return detect_lang(query) in tower.shipped().langs
+
+    def fusion_weights(self, query: str, tuned: bool) -> dict[str, float]:
+        """The channel weights a question is fused with: `weights`, with `tower_weights` over them when the
+        question is Chinese and its dense vector comes from the question tower (config.TOWER_WEIGHTS)."""
+        if detect_lang(query) == "zh" and self.through_tower(query, tuned):
+            return {**self.weights, **self.tower_weights}
+        return self.weights
 
     def embedder(self, channel: str, tuned: bool = False) -> Embedder:
         """The embedder the index recorded for a channel, loaded on first use; tuned: the dense channel's
@@ -235,9 +252,18 @@ class SearcherBase:
         filters = Filters(lang=lang, docs=tuple(docs or ()), include_repealed=include_repealed)
         return self._rankings(query, want, filters, mode, self.tuned if tuned is None else tuned)
 
-    def fuse(self, ranked: Rankings, query: str, k: int, *, include_repealed: bool = False) -> list[Hit]:
-        """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for `search`'s list)."""
-        return self._fuse(ranked, clean_query(query), k, Filters(include_repealed=include_repealed))
+    def fuse(
+        self, ranked: Rankings, query: str, k: int, *, include_repealed: bool = False, tuned: bool | None = None
+    ) -> list[Hit]:
+        """Hits from channel rankings made by `rankings` (`kb.search.fusion.depth(k)` deep for `search`'s list).
+
+        tuned: whether the dense channels were ranked with the question tower's vector, which sets their weights
+        (fusion_weights); None: as the searcher was opened, like `rankings`.
+        """
+        query = clean_query(query)
+        tuned = self.tuned if tuned is None else tuned
+        filters = Filters(include_repealed=include_repealed)
+        return self._fuse(ranked, query, k, filters, self.fusion_weights(query, tuned))
 
     def _search(
         self, query: str, k: int, filters: Filters, mode: str, xrefs: bool, tuned: bool, reorder: Reorder | None = None
@@ -249,7 +275,7 @@ class SearcherBase:
     def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
         raise NotImplementedError
 
-    def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, xrefs: bool = False) -> list[Hit]:
+    def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, weights: dict[str, float]) -> list[Hit]:
         raise NotImplementedError
 
 

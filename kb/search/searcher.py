@@ -4,7 +4,7 @@ weighted reciprocal rank). What both backends share is in kb.search.base; this m
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,10 @@ import numpy as np
 from kb import config
 from kb.catalog.filters import Filters, check_filters, row_mask
 from kb.chunk import Chunk
+from kb.embed import tower
 from kb.embed.models import Embedder
 from kb.errors import QueryError
+from kb.index import vectors
 from kb.index.citedby import CitedByTable, Citing
 from kb.index.generations import published
 from kb.index.loader import LoadedIndex, load_index
@@ -47,6 +49,7 @@ class Searcher(SearcherBase):
         rebuild = f"python -m kb build --index {self.index_dir}"
         super().__init__(str(self.index_dir), rebuild, embedders, weights, tuned, rerank)
         self._tables: dict[Path, CitedByTable] = {}  # generation -> its cited-by table, opened on first use
+        self._adapted: tuple[LoadedIndex, vectors.Index] | None = None  # passage_vectors' adapted generation
         self.index: LoadedIndex = load_index(self.index_dir)
         self._take(self.index)
         self.check_models(model)
@@ -119,17 +122,18 @@ class Searcher(SearcherBase):
         index = self.index
         allowed = allowed_rows(index, filters)
         ranked = self._rows(index, query, depth(k), allowed, mode, tuned)
-        return self._fuse_rows(index, ranked, query, k, allowed, xrefs, reorder)
+        weights = self.fusion_weights(query, tuned)
+        return self._fuse_rows(index, ranked, query, k, allowed, xrefs, weights, reorder)
 
     def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
         index = self.index
         ranked = self._rows(index, query, want, allowed_rows(index, filters), mode, tuned)
         return {channel: index.chunk_ids(rows) for channel, rows in ranked.items()}
 
-    def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, xrefs: bool = False) -> list[Hit]:
+    def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, weights: dict[str, float]) -> list[Hit]:
         index = self.index
         rows = {channel: index.rows_of(ids) for channel, ids in ranked.items()}
-        return self._fuse_rows(index, rows, query, k, allowed_rows(index, filters), xrefs)
+        return self._fuse_rows(index, rows, query, k, allowed_rows(index, filters), False, weights)
 
     def _rows(
         self, index: LoadedIndex, query: str, want: int, allowed: np.ndarray, mode: str, tuned: bool
@@ -155,21 +159,43 @@ class Searcher(SearcherBase):
             same = index.columns.zh if q_lang == "zh" else ~index.columns.zh
             if "dense" in index.vectors:
                 vec = self.question_vector(query, tuned)
+                passages = self.passage_vectors(index, query, tuned)
                 for name, part in (("dense", same), ("dense_x", ~same)):
                     mask = allowed & part
                     if mask.any():
-                        ranked[name] = nearest(index.vectors["dense"], vec, mask, want, index.row_order)
+                        ranked[name] = nearest(passages, vec, mask, want, index.row_order)
             mask = allowed & ~same
             if "xling" in index.vectors and mask.any():
                 vec = self.embedder("xling").query([query])[0]
                 ranked["xling"] = nearest(index.vectors["xling"], vec, mask, want, index.row_order)
         return ranked
 
+    def passage_vectors(self, index: LoadedIndex, query: str, tuned: bool) -> vectors.Index:
+        """The dense channel's passage vectors for a question: for a Chinese one through the question tower whose
+        file holds a passage adapter, the Chinese passages' vectors through it (made once per generation, kept in
+        memory: 2 bytes a number, 118 MB for the whole LawRefBook); else the index's own. English questions keep
+        the stored vectors: through the adapter their Chinese candidates gained on STARD's English questions but
+        pushed the bundled live-stream seed passage from rank 3 to 5 (docs/BENCHMARKS.md, session 16)."""
+        chinese = detect_lang(query) == "zh" and self.through_tower(query, tuned)
+        adapter = tower.shipped().passage if chinese else None
+        if not adapter:
+            return index.vectors["dense"]
+        with self._lock:
+            if self._adapted is None or self._adapted[0] is not index:
+                self._adapted = (index, adapted_passages(index, adapter))
+            return self._adapted[1]
+
+    def warm(self) -> None:
+        super().warm()
+        if self.tuned and "dense" in self.index.vectors:
+            self.passage_vectors(self.index, "网购商品无理由退货期限", True)
+
     def _similarity(self, query: str, tuned: bool) -> Similarity | None:
         index = self.index
         if "dense" not in index.vectors:
             return None
-        return lambda hits: similarities(index, self.question_vector(query, tuned), hits)
+        passages = self.passage_vectors(index, query, tuned)
+        return lambda hits: similarities(index, self.question_vector(query, tuned), hits, passages)
 
     def _bm25(self, index: LoadedIndex, query: str, allowed: np.ndarray, want: int) -> list[int]:
         scores = index.bm25.scores(tokenize(query))
@@ -183,12 +209,13 @@ class Searcher(SearcherBase):
         k: int,
         allowed: np.ndarray,
         xrefs: bool,
+        weights: dict[str, float],
         reorder: Reorder | None = None,
     ) -> list[Hit]:
         cols = self._columns if self._columns.index is index else RowColumns(index)
         result = fuse(
             ranked,
-            self.weights,
+            weights,
             k,
             prior=cols.prior.__getitem__,
             tie=cols.order.__getitem__,
@@ -216,13 +243,27 @@ class RowColumns:
         self.doc: list[int] = index.row_doc.tolist()
 
 
-def similarities(index: LoadedIndex, vector: np.ndarray, hits: Sequence[Hit]) -> np.ndarray | None:
-    """The dense channel's inner product of a question vector with each hit's stored passage vector; None when a
-    hit's passage is not in this generation (a refresh swapped it out meanwhile)."""
+def adapted_passages(index: LoadedIndex, adapter: Mapping[str, np.ndarray]) -> vectors.Index:
+    """The dense channel's vectors with the Chinese passages' rows through the passage adapter
+    (kb.embed.tower.adapt_passages; it was trained on Chinese passages only), as an index of the same kind."""
+    stored = index.vectors["dense"]
+    matrix = vectors.all_rows(stored)
+    zh = index.columns.zh[: len(matrix)]
+    matrix[zh] = tower.adapt_passages(matrix[zh], adapter)
+    return vectors.create(matrix, vectors.kind_of(stored))
+
+
+def similarities(
+    index: LoadedIndex, vector: np.ndarray, hits: Sequence[Hit], passages: vectors.Index | None = None
+) -> np.ndarray | None:
+    """The dense channel's inner product of a question vector with each hit's passage vector (`passages`: as the
+    channel searched them, e.g. through the passage adapter; else the stored ones); None when a hit's passage is
+    not in this generation (a refresh swapped it out meanwhile)."""
     rows = index.rows_of([h.chunk.chunk_id for h in hits])
     if len(rows) != len(hits):
         return None
-    return rows_of(index.vectors["dense"], rows) @ np.asarray(vector, np.float32)
+    stored = index.vectors["dense"] if passages is None else passages
+    return rows_of(stored, rows) @ np.asarray(vector, np.float32)
 
 
 def allowed_rows(index: LoadedIndex, filters: Filters) -> np.ndarray:

@@ -20,8 +20,11 @@ from typing import TypeVar
 import numpy as np
 
 from kb import config
+from kb.index.vectors import Index
 from kb.search.hits import Hit
-from kb.search.searcher import Searcher, similarities
+from kb.search.searcher import Searcher, adapted_passages, similarities
+from kb.train.passage import AdapterConfig, question_ids
+from kb.train.passage import fit as fit_adapter
 from kb.train.rerank import RerankConfig, Sample, sample
 from kb.train.rerank import fit as fit_reranker
 from kb.train.score import bridge_rankings, fused, judged, learn_bridges, mean, ratio, score, tuned_rankings
@@ -119,6 +122,33 @@ def fold_head(
     return Head.from_state(model, prep.start, state), seconds
 
 
+def fold_passages(
+    searcher: Searcher,
+    prep: Prepared,
+    others: Sequence[Prepared],
+    cfg: TrainConfig,
+    head: Head,
+    adapter: AdapterConfig | None,
+    k: int,
+    f: int,
+    held: set[int],
+    cache: Path,
+) -> Index | None:
+    """The index's passage vectors through fold f's passage adapter (fitted against fold f's tower on the same
+    training questions, kept in the cache), or None without an adapter (`adapter` None)."""
+    if adapter is None:
+        return None
+    about = json.dumps(adapter.__dict__, sort_keys=True)
+    key = hashlib.sha256(about.encode()).hexdigest()[:8]
+    path = cache / f"passages-k{k}-f{f + 1}-{_fold_key(prep, others, cfg)}-{key}.pkl"
+
+    def trained() -> dict[str, np.ndarray]:
+        ids = question_ids(prep, held)
+        return fit_adapter(prep, ids, head.encode([prep.hidden[i] for i in ids]), adapter, _progress(f))
+
+    return adapted_passages(searcher.index, cached(path, trained))
+
+
 def pooled(results: dict[str, list[tuple[dict[str, float], int]]]) -> dict[str, dict[str, float]]:
     """Per figure: Chinese ones fold-averaged like every earlier CV table; English and en100 ones pooled over
     questions (their counts differ between folds)."""
@@ -143,12 +173,14 @@ def cross_validate(
     cache: Path,
     en100: set[int],
     weights: Mapping[str, float] | None = None,
+    adapter: AdapterConfig | None = None,
 ) -> dict[str, object]:
     """Held-out figures with and without each fold's tower: the fold's Chinese questions, their English
     translations, and the en100 questions in both languages; and the learned bridges' grid (Chinese).
 
     en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
     weights: channel weights to fuse with instead of the product's (an experiment: fusion_weights).
+    adapter: also fit each fold's passage adapter (kb.train.passage) and rank the tower's questions with it.
     """
     searcher = Searcher(index, tuned=False, weights=fusion_weights(weights))  # packaged e5 alone
     results: dict[str, list[tuple[dict[str, float], int]]] = {}
@@ -163,8 +195,9 @@ def cross_validate(
         en100_en = [i for i in en_ids if prep.group[i] in en100]
         en100_zh = [prep.group[i] for i in en100_en]
         asked = ids + en_ids
-        with_tower = tuned_rankings(searcher, prep, asked, head.encode([prep.hidden[i] for i in asked]))
-        hits = fused(searcher, prep, with_tower)
+        passages = fold_passages(searcher, prep, others, cfg, head, adapter, k, f, held, cache)
+        with_tower = tuned_rankings(searcher, prep, asked, head.encode([prep.hidden[i] for i in asked]), passages)
+        hits = fused(searcher, prep, with_tower, tuned=True)
         base = fused(searcher, prep, {i: prep.ranked[i] for i in asked})
         figures = {
             "without": judged(prep, base, ids),
@@ -185,7 +218,7 @@ def cross_validate(
                 searcher, prep, {i: {**prep.ranked[i], **extra[i]} for i in ids}, {"bridge": w}
             )
             figures[f"tower + bridge w{w} n{n}"] = score(
-                searcher, prep, {i: {**with_tower[i], **extra[i]} for i in ids}, {"bridge": w}
+                searcher, prep, {i: {**with_tower[i], **extra[i]} for i in ids}, {"bridge": w}, tuned=True
             )
         for name, fig in figures.items():
             results.setdefault(name, []).append((fig, sizes.get(name.split(" ")[0], len(ids))))
@@ -200,7 +233,14 @@ def cross_validate(
         )
         log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1]))
     figures_all = pooled(results)
-    out: dict[str, object] = {"folds": k, "config": cfg.__dict__, "weights": searcher.weights, **figures_all}
+    out: dict[str, object] = {
+        "folds": k,
+        "config": cfg.__dict__,
+        "adapter": adapter.__dict__ if adapter else None,
+        "weights": searcher.weights,
+        "tower_weights": searcher.tower_weights,
+        **figures_all,
+    }
     r10 = {name: fig["recall@10"] for name, fig in figures_all.items()}
     out["en100 ratio recall@10 without"] = ratio(r10["en100 english without"], r10["en100 chinese without"])
     out["en100 ratio recall@10 with"] = ratio(r10["en100 english with"], r10["en100 chinese with"])
@@ -210,25 +250,31 @@ def cross_validate(
 
 
 def candidate_samples(
-    prep: Prepared, searcher: Searcher, head: Head, pool: int, base: Hits | None = None, sim: bool = True
+    prep: Prepared,
+    searcher: Searcher,
+    head: Head,
+    pool: int,
+    base: Hits | None = None,
+    sim: bool = True,
+    passages: Index | None = None,
 ) -> list[Sample]:
     """Reranker training samples of every question of a set: its first `pool` fused candidates from the untrained
-    system (`base`, or fused now from the prepared rankings) and from the tower `head`, with the sim feature read
-    from the tower's question vector as a search reads it (sim=False leaves it 0, so the scorer gives it no
-    weight)."""
+    system (`base`, or fused now from the prepared rankings) and from the tower `head` (with the passage vectors
+    `passages` through its adapter, if given), with the sim feature read from the tower's question vector as a
+    search reads it (sim=False leaves it 0, so the scorer gives it no weight)."""
     ids = list(range(prep.n_stard or len(prep.queries)))
     gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids]
     vectors = head.encode([prep.hidden[i] for i in ids])
     length = listed(pool)
     base = base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids}, length)
-    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors), length)
+    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors, passages), length, tuned=True)
     return [
         sample(
             prep.queries[i],
             hits[i],
             gold_ids[n],
             pool,
-            partial(similarities, searcher.index, vectors[n]) if sim else None,
+            partial(similarities, searcher.index, vectors[n], passages=passages) if sim else None,
         )
         for hits in (base, tuned)
         for n, i in enumerate(ids)
@@ -247,6 +293,7 @@ def rerank_cv(
     en100: set[int],
     definitions: Prepared | None = None,
     weights: Mapping[str, float] | None = None,
+    adapter: AdapterConfig | None = None,
 ) -> dict[str, object]:
     """Fold-averaged figures: untrained system, tower, each with the reranker (Chinese questions), and the English
     translations of the fold's questions with and without the fold's tower (all of them, and the en100 ones).
@@ -256,6 +303,7 @@ def rerank_cv(
     the definition pairs' (no STARD question, so in every fold), if given.
     en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
     weights: channel weights to fuse with instead of the product's (an experiment: fusion_weights).
+    adapter: also fit each fold's passage adapter (kb.train.passage); the tower's candidates are ranked with it.
     """
     searcher = Searcher(index, tuned=False, weights=fusion_weights(weights))
     n = prep.n_stard
@@ -281,12 +329,12 @@ def rerank_cv(
         head, tower_seconds = fold_head(model, prep, others, cfg, k, f, held, cache)
         asked_ids = list(range(n)) + en_ids
         vectors = dict(zip(asked_ids, head.encode([prep.hidden[i] for i in asked_ids])))
-        tuned = fused(
-            searcher, prep, tuned_rankings(searcher, prep, asked_ids, np.stack(list(vectors.values()))), length
-        )
-        # The sim feature reads the fold tower's question vector, as a search reads the shipped tower's.
-        sim = {i: partial(similarities, searcher.index, vectors[i]) for i in asked_ids}
-        extra = candidate_samples(definitions, searcher, head, rcfg.pool) if definitions else []
+        passages = fold_passages(searcher, prep, others, cfg, head, adapter, k, f, held, cache)
+        ranked = tuned_rankings(searcher, prep, asked_ids, np.stack(list(vectors.values())), passages)
+        tuned = fused(searcher, prep, ranked, length, tuned=True)
+        # The sim feature reads the fold tower's question vector and adapted passages, as a search does.
+        sim = {i: partial(similarities, searcher.index, vectors[i], passages=passages) for i in asked_ids}
+        extra = candidate_samples(definitions, searcher, head, rcfg.pool, passages=passages) if definitions else []
         model_rr = fit_reranker(
             [
                 sample(prep.queries[i], hits[i], gold_ids[i], rcfg.pool, sim[i])
@@ -333,7 +381,9 @@ def rerank_cv(
         "folds": k,
         "config": cfg.__dict__,
         "rerank": rcfg.__dict__,
+        "adapter": adapter.__dict__ if adapter else None,
         "weights": searcher.weights,
+        "tower_weights": searcher.tower_weights,
         **figures_all,
     }
     r10 = {name: fig["recall@10"] for name, fig in figures_all.items()}

@@ -14,7 +14,7 @@ import numpy as np
 
 from kb.bench.evaluate import _stard_judge, _stard_rows, ndcg_at_10
 from kb.catalog.filters import Filters
-from kb.index.vectors import nearest
+from kb.index.vectors import Index, nearest
 from kb.ingest.read import detect_lang
 from kb.search.fusion import depth
 from kb.search.hits import Hit
@@ -27,23 +27,29 @@ from kb.train.tower import Prepared
 METRICS = ("recall@5", "recall@10", "recall@100", "mrr@10")
 
 
-def dense_rankings(searcher: Searcher, prep: Prepared, i: int, vector: np.ndarray) -> dict[str, list[int]]:
+def dense_rankings(
+    searcher: Searcher, prep: Prepared, i: int, vector: np.ndarray, passages: Index | None = None
+) -> dict[str, list[int]]:
     """The dense channels of question i (passages in its language, and in the other) ranked for a question vector,
-    split by language as kb.search.searcher does."""
+    split by language as kb.search.searcher does; passages: the index's vectors through a passage adapter
+    (kb.search.searcher.adapted_passages), which a search reads for Chinese questions only, else the stored ones."""
     loaded, out = searcher.index, {}
-    same = loaded.columns.zh if detect_lang(prep.queries[i]) == "zh" else ~loaded.columns.zh
+    chinese = detect_lang(prep.queries[i]) == "zh"
+    stored = passages if passages is not None and chinese else loaded.vectors["dense"]
+    same = loaded.columns.zh if chinese else ~loaded.columns.zh
     for name, part in (("dense", same), ("dense_x", ~same)):
         mask = prep.allowed & part
         if mask.any():
-            out[name] = nearest(loaded.vectors["dense"], vector, mask, depth(100), loaded.row_order)
+            out[name] = nearest(stored, vector, mask, depth(100), loaded.row_order)
     return out
 
 
 def tuned_rankings(
-    searcher: Searcher, prep: Prepared, ids: list[int], vectors: np.ndarray
+    searcher: Searcher, prep: Prepared, ids: list[int], vectors: np.ndarray, passages: Index | None = None
 ) -> dict[int, dict[str, list[int]]]:
-    """Each question's channel rankings with its dense channels from the given question vectors."""
-    return {i: {**prep.ranked[i], **dense_rankings(searcher, prep, i, v)} for i, v in zip(ids, vectors)}
+    """Each question's channel rankings with its dense channels from the given question vectors (and passage
+    vectors, as dense_rankings)."""
+    return {i: {**prep.ranked[i], **dense_rankings(searcher, prep, i, v, passages)} for i, v in zip(ids, vectors)}
 
 
 def bridge_rankings(searcher: Searcher, prep: Prepared, bridges: Bridges, i: int, n: int) -> dict[str, list[int]]:
@@ -65,11 +71,12 @@ def learn_bridges(prep: Prepared, ids: list[int]) -> Bridges:
 
 
 def fused(
-    searcher: Searcher, prep: Prepared, ranked: dict[int, dict[str, list[int]]], k: int = 100
+    searcher: Searcher, prep: Prepared, ranked: dict[int, dict[str, list[int]]], k: int = 100, tuned: bool = False
 ) -> dict[int, list[Hit]]:
-    """Each question's first k fused hits (the product's fusion) from channel rankings as rows."""
+    """Each question's first k fused hits (the product's fusion) from channel rankings as rows; tuned: their dense
+    channels come from a tower's question vectors (tuned_rankings), so they are fused with the tower's weights."""
     return {
-        i: searcher.fuse({c: searcher.index.chunk_ids(rows) for c, rows in r.items()}, prep.queries[i], k)
+        i: searcher.fuse({c: searcher.index.chunk_ids(rows) for c, rows in r.items()}, prep.queries[i], k, tuned=tuned)
         for i, r in ranked.items()
     }
 
@@ -103,12 +110,14 @@ def score(
     ranked: dict[int, dict[str, list[int]]],
     weights: dict[str, float] | None = None,
     per: dict[int, float] | None = None,
+    tuned: bool = False,
 ) -> dict[str, float]:
-    """STARD figures of the questions in `ranked` through the product's fusion, given their channel rankings."""
+    """STARD figures of the questions in `ranked` through the product's fusion, given their channel rankings
+    (tuned: from a tower's question vectors, as `fused`)."""
     saved = searcher.weights
     searcher.weights = {**saved, **(weights or {})}
     try:
-        return judged(prep, fused(searcher, prep, ranked), list(ranked), per)
+        return judged(prep, fused(searcher, prep, ranked, tuned=tuned), list(ranked), per)
     finally:
         searcher.weights = saved
 
@@ -133,7 +142,7 @@ def scifact_ndcg(
                 if (allowed & part).any():
                     rows = nearest(loaded.vectors["dense"], vectors[n], allowed & part, depth(100), loaded.row_order)
                     ranked[name] = loaded.chunk_ids(rows)
-        hits = searcher.fuse(ranked, text, 100)
+        hits = searcher.fuse(ranked, text, 100, tuned=vectors is not None)
         if scorer is not None:  # the sim feature reads the question vector the dense channels used, as a search does
             vector = vectors[n] if vectors is not None else searcher.question_vector(text, False)
             hits = scorer.rerank(text, hits, "en", partial(similarities, loaded, vector))

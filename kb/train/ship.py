@@ -11,13 +11,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from kb.bench.evaluate import scifact_queries
 from kb.embed import tower as qtower
+from kb.index.vectors import Index
 from kb.search import rerank as reranker
 from kb.search.rerank import Reranker
-from kb.search.searcher import Searcher
+from kb.search.searcher import Searcher, adapted_passages
 from kb.train.cv import cached, candidate_samples, listed, training_sets, untrained_cache
 from kb.train.data import fp32_e5
+from kb.train.passage import AdapterConfig, question_ids
+from kb.train.passage import fit as fit_adapter
 from kb.train.rerank import RerankConfig, Sample
 from kb.train.rerank import fit as fit_reranker
 from kb.train.score import fused, judged, ratio, scifact_ndcg
@@ -55,18 +60,27 @@ def fit(
     out: Path,
     scifact_index: Path | None,
     threads: int = 1,
+    adapter: AdapterConfig | None = None,
 ) -> dict[str, object]:
-    """Train on every training question, write the weight file (float16 safetensors) and measure SciFact test."""
+    """Train on every training question, then the passage adapter against the trained tower (unless `adapter` is
+    None), write the weight file (float16 safetensors) and measure SciFact test."""
     from safetensors.numpy import save_file
 
     t0 = time.perf_counter()
     model = fp32_e5(threads)
     head = train(model, training_sets(prep, others, set(), cfg), cfg, progress=log.info)
+    tensors = head.tensors()
+    if adapter is not None:
+        ids = question_ids(prep, set())
+        trained = fit_adapter(prep, ids, head.encode([prep.hidden[i] for i in ids]), adapter, log.info)
+        tensors.update({name: value.astype(np.float16) for name, value in trained.items()})
     out.parent.mkdir(parents=True, exist_ok=True)
     # One metadata entry: safetensors writes several in hash order, which would change the file's sha256 per run.
     # The English and pair switches are written only when on, so a Chinese-only file is byte for byte the earlier one.
-    about = {k: v for k, v in cfg.__dict__.items() if v or k not in ("english", "scifact", "pairs")}
-    save_file(head.tensors(), str(out), metadata={"scripts/train.py": json.dumps(about, sort_keys=True)})
+    about: dict[str, object] = {k: v for k, v in cfg.__dict__.items() if v or k not in ("english", "scifact", "pairs")}
+    if adapter is not None:
+        about["adapter"] = adapter.__dict__
+    save_file(tensors, str(out), metadata={"scripts/train.py": json.dumps(about, sort_keys=True)})
     result: dict[str, object] = {
         "file": str(out),
         "sha256": qtower.sha256_of(out),
@@ -76,6 +90,12 @@ def fit(
     if scifact_index is not None:
         result["scifact_test"] = scifact_on_off(model, head, scifact_index)
     return result
+
+
+def shipped_passages(searcher: Searcher, path: Path = qtower.WEIGHTS) -> Index | None:
+    """The searcher's passage vectors through a weight file's passage adapter; None when it holds none."""
+    adapter = qtower.load_weights(path).passage
+    return adapted_passages(searcher.index, adapter) if adapter else None
 
 
 def tower_head(model: object, path: Path = qtower.WEIGHTS) -> Head:
@@ -98,7 +118,7 @@ def _samples(prep: Prepared, searcher: Searcher, head: Head, pool: int, cache: P
         untrained_cache(cache, searcher.index_dir, length),
         lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, length),
     )
-    return candidate_samples(prep, searcher, head, pool, base, sim)
+    return candidate_samples(prep, searcher, head, pool, base, sim, shipped_passages(searcher))
 
 
 def rerank_fit(
@@ -122,7 +142,7 @@ def rerank_fit(
     searcher = Searcher(index, tuned=False)
     samples = _samples(prep, searcher, head, rcfg.pool, cache)
     if definitions is not None:
-        samples += candidate_samples(definitions, searcher, head, rcfg.pool)
+        samples += candidate_samples(definitions, searcher, head, rcfg.pool, passages=shipped_passages(searcher))
     models = {"zh": fit_reranker(samples, rcfg)}
     result: dict[str, object] = {"definition pairs": len(definitions.queries) if definitions else 0}
     if sci is not None and scifact_index is not None:
