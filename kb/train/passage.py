@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kb.embed.tower import ADAPTER_TENSORS
-from kb.train.tower import Prepared
+from kb.train.tower import Prepared, batch_pool, listwise_loss
 
 if TYPE_CHECKING:
     import torch
@@ -105,19 +105,9 @@ def fit(
         total = 0.0
         for b in range(0, len(order), cfg.batch):
             batch = [int(n) for n in order[b : b + cfg.batch]]
-            pool = np.unique(
-                np.concatenate(
-                    [rng.choice(allowed_rows, min(cfg.random, len(allowed_rows)), replace=False)]
-                    + [prep.gold[ids[n]] for n in batch]
-                    + [hard[n] for n in batch]
-                )
-            )
-            where = {int(r): j for j, r in enumerate(pool)}
-            positive = torch.zeros(len(batch), len(pool), dtype=torch.bool)
-            for qi, n in enumerate(batch):
-                positive[qi, [where[int(r)] for r in prep.gold[ids[n]]]] = True
-            logits = questions[batch] @ adapter(passages[pool]).T / cfg.temperature
-            loss = (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~positive, -1e9), 1)).mean()
+            golds = [prep.gold[ids[n]] for n in batch]
+            pool, positive = batch_pool(rng, allowed_rows, cfg.random, golds, [hard[n] for n in batch])
+            loss = listwise_loss(questions[batch] @ adapter(passages[pool]).T / cfg.temperature, positive)
             opt.zero_grad()
             loss.backward()
             opt.step()

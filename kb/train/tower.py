@@ -165,6 +165,33 @@ def training_ids(prep: Prepared, held: set[int], cfg: TrainConfig) -> list[int]:
     return [i for i, k in enumerate(prep.kind) if k in kinds and prep.group[i] not in held]
 
 
+def batch_pool(
+    rng: np.random.Generator,
+    allowed_rows: np.ndarray,
+    n_random: int,
+    golds: Sequence[np.ndarray],
+    negatives: Sequence[np.ndarray],
+) -> tuple[np.ndarray, torch.Tensor]:
+    """A batch's candidate rows (random allowed ones shared by the batch, then each question's gold rows and hard
+    negatives), and which of them are each question's gold: (questions, rows) bool."""
+    import torch
+
+    random = rng.choice(allowed_rows, min(n_random, len(allowed_rows)), replace=False)
+    pool = np.unique(np.concatenate([random, *golds, *negatives]))
+    where = {int(r): j for j, r in enumerate(pool)}
+    positive = torch.zeros(len(golds), len(pool), dtype=torch.bool)
+    for qi, gold in enumerate(golds):
+        positive[qi, [where[int(r)] for r in gold]] = True
+    return pool, positive
+
+
+def listwise_loss(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Softmax over a question's candidates with every gold one a positive, averaged over the batch."""
+    import torch
+
+    return (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~positive, -1e9), 1)).mean()
+
+
 def train(
     model: object,
     sets: Sequence[tuple[Prepared, Sequence[int]]],
@@ -202,20 +229,10 @@ def train(
         total = 0.0
         for p, batch in batches:
             prep, _, passages, allowed_rows = parts[p]
-            pool = np.unique(
-                np.concatenate(
-                    [rng.choice(allowed_rows, min(cfg.random, len(allowed_rows)), replace=False)]
-                    + [prep.gold[i] for i in batch]
-                    + [negatives[p][i] for i in batch]
-                )
-            )
-            where = {int(r): j for j, r in enumerate(pool)}
-            positive = torch.zeros(len(batch), len(pool), dtype=torch.bool)
-            for qi, i in enumerate(batch):
-                positive[qi, [where[int(r)] for r in prep.gold[i]]] = True
+            golds = [prep.gold[i] for i in batch]
+            pool, positive = batch_pool(rng, allowed_rows, cfg.random, golds, [negatives[p][i] for i in batch])
             q = head([prep.hidden[i] for i in batch])
-            logits = q @ passages[pool].T / cfg.temperature
-            loss = (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~positive, -1e9), 1)).mean()
+            loss = listwise_loss(q @ passages[pool].T / cfg.temperature, positive)
             opt.zero_grad()
             loss.backward()
             opt.step()
