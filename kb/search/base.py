@@ -101,20 +101,18 @@ class SearcherBase:
         if self.tuned and dense and "dense" not in self._given and tower.applies(dense.model):
             tower.check_manifest(recorded, tower.shipped(), self.where)
 
-    def through_tower(self, query: str, tuned: bool) -> bool:
-        """Whether the question's dense vector comes from the question tower: it is on, it serves the index's
-        dense model, and the shipped file was trained on the question's language."""
+    def chinese_through_tower(self, query: str, tuned: bool) -> bool:
+        """Whether the question is Chinese and its dense vector comes from the question tower (it is on and serves
+        the index's dense model; every tower file is trained on Chinese): such a question is fused with
+        `tower_weights` and searched over the passage adapter's vectors."""
         dense = self.channels.get("dense")
-        if not (tuned and dense is not None and "dense" not in self._given and tower.applies(dense.model)):
-            return False
-        return detect_lang(query) in tower.shipped().langs
+        serves = tuned and dense is not None and "dense" not in self._given and tower.applies(dense.model)
+        return serves and detect_lang(query) == "zh"
 
     def fusion_weights(self, query: str, tuned: bool) -> dict[str, float]:
-        """The channel weights a question is fused with: `weights`, with `tower_weights` over them when the
-        question is Chinese and its dense vector comes from the question tower (config.TOWER_WEIGHTS)."""
-        if detect_lang(query) == "zh" and self.through_tower(query, tuned):
-            return {**self.weights, **self.tower_weights}
-        return self.weights
+        """The channel weights a question is fused with: `weights`, with `tower_weights` over them for a Chinese
+        question through the question tower (config.TOWER_WEIGHTS)."""
+        return {**self.weights, **self.tower_weights} if self.chinese_through_tower(query, tuned) else self.weights
 
     def embedder(self, channel: str, tuned: bool = False) -> Embedder:
         """The embedder the index recorded for a channel, loaded on first use; tuned: the dense channel's

@@ -176,8 +176,7 @@ class Searcher(SearcherBase):
         memory: 2 bytes a number, 118 MB for the whole LawRefBook); else the index's own. English questions keep
         the stored vectors: through the adapter their Chinese candidates gained on STARD's English questions but
         pushed the bundled live-stream seed passage from rank 3 to 5 (docs/BENCHMARKS.md, session 16)."""
-        chinese = detect_lang(query) == "zh" and self.through_tower(query, tuned)
-        adapter = tower.shipped().passage if chinese else None
+        adapter = tower.shipped().passage if self.chinese_through_tower(query, tuned) else None
         if not adapter:
             return index.vectors["dense"]
         with self._lock:

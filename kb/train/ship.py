@@ -109,16 +109,24 @@ def tower_head(model: object, path: Path = qtower.WEIGHTS) -> Head:
     return Head.from_state(model, start, state)
 
 
-def _samples(prep: Prepared, searcher: Searcher, head: Head, pool: int, cache: Path, sim: bool = True) -> list[Sample]:
-    """Reranker samples of a prepared set (kb.train.cv.candidate_samples), the untrained system's candidates kept
-    in `cache` per index."""
+def _samples(
+    prep: Prepared,
+    searcher: Searcher,
+    head: Head,
+    pool: int,
+    cache: Path,
+    sim: bool = True,
+    passages: Index | None = None,
+) -> list[Sample]:
+    """Reranker samples of a prepared set (kb.train.cv.candidate_samples; passages: through the shipped adapter),
+    the untrained system's candidates kept in `cache` per index."""
     n = prep.n_stard or len(prep.queries)
     length = listed(pool)
     base = cached(
         untrained_cache(cache, searcher.index_dir, length),
         lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, length),
     )
-    return candidate_samples(prep, searcher, head, pool, base, sim, shipped_passages(searcher))
+    return candidate_samples(prep, searcher, head, pool, base, sim, passages)
 
 
 def rerank_fit(
@@ -140,14 +148,16 @@ def rerank_fit(
     model = fp32_e5(threads)
     head = tower_head(model)
     searcher = Searcher(index, tuned=False)
-    samples = _samples(prep, searcher, head, rcfg.pool, cache)
+    passages = shipped_passages(searcher)  # made once: the STARD questions and the definition pairs share it
+    samples = _samples(prep, searcher, head, rcfg.pool, cache, passages=passages)
     if definitions is not None:
-        samples += candidate_samples(definitions, searcher, head, rcfg.pool, passages=shipped_passages(searcher))
+        samples += candidate_samples(definitions, searcher, head, rcfg.pool, passages=passages)
     models = {"zh": fit_reranker(samples, rcfg)}
     result: dict[str, object] = {"definition pairs": len(definitions.queries) if definitions else 0}
     if sci is not None and scifact_index is not None:
         # The English scorer reads no sim: with it, SciFact test (held out) scored 0.7575 against 0.7608 without
         # it, and the bundled live-stream passage fell from rank 3 to 5 (docs/BENCHMARKS.md, session 11).
+        # Its questions are English, so they rank the stored vectors: no adapted passages to pass.
         samples = _samples(sci, Searcher(scifact_index, tuned=False), head, rcfg.english_pool, cache, sim=False)
         models["en"] = fit_reranker(samples, dataclasses.replace(rcfg, pool=rcfg.english_pool))
         result["scifact_test"] = scifact_on_off(model, head, scifact_index, models["en"])
