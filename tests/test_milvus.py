@@ -259,3 +259,78 @@ def test_hostile_corpus_lands_the_same_documents_as_faiss_and_every_search_answe
                 milvus.source(doc_id)
     finally:
         milvus.close()  # type: ignore[attr-defined]
+
+
+def test_milvus_searches_the_passage_adapted_vectors_the_faiss_backend_makes(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from kb.embed import tower
+    from kb.embed.models import load_embedder
+    from kb.index import vectors
+    from kb.milvus.schema import ADAPTED
+    from kb.milvus.store import MilvusDB
+    from kb.search.searcher import Searcher
+
+    embedders = {"dense": load_embedder("e5")}
+    uri, folder, cache = str(tmp_path / "kb.db"), tmp_path / "index", tmp_path / "cache"
+    build_index("faiss", corpus, embedders, index=folder, cache_dir=cache)
+    build_index("milvus", corpus, embedders, uri=uri, cache_dir=cache)
+    faiss, milvus = Searcher(folder), MilvusSearcher(target(uri))
+    try:
+        sha = tower.shipped().sha256
+        assert milvus.db.require_manifest()["passage_adapter"] == {"field": ADAPTED, "sha256": sha}
+        # The stored field holds what the FAISS backend makes at load: Chinese rows adapted, the others as stored.
+        rows = {
+            str(r["chunk_id"]): r
+            for r in milvus.db.client.query(milvus.db.chunks, filter="ordinal >= 0", output_fields=["*"])
+        }
+        index = faiss.index
+        adapted = vectors.all_rows(faiss.passage_vectors(index, "公司注册资本", True))
+        stored = vectors.all_rows(index.vectors["dense"])
+        for chunk_id, row in rows.items():
+            i = int(index.rows_of([chunk_id])[0])
+            assert np.allclose(row["dense"], stored[i], atol=2e-3), chunk_id
+            assert np.allclose(row[ADAPTED], adapted[i], atol=2e-3), chunk_id
+        zh = [c for c, r in rows.items() if r["lang"] == "zh"]
+        assert zh and len(zh) < len(rows)
+        assert all(not np.allclose(rows[c]["dense"], rows[c][ADAPTED], atol=1e-2) for c in zh)
+        # Only a Chinese question through the tower searches them; both backends rank the semantic channels alike.
+        assert milvus.dense_field("公司注册资本", True) == ADAPTED
+        assert milvus.dense_field("公司注册资本", False) == milvus.dense_field("company capital", True) == "dense"
+        for query in ("公司注册资本", "网购商品七日内无理由退货", "Company capital note"):
+            for tuned in (True, False):
+                ranked = [
+                    [h.chunk.chunk_id for h in s.search(query, 8, mode="semantic", tuned=tuned, rerank=False)]
+                    for s in (faiss, milvus)
+                ]
+                assert ranked[0] == ranked[1], (query, tuned)
+    finally:
+        milvus.close()
+    # The same tower file: the next build keeps every row. Another one (a retrained adapter): the build rewrites
+    # the field with it and records its hash, so no search reads vectors made with another adapter.
+    build_index("milvus", corpus, embedders, uri=uri, cache_dir=cache)
+    with MilvusDB(target(uri)) as db:
+        assert db.require_manifest()["passage_adapter"]["sha256"] == sha
+    shipped = tower.shipped()
+    other = replace(
+        shipped,
+        sha256="0" * 64,
+        passage={**shipped.passage, "passage.b.bias": shipped.passage["passage.b.bias"] + 0.05},
+    )
+    monkeypatch.setattr(tower, "shipped", lambda path=tower.WEIGHTS: other)
+    build_index("milvus", corpus, embedders, uri=uri, cache_dir=cache)
+    with MilvusDB(target(uri)) as db:
+        assert db.require_manifest()["passage_adapter"]["sha256"] == "0" * 64
+        after = {
+            str(r["chunk_id"]): r[ADAPTED]
+            for r in db.client.query(db.chunks, filter="ordinal >= 0", output_fields=["chunk_id", ADAPTED])
+        }
+    assert after.keys() == rows.keys()
+    expect = tower.adapt_chinese_rows(
+        np.array([rows[c]["dense"] for c in zh], np.float32), np.ones(len(zh), bool), other.passage
+    )
+    assert np.allclose([after[c] for c in zh], expect, atol=1e-5)

@@ -110,6 +110,14 @@ def adapt_passages(vectors: np.ndarray, adapter: Mapping[str, np.ndarray], batch
     return out
 
 
+def adapt_chinese_rows(matrix: np.ndarray, zh: np.ndarray, adapter: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A float32 passage matrix with its Chinese rows (`zh`, a boolean mask) put through the passage adapter in
+    place, the others left as stored (it was trained on Chinese passages only); returns it. Both backends search
+    these vectors for a Chinese question through the tower."""
+    matrix[zh] = adapt_passages(matrix[zh], adapter)
+    return matrix
+
+
 def trained_langs(metadata: Mapping[str, str]) -> tuple[str, ...]:
     """The question languages a weight file was trained on, from the training config scripts/train.py records."""
     try:

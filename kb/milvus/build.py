@@ -39,11 +39,13 @@ from kb.ingest.guard import guarded, skip, source_key
 from kb.ingest.read import walk_corpus
 from kb.ingest.sidecars import load_sidecars
 from kb.milvus.schema import (
+    ADAPTED,
     ANALYZER_VERSION,
     FORMAT,
     MARKER,
     create_collections,
     reading_order,
+    store_manifest,
 )
 from kb.milvus.store import MilvusDB, MilvusTarget, doc_rows, in_clause, iterate, turn
 from kb.milvus.write import consolidate, write_changes
@@ -58,8 +60,21 @@ def in_part(doc_id: str, part: tuple[int, int] | None) -> bool:
     return int(hashlib.sha1(doc_id.encode("utf-8", "surrogateescape")).hexdigest(), 16) % part[1] == part[0]
 
 
+def passage_adapter(embedders: dict[str, Embedder]) -> dict[str, np.ndarray]:
+    """The shipped passage adapter when the build records the question tower and its file holds one, else {}."""
+    return tower.shipped().passage if tower.for_build(embedders) else {}
+
+
+def vector_fields(embedders: dict[str, Embedder]) -> dict[str, int]:
+    """Vector field -> dimension: one per channel, and ADAPTED beside `dense` when the passage adapter applies."""
+    fields = {ch: e.dim for ch, e in embedders.items()}
+    return {**fields, ADAPTED: fields["dense"]} if passage_adapter(embedders) else fields
+
+
 def manifest_for(embedders: dict[str, Embedder]) -> dict[str, object]:
     """What a collection must have been built with to be reused (the FAISS manifest's counterpart)."""
+    info = tower.for_build(embedders)
+    adapted = {"field": ADAPTED, "sha256": info.sha256} if info and passage_adapter(embedders) else None
     return {
         "format": FORMAT,
         "kb_version": config.VERSION,
@@ -67,13 +82,19 @@ def manifest_for(embedders: dict[str, Embedder]) -> dict[str, object]:
         "analyzer": ANALYZER_VERSION,
         "bm25": {"k1": config.BM25_K1, "b": config.BM25_B},
         "channels": {ch: {"model": e.name, "dim": e.dim} for ch, e in embedders.items()},
-        **({"question_tower": info.to_dict()} if (info := tower.for_build(embedders)) else {}),
+        **({"question_tower": info.to_dict()} if info else {}),
+        **({"passage_adapter": adapted} if adapted else {}),
         **({"reranker": rr.to_dict()} if (rr := WeightsInfo.of(config.RERANK_WEIGHTS)) else {}),
     }
 
 
+# Settings the stored rows depend on: a change rebuilds the collection (from the embedding cache). The adapted
+# vectors depend on the tower file; the tower and reranker entries alone are re-recorded without a rebuild.
+_ROW_SETTINGS = ("format", "chunking", "analyzer", "bm25", "channels", "passage_adapter")
+
+
 def _same(old: dict[str, object], new: dict[str, object]) -> bool:
-    return all(old.get(k) == new.get(k) for k in ("format", "chunking", "analyzer", "bm25", "channels"))
+    return all(old.get(k) == new.get(k) for k in _ROW_SETTINGS)
 
 
 def build(
@@ -105,15 +126,18 @@ def build(
                     keys[doc_id] = source_key(corpus, doc_id, path, sidecars.get(doc_id, {}))
             except IngestError as exc:
                 skip(report.skipped, exc, doc_id)
-    manifest = manifest_for(embedders)
+    manifest, fields = manifest_for(embedders), vector_fields(embedders)
     with turn(where), MilvusDB(where) as db:
-        _prepare(db, manifest, {ch: e.dim for ch, e in embedders.items()}, part)
+        _prepare(db, manifest, fields, part)
         stored = {d: row for d, row in doc_rows(db).items() if in_part(d, part)}
         changed = [d for d in keys if stored.get(d, {}).get("source_key") != keys[d]]
         known = _stored_vectors(db, [d for d in changed if d in stored], list(embedders))
     report.reused = [d for d in keys if d not in changed]
     fresh = _read(corpus, changed, keys, sidecars, report, step)
     vectors = _embed(embedders, fresh, known, cache_dir, report, step)
+    if adapter := passage_adapter(embedders):
+        zh = np.array([c.lang == "zh" for _, _, chunks in fresh for c in chunks], dtype=bool)
+        vectors[ADAPTED] = tower.adapt_chinese_rows(np.array(vectors["dense"], np.float32), zh, adapter)
     kept = set(keys) - set(report.skipped)
     drop = sorted(d for d in stored if d not in kept)
     report.removed = sorted(d for d in drop if d not in report.skipped)
@@ -122,7 +146,7 @@ def build(
         had_rows = bool(table)
         report.chunks, wrote = write_changes(db, table, fresh, vectors, drop, step)
         if where.lite and had_rows and wrote:
-            consolidate(db, {ch: e.dim for ch, e in embedders.items()}, step)
+            consolidate(db, fields, step)
         report.generation = db.generation()
         if wrote:  # searchers compare the stamp to learn that the index changed (MilvusSearcher.refresh)
             db.client.upsert(
@@ -136,6 +160,8 @@ def _prepare(db: MilvusDB, manifest: dict[str, object], channels: dict[str, int]
     """Create the collections, or recreate them when the settings changed (a whole-corpus build only)."""
     old = db.manifest()
     if old is not None and _same(old, manifest) and db.has_alias(db.chunks):
+        if old != manifest:  # another tower or reranker file, or version: the rows stay, the record follows
+            store_manifest(db, manifest)
         return
     if old is not None and part is not None:
         raise KbError(

@@ -26,6 +26,9 @@ FORMAT = 1
 VARCHAR_MAX = 65_535  # bytes: Milvus's limit for one VARCHAR value
 TEXT_PIECE_CHARS = 16_000  # 4 bytes per character at most in UTF-8, so a piece always fits
 
+# The dense vectors with the Chinese passages through the question tower's passage adapter (kb.milvus.build),
+# searched for a Chinese question through the tower as the FAISS backend searches its adapted copy.
+ADAPTED = "dense_tuned"
 MARKER_DIM = 2  # Milvus wants a vector field in every collection; docs, texts and meta carry a constant one
 MARKER = [0.0] * MARKER_DIM
 # Passage fields read back into a Chunk (kb.chunk.Chunk's own names).
@@ -109,6 +112,11 @@ def create_collections(db: MilvusDB, manifest: dict[str, object], channels: dict
     for name, fields in ((db.docs, _DOC_FIELDS), (db.texts, _TEXT_FIELDS), (db.meta, _META_FIELDS)):
         if not db.client.has_collection(name):
             db.tolerate_exists(lambda name=name, fields=fields: _create_plain(db, name, fields))
+    store_manifest(db, manifest)
+
+
+def store_manifest(db: MilvusDB, manifest: dict[str, object]) -> None:
+    """Write the manifest: what the passages were built with, read by every searcher and the next build."""
     db.client.upsert(
         db.meta, [{"key": "manifest", "value": json.dumps(manifest, ensure_ascii=False), "marker": MARKER}]
     )

@@ -11,9 +11,10 @@ language condition. Fusion:
   returns no per-channel ranks, so hits carry no `channels`; the level preference and the collapsing of
   identical passages still apply here.
 
-Not yet here: the question tower's passage adapter (kb.embed.tower.adapt_passages). The FAISS backend applies it
-to its vectors at load; this backend searches the stored vectors with the tower's question vector, so a tuned
-question may rank differently here (a field of adapted vectors written at build time would close the gap).
+A Chinese question through the question tower searches the field `dense_tuned` (kb.milvus.schema.ADAPTED): the
+dense vectors with the Chinese passages through the tower file's passage adapter, written by the build, the
+vectors the FAISS backend makes at load. The manifest records the tower they were made with (a new tower file
+rebuilds them); an index built before the field existed searches the stored vectors until it is rebuilt.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class MilvusSearcher(SearcherBase):
             self.channels = {ch: Channel.from_dict(info) for ch, info in channels.items()}
             self.question_tower = TowerInfo.from_dict(manifest.get("question_tower"))
             self.reranker = WeightsInfo.from_dict(manifest.get("reranker"))
+            self.adapted = adapted_field(manifest)
             self.check_models(model)
             self._open()
         except BaseException:
@@ -144,6 +146,7 @@ class MilvusSearcher(SearcherBase):
         with self._lock:
             self.question_tower = recorded
             self.reranker = WeightsInfo.from_dict(manifest.get("reranker"))
+            self.adapted = adapted_field(manifest)
             self._open()
         return True
 
@@ -231,13 +234,19 @@ class MilvusSearcher(SearcherBase):
         if mode in ("hybrid", "semantic"):
             if "dense" in self.channels:
                 vec = self.question_vector(query, tuned).tolist()
+                field = self.dense_field(query, tuned)
                 if has_same:
-                    out["dense"] = ("dense", vec, both(same), want)
+                    out["dense"] = (field, vec, both(same), want)
                 if has_other:
-                    out["dense_x"] = ("dense", vec, both(other), want)
+                    out["dense_x"] = (field, vec, both(other), want)
             if "xling" in self.channels and has_other:
                 out["xling"] = ("xling", self.embedder("xling").query([query])[0].tolist(), both(other), want)
         return out
+
+    def dense_field(self, query: str, tuned: bool) -> str:
+        """The vector field the dense channel searches for a question: the adapted one for a Chinese question
+        through the tower, when the index has it (kb.search.searcher.Searcher.passage_vectors' counterpart)."""
+        return self.adapted if self.adapted and self.chinese_through_tower(query, tuned) else "dense"
 
     def _params(self, field: str, limit: int) -> dict[str, object]:
         if field == "sparse":
@@ -320,15 +329,17 @@ class MilvusSearcher(SearcherBase):
         if "dense" not in self.channels:
             return None
 
+        field = self.dense_field(query, tuned)  # the passages' vectors as the dense channel searched them
+
         def sims(hits: Sequence[Hit]) -> np.ndarray | None:
             ids = [h.chunk.chunk_id for h in hits]
             rows = self.db.client.query(
                 self.db.chunks,
                 filter=in_clause("chunk_id", ids),
-                output_fields=["chunk_id", "dense"],
+                output_fields=["chunk_id", field],
                 consistency_level=self.target.consistency,
             )
-            vectors = {str(r["chunk_id"]): r["dense"] for r in rows}
+            vectors = {str(r["chunk_id"]): r[field] for r in rows}
             if any(i not in vectors for i in ids):
                 return None
             matrix = np.array([vectors[i] for i in ids], dtype=np.float32)
@@ -348,3 +359,9 @@ class MilvusSearcher(SearcherBase):
         )
         chunks = (chunk_from_row(r) for r in rows)
         return {c.chunk_id: c for c in chunks if lang is None or (c.lang == "zh") == (lang == "zh")}
+
+
+def adapted_field(manifest: dict[str, object]) -> str | None:
+    """The field of passage-adapted vectors a build wrote (kb.milvus.build.manifest_for), if any."""
+    info = manifest.get("passage_adapter")
+    return str(info["field"]) if isinstance(info, dict) and info.get("field") else None

@@ -247,8 +247,7 @@ def adapted_passages(index: LoadedIndex, adapter: Mapping[str, np.ndarray]) -> v
     (kb.embed.tower.adapt_passages; it was trained on Chinese passages only), as an index of the same kind."""
     stored = index.vectors["dense"]
     matrix = vectors.all_rows(stored)
-    zh = index.columns.zh[: len(matrix)]
-    matrix[zh] = tower.adapt_passages(matrix[zh], adapter)
+    matrix = tower.adapt_chinese_rows(matrix, index.columns.zh[: len(matrix)], adapter)
     return vectors.create(matrix, vectors.kind_of(stored))
 
 
