@@ -264,10 +264,12 @@ def test_hostile_corpus_lands_the_same_documents_as_faiss_and_every_search_answe
 def test_milvus_searches_the_passage_adapted_vectors_the_faiss_backend_makes(
     tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import hashlib
     from dataclasses import replace
 
     import numpy as np
 
+    from kb import config
     from kb.embed import tower
     from kb.embed.models import load_embedder
     from kb.index import vectors
@@ -315,6 +317,15 @@ def test_milvus_searches_the_passage_adapted_vectors_the_faiss_backend_makes(
     build_index("milvus", corpus, embedders, uri=uri, cache_dir=cache)
     with MilvusDB(target(uri)) as db:
         assert db.require_manifest()["passage_adapter"]["sha256"] == sha
+        generation = db.generation()
+    # Another reranker file alone: the rows stay, the manifest records the new hash (searchers check it).
+    reranker = tmp_path / "reranker.json"
+    reranker.write_text(config.RERANK_WEIGHTS.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    monkeypatch.setattr(config, "RERANK_WEIGHTS", reranker)
+    build_index("milvus", corpus, embedders, uri=uri, cache_dir=cache)
+    with MilvusDB(target(uri)) as db:
+        assert db.generation() == generation
+        assert db.require_manifest()["reranker"]["sha256"] == hashlib.sha256(reranker.read_bytes()).hexdigest()
     shipped = tower.shipped()
     other = replace(
         shipped,
