@@ -300,3 +300,39 @@ def test_the_reranker_reads_the_similarity_a_searcher_gives(index: Path) -> None
     assert len(en_hits) >= 2 and all(h.chunk.lang == "en" for h in en_hits)  # so the scorer does re-order them
     out = english.rerank("return of goods", en_hits, "en", lambda hs: seen.append([]) or np.ones(len(hs)))
     assert seen == [] and out == english.rerank("return of goods", en_hits, "en")
+
+
+def test_reranker_samples_take_the_towers_candidates_only_when_asked(index: Path) -> None:
+    from kb.embed.models import HashingEmbedder
+    from kb.search.searcher import Searcher
+    from kb.train.cv import candidate_samples
+    from kb.train.tower import Prepared
+
+    searcher = Searcher(index, tuned=False)
+    rows = searcher.index.vectors["dense"].ntotal
+    queries = ["公司注册资本", "网购商品七日内无理由退货"]
+    prep = Prepared(
+        queries,
+        [np.zeros((2, 4), np.float32)] * 2,
+        10,
+        [np.array([0]), np.array([1])],
+        [{"bm25": list(range(rows))[:8]}, {"bm25": list(range(rows))[::-1][:8]}],
+        np.zeros((1, 4), np.float32),
+        np.ones(rows, dtype=bool),
+        2,
+        ["zh", "zh"],
+        [0, 1],
+    )
+
+    class Head:  # the tower's question vectors: the hashing embedder's, as the index was built with it
+        def encode(self, hidden: list[np.ndarray]) -> np.ndarray:
+            return HashingEmbedder().query(queries)
+
+    untrained = candidate_samples(prep, searcher, Head(), 10, tower=False)  # type: ignore[arg-type]
+    both = candidate_samples(prep, searcher, Head(), 10, tower=True)  # type: ignore[arg-type]
+    assert len(untrained) == 2 and len(both) == 4
+    assert all(np.array_equal(a.x, b.x) for a, b in zip(untrained, both[:2]))  # the untrained system's come first
+    assert any(not np.array_equal(a.x, b.x) for a, b in zip(both[:2], both[2:]))  # the tower's rank otherwise
+    # The shipped scorer was fitted the default way: the untrained system's STARD candidates only.
+    trained = json.loads(rerank.WEIGHTS.read_text(encoding="utf-8"))["trained"]
+    assert RerankConfig().tower_candidates == 0 and trained["tower_candidates"] == 0

@@ -257,17 +257,19 @@ def candidate_samples(
     base: Hits | None = None,
     sim: bool = True,
     passages: Index | None = None,
+    tower: bool = True,
 ) -> list[Sample]:
     """Reranker training samples of every question of a set: its first `pool` fused candidates from the untrained
-    system (`base`, or fused now from the prepared rankings) and from the tower `head` (with the passage vectors
-    `passages` through its adapter, if given), with the sim feature read from the tower's question vector as a
-    search reads it (sim=False leaves it 0, so the scorer gives it no weight)."""
+    system (`base`, or fused now from the prepared rankings) and, with `tower`, from the tower `head` (with the
+    passage vectors `passages` through its adapter, if given), with the sim feature read from the tower's question
+    vector as a search reads it (sim=False leaves it 0, so the scorer gives it no weight)."""
     ids = list(range(prep.n_stard or len(prep.queries)))
     gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids]
     vectors = head.encode([prep.hidden[i] for i in ids])
     length = listed(pool)
-    base = base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids}, length)
-    tuned = fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors, passages), length, tuned=True)
+    lists = [base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids}, length)]
+    if tower:
+        lists.append(fused(searcher, prep, tuned_rankings(searcher, prep, ids, vectors, passages), length, tuned=True))
     return [
         sample(
             prep.queries[i],
@@ -276,7 +278,7 @@ def candidate_samples(
             pool,
             partial(similarities, searcher.index, vectors[n], passages=passages) if sim else None,
         )
-        for hits in (base, tuned)
+        for hits in lists
         for n, i in enumerate(ids)
     ]
 
@@ -299,8 +301,8 @@ def rerank_cv(
     translations of the fold's questions with and without the fold's tower (all of them, and the en100 ones).
 
     For each fold the tower is trained on the other folds' questions (and SciFact train, mined pairs, as cfg asks); the
-    reranker is fitted on the other folds' Chinese candidates from the untrained system and from that tower, and on
-    the definition pairs' (no STARD question, so in every fold), if given.
+    reranker is fitted on the other folds' Chinese candidates from the untrained system (and from that tower, with
+    rcfg.tower_candidates), and on the definition pairs' (no STARD question, so in every fold), if given.
     en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
     weights: channel weights to fuse with instead of the product's (an experiment: fusion_weights).
     adapter: also fit each fold's passage adapter (kb.train.passage); the tower's candidates are ranked with it.
@@ -338,7 +340,7 @@ def rerank_cv(
         model_rr = fit_reranker(
             [
                 sample(prep.queries[i], hits[i], gold_ids[i], rcfg.pool, sim[i])
-                for hits in (base, tuned)
+                for hits in ((base, tuned) if rcfg.tower_candidates else (base,))
                 for i in train_ids
             ]
             + extra,

@@ -50,6 +50,11 @@ class RerankConfig:
     # corpus definition pairs ("什么是X？" -> its defining article) added to the Chinese scorer's training
     # (scripts/train.py prepare-definitions); 0 fits on STARD alone
     definitions: int = 300
+    # 1: fit the Chinese scorer on the tower's candidates of the STARD questions too, not only the untrained
+    # system's. The tower was trained on those questions, so its ranks and similarities there are better than on
+    # new ones and the scorer learns to over-trust them: held out, R@10 0.6753 with them, 0.6811 without
+    # (docs/BENCHMARKS.md, session 17). The definition pairs keep both.
+    tower_candidates: int = 0
     seed: int = 0
 
 

@@ -117,16 +117,17 @@ def _samples(
     cache: Path,
     sim: bool = True,
     passages: Index | None = None,
+    tower: bool = True,
 ) -> list[Sample]:
-    """Reranker samples of a prepared set (kb.train.cv.candidate_samples; passages: through the shipped adapter),
-    the untrained system's candidates kept in `cache` per index."""
+    """Reranker samples of a prepared set (kb.train.cv.candidate_samples; passages: through the shipped adapter;
+    tower: the shipped tower's candidates too), the untrained system's candidates kept in `cache` per index."""
     n = prep.n_stard or len(prep.queries)
     length = listed(pool)
     base = cached(
         untrained_cache(cache, searcher.index_dir, length),
         lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, length),
     )
-    return candidate_samples(prep, searcher, head, pool, base, sim, passages)
+    return candidate_samples(prep, searcher, head, pool, base, sim, passages, tower)
 
 
 def rerank_fit(
@@ -140,16 +141,16 @@ def rerank_fit(
     threads: int = 1,
     definitions: Prepared | None = None,
 ) -> dict[str, object]:
-    """The shipped reranker: a Chinese scorer fitted on every STARD question's candidates (and the definition
-    pairs', if given) and, with the SciFact set, an English one fitted on every SciFact train query's, each from
-    the untrained system and from the shipped tower (whose candidates are in-sample: it was trained on the same
-    questions). SciFact test stays held out."""
+    """The shipped reranker: a Chinese scorer fitted on every STARD question's candidates from the untrained
+    system (from the shipped tower too with rcfg.tower_candidates: in-sample, it was trained on the same questions)
+    and the definition pairs' from both, if given; with the SciFact set, an English one fitted on every SciFact
+    train query's from both (not measured without the tower's). SciFact test stays held out."""
     t0 = time.perf_counter()
     model = fp32_e5(threads)
     head = tower_head(model)
     searcher = Searcher(index, tuned=False)
     passages = shipped_passages(searcher)  # made once: the STARD questions and the definition pairs share it
-    samples = _samples(prep, searcher, head, rcfg.pool, cache, passages=passages)
+    samples = _samples(prep, searcher, head, rcfg.pool, cache, passages=passages, tower=bool(rcfg.tower_candidates))
     if definitions is not None:
         samples += candidate_samples(definitions, searcher, head, rcfg.pool, passages=passages)
     models = {"zh": fit_reranker(samples, rcfg)}
