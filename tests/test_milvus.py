@@ -314,10 +314,12 @@ def test_milvus_searches_the_passage_adapted_vectors_the_faiss_backend_makes(
         milvus.close()
     # The same tower file: the next build keeps every row. Another one (a retrained adapter): the build rewrites
     # the field with it and records its hash, so no search reads vectors made with another adapter.
+    with MilvusDB(target(uri)) as db:
+        generation = db.generation()
     build_index("milvus", corpus, embedders, uri=uri, cache_dir=cache)
     with MilvusDB(target(uri)) as db:
         assert db.require_manifest()["passage_adapter"]["sha256"] == sha
-        generation = db.generation()
+        assert db.generation() == generation
     # Another reranker file alone: the rows stay, the manifest records the new hash (searchers check it).
     reranker = tmp_path / "reranker.json"
     reranker.write_text(config.RERANK_WEIGHTS.read_text(encoding="utf-8") + "\n", encoding="utf-8")
