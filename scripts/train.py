@@ -12,7 +12,8 @@ The shipped tower trains on STARD's Chinese questions, our English translations 
 `python -m kb eval scifact` and `prepare-scifact` first; `--english 0 --scifact 0` trains on Chinese alone).
 `fit` then trains the passage adapter (kb.train.passage) against the new tower on the same STARD questions and
 writes it into the same file (`--adapter-epochs 0`: none; `cv` and `rerank-cv` fit one per fold the same way).
-`rerank-fit` fits the Chinese scorer on STARD's candidates and the English one on SciFact train's.
+`rerank-fit` fits the Chinese scorer on STARD's candidates, the cross-language one ("en>zh") on our English
+translations', and the English one on SciFact train's.
 Self-supervised pairs (kb.train.pairs: headings, citations, versions from the STARD index; commentary headings
 from the bundled index) are the measured experiment `--pairs 1`, after `prepare-pairs`. With
 `--weights dense=3` (any channel), `cv` and `rerank-cv` measure the fusion with weights other than kb/config.py's.

@@ -275,7 +275,7 @@ def test_milvus_searches_the_passage_adapted_vectors_the_faiss_backend_makes(
     from kb.index import vectors
     from kb.milvus.schema import ADAPTED
     from kb.milvus.store import MilvusDB
-    from kb.search.searcher import Searcher
+    from kb.search.searcher import Searcher, similarities
 
     embedders = {"dense": load_embedder("e5")}
     uri, folder, cache = str(tmp_path / "kb.db"), tmp_path / "index", tmp_path / "cache"
@@ -310,6 +310,17 @@ def test_milvus_searches_the_passage_adapted_vectors_the_faiss_backend_makes(
                     for s in (faiss, milvus)
                 ]
                 assert ranked[0] == ranked[1], (query, tuned)
+        # The reranker's sim feature reads the adapted vectors for an English question too (the cross-language
+        # scorer orders its Chinese candidates with them), in both backends alike.
+        question = "company registered capital"
+        hits = faiss.search(question, 10, rerank=False)
+        assert {h.chunk.lang for h in hits} == {"zh", "en"}
+        vec = faiss.question_vector(question, True)
+        expected = similarities(index, vec, hits, faiss.adapted_vectors(index))
+        assert not np.allclose(expected, similarities(index, vec, hits), atol=1e-3)  # the Chinese rows differ
+        for backend in (faiss, milvus):
+            similarity = backend._similarity(question, True)
+            assert similarity is not None and np.allclose(similarity(hits), expected, atol=2e-3)
     finally:
         milvus.close()
     # The same tower file: the next build keeps every row. Another one (a retrained adapter): the build rewrites

@@ -157,6 +157,58 @@ def test_other_language_passages_keep_their_places() -> None:
     assert whole[0].chunk.chunk_id == "en/c.txt#3"
 
 
+def test_a_cross_language_scorer_reorders_the_other_languages_passages_among_their_places() -> None:
+    """An English question: the English scorer orders its English passages, the "en>zh" scorer its Chinese ones
+    (reading the question with its translation), each among the places its passages hold; the shown scores
+    still fall down the list."""
+    models = rerank.Rerankers({"en": _scorer("cover", pool=5), "en>zh": _scorer("defines", pool=6)})
+    hits = [
+        _hit(1, "第十九条 经营者不得实施下列价格欺诈行为"),
+        _hit(2, "Platform rules on sponsored listings.", doc="en/b.txt"),
+        _hit(3, "第二条 本规定所称价格欺诈，是指经营者利用虚假的价格手段"),
+        _hit(4, "What price fraud means for online shops.", doc="en/c.txt"),
+        _hit(5, "第三条 其他规定"),
+        _hit(6, "第四条 本规定所称价格欺诈，是指另一种说法"),  # outside the English scorer's pool, inside its own
+    ]
+    question = "what is price fraud"
+    assert models.applies(question) and models.across(question) and not models.across("什么是价格欺诈")
+    assert models.pool(question) == 6 and models.pool("什么是价格欺诈") == 0
+    plain = models.rerank(question, hits)  # no translation: no Chinese word to find, the fused order stands
+    assert [h.chunk.chunk_id for h in plain][:4] == ["zh/a.txt#1", "en/c.txt#4", "zh/a.txt#3", "en/b.txt#2"]
+    out = models.rerank(question, hits, translated=question + " 价格欺诈")
+    assert [h.chunk.chunk_id for h in out] == [
+        "zh/a.txt#3",  # defines the translated term: first of the Chinese places (1, 3, 5, 6)
+        "en/c.txt#4",  # the English places (2, 4) keep English passages, the better covered first
+        "zh/a.txt#6",
+        "en/b.txt#2",
+        "zh/a.txt#1",
+        "zh/a.txt#5",
+    ]
+    assert [h.rank for h in out] == [1, 2, 3, 4, 5, 6]
+    assert all(a.score >= b.score for a, b in zip(out, out[1:]))
+    # the Chinese question has no scorer here, and an English-only file leaves an English question's Chinese
+    # passages where the fusion put them
+    assert models.rerank("什么是价格欺诈", hits) == list(hits)
+    english_only = rerank.Rerankers({"en": _scorer("cover", pool=5)})
+    kept = english_only.rerank(question, hits, translated=question + " 价格欺诈")
+    assert [h.chunk.chunk_id for h in kept if h.chunk.lang == "zh"] == [
+        "zh/a.txt#1",
+        "zh/a.txt#3",
+        "zh/a.txt#5",
+        "zh/a.txt#6",
+    ]
+
+
+def test_with_translation_appends_the_chinese_words_of_an_english_question() -> None:
+    from kb.text.bilingual import with_translation
+
+    held = {"劳动", "合同", "劳动合同", "工资"}
+    out = with_translation("terminate a labor contract", lambda t: 5 if t in held else 0)
+    assert out.startswith("terminate a labor contract ") and "劳动合同" in out.split()
+    assert with_translation("解除劳动合同", lambda t: 5) == "解除劳动合同"  # a Chinese question is left alone
+    assert with_translation("zzzq", lambda t: 5) == "zzzq"
+
+
 def test_fit_learns_which_feature_marks_the_gold_passage() -> None:
     rng = np.random.default_rng(0)
     samples = []
@@ -176,10 +228,18 @@ def test_shipped_weights_load_and_their_hash_is_recorded(tmp_path: Path) -> None
     assert rerank.WEIGHTS.stat().st_size < 100_000
     # fitted with the training default: every scorer re-orders as many candidates as it was trained on
     assert (shipped.models["zh"].pool, shipped.models["en"].pool) == (RerankConfig().pool, RerankConfig().english_pool)
-    # a search fuses as many passages as the question's own scorer re-orders
-    assert (shipped.pool("什么是价格欺诈"), shipped.pool("what is price fraud")) == (shipped.models["zh"].pool, 30)
+    # a search fuses as many passages as the question's scorers re-order: an English question's cross-language
+    # scorer takes its first 100 (its Chinese ones), the English scorer the English ones among the first 30
+    across = shipped.models["en>zh"]
+    assert (shipped.pool("什么是价格欺诈"), shipped.pool("what is price fraud")) == (
+        shipped.models["zh"].pool,
+        across.pool,
+    )
+    assert across.pool == RerankConfig().pool and across.reads_similarity  # it reads the adapted vectors' similarity
     assert rerank.Rerankers({"zh": shipped.models["zh"]}).pool("what is price fraud") == 0
-    assert set(shipped.models) == {"zh", "en"}  # Chinese from STARD train, English from SciFact train
+    # Chinese from STARD train, English from SciFact train, English questions' Chinese passages from our translations
+    assert set(shipped.models) == {"zh", "en", "en>zh"}
+    assert json.loads(raw)["trained"]["across"] == 1
     assert all(np.abs(m.coef).sum() > 0 for m in shipped.models.values())  # trained, not zeros
     # save() writes the same bytes for the same models (so a retrain with the same data gives the same sha256)
     copy = tmp_path / "r.json"
@@ -336,3 +396,36 @@ def test_reranker_samples_take_the_towers_candidates_only_when_asked(index: Path
     # The shipped scorer was fitted the default way: the untrained system's STARD candidates only.
     trained = json.loads(rerank.WEIGHTS.read_text(encoding="utf-8"))["trained"]
     assert RerankConfig().tower_candidates == 0 and trained["tower_candidates"] == 0
+
+
+def test_a_search_gives_the_cross_language_scorer_the_translated_question(
+    index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kb.search.searcher import Searcher
+    from kb.text.bilingual import with_translation
+
+    seen: list[tuple[str, str | None, int]] = []
+
+    class Spy(rerank.Reranker):
+        def placements(self, query, head, lang=None, similarity=None):  # type: ignore[no-untyped-def]
+            seen.append((query, lang, len(head)))
+            return super().placements(query, head, lang, similarity)
+
+    n = len(rerank.FEATURES)
+    coef = np.zeros(n, dtype=np.float32)
+    coef[rerank.FEATURES.index("cover")] = 1.0
+    sha = rerank.shipped().sha256  # what the index recorded
+    models = rerank.Rerankers({"en>zh": Spy(np.zeros(n, np.float32), np.ones(n, np.float32), coef, 40)}, sha)
+    monkeypatch.setattr(rerank, "shipped", lambda: models)
+    searcher = Searcher(index)
+    question = "consumers may return goods within seven days"
+    translated = searcher.translated(question)
+    assert translated == with_translation(question, searcher.index.bm25.df) != question
+    hits = searcher.search(question, 10)
+    # the translation, the Chinese passages, the scorer's pool (the whole tiny corpus when it holds fewer)
+    assert seen == [(translated, "zh", min(40, len(searcher.search(question, 40, rerank=False))))]
+    fused = searcher.search(question, 10, rerank=False)
+    assert [h.chunk.chunk_id for h in hits if h.chunk.lang == "en"] == [
+        h.chunk.chunk_id for h in fused if h.chunk.lang == "en"
+    ]  # no English scorer in this file: the English passages keep the fusion's order and places
+    assert [h.chunk.lang for h in hits] == [h.chunk.lang for h in fused]

@@ -329,7 +329,9 @@ class MilvusSearcher(SearcherBase):
         if "dense" not in self.channels:
             return None
 
-        field = self.dense_field(query, tuned)  # the passages' vectors as the dense channel searched them
+        # the adapter's field for a question in any language through the tower, as the FAISS backend reads it
+        # (kb.search.searcher.Searcher._similarity): its English rows equal the stored ones
+        field = self.adapted if self.adapted and self.through_tower(tuned) else "dense"
 
         def sims(hits: Sequence[Hit]) -> np.ndarray | None:
             ids = [h.chunk.chunk_id for h in hits]

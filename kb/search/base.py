@@ -33,6 +33,8 @@ from kb.search import rerank as reranker
 from kb.search.contract import MODES, Rankings, SearchOptions
 from kb.search.hits import Hit, Reorder
 from kb.search.rerank import Similarity
+from kb.text import bilingual
+from kb.text.lexical import word_frequency
 
 MAX_QUERY_CHARS = 2000
 QUESTION_VECTORS = 64  # questions whose dense vector a searcher keeps (SearcherBase.question_vector)
@@ -101,13 +103,18 @@ class SearcherBase:
         if self.tuned and dense and "dense" not in self._given and tower.applies(dense.model):
             tower.check_manifest(recorded, tower.shipped(), self.where)
 
-    def chinese_through_tower(self, query: str, tuned: bool) -> bool:
-        """Whether the question is Chinese and its dense vector comes from the question tower (it is on and serves
-        the index's dense model; every tower file is trained on Chinese): such a question is fused with
-        `tower_weights` and searched over the passage adapter's vectors."""
+    def through_tower(self, tuned: bool) -> bool:
+        """Whether questions' dense vectors come from the question tower: it is on and serves the index's dense
+        model. The reranker's sim feature then reads the passage adapter's vectors, for a question in any
+        language (the adapter changes only the Chinese passages' rows)."""
         dense = self.channels.get("dense")
-        serves = tuned and dense is not None and "dense" not in self._given and tower.applies(dense.model)
-        return serves and detect_lang(query) == "zh"
+        return bool(tuned and dense is not None and "dense" not in self._given and tower.applies(dense.model))
+
+    def chinese_through_tower(self, query: str, tuned: bool) -> bool:
+        """Whether the question is Chinese and its dense vector comes from the question tower (every tower file is
+        trained on Chinese): such a question is fused with `tower_weights` and searched over the passage
+        adapter's vectors."""
+        return self.through_tower(tuned) and detect_lang(query) == "zh"
 
     def fusion_weights(self, query: str, tuned: bool) -> dict[str, float]:
         """The channel weights a question is fused with: `weights`, with `tower_weights` over them for a Chinese
@@ -203,6 +210,7 @@ class SearcherBase:
             return self._search(query, k, filters, mode, xrefs, tuned)
         reranker.check_manifest(self.reranker, model, self.where)
         similarity = self._similarity(query, tuned)
+        translated = self.translated(query) if model.across(query) else None
         return self._search(
             query,
             max(k, model.pool(query)),
@@ -210,7 +218,7 @@ class SearcherBase:
             mode,
             xrefs,
             tuned,
-            lambda hits: model.rerank(query, hits, similarity)[:k],
+            lambda hits: model.rerank(query, hits, similarity, translated)[:k],
         )
 
     def question_vector(self, query: str, tuned: bool) -> np.ndarray:
@@ -232,6 +240,11 @@ class SearcherBase:
     def _similarity(self, query: str, tuned: bool) -> Similarity | None:
         """The dense similarity of the question to given hits' passages, for the reranker; None: not available."""
         return None
+
+    def translated(self, query: str) -> str:
+        """The question with the Chinese words it translates to (kb.text.bilingual.with_translation), for a
+        cross-language reranker; picked by how many of the index's passages hold each word, where it knows."""
+        return bilingual.with_translation(query, word_frequency)
 
     def rankings(
         self,

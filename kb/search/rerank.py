@@ -9,6 +9,12 @@ linear model over these features per question language (Chinese trained on STARD
 questions, English on SciFact train: scripts/train.py rerank-cv / rerank-fit) scores the first `pool` fused
 passages (a Chinese question's 100: all the fusion keeps; an English question's 30) in the question's language and
 re-orders them among the places they hold; passages in the other language and the rest keep their fused places.
+A cross-language scorer ("en>zh", trained on our English translations of STARD train) re-orders an English
+question's first 100 Chinese passages the same way, among their own places: it reads the question followed by
+its dictionary translation (kb.text.bilingual.with_translation), so the word features can match a Chinese article,
+and the similarity of the tower's question vector to the passage through the adapter. Held out, it lifted the
+en100 questions' R@10 from 0.5545 to 0.6043 (docs/BENCHMARKS.md, session 18); an English passage keeps its place,
+so the bundled English commentary ranks as before.
 
 Why features and not a neural cross-encoder: on this product's CPU budget a 12-layer cross-encoder over the
 candidates costs seconds per question. A late-interaction scorer that needs no passage pass (e5's word vectors
@@ -44,6 +50,8 @@ from kb.text.lexical import tokenize
 
 WEIGHTS = config.RERANK_WEIGHTS
 CHANNELS = ("bm25", "dense", "dense_x", "xling")
+# Joins a cross-language scorer's question language and passage language in its key ("en>zh").
+ACROSS = ">"
 
 # "本法所称X，是指…" / "本规定所称X是指…" / "the term X means": the passage defines X.
 _DEFINES_ZH = re.compile(r"所称的?([^，。；：、“”（）\s]{2,16}?)[，,]?(?:是指|指的是|包括)")
@@ -189,33 +197,34 @@ class Reranker:
     ) -> list[Hit]:
         """The first `pool` hits re-ordered by the model, the rest after them in fused order; ranks renumbered.
 
-        With `lang`, only the passages in that language (the question's) are re-ordered, among the places they
-        hold; a passage in another language keeps the place the fusion gave it. The features compare words, which
-        says nothing across languages: an English question shares no words with the Chinese article a
-        cross-lingual channel found for it, and re-ordering across languages pushed that article out of the top 5.
+        With `lang`, only the passages in that language are re-ordered, among the places they hold; a passage in
+        another language keeps the place the fusion gave it. The features compare words, which says nothing
+        across languages unless the question is translated: an English question shares no words with the
+        Chinese article a cross-lingual channel found for it, and re-ordering across languages pushed that
+        article out of the top 5. So a cross-language scorer (Rerankers) re-orders the other language's
+        passages among their own places, from the question with its glossary translation.
         """
-        head, tail = list(hits[: self.pool]), list(hits[self.pool :])
+        placed = self.placements(query, hits[: self.pool], lang, similarity)
+        return arrange(hits, self.pool, placed) if placed else list(hits)
+
+    def placements(
+        self, query: str, head: Sequence[Hit], lang: str | None = None, similarity: Similarity | None = None
+    ) -> dict[int, tuple[Hit, float]] | None:
+        """Place -> (passage, score as a 0-1 value) for the passages of `head` in `lang` (all with None), in the
+        model's order over the places they hold; {} when fewer than two could move; None when the passages'
+        similarity could not be read (they left the index meanwhile: a refresh), so the fused order stands."""
         places = [i for i, h in enumerate(head) if lang is None or h.chunk.lang == lang]
         if len(places) < 2:
-            return list(hits)
+            return {}
         movable = [head[i] for i in places]
         if not self.reads_similarity:
             similarity = None  # its features would change no score
         sims = similarity(movable) if similarity else None
-        if similarity and sims is None:  # the passages left the index meanwhile (a refresh): keep the fused order
-            return list(hits)
+        if similarity and sims is None:
+            return None
         s = self.scores(features(query, movable, sims))
         order = sorted(range(len(movable)), key=lambda i: (-s[i], i))
-        # The shown score is the reranker's (as a probability-like 0-1 value) for the passages it placed; a passage
-        # that kept its place shows the score of the placed passage above it (below it when none is), so the
-        # shown scores still fall down the list.
-        placed = {place: (movable[i], 1.0 / (1.0 + math.exp(-float(s[i])))) for place, i in zip(places, order)}
-        score = placed[places[0]][1]  # what a passage kept above every placed one shows
-        for n, hit in enumerate(head):
-            if n in placed:
-                hit, score = placed[n]
-            head[n] = dataclasses.replace(hit, score=score)
-        return [dataclasses.replace(h, rank=r) for r, h in enumerate(head + tail, start=1)]
+        return {place: (movable[i], 1.0 / (1.0 + math.exp(-float(s[i])))) for place, i in zip(places, order)}
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -227,27 +236,71 @@ class Reranker:
         }
 
 
+def arrange(hits: Sequence[Hit], pool: int, placed: Mapping[int, tuple[Hit, float]]) -> list[Hit]:
+    """The hits with the first `pool` places filled as `placed` says (the rest keep theirs), ranks renumbered.
+
+    The shown score is a scorer's (a probability-like 0-1 value) for the passages it placed; a passage that kept
+    its place shows the score of the placed passage above it (below it when none is). Where two scorers placed
+    passages (a question's language and a cross-language one), a score is capped by the one above it, so the
+    shown scores still fall down the list.
+    """
+    head, tail = list(hits[:pool]), list(hits[pool:])
+    score = placed[min(placed)][1]  # what a passage kept above every placed one shows
+    for n, hit in enumerate(head):
+        if n in placed:
+            hit, own = placed[n]
+            score = min(score, own)
+        head[n] = dataclasses.replace(hit, score=score)
+    return [dataclasses.replace(h, rank=r) for r, h in enumerate(head + tail, start=1)]
+
+
 @dataclass(frozen=True)
 class Rerankers:
-    """The shipped reranker: a scorer per question language (Chinese from STARD train, English from SciFact train).
-    A question in a language without one keeps the fused order."""
+    """The shipped reranker: a scorer per question language (Chinese from STARD train, English from SciFact train)
+    over the passages in that language, and cross-language scorers keyed "question>passages" ("en>zh": an English
+    question's Chinese candidates, from our English translations of STARD train) over the other language's
+    passages, each among the places its passages hold. A question in a language without one keeps the fused order.
+    """
 
     models: Mapping[str, Reranker]
     sha256: str = ""
 
+    def scorers(self, query: str) -> list[tuple[Reranker, str]]:
+        """(scorer, the language of the passages it re-orders) for this query's language."""
+        lang = detect_lang(query)
+        own = [(self.models[lang], lang)] if lang in self.models else []
+        return own + [(m, key.split(ACROSS)[1]) for key, m in self.models.items() if key.startswith(lang + ACROSS)]
+
     def pool(self, query: str) -> int:
-        """How many fused passages this query's scorer re-orders (0: none applies), so a search fuses no more."""
-        model = self.models.get(detect_lang(query))
-        return model.pool if model is not None else 0
+        """How many fused passages this query's scorers re-order (0: none applies), so a search fuses no more."""
+        return max((m.pool for m, _ in self.scorers(query)), default=0)
 
     def applies(self, query: str) -> bool:
         """A scorer was trained for questions in this query's language."""
-        return detect_lang(query) in self.models
+        return bool(self.scorers(query))
 
-    def rerank(self, query: str, hits: Sequence[Hit], similarity: Similarity | None = None) -> list[Hit]:
+    def across(self, query: str) -> bool:
+        """A cross-language scorer applies to this query: its features read the question's translation."""
+        return any(lang != detect_lang(query) for _, lang in self.scorers(query))
+
+    def rerank(
+        self, query: str, hits: Sequence[Hit], similarity: Similarity | None = None, translated: str | None = None
+    ) -> list[Hit]:
+        """translated: the question with its translation's words (kb.text.bilingual.with_translation), which a
+        cross-language scorer reads in place of the question."""
+        scorers = self.scorers(query)
+        if not scorers:
+            return list(hits)
         lang = detect_lang(query)
-        model = self.models.get(lang)
-        return model.rerank(query, hits, lang, similarity) if model is not None else list(hits)
+        pool = max(m.pool for m, _ in scorers)
+        placed: dict[int, tuple[Hit, float]] = {}
+        for model, passages in scorers:
+            text = query if passages == lang else translated or query
+            got = model.placements(text, hits[: model.pool], passages, similarity)
+            if got is None:
+                return list(hits)
+            placed.update(got)
+        return arrange(hits, pool, placed) if placed else list(hits)
 
 
 def save(models: Mapping[str, Reranker], path: Path, about: dict[str, object]) -> str:

@@ -173,10 +173,17 @@ class Searcher(SearcherBase):
     def passage_vectors(self, index: LoadedIndex, query: str, tuned: bool) -> vectors.Index:
         """The dense channel's passage vectors for a question: for a Chinese one through the question tower whose
         file holds a passage adapter, the Chinese passages' vectors through it (made once per generation, kept in
-        memory: 2 bytes a number, 118 MB for the whole LawRefBook); else the index's own. English questions keep
-        the stored vectors: through the adapter their Chinese candidates gained on STARD's English questions but
-        pushed the bundled live-stream seed passage from rank 3 to 5 (docs/BENCHMARKS.md, session 16)."""
-        adapter = tower.shipped().passage if self.chinese_through_tower(query, tuned) else None
+        memory: 2 bytes a number, 118 MB for the whole LawRefBook); else the index's own. English questions are
+        ranked over the stored vectors: through the adapter their Chinese candidates gained on STARD's English
+        questions but pushed the bundled live-stream seed passage from rank 3 to 5 (docs/BENCHMARKS.md, session
+        16). The adapter reaches them through the reranker instead: its cross-language scorer reads the adapted
+        vectors' similarity and re-orders only the Chinese passages among their places (`_similarity`)."""
+        return self.adapted_vectors(index) if self.chinese_through_tower(query, tuned) else index.vectors["dense"]
+
+    def adapted_vectors(self, index: LoadedIndex) -> vectors.Index:
+        """The dense channel's passage vectors with the Chinese rows through the shipped passage adapter (the
+        stored ones when the tower file holds none)."""
+        adapter = tower.shipped().passage
         if not adapter:
             return index.vectors["dense"]
         with self._lock:
@@ -193,8 +200,14 @@ class Searcher(SearcherBase):
         index = self.index
         if "dense" not in index.vectors:
             return None
-        passages = self.passage_vectors(index, query, tuned)
+        # the adapter's vectors for a question in any language through the tower: the Chinese scorer reads the
+        # vectors its question searched, the cross-language one ("en>zh") an English question's Chinese passages
+        # through the adapter (it ranks them better: docs/BENCHMARKS.md, session 18); English rows are not adapted
+        passages = self.adapted_vectors(index) if self.through_tower(tuned) else index.vectors["dense"]
         return lambda hits: similarities(index, self.question_vector(query, tuned), hits, passages)
+
+    def translated(self, query: str) -> str:
+        return bilingual.with_translation(query, self.index.bm25.df)
 
     def _bm25(self, index: LoadedIndex, query: str, allowed: np.ndarray, want: int) -> list[int]:
         scores = index.bm25.scores(tokenize(query))

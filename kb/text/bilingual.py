@@ -182,3 +182,11 @@ def _write(path: Path, value: object) -> None:
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+def with_translation(query: str, df: Callable[[str], int]) -> str:
+    """An English question followed by the Chinese tokens it translates to (df: as `Glossary.translate`): what a
+    cross-language reranker (kb.search.rerank, "en>zh") reads, so that its word features can see a Chinese
+    passage hold the question's terms. A Chinese question, or one without a known word, comes back as it is."""
+    terms = glossary().translate(query, df)
+    return f"{query} {' '.join(terms)}" if terms else query

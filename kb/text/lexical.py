@@ -292,3 +292,9 @@ def token_spans(text: str) -> Iterator[tuple[int, int, str]]:
                     yield m.start() + s, m.start() + e, word
         elif run not in EN_STOPWORDS:
             yield m.start(), m.end(), stem(run)
+
+
+def word_frequency(word: str) -> int:
+    """jieba's dictionary count of a word (0 when it has none): a corpus-independent stand-in for a document
+    frequency where an index offers none (the Milvus backend translating a question: kb.text.bilingual)."""
+    return int(_jieba().FREQ.get(word, 0) or 0)

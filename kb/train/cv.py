@@ -22,7 +22,9 @@ import numpy as np
 from kb import config
 from kb.index.vectors import Index
 from kb.search.hits import Hit
+from kb.search.rerank import ACROSS, Rerankers
 from kb.search.searcher import Searcher, adapted_passages, similarities
+from kb.text.bilingual import with_translation
 from kb.train.passage import AdapterConfig, question_ids
 from kb.train.passage import fit as fit_adapter
 from kb.train.rerank import RerankConfig, Sample, sample
@@ -283,6 +285,32 @@ def candidate_samples(
     ]
 
 
+def cross_samples(
+    prep: Prepared,
+    searcher: Searcher,
+    ids: Sequence[int],
+    vectors: Mapping[int, np.ndarray],
+    base: Hits,
+    pool: int,
+    passages: Index | None = None,
+) -> list[Sample]:
+    """The cross-language scorer's ("en>zh") training samples: each English question of `ids` with its glossary
+    translation (as a search reads it), its first `pool` fused candidates from the untrained system (`base`;
+    like the Chinese scorer, not the tower's, which was trained on these questions) and the sim feature from the
+    tower's question vector against the passages through its adapter (`passages`), as a search reads it."""
+    gold = {i: set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids}
+    return [
+        sample(
+            with_translation(prep.queries[i], searcher.index.bm25.df),
+            base[i],
+            gold[i],
+            pool,
+            partial(similarities, searcher.index, vectors[i], passages=passages),
+        )
+        for i in ids
+    ]
+
+
 def rerank_cv(
     prep: Prepared,
     others: Sequence[Prepared],
@@ -302,7 +330,9 @@ def rerank_cv(
 
     For each fold the tower is trained on the other folds' questions (and SciFact train, mined pairs, as cfg asks); the
     reranker is fitted on the other folds' Chinese candidates from the untrained system (and from that tower, with
-    rcfg.tower_candidates), and on the definition pairs' (no STARD question, so in every fold), if given.
+    rcfg.tower_candidates), and on the definition pairs' (no STARD question, so in every fold), if given. With
+    rcfg.across, a cross-language scorer ("en>zh") is fitted on the other folds' English translations
+    (cross_samples) and the fold's English questions are judged with it too.
     en100: STARD positions of the 100 questions of the cross-lingual acceptance check.
     weights: channel weights to fuse with instead of the product's (an experiment: fusion_weights).
     adapter: also fit each fold's passage adapter (kb.train.passage); the tower's candidates are ranked with it.
@@ -317,7 +347,8 @@ def rerank_cv(
         untrained_cache(cache, index, length, searcher.weights),
         lambda: fused(searcher, prep, {i: prep.ranked[i] for i in range(n)}, length),
     )
-    base_en = fused(searcher, prep, {i: prep.ranked[i] for i in english})
+    base_en = fused(searcher, prep, {i: prep.ranked[i] for i in english}, length)
+    translated = {i: with_translation(prep.queries[i], searcher.index.bm25.df) for i in english}
     log.info("untrained system's candidates (%.0fs)", time.perf_counter() - t0)
     results: dict[str, list[tuple[dict[str, float], int]]] = {}
     per_fold: list[dict[str, object]] = []
@@ -329,7 +360,7 @@ def rerank_cv(
         en100_ids = [i for i in en_ids if prep.group[i] in en100]
 
         head, tower_seconds = fold_head(model, prep, others, cfg, k, f, held, cache)
-        asked_ids = list(range(n)) + en_ids
+        asked_ids = list(range(n)) + english  # every English question: the cross-language scorer fits on the rest
         vectors = dict(zip(asked_ids, head.encode([prep.hidden[i] for i in asked_ids])))
         passages = fold_passages(searcher, prep, others, cfg, head, adapter, k, f, held, cache)
         ranked = tuned_rankings(searcher, prep, asked_ids, np.stack(list(vectors.values())), passages)
@@ -347,9 +378,16 @@ def rerank_cv(
             rcfg,
         )
         zh100 = [prep.group[i] for i in en100_ids]
+        scorers = {"zh": model_rr}
+        if rcfg.across:  # fitted on the other folds' English questions
+            train_en = [i for i in english if prep.group[i] not in held]
+            scorers["en" + ACROSS + "zh"] = fit_reranker(
+                cross_samples(prep, searcher, train_en, vectors, base_en, rcfg.pool, passages), rcfg
+            )
+        rerankers = Rerankers(scorers)
 
         def reranked(hits: Hits, qs: list[int]) -> Hits:
-            return {i: model_rr.rerank(prep.queries[i], hits[i], similarity=sim[i]) for i in qs}
+            return {i: rerankers.rerank(prep.queries[i], hits[i], sim[i], translated.get(i)) for i in qs}
 
         asked: dict[str, tuple[Hits, list[int]]] = {  # figure -> (hits, questions)
             "untrained": (base, ids),
@@ -364,6 +402,9 @@ def rerank_cv(
             "en100 english untrained": (base_en, en100_ids),
             "en100 english tower": (tuned, en100_ids),
         }
+        if rcfg.across:
+            asked["english tower + reranker"] = (reranked(tuned, en_ids), en_ids)
+            asked["en100 english tower + reranker"] = (reranked(tuned, en100_ids), en100_ids)
         figures = {name: judged(prep, hits, q) for name, (hits, q) in asked.items()}
         for name, fig in figures.items():
             results.setdefault(name, []).append((fig, len(asked[name][1])))
@@ -392,6 +433,10 @@ def rerank_cv(
     for zh_name in ("tower", "tower + reranker"):
         out[f"en100 ratio recall@10 (english tower / chinese {zh_name})"] = ratio(
             r10["en100 english tower"], r10[f"en100 chinese {zh_name}"]
+        )
+    if rcfg.across:  # what a search gives: both languages with their rerankers
+        out["en100 ratio recall@10 (english tower + reranker / chinese tower + reranker)"] = ratio(
+            r10["en100 english tower + reranker"], r10["en100 chinese tower + reranker"]
         )
     out["per_fold"] = per_fold
     return out

@@ -55,6 +55,11 @@ class RerankConfig:
     # new ones and the scorer learns to over-trust them: held out, R@10 0.6753 with them, 0.6811 without
     # (docs/BENCHMARKS.md, session 17). The definition pairs keep both.
     tower_candidates: int = 0
+    # 1: fit the cross-language scorer ("en>zh": an English question's Chinese candidates, kb.search.rerank) on our
+    # English translations of STARD train, read with their glossary translation and the passage adapter's
+    # similarity. Held out, it lifted the en100 questions' R@10 from 0.5545 to 0.6043 (docs/BENCHMARKS.md,
+    # session 18); 0 leaves English questions' Chinese candidates in fused order.
+    across: int = 1
     seed: int = 0
 
 

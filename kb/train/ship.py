@@ -19,7 +19,7 @@ from kb.index.vectors import Index
 from kb.search import rerank as reranker
 from kb.search.rerank import Reranker
 from kb.search.searcher import Searcher, adapted_passages
-from kb.train.cv import cached, candidate_samples, listed, training_sets, untrained_cache
+from kb.train.cv import cached, candidate_samples, cross_samples, listed, training_sets, untrained_cache
 from kb.train.data import fp32_e5
 from kb.train.passage import AdapterConfig, question_ids
 from kb.train.passage import fit as fit_adapter
@@ -143,8 +143,9 @@ def rerank_fit(
 ) -> dict[str, object]:
     """The shipped reranker: a Chinese scorer fitted on every STARD question's candidates from the untrained
     system (from the shipped tower too with rcfg.tower_candidates: in-sample, it was trained on the same questions)
-    and the definition pairs' from both, if given; with the SciFact set, an English one fitted on every SciFact
-    train query's from both (not measured without the tower's). SciFact test stays held out."""
+    and the definition pairs' from both, if given; with rcfg.across, the cross-language scorer ("en>zh") fitted
+    on every English translation's (kb.train.cv.cross_samples); with the SciFact set, an English one fitted on
+    every SciFact train query's from both (not measured without the tower's). SciFact test stays held out."""
     t0 = time.perf_counter()
     model = fp32_e5(threads)
     head = tower_head(model)
@@ -155,6 +156,14 @@ def rerank_fit(
         samples += candidate_samples(definitions, searcher, head, rcfg.pool, passages=passages)
     models = {"zh": fit_reranker(samples, rcfg)}
     result: dict[str, object] = {"definition pairs": len(definitions.queries) if definitions else 0}
+    english = prep.positions("en")
+    if rcfg.across and english:
+        base = fused(searcher, prep, {i: prep.ranked[i] for i in english}, listed(rcfg.pool))
+        vectors = dict(zip(english, head.encode([prep.hidden[i] for i in english])))
+        models["en" + reranker.ACROSS + "zh"] = fit_reranker(
+            cross_samples(prep, searcher, english, vectors, base, rcfg.pool, passages), rcfg
+        )
+        result["english questions"] = len(english)
     if sci is not None and scifact_index is not None:
         # The English scorer reads no sim: with it, SciFact test (held out) scored 0.7575 against 0.7608 without
         # it, and the bundled live-stream passage fell from rank 3 to 5 (docs/BENCHMARKS.md, session 11).
