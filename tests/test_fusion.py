@@ -10,8 +10,8 @@ import pytest
 from kb import config
 from kb.embed.models import HashingEmbedder
 from kb.index.build import build
-from kb.search.fusion import best_first, channel_ranks, depth, document_boost, ordered, rrf, with_neighbours
 from kb.search.base import SearcherBase
+from kb.search.fusion import best_first, channel_ranks, depth, document_boost, ordered, rrf, with_neighbours
 from kb.search.searcher import Searcher, row_neighbours
 
 QUESTIONS = [

@@ -75,9 +75,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "rerank": ("Rerank the best passages", "重排最相关的段落"),
     "rerank_help": (
-        "A model trained on real questions re-orders the first passages in the question's language by what they share "
-        "with it (its words, the title, a definition of the term asked about); off: the fused order",
-        "用真实问题训练的模型按段落与问题的共同点（词语、标题、所问术语的定义）重新排序前列的同语言段落；关闭则保持融合顺序",
+        "A model trained on real questions re-orders the first passages by what they share with the question (its "
+        "words, the title, a definition of the term asked about); an English question's Chinese passages are "
+        "re-ordered among their own places, through the question's dictionary translation; off: the fused order",
+        "用真实问题训练的模型按段落与问题的共同点（词语、标题、所问术语的定义）重新排序前列段落；英文问题的中文段落借助词典译文"
+        "在各自的位置间重排；关闭则保持融合顺序",
     ),
     "mode": ("Search mode", "检索方式"),
     "mode_hybrid": ("Hybrid", "混合"),
