@@ -251,6 +251,11 @@ def cross_validate(
     return out
 
 
+def gold_chunks(searcher: Searcher, prep: Prepared, i: int) -> set[str]:
+    """The chunk ids of question i's gold passages in the searcher's index (a sample's positives)."""
+    return set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]]))
+
+
 def candidate_samples(
     prep: Prepared,
     searcher: Searcher,
@@ -266,7 +271,7 @@ def candidate_samples(
     passage vectors `passages` through its adapter, if given), with the sim feature read from the tower's question
     vector as a search reads it (sim=False leaves it 0, so the scorer gives it no weight)."""
     ids = list(range(prep.n_stard or len(prep.queries)))
-    gold_ids = [set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids]
+    gold_ids = [gold_chunks(searcher, prep, i) for i in ids]
     vectors = head.encode([prep.hidden[i] for i in ids])
     length = listed(pool)
     lists = [base if base is not None else fused(searcher, prep, {i: prep.ranked[i] for i in ids}, length)]
@@ -298,7 +303,7 @@ def cross_samples(
     translation (as a search reads it), its first `pool` fused candidates from the untrained system (`base`;
     like the Chinese scorer, not the tower's, which was trained on these questions) and the sim feature from the
     tower's question vector against the passages through its adapter (`passages`), as a search reads it."""
-    gold = {i: set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in ids}
+    gold = {i: gold_chunks(searcher, prep, i) for i in ids}
     return [
         sample(
             with_translation(prep.queries[i], searcher.index.bm25.df),
@@ -340,7 +345,7 @@ def rerank_cv(
     searcher = Searcher(index, tuned=False, weights=fusion_weights(weights))
     n = prep.n_stard
     english = prep.positions("en")
-    gold_ids = {i: set(searcher.index.chunk_ids([int(r) for r in prep.gold[i]])) for i in range(n)}
+    gold_ids = {i: gold_chunks(searcher, prep, i) for i in range(n)}
     t0 = time.perf_counter()
     length = listed(rcfg.pool)
     base = cached(
