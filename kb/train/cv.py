@@ -78,8 +78,10 @@ def fusion_weights(changes: Mapping[str, float] | None) -> dict[str, float]:
 
 
 def cached(path: Path, make: Callable[[], T]) -> T:
-    """A value kept between runs (fitting the reranker again must not retrain the towers)."""
+    """A value kept between runs (fitting the reranker again must not retrain the towers); the log names each file
+    read, so a run's figures say which cached towers made them."""
     if path.is_file():
+        log.info("read %s", path)
         with path.open("rb") as fh:
             return pickle.load(fh)
     value = make()
@@ -93,7 +95,9 @@ def _fold_key(prep: Prepared, others: Sequence[Prepared], cfg: TrainConfig) -> s
     """Names a fold's cached hits after everything they depend on (config, questions, training sets).
 
     A config without pairs, and its questions, are written as before the pairs existed, so towers cached then
-    keep their names.
+    keep their names. The index is not in the key: a run over another index with the same questions (the whole
+    LawRefBook corpus) reads the fold towers and adapters trained over the first one (hard negatives from that
+    index), each still trained without its fold's questions; docs/BENCHMARKS.md says which figures were made so.
     """
     config = {k: v for k, v in cfg.__dict__.items() if v or k != "pairs"}
     extra = [other.queries for other, _ in training_sets(prep, others, set(), cfg)[1:]] or [[]]
