@@ -6,6 +6,7 @@
     python scripts/train.py rerank-cv --folds 3          # held-out figures, tower and reranker
     python scripts/train.py fit                          # train on every question, write kb/weights/...
     python scripts/train.py rerank-fit                   # the reranker, on the shipped tower's candidates
+    python scripts/train.py senses-cv --folds 3          # learned English senses for bm25_x (an experiment)
 
 The shipped tower trains on STARD's Chinese questions, our English translations of them
 (scripts/data/stard-train-en.tsv) and SciFact train (`--english 1 --scifact 1`, the defaults; SciFact needs
@@ -42,7 +43,7 @@ from kb.embed import tower as qtower
 from kb.errors import KbError
 from kb.search import rerank as reranker
 from kb.train import data, pairs
-from kb.train.cv import cross_validate, rerank_cv
+from kb.train.cv import cross_validate, rerank_cv, senses_cv
 from kb.train.passage import AdapterConfig
 from kb.train.rerank import RerankConfig
 from kb.train.ship import cross_lingual, fit, rerank_fit
@@ -64,6 +65,7 @@ STEPS = (
     "xling",
     "rerank-cv",
     "rerank-fit",
+    "senses-cv",
     "all",
 )
 
@@ -210,6 +212,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         inputs = (prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg)
         definitions = _definitions(args, cfg, rcfg)
         result["rerank_cv"] = rerank_cv(*inputs, rcfg, args.cache, en100_positions(), definitions, weights, adapter)
+    if args.step == "senses-cv":
+        result["senses_cv"] = senses_cv(prep, others, data.fp32_e5(THREADS), args.index, args.folds, cfg, args.cache)
     if args.step == "xling":
         result["xling"] = cross_lingual(prep, args.index, en100_positions())
     if args.step in ("fit", "all"):

@@ -24,12 +24,24 @@ from kb.index.vectors import Index
 from kb.search.hits import Hit
 from kb.search.rerank import ACROSS, Rerankers
 from kb.search.searcher import Searcher, adapted_passages, similarities
-from kb.text.bilingual import with_translation
+from kb.text.bilingual import glossary, with_translation
 from kb.train.passage import AdapterConfig, question_ids
 from kb.train.passage import fit as fit_adapter
 from kb.train.rerank import RerankConfig, Sample, sample
 from kb.train.rerank import fit as fit_reranker
-from kb.train.score import bridge_rankings, fused, judged, learn_bridges, mean, ratio, score, tuned_rankings
+from kb.train.score import (
+    bridge_rankings,
+    fused,
+    judged,
+    learn_bridges,
+    mean,
+    ratio,
+    score,
+    translated_rankings,
+    tuned_rankings,
+)
+from kb.train.senses import learn as learn_senses
+from kb.train.senses import with_senses
 from kb.train.tower import Head, Prepared, TrainConfig, folds, train, training_ids
 
 log = logging.getLogger(__name__)
@@ -449,3 +461,43 @@ def rerank_cv(
         )
     out["per_fold"] = per_fold
     return out
+
+
+def senses_cv(
+    prep: Prepared, others: Sequence[Prepared], model: object, index: Path, k: int, cfg: TrainConfig, cache: Path
+) -> dict[str, object]:
+    """Held-out figures of the English translations with the `bm25_x` channel translated by the dictionary and by
+    the dictionary with senses learned from the other folds' translation pairs (kb.train.senses), through the
+    untrained system's fusion and the fold tower's (fusion only: the cross-language scorer was fitted on the
+    dictionary's translation)."""
+    searcher = Searcher(index, tuned=False)
+    english = prep.positions("en")
+    dictionary = glossary()
+    results: dict[str, list[tuple[dict[str, float], int]]] = {}
+    per_fold: list[dict[str, object]] = []
+    for f, test in enumerate(folds(prep.n_stard, k, cfg.seed)):
+        held = set(test.tolist())
+        ids = [i for i in english if prep.group[i] in held]
+        learned = learn_senses(
+            (prep.queries[i], prep.queries[prep.group[i]]) for i in english if prep.group[i] not in held
+        )
+        head, _ = fold_head(model, prep, others, cfg, k, f, held, cache)
+        tuned = tuned_rankings(searcher, prep, ids, head.encode([prep.hidden[i] for i in ids]))
+        figures = {}
+        for name, table in (("dictionary", dictionary), ("learned", with_senses(dictionary, learned))):
+            bm25_x = {i: translated_rankings(searcher, prep, table, i) for i in ids}
+            for system, ranked, through in (("untrained", prep.ranked, False), ("tower", tuned, True)):
+                lists = {i: {**ranked[i], **bm25_x[i]} for i in ids}
+                figures[f"english {system}, {name}"] = judged(prep, fused(searcher, prep, lists, tuned=through), ids)
+        for name, fig in figures.items():
+            results.setdefault(name, []).append((fig, len(ids)))
+        per_fold.append(
+            {
+                "fold": f + 1,
+                "english": len(ids),
+                "learned keys": len(learned),
+                **{name: {m: round(v, 4) for m, v in fig.items()} for name, fig in figures.items()},
+            }
+        )
+        log.info("fold %d: %s", f + 1, json.dumps(per_fold[-1], ensure_ascii=False))
+    return {"folds": k, "config": cfg.__dict__, **pooled(results), "per_fold": per_fold}

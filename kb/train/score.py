@@ -20,6 +20,7 @@ from kb.search.fusion import depth
 from kb.search.hits import Hit
 from kb.search.rerank import Reranker
 from kb.search.searcher import Searcher, _top, allowed_rows, similarities
+from kb.text.bilingual import Glossary
 from kb.text.lexical import tokenize
 from kb.train.bridges import Bridges, learn
 from kb.train.tower import Prepared
@@ -59,6 +60,17 @@ def bridge_rankings(searcher: Searcher, prep: Prepared, bridges: Bridges, i: int
     if scores is None:
         return {}
     return {"bridge": _top(scores, prep.allowed, depth(100), searcher.index.row_order)}
+
+
+def translated_rankings(searcher: Searcher, prep: Prepared, glossary: Glossary, i: int) -> dict[str, list[int]]:
+    """The `bm25_x` channel of English question i with another glossary than the product's (kb.train.senses), as
+    kb.search.searcher ranks it: BM25 over the Chinese passages for the question's translation."""
+    loaded = searcher.index
+    terms = glossary.translate(prep.queries[i], loaded.bm25.df)
+    scores = loaded.bm25.scores(terms) if terms else None
+    if scores is None:
+        return {}
+    return {"bm25_x": _top(scores, prep.allowed & loaded.columns.zh, depth(100), loaded.row_order)}
 
 
 def learn_bridges(prep: Prepared, ids: list[int]) -> Bridges:
