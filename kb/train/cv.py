@@ -487,7 +487,8 @@ def senses_cv(
         for name, table in (("dictionary", dictionary), ("learned", with_senses(dictionary, learned))):
             bm25_x = {i: translated_rankings(searcher, prep, table, i) for i in ids}
             for system, ranked, through in (("untrained", prep.ranked, False), ("tower", tuned, True)):
-                lists = {i: {**ranked[i], **bm25_x[i]} for i in ids}
+                # the prepared bm25_x (the product's glossary) gives way to this one's, or to none without terms
+                lists = {i: {**{c: r for c, r in ranked[i].items() if c != "bm25_x"}, **bm25_x[i]} for i in ids}
                 figures[f"english {system}, {name}"] = judged(prep, fused(searcher, prep, lists, tuned=through), ids)
         for name, fig in figures.items():
             results.setdefault(name, []).append((fig, len(ids)))
