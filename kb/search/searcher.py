@@ -145,11 +145,9 @@ class Searcher(SearcherBase):
         if mode == "hybrid" and q_lang == "en" and self.weights.get("bm25_x"):
             # An English question's words translated to Chinese terms (kb.text.bilingual), searched by BM25 over
             # the Chinese passages: the only channel that matches an English question to a Chinese article's words.
-            mask = allowed & index.columns.zh
-            terms = bilingual.glossary().translate(query, index.bm25.df) if mask.any() else []
-            scores = index.bm25.scores(terms) if terms else None
-            if scores is not None:
-                ranked["bm25_x"] = _top(scores, mask, want, index.row_order)
+            rows = translated_rows(index, query, allowed & index.columns.zh, want)
+            if rows is not None:
+                ranked["bm25_x"] = rows
         if mode in ("hybrid", "semantic"):
             # Passages in the question's language and in the other language are ranked apart: a
             # shared list would bury every Chinese article under English ones for an English question,
@@ -301,6 +299,19 @@ def row_neighbours(row_doc: np.ndarray, allowed: np.ndarray) -> Callable[[int, i
         return other if 0 <= other < n and row_doc[other] == row_doc[row] and allowed[other] else None
 
     return neighbour
+
+
+def translated_rows(
+    index: LoadedIndex, query: str, mask: np.ndarray, want: int, table: bilingual.Glossary | None = None
+) -> list[int] | None:
+    """The `bm25_x` channel's rows: BM25 over the passages `mask` allows (the Chinese ones) for the question's
+    translation by the product's glossary, or by `table` (kb.train.senses measures another); None when the mask
+    allows nothing or no word translates."""
+    if not mask.any():
+        return None
+    terms = (bilingual.glossary() if table is None else table).translate(query, index.bm25.df)
+    scores = index.bm25.scores(terms) if terms else None
+    return None if scores is None else _top(scores, mask, want, index.row_order)
 
 
 def _top(scores: np.ndarray, allowed: np.ndarray, want: int, order: np.ndarray) -> list[int]:

@@ -49,6 +49,12 @@ _MAX_GLOSS_WORDS = 5
 PARSE_VERSION = 2
 
 
+def stems(text: str) -> list[str]:
+    """The English stems of a text (kb.text.lexical's tokens that are Latin words), in order: what the glossary's
+    keys are made of."""
+    return [t for t in tokenize(text) if _LATIN.match(t)]
+
+
 @dataclass(frozen=True)
 class Glossary:
     """English stems (one word, or a phrase of stems joined by spaces) -> {Chinese word: weight}, and each Chinese
@@ -62,14 +68,14 @@ class Glossary:
 
         df: how many indexed passages hold a Chinese token (0: the word is not in this index, so it is not kept).
         """
-        stems = [t for t in tokenize(query) if _LATIN.match(t)]
+        words_of = stems(query)
         words: dict[str, None] = {}
-        used = [False] * len(stems)
+        used = [False] * len(words_of)
         for n in range(LONGEST, 0, -1):
-            for i in range(len(stems) - n + 1):
+            for i in range(len(words_of) - n + 1):
                 if any(used[i : i + n]):
                     continue
-                found = self.table.get(" ".join(stems[i : i + n]))
+                found = self.table.get(" ".join(words_of[i : i + n]))
                 if not found:
                     continue
                 for word in self._best(found, df, per_word):
@@ -114,13 +120,13 @@ def parse(lines: Iterable[str]) -> Glossary:
             g = _ASIDE.sub(" ", g)
             if len(g.split()) > _MAX_GLOSS_WORDS:
                 continue
-            stems = [t for t in tokenize(g) if _LATIN.match(t)]
-            if not stems or len(stems) > LONGEST:
+            gloss_stems = stems(g)
+            if not gloss_stems or len(gloss_stems) > LONGEST:
                 continue
-            put(" ".join(stems), word, 1.0)  # the gloss as a whole: "wages" -> 工资
-            if len(stems) > 1:
-                for s in stems:  # a word of a longer gloss, weaker: "carrier" in "aircraft carrier"
-                    put(s, word, 0.5 / len(stems))
+            put(" ".join(gloss_stems), word, 1.0)  # the gloss as a whole: "wages" -> 工资
+            if len(gloss_stems) > 1:
+                for s in gloss_stems:  # a word of a longer gloss, weaker: "carrier" in "aircraft carrier"
+                    put(s, word, 0.5 / len(gloss_stems))
     words = {w for slot in table.values() for w in slot}
     return Glossary(table, {w: tuple(t for t in tokenize(w) if len(t) >= 2) or (w,) for w in sorted(words)})
 

@@ -19,7 +19,7 @@ from kb.ingest.read import detect_lang
 from kb.search.fusion import depth
 from kb.search.hits import Hit
 from kb.search.rerank import Reranker
-from kb.search.searcher import Searcher, _top, allowed_rows, similarities
+from kb.search.searcher import Searcher, _top, allowed_rows, similarities, translated_rows
 from kb.text.bilingual import Glossary
 from kb.text.lexical import tokenize
 from kb.train.bridges import Bridges, learn
@@ -66,11 +66,8 @@ def translated_rankings(searcher: Searcher, prep: Prepared, glossary: Glossary, 
     """The `bm25_x` channel of English question i with another glossary than the product's (kb.train.senses), as
     kb.search.searcher ranks it: BM25 over the Chinese passages for the question's translation."""
     loaded = searcher.index
-    terms = glossary.translate(prep.queries[i], loaded.bm25.df)
-    scores = loaded.bm25.scores(terms) if terms else None
-    if scores is None:
-        return {}
-    return {"bm25_x": _top(scores, prep.allowed & loaded.columns.zh, depth(100), loaded.row_order)}
+    rows = translated_rows(loaded, prep.queries[i], prep.allowed & loaded.columns.zh, depth(100), glossary)
+    return {} if rows is None else {"bm25_x": rows}
 
 
 def learn_bridges(prep: Prepared, ids: list[int]) -> Bridges:

@@ -14,27 +14,25 @@ Not searched with yet: `scripts/train.py senses-cv` measures it on held-out fold
 from __future__ import annotations
 
 import itertools
-import re
 from collections import Counter
 from collections.abc import Iterable
 
-from kb.text.bilingual import Glossary
+from kb.text.bilingual import Glossary, stems
 from kb.text.lexical import tokenize
 
-_LATIN = re.compile(r"[a-z]")
 # Above every dictionary weight (1.0 for a whole gloss), so a learned word is read first.
 LEARNED = 2.0
 
 
 def english_keys(text: str) -> set[str]:
     """The stems of an English text and its pairs of adjacent stems, as the glossary's keys are written."""
-    stems = [t for t in tokenize(text) if _LATIN.match(t)]
-    return set(stems) | {f"{a} {b}" for a, b in itertools.pairwise(stems)}
+    words = stems(text)
+    return set(words) | {f"{a} {b}" for a, b in itertools.pairwise(words)}
 
 
 def chinese_words(text: str) -> set[str]:
     """The jieba words of 2+ characters of a Chinese text, as BM25 indexes them."""
-    return {t for t in tokenize(text) if len(t) >= 2 and not _LATIN.match(t)}
+    return {t for t in tokenize(text) if len(t) >= 2} - set(stems(text))
 
 
 def learn(
