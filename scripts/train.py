@@ -5,6 +5,7 @@
     python scripts/train.py prepare-definitions          # corpus definition pairs for the reranker
     python scripts/train.py rerank-cv --folds 3          # held-out figures, tower and reranker
     python scripts/train.py fit                          # train on every question, write kb/weights/...
+    python scripts/train.py memory                       # (fit ends with it) the question memory, into the same file
     python scripts/train.py rerank-fit                   # the reranker, on the shipped tower's candidates
     python scripts/train.py senses-cv --folds 3          # learned English senses for bm25_x (an experiment)
 
@@ -44,9 +45,10 @@ from kb.errors import KbError
 from kb.search import rerank as reranker
 from kb.train import data, pairs
 from kb.train.cv import cross_validate, rerank_cv, senses_cv
+from kb.train.memory import write_memory
 from kb.train.passage import AdapterConfig
 from kb.train.rerank import RerankConfig
-from kb.train.ship import cross_lingual, fit, rerank_fit
+from kb.train.ship import cross_lingual, fit, rerank_fit, tower_head
 from kb.train.tower import PAIR_KINDS, Prepared, TrainConfig
 
 DEFAULT_INDEX = config.BENCH_DIR / "stard-lawrefbook-national-e5" / "index"
@@ -62,6 +64,7 @@ STEPS = (
     "prepare-definitions",
     "cv",
     "fit",
+    "memory",
     "xling",
     "rerank-cv",
     "rerank-fit",
@@ -219,6 +222,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.step in ("fit", "all"):
         scifact = args.scifact_index if args.scifact_index.is_dir() else None
         result["fit"] = fit(prep, others, cfg, args.out, scifact, THREADS, adapter)
+    if args.step == "memory":  # what `fit` ends with: the file's tower embeds every STARD question again
+        result["memory"] = write_memory(args.out, prep, tower_head(data.fp32_e5(THREADS), args.out))
     if args.step in ("rerank-fit", "all"):
         scifact = args.scifact_index if args.scifact_index.is_dir() else None
         sci = next((o for o in others if o.kind[:1] == ["scifact"]), None)

@@ -271,6 +271,8 @@ def test_milvus_searches_the_passage_adapted_vectors_the_faiss_backend_makes(
 
     from kb import config
     from kb.embed import tower
+    from kb.embed.memory import Article
+    from kb.embed.memory import build as build_memory
     from kb.embed.models import load_embedder
     from kb.index import vectors
     from kb.milvus.schema import ADAPTED
@@ -321,6 +323,22 @@ def test_milvus_searches_the_passage_adapted_vectors_the_faiss_backend_makes(
         for backend in (faiss, milvus):
             similarity = backend._similarity(question, True)
             assert similarity is not None and np.allclose(similarity(hits), expected, atol=2e-3)
+        # The question memory (kb.search.memory) gives both backends the same channel, filters applied.
+        question = "网店不发货怎么办"
+        law = next(d for d, t in faiss.resolver.titles.items() if "电子商务法" in t)
+        article = next(c for c in faiss.source(law)[1] if c.article_no)
+        memory = build_memory(
+            faiss.question_vector(question, True)[None, :],
+            [[Article(faiss.resolver.titles[law], int(article.article_no), None, "".join(article.text.split())[:30])]],
+        )
+        shipped = tower.shipped()
+        monkeypatch.setattr(tower, "shipped", lambda: replace(shipped, memory=memory))
+        for backend in (faiss, milvus):
+            assert backend.rankings(question, 100)["memory"] == [article.chunk_id]
+            others = [d for d in backend.docs if d != law]
+            assert "memory" not in backend.rankings(question, 100, docs=others)
+            assert "memory" not in backend.rankings(question, 100, tuned=False)
+        monkeypatch.undo()
     finally:
         milvus.close()
     # The same tower file: the next build keeps every row. Another one (a retrained adapter): the build rewrites

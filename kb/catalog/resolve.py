@@ -150,7 +150,7 @@ class Resolver:
             if ref.text == "前条":
                 article_no, sub = chunk.article_no - 1, None
             else:
-                article_no, sub = chunk.article_no, _sub_of(chunk.article)
+                article_no, sub = chunk.article_no, sub_of(chunk.article)
                 if ref.back:
                     here = _paragraph_at(self.source.article_chunks(chunk.doc_id, chunk.article_no), chunk, ref.start)
                     paragraph = here - ref.back
@@ -158,7 +158,7 @@ class Resolver:
                         return Resolved(ref, None, "no previous paragraph")
         assert article_no is not None
         for doc_id in candidates:
-            parts = [c for c in self.source.article_chunks(doc_id, article_no) if _sub_of(c.article) == sub]
+            parts = [c for c in self.source.article_chunks(doc_id, article_no) if sub_of(c.article) == sub]
             if parts:
                 break
         else:
@@ -169,7 +169,8 @@ class Resolver:
         return Resolved(ref, Target(doc_id, article_no, target.chunk_id, cite))
 
 
-def _sub_of(label: str | None) -> int | None:
+def sub_of(label: str | None) -> int | None:
+    """M of an article label 第N条之M; None for a plain 第N条."""
     m = re.search(r"之([一二三四五六七八九十]+)$", label or "")
     return cn_number(m.group(1)) if m else None
 

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from kb import config
+from kb.embed.memory import TENSORS as MEMORY_TENSORS
+from kb.embed.memory import QuestionMemory
 from kb.embed.models import Embedder, _normalise
 from kb.errors import ModelLoadError, ModelMismatchError
 
@@ -53,6 +55,7 @@ class TowerWeights:
     tensors: dict[str, np.ndarray]
     langs: tuple[str, ...] = TUNED_LANGS  # question languages it was trained on
     passage: dict[str, np.ndarray] = field(default_factory=dict)  # the passage adapter ('passage.a.weight', ...)
+    memory: QuestionMemory | None = None  # the training questions through this tower (kb.embed.memory)
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -82,14 +85,25 @@ def load_weights(path: Path = WEIGHTS) -> TowerWeights:
         ) from exc
     layers = {name: t for name, t in tensors.items() if name.startswith("layers.")}
     passage = {name: t for name, t in tensors.items() if name.startswith("passage.")}
-    if not layers or len(layers) + len(passage) != len(tensors):
+    remembered = {name: t for name, t in tensors.items() if name.startswith("memory.")}
+    if not layers or len(layers) + len(passage) + len(remembered) != len(tensors):
         raise ModelLoadError(f"{path}: holds no encoder layers; retrain with `python scripts/train.py fit`")
     if passage and sorted(passage) != sorted(ADAPTER_TENSORS):
         raise ModelLoadError(
             f"{path}: the passage adapter holds {sorted(passage)}, expected {list(ADAPTER_TENSORS)}; "
             "retrain with `python scripts/train.py fit`"
         )
-    return TowerWeights(path, sha256_of(path), layers, trained_langs(about), passage)
+    memory = None
+    if remembered:
+        try:
+            if sorted(remembered) != sorted(MEMORY_TENSORS):
+                raise ValueError(f"holds {sorted(remembered)}, expected {list(MEMORY_TENSORS)}")
+            memory = QuestionMemory.from_tensors(remembered)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(
+                f"{path}: its question memory is unreadable ({exc}); rebuild it with `python scripts/train.py memory`"
+            ) from exc
+    return TowerWeights(path, sha256_of(path), layers, trained_langs(about), passage, memory)
 
 
 # The passage adapter's tensors: x + b(gelu(a(x))), then L2 normalisation (kb.train.passage trains it).

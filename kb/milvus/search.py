@@ -203,10 +203,29 @@ class MilvusSearcher(SearcherBase):
         weights = self.fusion_weights(query, tuned)
         if self.fusion == "milvus" and len(requests) > 1:
             return self._hits({}, self._hybrid(requests), query, k, filters.lang, xrefs, weights, reorder)
-        return self._hits(self._run(requests), None, query, k, filters.lang, xrefs, weights, reorder)
+        ranked = self._with_memory(self._run(requests), query, depth(k), filters, mode, tuned)
+        return self._hits(ranked, None, query, k, filters.lang, xrefs, weights, reorder)
 
     def _rankings(self, query: str, want: int, filters: Filters, mode: str, tuned: bool) -> Rankings:
-        return self._run(self._requests(query, want, filters, mode, tuned))
+        ranked = self._run(self._requests(query, want, filters, mode, tuned))
+        return self._with_memory(ranked, query, want, filters, mode, tuned)
+
+    def _with_memory(
+        self, ranked: Rankings, query: str, want: int, filters: Filters, mode: str, tuned: bool
+    ) -> Rankings:
+        """The rankings with the memory channel (kb.search.memory) of a Chinese question through the tower, as the
+        FAISS backend ranks it: the articles' chunks the filters let through (one query by primary key)."""
+        if mode != "hybrid" or "dense" not in self.channels or not self.chinese_through_tower(query, tuned):
+            return ranked
+        answers = self.answers(self.resolver)
+        ids = answers.ranked(self.question_vector(query, tuned)) if answers is not None else []
+        if not ids:
+            return ranked
+        expr = expression(check_filters(filters, self.docs, self.levels, self.issuers))
+        where = in_clause("chunk_id", ids) + (f" and ({expr})" if expr else "")
+        kept = {str(r["chunk_id"]) for r in self.db.client.query(self.db.chunks, filter=where, output_fields=[])}
+        listed = [c for c in ids if c in kept][:want]
+        return {**ranked, "memory": listed} if listed else ranked
 
     def _fuse(self, ranked: Rankings, query: str, k: int, filters: Filters, weights: dict[str, float]) -> list[Hit]:
         return self._hits(ranked, None, query, k, filters.lang, False, weights)

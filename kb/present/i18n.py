@@ -113,6 +113,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ch_xling": ("cross-language #{rank}", "跨语言 #{rank}"),
     "ch_bm25_x": ("translated keywords #{rank}", "译词关键词 #{rank}"),
     "ch_near": ("next to result #{rank}", "邻近第 {rank} 条结果"),
+    "ch_memory": ("answered similar questions #{rank}", "相似问题的答案 #{rank}"),
     "answer_intro": (
         "The passages that best answer the question, grouped by document:",
         "最能回答该问题的段落，按文件分组：",

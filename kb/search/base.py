@@ -32,6 +32,7 @@ from kb.ingest.read import detect_lang
 from kb.search import rerank as reranker
 from kb.search.contract import MODES, Rankings, SearchOptions
 from kb.search.hits import Hit, Reorder
+from kb.search.memory import Answers
 from kb.search.rerank import Similarity
 from kb.text import bilingual
 from kb.text.lexical import word_frequency
@@ -78,6 +79,7 @@ class SearcherBase:
         self.query_wrapper: Callable[[Embedder], Embedder] | None = None
         self._lock = threading.Lock()
         self._question_vectors: OrderedDict[tuple[str, bool], np.ndarray] = OrderedDict()
+        self._answers: Answers | None = None
 
     def check_models(self, model: str | None) -> None:
         """Raises ModelMismatchError when --model or a given embedder is not what the index was built with."""
@@ -236,6 +238,17 @@ class SearcherBase:
             while len(self._question_vectors) > QUESTION_VECTORS:
                 self._question_vectors.popitem(last=False)
         return vec
+
+    def answers(self, resolver: Resolver) -> Answers | None:
+        """The question memory's articles among the documents `resolver` reads (one generation's), found as
+        questions ask for them; None when the shipped tower file holds no memory."""
+        memory = tower.shipped().memory
+        if memory is None:
+            return None
+        with self._lock:
+            if self._answers is None or self._answers.resolver is not resolver:
+                self._answers = Answers(memory, resolver)
+            return self._answers
 
     def _similarity(self, query: str, tuned: bool) -> Similarity | None:
         """The dense similarity of the question to given hits' passages, for the reranker; None: not available."""

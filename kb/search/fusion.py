@@ -211,7 +211,7 @@ def fuse(
     """The k best distinct passages: the head by weighted reciprocal rank, the tail by document and neighbourhood.
 
     Args:
-        ranked: channel -> passages best first, `depth(k)` deep.
+        ranked: channel -> passages best first, `depth(k)` deep; a channel of config.TAIL_ONLY joins the tail only.
         prior, tie, doc_of: a passage's level prior, reading position and document.
         neighbour: see with_neighbours.
         fetch: keys -> chunks.
@@ -219,7 +219,9 @@ def fuse(
     """
     passages: Passages[K] = Passages(fetch)
     if fused is None:
-        head = rrf(ranked, weights, prior, config.CANDIDATES)
+        head = rrf(
+            {c: keys for c, keys in ranked.items() if c not in config.TAIL_ONLY}, weights, prior, config.CANDIDATES
+        )
     else:
         head, ranked = {key: v * prior(key) for key, v in fused.items()}, {}
     first = min(k, config.HEAD) if ranked else k

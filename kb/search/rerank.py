@@ -152,7 +152,7 @@ def features(query: str, hits: Sequence[Hit], sims: np.ndarray | None = None) ->
         row = [
             1.0 / math.log2(1 + hit.rank),
             *(1.0 / math.log2(1 + ranks[c]) if c in ranks else 0.0 for c in CHANNELS),
-            float(len(ranks)),
+            float(len(ranks) - ("memory" in ranks)),  # the memory joins the tail only (config.TAIL_ONLY)
             len(words & p.tokens) / max(len(words), 1),
             len(long_words & p.tokens) / max(len(long_words), 1),
             # a question bigram is among the passage's bigrams exactly when it is a substring of its kept characters

@@ -166,6 +166,12 @@ class Searcher(SearcherBase):
             if "xling" in index.vectors and mask.any():
                 vec = self.embedder("xling").query([query])[0]
                 ranked["xling"] = nearest(index.vectors["xling"], vec, mask, want, index.row_order)
+        if mode == "hybrid" and "dense" in index.vectors and self.chinese_through_tower(query, tuned):
+            answers = self.answers(index.resolver)
+            if answers is not None:
+                rows = [r for r in index.rows_of(answers.ranked(self.question_vector(query, tuned))) if allowed[r]]
+                if rows:
+                    ranked["memory"] = rows[:want]
         return ranked
 
     def passage_vectors(self, index: LoadedIndex, query: str, tuned: bool) -> vectors.Index:

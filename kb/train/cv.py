@@ -25,6 +25,7 @@ from kb.search.hits import Hit
 from kb.search.rerank import ACROSS, Rerankers
 from kb.search.searcher import Searcher, adapted_passages, similarities
 from kb.text.bilingual import glossary, with_translation
+from kb.train.memory import memory_rankings, remember
 from kb.train.passage import AdapterConfig, question_ids
 from kb.train.passage import fit as fit_adapter
 from kb.train.rerank import RerankConfig, Sample, sample
@@ -167,6 +168,20 @@ def fold_passages(
     return adapted_passages(searcher.index, cached(path, trained))
 
 
+def fold_memory(
+    searcher: Searcher,
+    prep: Prepared,
+    train_ids: Sequence[int],
+    train_vectors: np.ndarray,
+    ids: Sequence[int],
+    vectors: np.ndarray,
+) -> dict[int, dict[str, list[int]]]:
+    """The memory channel of held-out Chinese questions `ids` (their fold tower's vectors), as a search adds it to
+    a Chinese question through the tower, from a memory of the training folds' STARD questions only."""
+    memory = remember(prep, train_ids, train_vectors)
+    return memory_rankings(searcher, prep, memory, ids, vectors)
+
+
 def pooled(results: dict[str, list[tuple[dict[str, float], int]]]) -> dict[str, dict[str, float]]:
     """Per figure: Chinese ones fold-averaged like every earlier CV table; English and en100 ones pooled over
     questions (their counts differ between folds)."""
@@ -214,7 +229,14 @@ def cross_validate(
         en100_zh = [prep.group[i] for i in en100_en]
         asked = ids + en_ids
         passages = fold_passages(searcher, prep, others, cfg, head, adapter, k, f, held, cache)
-        with_tower = tuned_rankings(searcher, prep, asked, head.encode([prep.hidden[i] for i in asked]), passages)
+        asked_vectors = head.encode([prep.hidden[i] for i in asked])
+        with_tower = tuned_rankings(searcher, prep, asked, asked_vectors, passages)
+        train_ids = [i for i in range(prep.n_stard) if i not in held]
+        train_vectors = head.encode([prep.hidden[i] for i in train_ids])
+        for i, memory_channel in fold_memory(
+            searcher, prep, train_ids, train_vectors, ids, asked_vectors[: len(ids)]
+        ).items():
+            with_tower[i].update(memory_channel)
         hits = fused(searcher, prep, with_tower, tuned=True)
         base = fused(searcher, prep, {i: prep.ranked[i] for i in asked})
         figures = {
@@ -385,6 +407,10 @@ def rerank_cv(
         vectors = dict(zip(asked_ids, head.encode([prep.hidden[i] for i in asked_ids])))
         passages = fold_passages(searcher, prep, others, cfg, head, adapter, k, f, held, cache)
         ranked = tuned_rankings(searcher, prep, asked_ids, np.stack(list(vectors.values())), passages)
+        train_vectors = np.stack([vectors[i] for i in train_ids])
+        test_vectors = np.stack([vectors[i] for i in ids])
+        for i, memory_channel in fold_memory(searcher, prep, train_ids, train_vectors, ids, test_vectors).items():
+            ranked[i].update(memory_channel)
         tuned = fused(searcher, prep, ranked, length, tuned=True)
         # The sim feature reads the fold tower's question vector and adapted passages, as a search does.
         sim = {i: partial(similarities, searcher.index, vectors[i], passages=passages) for i in asked_ids}

@@ -21,6 +21,7 @@ from kb.search.rerank import Reranker
 from kb.search.searcher import Searcher, adapted_passages
 from kb.train.cv import cached, candidate_samples, cross_samples, listed, training_sets, untrained_cache
 from kb.train.data import fp32_e5
+from kb.train.memory import write_memory
 from kb.train.passage import AdapterConfig, question_ids
 from kb.train.passage import fit as fit_adapter
 from kb.train.rerank import RerankConfig, Sample
@@ -81,7 +82,9 @@ def fit(
     if adapter is not None:
         about["adapter"] = adapter.__dict__
     save_file(tensors, str(out), metadata={"scripts/train.py": json.dumps(about, sort_keys=True)})
+    memory = write_memory(out, prep, tower_head(model, out))  # the questions as the shipped (float16) tower reads them
     result: dict[str, object] = {
+        "memory": memory,
         "file": str(out),
         "sha256": qtower.sha256_of(out),
         "bytes": out.stat().st_size,
