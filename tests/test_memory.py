@@ -149,6 +149,21 @@ def test_the_memory_channel_joins_the_tail_only(bundled: Searcher, monkeypatch: 
     assert not any(ch == "memory" for h in english for ch, _ in h.channels)
 
 
+def test_the_memory_shows_no_superseded_version_unless_asked(
+    bundled: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled 网络安全法 is the 2016 text, marked 已修改: a remembered article of it is found, but the search's
+    default filters keep it out of the memory channel, as they keep it out of every other channel."""
+    question = "网络运营者泄露用户信息要承担什么责任"
+    chunk_id, key = _article_chunk(bundled, "网络安全法", 42)
+    memory = build(bundled.question_vector(question, True)[None, :], [[Article("网络安全法", 42, None, key)]])
+    shipped = qtower.shipped()
+    monkeypatch.setattr(qtower, "shipped", lambda: dataclasses.replace(shipped, memory=memory))
+    bundled._answers = None
+    assert "memory" not in bundled.rankings(question, 100)
+    assert bundled.rankings(question, 100, include_repealed=True)["memory"] == [chunk_id]
+
+
 def test_a_tail_only_channel_leaves_the_head_of_the_fusion_alone() -> None:
     ranked = {"bm25": list(range(15)), "dense": list(range(14, -1, -1))[:8] + [20, 21]}
     prior = [1.0] * 100
