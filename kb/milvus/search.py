@@ -215,10 +215,7 @@ class MilvusSearcher(SearcherBase):
     ) -> Rankings:
         """The rankings with the memory channel (kb.search.memory) of a Chinese question through the tower, as the
         FAISS backend ranks it: the articles' chunks the filters let through (one query by primary key)."""
-        if mode != "hybrid" or "dense" not in self.channels or not self.chinese_through_tower(query, tuned):
-            return ranked
-        answers = self.answers(self.resolver)
-        ids = answers.ranked(self.question_vector(query, tuned)) if answers is not None else []
+        ids = self.remembered(query, mode, tuned, self.resolver)
         if not ids:
             return ranked
         expr = expression(check_filters(filters, self.docs, self.levels, self.issuers))

@@ -250,6 +250,14 @@ class SearcherBase:
                 self._answers = Answers(memory, resolver)
             return self._answers
 
+    def remembered(self, query: str, mode: str, tuned: bool, resolver: Resolver) -> list[str]:
+        """The memory channel's chunk ids, best first and before filters: for a Chinese question through the tower
+        in hybrid mode (kb.search.memory), else none."""
+        if mode != "hybrid" or "dense" not in self.channels or not self.chinese_through_tower(query, tuned):
+            return []
+        answers = self.answers(resolver)
+        return answers.ranked(self.question_vector(query, tuned)) if answers is not None else []
+
     def _similarity(self, query: str, tuned: bool) -> Similarity | None:
         """The dense similarity of the question to given hits' passages, for the reranker; None: not available."""
         return None

@@ -166,12 +166,9 @@ class Searcher(SearcherBase):
             if "xling" in index.vectors and mask.any():
                 vec = self.embedder("xling").query([query])[0]
                 ranked["xling"] = nearest(index.vectors["xling"], vec, mask, want, index.row_order)
-        if mode == "hybrid" and "dense" in index.vectors and self.chinese_through_tower(query, tuned):
-            answers = self.answers(index.resolver)
-            if answers is not None:
-                rows = [r for r in index.rows_of(answers.ranked(self.question_vector(query, tuned))) if allowed[r]]
-                if rows:
-                    ranked["memory"] = rows[:want]
+        rows = memory_rows(index, self.remembered(query, mode, tuned, index.resolver), allowed, want)
+        if rows:
+            ranked["memory"] = rows
         return ranked
 
     def passage_vectors(self, index: LoadedIndex, query: str, tuned: bool) -> vectors.Index:
@@ -305,6 +302,11 @@ def row_neighbours(row_doc: np.ndarray, allowed: np.ndarray) -> Callable[[int, i
         return other if 0 <= other < n and row_doc[other] == row_doc[row] and allowed[other] else None
 
     return neighbour
+
+
+def memory_rows(index: LoadedIndex, chunk_ids: list[str], allowed: np.ndarray, want: int) -> list[int]:
+    """The memory channel (kb.search.memory) as rows: its chunks the search may return, the first `want`."""
+    return [r for r in index.rows_of(chunk_ids) if allowed[r]][:want]
 
 
 def translated_rows(

@@ -10,8 +10,9 @@ import numpy as np
 
 from kb.bench.evaluate import _stard_rows
 from kb.embed.memory import Article, QuestionMemory, build
+from kb.search.fusion import depth
 from kb.search.memory import Answers
-from kb.search.searcher import Searcher
+from kb.search.searcher import Searcher, memory_rows
 from kb.train.tower import Head, Prepared
 
 
@@ -32,7 +33,7 @@ def memory_rankings(
     answers = Answers(memory, searcher.index.resolver)
     out: dict[int, dict[str, list[int]]] = {}
     for i, vec in zip(ids, vectors):
-        rows = [r for r in searcher.index.rows_of(list(answers.ranked(vec))) if prep.allowed[r]]
+        rows = memory_rows(searcher.index, answers.ranked(vec), prep.allowed, depth(100))
         out[i] = {"memory": rows} if rows else {}
     return out
 
